@@ -1,0 +1,118 @@
+// Softmax, the losses of the study's recipes, and classification metrics.
+#include <cmath>
+
+#include "engine/ops_common.h"
+
+namespace gs::ops {
+
+using namespace detail;
+
+namespace {
+
+void check_logits(const char* op, const Tensor& x) {
+  check_float(op, x, "input");
+  GS_CHECK(x.rank() == 2, "{}: the input must be 2-D [rows, classes], got {}", op, x.describe());
+}
+
+// Labels must be i32 [rows] with every value in [0, classes); checked on the host.
+void check_labels(const char* op, const Tensor& logits, const Tensor& labels) {
+  check_defined(op, labels, "labels");
+  GS_CHECK(labels.dtype() == DType::i32 && labels.rank() == 1 && labels.size(0) == logits.size(0),
+           "{}: labels must be i32[{}] to match the logits {}, got {}", op, logits.size(0), logits.describe(),
+           labels.describe());
+  GS_CHECK(labels.device() == logits.device(), "{}: labels {} and logits {} are on different devices", op,
+           labels.describe(), logits.describe());
+  const auto values = labels.to_int_vector();
+  for (std::size_t i = 0; i < values.size(); ++i)
+    GS_CHECK(values[i] >= 0 && values[i] < logits.size(1),
+             "{}: label {} at row {} is out of range for {} classes (labels must be in [0, {}))", op, values[i],
+             i, logits.size(1), logits.size(1));
+}
+
+}  // namespace
+
+Tensor log_softmax(const Tensor& x) {
+  check_logits("log_softmax", x);
+  Tensor y = empty_like(x);
+  backend_of(x).log_softmax(x.dtype(), x.size(0), x.size(1), x.raw(), y.raw());
+  Tensor saved = y.detach();
+  return record(y, "log_softmax", {x}, [saved](const Tensor& g, const std::vector<bool>&) {
+    Tensor gx = empty_like(g);
+    backend_of(g).log_softmax_backward(g.dtype(), g.size(0), g.size(1), saved.raw(), g.raw(), gx.raw());
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
+  check_logits("cross_entropy", logits);
+  GS_CHECK(logits.size(0) > 0 && logits.size(1) > 0, "cross_entropy: needs at least one row and one class, got {}",
+           logits.describe());
+  check_labels("cross_entropy", logits, labels);
+  Tensor logp = log_softmax(logits);
+  Tensor loss = Tensor::empty(Shape{}, logits.dtype(), logits.device());
+  backend_of(logits).nll(logits.dtype(), logits.size(0), logits.size(1), logp.raw(),
+                         static_cast<const std::int32_t*>(labels.raw()), loss.raw());
+  return record(loss, "cross_entropy", {logp}, [labels, shape = logp.shape()](const Tensor& g, const std::vector<bool>&) {
+    Tensor glogp = Tensor::empty(shape, g.dtype(), g.device());
+    backend_of(g).nll_backward(g.dtype(), shape[0], shape[1], static_cast<const std::int32_t*>(labels.raw()), g.raw(),
+                               glogp.raw());
+    return std::vector<Tensor>{glogp};
+  });
+}
+
+Tensor mse_loss(const Tensor& prediction, const Tensor& target) {
+  check_pair("mse_loss", prediction, target);
+  GS_CHECK(prediction.shape() == target.shape(), "mse_loss: the prediction {} and the target {} differ in shape",
+           prediction.describe(), target.describe());
+  GS_CHECK(prediction.numel() > 0, "mse_loss: the prediction {} is empty", prediction.describe());
+  Tensor loss = Tensor::empty(Shape{}, prediction.dtype(), prediction.device());
+  backend_of(prediction).mse(prediction.dtype(), prediction.numel(), prediction.raw(), target.raw(), loss.raw());
+  return record(loss, "mse_loss", {prediction, target},
+                [prediction, target](const Tensor& g, const std::vector<bool>& needs) {
+                  std::vector<Tensor> grads(2);
+                  Tensor ga = empty_like(prediction);
+                  backend_of(g).mse_backward(g.dtype(), ga.numel(), prediction.raw(), target.raw(), g.raw(), ga.raw());
+                  if (needs[1]) grads[1] = scale(ga, -1.0);
+                  if (needs[0]) grads[0] = ga;
+                  return grads;
+                });
+}
+
+Tensor argmax(const Tensor& x) {
+  check_logits("argmax", x);
+  Tensor out = Tensor::empty(Shape{x.size(0)}, DType::i32, x.device());
+  if (x.size(1) == 0) {
+    GS_CHECK(x.size(0) == 0, "argmax: rows of {} have no columns to choose from", x.describe());
+    return out;
+  }
+  backend_of(x).argmax_rows(x.dtype(), x.size(0), x.size(1), x.raw(), static_cast<std::int32_t*>(out.raw()));
+  return out;
+}
+
+double accuracy(const Tensor& logits, const Tensor& labels) {
+  check_logits("accuracy", logits);
+  check_labels("accuracy", logits, labels);
+  GS_CHECK(logits.size(0) > 0, "accuracy: no rows in {}", logits.describe());
+  Tensor predicted = argmax(logits);
+  auto correct = backend_of(logits).count_equal(logits.size(0), static_cast<const std::int32_t*>(predicted.raw()),
+                                                static_cast<const std::int32_t*>(labels.raw()));
+  return static_cast<double>(correct) / static_cast<double>(logits.size(0));
+}
+
+Tensor one_hot(const Tensor& labels, std::int64_t classes, DType dtype) {
+  check_defined("one_hot", labels, "labels");
+  GS_CHECK(labels.dtype() == DType::i32 && labels.rank() == 1, "one_hot: labels must be i32[n], got {}",
+           labels.describe());
+  GS_CHECK(classes > 0, "one_hot: the number of classes must be positive, got {}", classes);
+  const auto values = labels.to_int_vector();
+  std::vector<double> dense(values.size() * static_cast<std::size_t>(classes), 0.0);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    GS_CHECK(values[i] >= 0 && values[i] < classes,
+             "one_hot: label {} at row {} is out of range for {} classes (labels must be in [0, {}))", values[i], i,
+             classes, classes);
+    dense[i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(values[i])] = 1.0;
+  }
+  return Tensor::from(dense, Shape{labels.size(0), classes}, dtype, labels.device());
+}
+
+}  // namespace gs::ops

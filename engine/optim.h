@@ -1,0 +1,68 @@
+#pragma once
+// Optimizers with torch.optim's update rules (see kernels/optim.h for the formulas). Parameters
+// without a gradient are skipped, as torch skips p.grad is None.
+#include <string>
+#include <vector>
+
+#include "engine/nn/module.h"
+#include "kernels/optim.h"
+
+namespace gs::optim {
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<Tensor> params);
+  virtual ~Optimizer() = default;
+  virtual void step() = 0;
+  void zero_grad();  // set_to_none, torch's default
+  std::int64_t steps_taken() const { return steps_; }
+  double learning_rate() const { return lr_; }
+  void set_learning_rate(double lr) { lr_ = lr; }
+  // The tensors of the optimizer state, named "<param index>.<buffer>", and the step count:
+  // what a checkpoint stores to resume bit-identically.
+  virtual nn::NamedTensors state() const = 0;
+  void set_steps_taken(std::int64_t steps) { steps_ = steps; }
+
+ protected:
+  std::vector<Tensor> params_;
+  std::int64_t steps_ = 0;
+  double lr_ = 0;
+};
+
+struct SgdOptions {
+  double lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false;
+};
+
+class SGD final : public Optimizer {
+ public:
+  SGD(std::vector<Tensor> params, const SgdOptions& options);
+  void step() override;
+  nn::NamedTensors state() const override;
+
+ private:
+  SgdOptions options_;
+  std::vector<Tensor> momentum_;
+};
+
+struct AdamOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+};
+
+// decoupled = false is torch.optim.Adam (weight decay added to the gradient), true is
+// torch.optim.AdamW (p ← p·(1 − lr·wd) before the Adam step). AdamW's default wd is 0.01.
+class Adam final : public Optimizer {
+ public:
+  Adam(std::vector<Tensor> params, const AdamOptions& options, bool decoupled_weight_decay = false);
+  void step() override;
+  nn::NamedTensors state() const override;
+
+ private:
+  AdamOptions options_;
+  bool decoupled_;
+  std::vector<Tensor> exp_avg_, exp_avg_sq_;
+};
+
+inline Adam AdamW(std::vector<Tensor> params, AdamOptions options) { return Adam(std::move(params), options, true); }
+
+}  // namespace gs::optim

@@ -1,0 +1,54 @@
+#include "kernels/backend.h"
+
+#include "engine/error.h"
+#include "kernels/cpu/cpu_backend.h"
+
+namespace gs::kernels {
+
+#ifdef GROKSCOPE_WITH_CUDA
+Backend* cuda_backend_or_null(const char** reason);  // kernels/cuda/backend.cu
+#endif
+
+void missing_kernel(const char* backend_name, const char* entry_point) {
+  fail("{} has no {} implementation yet; run this op on the cpu device", entry_point, backend_name);
+}
+
+Backend& cpu_backend() {
+  static cpu::CpuBackend instance;
+  return instance;
+}
+
+namespace {
+Backend* probe_cuda(const char** reason) {
+#ifdef GROKSCOPE_WITH_CUDA
+  return cuda_backend_or_null(reason);
+#else
+  *reason =
+      "this grokscope was built without CUDA; configure it with `cmake --preset cuda` on a machine "
+      "with nvcc to use the cuda device";
+  return nullptr;
+#endif
+}
+
+struct CudaProbe {
+  const char* reason = "";
+  Backend* backend = probe_cuda(&reason);
+};
+
+const CudaProbe& cuda_probe() {
+  static CudaProbe probe;
+  return probe;
+}
+}  // namespace
+
+bool cuda_available() { return cuda_probe().backend != nullptr; }
+const char* cuda_unavailable_reason() { return cuda_probe().reason; }
+
+Backend& backend(Device device) {
+  if (device == Device::cpu) return cpu_backend();
+  const auto& probe = cuda_probe();
+  if (!probe.backend) fail("the cuda device is not available: {}", probe.reason);
+  return *probe.backend;
+}
+
+}  // namespace gs::kernels

@@ -1,0 +1,28 @@
+#pragma once
+// A backend is one implementation of every kernel family. Ops look it up by the device of their
+// operands; a build without CUDA has no cuda backend and says so instead of failing to link.
+#include "kernels/conv.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/loss.h"
+#include "kernels/memory.h"
+#include "kernels/optim.h"
+
+namespace gs::kernels {
+
+class Backend : public MemoryKernels,
+                public GemmKernels,
+                public ElementwiseKernels,
+                public LossKernels,
+                public ConvKernels,
+                public OptimKernels {
+ public:
+  virtual const char* name() const = 0;
+};
+
+Backend& backend(Device device);
+Backend& cpu_backend();
+bool cuda_available();           // built with CUDA and a device is present
+const char* cuda_unavailable_reason();
+
+}  // namespace gs::kernels

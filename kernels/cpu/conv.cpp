@@ -1,0 +1,100 @@
+#include <algorithm>
+#include <limits>
+
+#include "kernels/cpu/cpu_backend.h"
+
+namespace gs::kernels::cpu {
+
+void CpuBackend::im2col(DType dtype, const ConvGeometry& g, const void* imagev, void* colv) {
+  with_float_type(dtype, "im2col", [&]<class T>() {
+    auto image = static_cast<const T*>(imagev);
+    auto col = static_cast<T*>(colv);
+    const i64 oh = g.out_h(), ow = g.out_w();
+    for (i64 c = 0; c < g.channels; ++c)
+      for (i64 ky = 0; ky < g.kernel_h; ++ky)
+        for (i64 kx = 0; kx < g.kernel_w; ++kx) {
+          T* row = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * oh * ow;
+          const T* plane = image + c * g.height * g.width;
+          for (i64 oy = 0; oy < oh; ++oy) {
+            const i64 iy = oy * g.stride + ky - g.padding;
+            T* out = row + oy * ow;
+            if (iy < 0 || iy >= g.height) {
+              std::fill_n(out, ow, T(0));
+              continue;
+            }
+            for (i64 ox = 0; ox < ow; ++ox) {
+              const i64 ix = ox * g.stride + kx - g.padding;
+              out[ox] = (ix >= 0 && ix < g.width) ? plane[iy * g.width + ix] : T(0);
+            }
+          }
+        }
+  });
+}
+
+void CpuBackend::col2im(DType dtype, const ConvGeometry& g, const void* colv, void* imagev) {
+  with_float_type(dtype, "col2im", [&]<class T>() {
+    auto col = static_cast<const T*>(colv);
+    auto image = static_cast<T*>(imagev);
+    const i64 oh = g.out_h(), ow = g.out_w();
+    std::fill_n(image, g.channels * g.height * g.width, T(0));
+    for (i64 c = 0; c < g.channels; ++c)
+      for (i64 ky = 0; ky < g.kernel_h; ++ky)
+        for (i64 kx = 0; kx < g.kernel_w; ++kx) {
+          const T* row = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * oh * ow;
+          T* plane = image + c * g.height * g.width;
+          for (i64 oy = 0; oy < oh; ++oy) {
+            const i64 iy = oy * g.stride + ky - g.padding;
+            if (iy < 0 || iy >= g.height) continue;
+            for (i64 ox = 0; ox < ow; ++ox) {
+              const i64 ix = ox * g.stride + kx - g.padding;
+              if (ix >= 0 && ix < g.width) plane[iy * g.width + ix] += row[oy * ow + ox];
+            }
+          }
+        }
+  });
+}
+
+void CpuBackend::max_pool2d(DType dtype, const PoolGeometry& g, const void* xv, void* yv,
+                            std::int32_t* argmax) {
+  with_float_type(dtype, "max_pool2d", [&]<class T>() {
+    auto x = static_cast<const T*>(xv);
+    auto y = static_cast<T*>(yv);
+    const i64 oh = g.out_h(), ow = g.out_w();
+#pragma omp parallel for if (g.planes * g.height * g.width > parallel_grain)
+    for (i64 p = 0; p < g.planes; ++p) {
+      const T* plane = x + p * g.height * g.width;
+      for (i64 oy = 0; oy < oh; ++oy)
+        for (i64 ox = 0; ox < ow; ++ox) {
+          T best = -std::numeric_limits<T>::infinity();
+          i64 at = (oy * g.stride) * g.width + ox * g.stride;
+          for (i64 ky = 0; ky < g.kernel; ++ky)
+            for (i64 kx = 0; kx < g.kernel; ++kx) {
+              const i64 idx = (oy * g.stride + ky) * g.width + ox * g.stride + kx;
+              const T v = plane[idx];
+              if (v > best || v != v) {  // NaN propagates, as torch's max_pool2d
+                best = v;
+                at = idx;
+                if (v != v) goto done;
+              }
+            }
+        done:
+          y[(p * oh + oy) * ow + ox] = best;
+          argmax[(p * oh + oy) * ow + ox] = static_cast<std::int32_t>(at);
+        }
+    }
+  });
+}
+
+void CpuBackend::max_pool2d_backward(DType dtype, const PoolGeometry& g, const void* gyv,
+                                     const std::int32_t* argmax, void* gxv) {
+  with_float_type(dtype, "max_pool2d_backward", [&]<class T>() {
+    auto gy = static_cast<const T*>(gyv);
+    auto gx = static_cast<T*>(gxv);
+    const i64 outs = g.out_h() * g.out_w();
+    std::fill_n(gx, g.planes * g.height * g.width, T(0));
+    for (i64 p = 0; p < g.planes; ++p)
+      for (i64 o = 0; o < outs; ++o) gx[p * g.height * g.width + argmax[p * outs + o]] += gy[p * outs + o];
+  });
+}
+
+}  // namespace gs::kernels::cpu

@@ -1,0 +1,78 @@
+#pragma once
+// The CPU backend: BLAS for GEMM, OpenMP threads for the elementwise loops that are large enough
+// to pay for them. Each family's member functions live in the .cpp of that family.
+#include "engine/error.h"
+#include "kernels/backend.h"
+
+namespace gs::kernels::cpu {
+
+// Loops shorter than this stay on one thread: waking threads costs more than a small loop.
+inline constexpr i64 parallel_grain = 1 << 15;
+
+// Calls f.template operator()<T>() with T the C++ type of a floating dtype.
+template <class F>
+void with_float_type(DType dtype, const char* entry_point, F&& f) {
+  switch (dtype) {
+    case DType::f32: f.template operator()<float>(); return;
+    case DType::f64: f.template operator()<double>(); return;
+    case DType::i32: break;
+  }
+  fail("{} works on f32 or f64 tensors, got {}", entry_point, dtype_name(dtype));
+}
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  void* allocate(std::size_t bytes) override;
+  void release(void* ptr) override;
+  void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override;
+  void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override;
+  void copy(void* dst, const void* src, std::size_t bytes) override;
+  void fill(DType dtype, i64 n, double value, void* y) override;
+  void convert(DType from, DType to, i64 n, const void* x, void* y) override;
+
+  void gemm(DType dtype, const GemmShape& s, double alpha, const void* a, const void* b, double beta,
+            void* c) override;
+
+  void unary(Unary op, DType dtype, i64 n, const void* x, void* y) override;
+  void unary_backward(Unary op, DType dtype, i64 n, const void* x, const void* y, const void* gy,
+                      void* gx) override;
+  void binary(Binary op, DType dtype, const Broadcast& b, const void* x, const void* y,
+              void* out) override;
+  void reduce_to_operand(DType dtype, const Broadcast& b, const std::array<i64, 4>& operand_stride,
+                         i64 operand_numel, double scale, const void* g_out,
+                         const std::array<i64, 4>& other_stride, const void* other,
+                         void* g_operand) override;
+  void axpby(DType dtype, i64 n, double alpha, const void* x, double beta, void* y) override;
+  void broadcast_rows(DType dtype, i64 rows, i64 cols, const void* row, void* y) override;
+  void sum_rows(DType dtype, i64 rows, i64 cols, const void* x, void* y) override;
+  void sum(DType dtype, i64 n, const void* x, void* y) override;
+
+  void log_softmax(DType dtype, i64 rows, i64 cols, const void* x, void* y) override;
+  void log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* y, const void* gy,
+                            void* gx) override;
+  void nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels,
+           void* out) override;
+  void nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels, const void* g_out,
+                    void* g_logp) override;
+  void mse(DType dtype, i64 n, const void* a, const void* b, void* out) override;
+  void mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out,
+                    void* ga) override;
+  void argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) override;
+  i64 count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) override;
+
+  void im2col(DType dtype, const ConvGeometry& g, const void* image, void* col) override;
+  void col2im(DType dtype, const ConvGeometry& g, const void* col, void* image) override;
+  void max_pool2d(DType dtype, const PoolGeometry& g, const void* x, void* y,
+                  std::int32_t* argmax) override;
+  void max_pool2d_backward(DType dtype, const PoolGeometry& g, const void* gy,
+                           const std::int32_t* argmax, void* gx) override;
+
+  void sgd_step(DType dtype, i64 n, void* param, const void* grad, void* momentum_buffer,
+                const SgdStep& s) override;
+  void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
+                 const AdamStep& s) override;
+};
+
+}  // namespace gs::kernels::cpu

@@ -1,0 +1,111 @@
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/cpu_backend.h"
+
+namespace gs::kernels::cpu {
+
+void CpuBackend::log_softmax(DType dtype, i64 rows, i64 cols, const void* xv, void* yv) {
+  with_float_type(dtype, "log_softmax", [&]<class T>() {
+    auto x = static_cast<const T*>(xv);
+    auto y = static_cast<T*>(yv);
+#pragma omp parallel for if (rows * cols > parallel_grain)
+    for (i64 r = 0; r < rows; ++r) {
+      const T* xr = x + r * cols;
+      T* yr = y + r * cols;
+      T m = -std::numeric_limits<T>::infinity();
+      for (i64 c = 0; c < cols; ++c) m = (xr[c] > m || xr[c] != xr[c]) ? xr[c] : m;
+      // Sums in f64 keep log-sum-exp exact to f32 rounding even for thousands of classes.
+      double s = 0;
+      for (i64 c = 0; c < cols; ++c) s += std::exp(static_cast<double>(xr[c] - m));
+      T lse = m + static_cast<T>(std::log(s));
+      for (i64 c = 0; c < cols; ++c) yr[c] = xr[c] - lse;
+    }
+  });
+}
+
+void CpuBackend::log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* yv,
+                                      const void* gyv, void* gxv) {
+  with_float_type(dtype, "log_softmax_backward", [&]<class T>() {
+    auto y = static_cast<const T*>(yv);
+    auto gy = static_cast<const T*>(gyv);
+    auto gx = static_cast<T*>(gxv);
+#pragma omp parallel for if (rows * cols > parallel_grain)
+    for (i64 r = 0; r < rows; ++r) {
+      const T* yr = y + r * cols;
+      const T* gr = gy + r * cols;
+      double s = 0;
+      for (i64 c = 0; c < cols; ++c) s += gr[c];
+      for (i64 c = 0; c < cols; ++c) gx[r * cols + c] = gr[c] - std::exp(yr[c]) * static_cast<T>(s);
+    }
+  });
+}
+
+void CpuBackend::nll(DType dtype, i64 rows, i64 cols, const void* logpv, const std::int32_t* labels,
+                     void* outv) {
+  with_float_type(dtype, "nll", [&]<class T>() {
+    auto logp = static_cast<const T*>(logpv);
+    double s = 0;
+    for (i64 r = 0; r < rows; ++r) s += logp[r * cols + labels[r]];
+    *static_cast<T*>(outv) = static_cast<T>(-s / static_cast<double>(rows));
+  });
+}
+
+void CpuBackend::nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels,
+                              const void* g_outv, void* gv) {
+  with_float_type(dtype, "nll_backward", [&]<class T>() {
+    auto g = static_cast<T*>(gv);
+    const T v = -*static_cast<const T*>(g_outv) / static_cast<T>(rows);
+    std::fill_n(g, rows * cols, T(0));
+    for (i64 r = 0; r < rows; ++r) g[r * cols + labels[r]] = v;
+  });
+}
+
+void CpuBackend::mse(DType dtype, i64 n, const void* av, const void* bv, void* outv) {
+  with_float_type(dtype, "mse", [&]<class T>() {
+    auto a = static_cast<const T*>(av);
+    auto b = static_cast<const T*>(bv);
+    double s = 0;
+    for (i64 i = 0; i < n; ++i) {
+      double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
+      s += d * d;
+    }
+    *static_cast<T*>(outv) = static_cast<T>(s / static_cast<double>(n));
+  });
+}
+
+void CpuBackend::mse_backward(DType dtype, i64 n, const void* av, const void* bv, const void* g_outv,
+                              void* gav) {
+  with_float_type(dtype, "mse_backward", [&]<class T>() {
+    auto a = static_cast<const T*>(av);
+    auto b = static_cast<const T*>(bv);
+    auto ga = static_cast<T*>(gav);
+    const T k = T(2) * *static_cast<const T*>(g_outv) / static_cast<T>(n);
+#pragma omp parallel for if (n > parallel_grain)
+    for (i64 i = 0; i < n; ++i) ga[i] = k * (a[i] - b[i]);
+  });
+}
+
+void CpuBackend::argmax_rows(DType dtype, i64 rows, i64 cols, const void* xv, std::int32_t* out) {
+  with_float_type(dtype, "argmax_rows", [&]<class T>() {
+    auto x = static_cast<const T*>(xv);
+    for (i64 r = 0; r < rows; ++r) {
+      const T* xr = x + r * cols;
+      i64 best = 0;
+      for (i64 c = 1; c < cols; ++c) {
+        if (xr[best] != xr[best]) break;  // a NaN wins and stays
+        if (xr[c] > xr[best] || xr[c] != xr[c]) best = c;
+      }
+      out[r] = static_cast<std::int32_t>(best);
+    }
+  });
+}
+
+i64 CpuBackend::count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) {
+  i64 count = 0;
+  for (i64 i = 0; i < n; ++i) count += a[i] == b[i];
+  return count;
+}
+
+}  // namespace gs::kernels::cpu

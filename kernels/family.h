@@ -1,0 +1,14 @@
+#pragma once
+// Shared by every kernel family interface: the integer type for sizes and the error raised when a
+// backend lacks an entry point (so a missing CUDA kernel is a readable error, never a link error).
+#include <cstdint>
+
+#include "engine/dtype.h"
+
+namespace gs::kernels {
+
+using i64 = std::int64_t;
+
+[[noreturn]] void missing_kernel(const char* backend, const char* entry_point);
+
+}  // namespace gs::kernels

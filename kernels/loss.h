@@ -1,0 +1,30 @@
+#pragma once
+// Softmax, losses and classification counts over row-major [rows, classes] logits.
+#include "kernels/family.h"
+
+namespace gs::kernels {
+
+class LossKernels {
+ public:
+  virtual ~LossKernels() = default;
+  virtual void log_softmax(DType dtype, i64 rows, i64 cols, const void* x, void* y) = 0;
+  // gx = gy - exp(y) Σ_row gy, with y the log-softmax output.
+  virtual void log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* y, const void* gy,
+                                    void* gx) = 0;
+  // out[0] = -mean_r logp[r, label_r]; labels are checked in range by the op.
+  virtual void nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels,
+                   void* out) = 0;
+  virtual void nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels,
+                            const void* g_out, void* g_logp) = 0;
+  // out[0] = mean over all n elements of (a - b)², torch.nn.MSELoss()'s default reduction.
+  virtual void mse(DType dtype, i64 n, const void* a, const void* b, void* out) = 0;
+  // ga = 2 (a - b) g_out / n.
+  virtual void mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out,
+                            void* ga) = 0;
+  // out[r] = the first index of the row's maximum (NaN counts as maximal, as torch.argmax).
+  virtual void argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) = 0;
+  // The number of positions where a[i] == b[i].
+  virtual i64 count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) = 0;
+};
+
+}  // namespace gs::kernels

@@ -1,0 +1,23 @@
+#pragma once
+// Device memory: allocation, copies across the host boundary, fills and dtype conversion.
+#include <cstddef>
+
+#include "kernels/family.h"
+
+namespace gs::kernels {
+
+class MemoryKernels {
+ public:
+  virtual ~MemoryKernels() = default;
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void release(void* ptr) = 0;
+  virtual void copy_from_host(void* dst, const void* host_src, std::size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, std::size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
+  // y[i] = value, written in y's dtype (exact for i32 indices).
+  virtual void fill(DType dtype, i64 n, double value, void* y) = 0;
+  // y = x converted between any two dtypes (f32, f64, i32); i32 <- float truncates toward zero.
+  virtual void convert(DType from, DType to, i64 n, const void* x, void* y) = 0;
+};
+
+}  // namespace gs::kernels

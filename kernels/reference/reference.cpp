@@ -1,0 +1,108 @@
+#include "kernels/reference/reference.h"
+
+#include <cmath>
+#include <limits>
+
+namespace gs::reference {
+
+Array matmul(const Array& a, const Array& b, i64 m, i64 n, i64 k, bool ta, bool tb) {
+  Array c(static_cast<std::size_t>(m * n), 0.0);
+  for (i64 i = 0; i < m; ++i)
+    for (i64 j = 0; j < n; ++j) {
+      double s = 0;
+      for (i64 p = 0; p < k; ++p) {
+        double av = ta ? a[p * m + i] : a[i * k + p];
+        double bv = tb ? b[j * k + p] : b[p * n + j];
+        s += av * bv;
+      }
+      c[i * n + j] = s;
+    }
+  return c;
+}
+
+double unary(kernels::Unary op, double x) {
+  switch (op) {
+    case kernels::Unary::relu: return x > 0 ? x : 0;
+    case kernels::Unary::tanh: return std::tanh(x);
+    case kernels::Unary::sigmoid: return 1 / (1 + std::exp(-x));
+    case kernels::Unary::gelu: return x * 0.5 * std::erfc(-x / std::sqrt(2.0));
+  }
+  return 0;
+}
+
+double unary_derivative(kernels::Unary op, double x) {
+  switch (op) {
+    case kernels::Unary::relu: return x > 0 ? 1 : 0;
+    case kernels::Unary::tanh: return 1 - std::tanh(x) * std::tanh(x);
+    case kernels::Unary::sigmoid: {
+      double s = 1 / (1 + std::exp(-x));
+      return s * (1 - s);
+    }
+    case kernels::Unary::gelu:
+      return 0.5 * std::erfc(-x / std::sqrt(2.0)) + x * std::exp(-x * x / 2) / std::sqrt(2 * M_PI);
+  }
+  return 0;
+}
+
+Array conv2d(const Array& x, const Array& w, const Array& bias, i64 n, i64 c, i64 h, i64 width,
+             i64 co, i64 kh, i64 kw, i64 stride, i64 padding) {
+  const i64 oh = (h + 2 * padding - kh) / stride + 1, ow = (width + 2 * padding - kw) / stride + 1;
+  Array y(static_cast<std::size_t>(n * co * oh * ow), 0.0);
+  for (i64 b = 0; b < n; ++b)
+    for (i64 o = 0; o < co; ++o)
+      for (i64 oy = 0; oy < oh; ++oy)
+        for (i64 ox = 0; ox < ow; ++ox) {
+          double s = bias.empty() ? 0.0 : bias[o];
+          for (i64 ci = 0; ci < c; ++ci)
+            for (i64 ky = 0; ky < kh; ++ky)
+              for (i64 kx = 0; kx < kw; ++kx) {
+                i64 iy = oy * stride - padding + ky, ix = ox * stride - padding + kx;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= width) continue;
+                s += x[((b * c + ci) * h + iy) * width + ix] * w[((o * c + ci) * kh + ky) * kw + kx];
+              }
+          y[((b * co + o) * oh + oy) * ow + ox] = s;
+        }
+  return y;
+}
+
+Array max_pool2d(const Array& x, i64 planes, i64 h, i64 w, i64 kernel, i64 stride) {
+  const i64 oh = (h - kernel) / stride + 1, ow = (w - kernel) / stride + 1;
+  Array y(static_cast<std::size_t>(planes * oh * ow));
+  for (i64 p = 0; p < planes; ++p)
+    for (i64 oy = 0; oy < oh; ++oy)
+      for (i64 ox = 0; ox < ow; ++ox) {
+        double best = -std::numeric_limits<double>::infinity();
+        for (i64 ky = 0; ky < kernel; ++ky)
+          for (i64 kx = 0; kx < kernel; ++kx)
+            best = std::max(best, x[(p * h + oy * stride + ky) * w + ox * stride + kx]);
+        y[(p * oh + oy) * ow + ox] = best;
+      }
+  return y;
+}
+
+Array log_softmax(const Array& x, i64 rows, i64 cols) {
+  Array y(x.size());
+  for (i64 r = 0; r < rows; ++r) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (i64 c = 0; c < cols; ++c) m = std::max(m, x[r * cols + c]);
+    double s = 0;
+    for (i64 c = 0; c < cols; ++c) s += std::exp(x[r * cols + c] - m);
+    for (i64 c = 0; c < cols; ++c) y[r * cols + c] = x[r * cols + c] - m - std::log(s);
+  }
+  return y;
+}
+
+double cross_entropy(const Array& logits, const std::vector<std::int32_t>& labels, i64 rows, i64 cols) {
+  Array lp = log_softmax(logits, rows, cols);
+  double s = 0;
+  for (i64 r = 0; r < rows; ++r) s -= lp[r * cols + labels[r]];
+  return s / static_cast<double>(rows);
+}
+
+double mse(const Array& a, const Array& b) {
+  double s = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
+  return s / static_cast<double>(a.size());
+}
+
+}  // namespace gs::reference

@@ -1,0 +1,30 @@
+#pragma once
+// The slow float64 truth that every backend is held against. Written for clarity, not speed, and
+// by a different route where one exists (direct convolution, not im2col + GEMM), so that a
+// shared mistake is unlikely. Arrays are row-major std::vector<double>.
+#include <cstdint>
+#include <vector>
+
+#include "kernels/elementwise.h"
+
+namespace gs::reference {
+
+using Array = std::vector<double>;
+using i64 = std::int64_t;
+
+// C[m×n] = op(A) op(B), op(A) m×k, op(B) k×n.
+Array matmul(const Array& a, const Array& b, i64 m, i64 n, i64 k, bool transpose_a = false,
+             bool transpose_b = false);
+double unary(kernels::Unary op, double x);
+double unary_derivative(kernels::Unary op, double x);
+
+// x [n, c, h, w], w [co, c, kh, kw], bias [co] (may be empty) -> [n, co, oh, ow]
+Array conv2d(const Array& x, const Array& w, const Array& bias, i64 n, i64 c, i64 h, i64 width,
+             i64 co, i64 kh, i64 kw, i64 stride, i64 padding);
+// x [planes, h, w] -> [planes, oh, ow]
+Array max_pool2d(const Array& x, i64 planes, i64 h, i64 w, i64 kernel, i64 stride);
+Array log_softmax(const Array& x, i64 rows, i64 cols);
+double cross_entropy(const Array& logits, const std::vector<std::int32_t>& labels, i64 rows, i64 cols);
+double mse(const Array& a, const Array& b);
+
+}  // namespace gs::reference

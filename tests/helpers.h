@@ -1,0 +1,96 @@
+#pragma once
+// Shared test tools: fresh random inputs (never zeros), comparisons with a tolerance stated per
+// test (absolute part + part relative to the reference), and a float64 finite-difference check.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+
+namespace gs::test {
+
+inline std::vector<double> random_values(std::size_t n, std::uint64_t seed, double low = -1, double high = 1) {
+  Generator gen(seed, Stream::test);
+  std::vector<double> v(n);
+  for (auto& x : v) x = low + (high - low) * gen.uniform();
+  return v;
+}
+
+inline Tensor random_tensor(const Shape& shape, std::uint64_t seed, DType dtype = DType::f64, double low = -1,
+                            double high = 1) {
+  return Tensor::from(random_values(static_cast<std::size_t>(shape.numel()), seed, low, high), shape, dtype);
+}
+
+struct Tolerance {
+  double absolute = 0, relative = 0;
+};
+
+// Every |got - want| ≤ absolute + relative·|want|; reports the worst element when not.
+inline void check_close(const std::vector<double>& got, const std::vector<double>& want, Tolerance tol,
+                        const std::string& what) {
+  REQUIRE_MESSAGE(got.size() == want.size(), what << ": sizes " << got.size() << " vs " << want.size());
+  double worst = 0;
+  std::size_t at = 0;
+  bool ok = true;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double err = std::abs(got[i] - want[i]);
+    const double allowed = tol.absolute + tol.relative * std::abs(want[i]);
+    if (!(err <= allowed)) {
+      ok = false;
+      if (!(err <= worst)) {
+        worst = err;
+        at = i;
+      }
+    }
+  }
+  CHECK_MESSAGE(ok, what << ": element " << at << " is " << (got.empty() ? 0 : got[at]) << ", reference "
+                         << (want.empty() ? 0 : want[at]) << " (error " << worst << ")");
+}
+
+inline void check_close(const Tensor& got, const std::vector<double>& want, Tolerance tol, const std::string& what) {
+  check_close(got.to_vector(), want, tol, what);
+}
+
+// Checks the tape's gradient of loss(inputs) for every input that requires grad against central
+// differences in float64. Non-scalar outputs are contracted with fixed random weights so that
+// every output element (not only their sum) is exercised.
+inline void check_gradients(std::vector<Tensor> inputs, const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                            const std::string& what, double step = 1e-6, Tolerance tol = {1e-7, 1e-6}) {
+  auto scalar_loss = [&](const std::vector<Tensor>& xs) {
+    Tensor out = f(xs);
+    if (out.numel() == 1) return ops::sum(out);
+    Tensor weights = random_tensor(out.shape(), 4242, out.dtype(), 0.5, 1.5);
+    return ops::sum(ops::mul(out, weights));
+  };
+  for (auto& x : inputs) {
+    REQUIRE(x.dtype() == DType::f64);
+    x.set_requires_grad(true);
+  }
+  Tensor loss = scalar_loss(inputs);
+  loss.backward();
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    Tensor& x = inputs[k];
+    REQUIRE_MESSAGE(x.grad().defined(), what << ": input " << k << " got no gradient");
+    std::vector<double> analytic = x.grad().to_vector();
+    std::vector<double> numeric(analytic.size());
+    double* p = x.data<double>();
+    NoGrad no_tape;
+    for (std::size_t i = 0; i < numeric.size(); ++i) {
+      const double saved = p[i];
+      p[i] = saved + step;
+      const double up = scalar_loss(inputs).item();
+      p[i] = saved - step;
+      const double down = scalar_loss(inputs).item();
+      p[i] = saved;
+      numeric[i] = (up - down) / (2 * step);
+    }
+    check_close(analytic, numeric, tol, what + ", gradient of input " + std::to_string(k));
+  }
+}
+
+}  // namespace gs::test

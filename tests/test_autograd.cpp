@@ -1,0 +1,95 @@
+#include "helpers.h"
+
+using namespace gs;
+using test::random_tensor;
+
+TEST_SUITE("autograd") {
+  TEST_CASE("a tensor used twice gets the sum of both paths") {
+    Tensor x = Tensor::from(std::vector<double>{1, -2, 3}, Shape{3}, DType::f64);
+    x.set_requires_grad();
+    Tensor y = ops::sum(ops::add(ops::mul(x, x), x));  // d/dx (x² + x) = 2x + 1
+    y.backward();
+    CHECK(x.grad().to_vector() == std::vector<double>{3, -3, 7});
+  }
+
+  TEST_CASE("gradients accumulate across backward calls until zero_grad") {
+    Tensor x = Tensor::from(std::vector<double>{2}, Shape{1}, DType::f64);
+    x.set_requires_grad();
+    ops::sum(ops::scale(x, 3)).backward();
+    ops::sum(ops::scale(x, 3)).backward();
+    CHECK(x.grad().item() == 6);
+    x.zero_grad();
+    CHECK_FALSE(x.grad().defined());
+  }
+
+  TEST_CASE("backward from a cotangent (the NTK probe's one-hot rows)") {
+    Tensor w = random_tensor(Shape{3, 4}, 1);
+    w.set_requires_grad();
+    Tensor x = random_tensor(Shape{2, 4}, 2);
+    Tensor y = ops::linear(x, w, Tensor());  // [2, 3]
+    // Cotangent e_(1, 2): the gradient of y[1, 2] alone, which is x[1] in row 2 of W.
+    Tensor e = Tensor::zeros(Shape{2, 3}, DType::f64);
+    e.data<double>()[1 * 3 + 2] = 1;
+    y.backward(e);
+    auto g = w.grad().to_vector();
+    auto xv = x.to_vector();
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 4; ++j) CHECK(g[i * 4 + j] == (i == 2 ? xv[4 + j] : 0.0));
+  }
+
+  TEST_CASE("non-scalar backward without a cotangent is refused") {
+    Tensor x = random_tensor(Shape{3}, 3);
+    x.set_requires_grad();
+    CHECK_THROWS_WITH_AS(ops::relu(x).backward(), doctest::Contains("needs a one-element output"), Error);
+    CHECK_THROWS_WITH_AS(ops::relu(x).backward(Tensor::zeros(Shape{4}, DType::f64)),
+                         doctest::Contains("the cotangent is f64[4] on cpu but the output is f64[3]"), Error);
+  }
+
+  TEST_CASE("the graph is freed after backward unless retained") {
+    Tensor x = random_tensor(Shape{3}, 4);
+    x.set_requires_grad();
+    Tensor y = ops::sum(ops::tanh(x));
+    y.backward(Tensor(), /*retain_graph=*/true);
+    auto once = x.grad().to_vector();
+    y.backward();  // second pass allowed: the first retained the graph
+    auto twice = x.grad().to_vector();
+    for (std::size_t i = 0; i < once.size(); ++i) CHECK(twice[i] == doctest::Approx(2 * once[i]));
+    CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("a second time"), Error);
+  }
+
+  TEST_CASE("NoGrad records nothing; detach cuts the tape") {
+    Tensor x = random_tensor(Shape{3}, 5);
+    x.set_requires_grad();
+    {
+      NoGrad no_tape;
+      Tensor y = ops::relu(x);
+      CHECK_FALSE(y.requires_grad());
+      CHECK(grad_enabled() == false);
+    }
+    CHECK(grad_enabled());
+    CHECK_FALSE(x.detach().requires_grad());
+    CHECK(ops::relu(x).requires_grad());
+    Tensor c = random_tensor(Shape{3}, 6);
+    CHECK_FALSE(ops::relu(c).requires_grad());
+    CHECK_THROWS_WITH_AS(ops::sum(c).backward(), doctest::Contains("does not require grad"), Error);
+  }
+
+  TEST_CASE("inputs that do not require grad get none; leaves only can be marked") {
+    Tensor a = random_tensor(Shape{2, 2}, 7), b = random_tensor(Shape{2, 2}, 8);
+    a.set_requires_grad();
+    Tensor y = ops::matmul(a, b);
+    ops::sum(y).backward();
+    CHECK(a.grad().defined());
+    CHECK_FALSE(b.grad().defined());
+    CHECK_THROWS_WITH_AS(ops::matmul(a, b).set_requires_grad(false), doctest::Contains("non-leaf"), Error);
+  }
+
+  TEST_CASE("a deep chain does not overflow the stack") {
+    Tensor x = Tensor::from(std::vector<double>{1}, Shape{1}, DType::f64);
+    x.set_requires_grad();
+    Tensor h = x;
+    for (int i = 0; i < 20000; ++i) h = ops::scale(h, 1.0);
+    ops::sum(h).backward();
+    CHECK(x.grad().item() == 1.0);
+  }
+}
