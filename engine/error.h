@@ -3,15 +3,9 @@
 // the message says what happened, where, and what to do about it.
 #include <fmt/format.h>
 
-#include <stdexcept>
-#include <string>
+#include "engine/error_type.h"
 
 namespace gs {
-
-class Error : public std::runtime_error {
- public:
-  explicit Error(const std::string& message) : std::runtime_error(message) {}
-};
 
 template <class... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {

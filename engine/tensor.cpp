@@ -39,7 +39,7 @@ Tensor Tensor::from(const std::vector<double>& values, const Shape& shape, DType
            "Tensor::from: {} values do not fill a tensor of shape {} ({} elements)", values.size(),
            shape.str(), shape.numel());
   Tensor host = empty(shape, DType::f64, Device::cpu);
-  std::memcpy(host.raw(), values.data(), values.size() * sizeof(double));
+  if (!values.empty()) std::memcpy(host.raw(), values.data(), values.size() * sizeof(double));
   Tensor typed = dtype == DType::f64 ? host : host.to(dtype);
   return device == Device::cpu ? typed : typed.to(device);
 }
@@ -49,7 +49,7 @@ Tensor Tensor::from(const std::vector<float>& values, const Shape& shape, Device
            "Tensor::from: {} values do not fill a tensor of shape {} ({} elements)", values.size(),
            shape.str(), shape.numel());
   Tensor host = empty(shape, DType::f32, Device::cpu);
-  std::memcpy(host.raw(), values.data(), values.size() * sizeof(float));
+  if (!values.empty()) std::memcpy(host.raw(), values.data(), values.size() * sizeof(float));
   return device == Device::cpu ? host : host.to(device);
 }
 
@@ -58,7 +58,7 @@ Tensor Tensor::from(const std::vector<std::int32_t>& values, const Shape& shape,
            "Tensor::from: {} values do not fill a tensor of shape {} ({} elements)", values.size(),
            shape.str(), shape.numel());
   Tensor host = empty(shape, DType::i32, Device::cpu);
-  std::memcpy(host.raw(), values.data(), values.size() * sizeof(std::int32_t));
+  if (!values.empty()) std::memcpy(host.raw(), values.data(), values.size() * sizeof(std::int32_t));
   return device == Device::cpu ? host : host.to(device);
 }
 

@@ -47,7 +47,7 @@ template <class F>
 void with_float(DType dtype, const char* what, F&& f) {
   if (dtype == DType::f32) return f.template operator()<float>();
   if (dtype == DType::f64) return f.template operator()<double>();
-  fail("{} works on f32 or f64 tensors, got {}", what, dtype_name(dtype));
+  throw Error(std::string(what) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
 }
 
 template <class To>
@@ -65,18 +65,18 @@ class CudaBackend final : public Backend {
 
   void* allocate(std::size_t bytes) override {
     void* p = nullptr;
-    GS_CUDA_CHECK(cudaMalloc(&p, bytes), "{} bytes", bytes);
+    GS_CUDA_CHECK(cudaMalloc(&p, bytes), std::to_string(bytes) + " bytes");
     return p;
   }
   void release(void* ptr) override { GS_CUDA_CHECK(cudaFree(ptr), "freeing a block"); }
   void copy_from_host(void* dst, const void* src, std::size_t bytes) override {
-    GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "{} bytes to the device", bytes);
+    GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), std::to_string(bytes) + " bytes to the device");
   }
   void copy_to_host(void* dst, const void* src, std::size_t bytes) override {
-    GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "{} bytes to the host", bytes);
+    GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), std::to_string(bytes) + " bytes to the host");
   }
   void copy(void* dst, const void* src, std::size_t bytes) override {
-    GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "{} bytes on the device", bytes);
+    GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), std::to_string(bytes) + " bytes on the device");
   }
   void fill(DType dtype, i64 n, double value, void* y) override {
     if (n == 0) return;
@@ -87,7 +87,7 @@ class CudaBackend final : public Backend {
         fill_kernel<<<blocks_for(n), threads>>>(n, static_cast<std::int32_t>(value), static_cast<std::int32_t*>(y));
         break;
     }
-    GS_CUDA_LAUNCH_CHECK("fill", "n = {}", n);
+    GS_CUDA_LAUNCH_CHECK("fill", n);
   }
   void convert(DType from, DType to, i64 n, const void* x, void* y) override {
     if (n == 0) return;
@@ -96,7 +96,7 @@ class CudaBackend final : public Backend {
       case DType::f64: convert_to(from, n, x, static_cast<double*>(y)); break;
       case DType::i32: convert_to(from, n, x, static_cast<std::int32_t*>(y)); break;
     }
-    GS_CUDA_LAUNCH_CHECK("convert", "n = {}", n);
+    GS_CUDA_LAUNCH_CHECK("convert", n);
   }
 
   void gemm(DType, const GemmShape&, double, const void*, const void*, double, void*) override {
@@ -108,7 +108,7 @@ class CudaBackend final : public Backend {
     with_float(dtype, "unary", [&]<class T>() {
       unary_kernel<<<blocks_for(n), threads>>>(op, n, static_cast<const T*>(x), static_cast<T*>(y));
     });
-    GS_CUDA_LAUNCH_CHECK("unary", "n = {}", n);
+    GS_CUDA_LAUNCH_CHECK("unary", n);
   }
   void unary_backward(Unary, DType, i64, const void*, const void*, const void*, void*) override {
     missing_kernel("cuda", "unary_backward");
@@ -126,7 +126,7 @@ class CudaBackend final : public Backend {
       axpby_kernel<<<blocks_for(n), threads>>>(n, static_cast<T>(alpha), static_cast<const T*>(x),
                                                static_cast<T>(beta), static_cast<T*>(y));
     });
-    GS_CUDA_LAUNCH_CHECK("axpby", "n = {}", n);
+    GS_CUDA_LAUNCH_CHECK("axpby", n);
   }
   void broadcast_rows(DType, i64, i64, const void*, void*) override { missing_kernel("cuda", "broadcast_rows"); }
   void sum_rows(DType, i64, i64, const void*, void*) override { missing_kernel("cuda", "sum_rows"); }

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Times one training step (forward, backward, AdamW) of the study's MLPs in PyTorch on the CPU,
+the same steps as benchmarks/bench_train_step.cpp, at 1 and 2 threads. Prints JSON lines:
+{"name": ..., "threads": t, "median_ms": ...}. Used by tools/bench_vs_torch.sh."""
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+
+def mlp(widths):
+    layers = [torch.nn.Flatten()]
+    for i in range(len(widths) - 1):
+        layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
+        if i + 2 < len(widths):
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def time_step(widths, batch, mse, threads, repeats=5, min_seconds=0.5):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = mlp(widths)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(8.0)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01)
+    x = torch.rand(batch, widths[0])
+    y = torch.randint(0, widths[-1], (batch,))
+    target = torch.nn.functional.one_hot(y, widths[-1]).float()
+    loss_fn = torch.nn.MSELoss() if mse else torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        out = net(x)
+        loss = loss_fn(out, target if mse else y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(20):
+        step()
+    medians = []
+    for _ in range(repeats):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < min_seconds:
+            step()
+            n += 1
+        medians.append((time.perf_counter() - start) / n * 1e3)
+    return statistics.median(medians)
+
+
+CASES = [
+    ("mlp_784_200_200_10_batch200_mse", [784, 200, 200, 10], 200, True),
+    ("mlp_784_128_512_128_47_batch128_ce", [784, 128, 512, 128, 47], 128, False),
+]
+
+if __name__ == "__main__":
+    print(json.dumps({"torch": torch.__version__, "blas": torch.__config__.show().count("OpenBLAS") > 0}), flush=True)
+    for name, widths, batch, mse in CASES:
+        for threads in (1, 2):
+            ms = time_step(widths, batch, mse, threads)
+            print(json.dumps({"name": name, "threads": threads, "median_ms": ms}), flush=True)
+    sys.exit(0)
