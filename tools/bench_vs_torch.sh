@@ -6,15 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/release}
 [[ -x "$build/bench_train_step" ]] || { echo "no $build/bench_train_step: build the release preset first" >&2; exit 1; }
-python3 -c "import torch" 2>/dev/null || { echo "PyTorch is not installed: run tools/setup.sh --torch" >&2; exit 1; }
+# Debian's python3 carries Debian's torch; another python3 earlier on PATH may not.
+py=${PYTHON:-/usr/bin/python3}
+"$py" -c "import torch" 2>/dev/null || { echo "PyTorch is not installed: run tools/setup.sh --torch" >&2; exit 1; }
 
 ours=$(mktemp)
 theirs=$(mktemp)
 trap 'rm -f "$ours" "$theirs"' EXIT
 "$build/bench_train_step" --benchmark_repetitions=7 --benchmark_report_aggregates_only=true \
   --benchmark_format=json >"$ours" 2>/dev/null
-python3 tools/torch_train_step.py >"$theirs"
-python3 - "$ours" "$theirs" <<'PY'
+"$py" tools/torch_train_step.py >"$theirs"
+"$py" - "$ours" "$theirs" <<'PY'
 import json, sys
 ours = {b["run_name"].removeprefix("BM_").removesuffix("/real_time"): b["real_time"]
         for b in json.load(open(sys.argv[1]))["benchmarks"] if b.get("aggregate_name") == "median"}

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Times one training step (forward, backward, AdamW) of the study's MLPs in PyTorch on the CPU,
 the same steps as benchmarks/bench_train_step.cpp, at 1 and 2 threads. Prints JSON lines:
 {"name": ..., "threads": t, "median_ms": ...}. Used by tools/bench_vs_torch.sh."""
