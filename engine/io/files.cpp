@@ -1,0 +1,46 @@
+#include "engine/io/files.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "engine/error.h"
+
+namespace gs::io {
+
+std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  GS_CHECK(in.good(), "{}: cannot open for reading ({})", path.string(), std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<std::size_t>(in.tellg());
+  in.seekg(0);
+  std::vector<std::uint8_t> bytes(size);
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
+  GS_CHECK(in.good() || size == 0, "{}: read failed after {} of {} bytes", path.string(), in.gcount(), size);
+  return bytes;
+}
+
+void write_file_atomically(const std::filesystem::path& path, const void* data, std::size_t bytes) {
+  const auto tmp = std::filesystem::path(path.string() + ".tmp");
+  {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    GS_CHECK(f != nullptr, "{}: cannot open for writing ({})", tmp.string(), std::strerror(errno));
+    const std::size_t written = bytes ? std::fwrite(data, 1, bytes, f) : 0;
+    const bool flushed = std::fflush(f) == 0;
+    const bool closed = std::fclose(f) == 0;
+    if (written != bytes || !flushed || !closed) {
+      std::filesystem::remove(tmp);
+      fail("{}: write failed after {} of {} bytes (disk full?)", path.string(), written, bytes);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  GS_CHECK(!ec, "{}: cannot rename the finished temporary file into place ({})", path.string(), ec.message());
+}
+
+void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
+  write_file_atomically(path, text.data(), text.size());
+}
+
+}  // namespace gs::io

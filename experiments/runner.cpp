@@ -1,0 +1,291 @@
+#include "experiments/runner.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "engine/autograd.h"
+#include "engine/io/files.h"
+#include "engine/io/safetensors.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "experiments/schedule.h"
+#include "models/models.h"
+
+#ifndef GROKSCOPE_SOURCE_DIR
+#define GROKSCOPE_SOURCE_DIR "."
+#endif
+
+namespace gs::experiments {
+
+namespace {
+
+std::atomic<int> stop_signal{0};
+extern "C" void on_stop_signal(int sig) { stop_signal.store(sig); }
+
+// Installs the stop handlers for the run's lifetime and restores the previous ones after.
+class StopSignals {
+ public:
+  StopSignals() {
+    stop_signal.store(0);
+    previous_int_ = std::signal(SIGINT, on_stop_signal);
+    previous_term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  void (*previous_int_)(int) = nullptr;
+  void (*previous_term_)(int) = nullptr;
+};
+
+std::string run_shell(const std::string& command) {
+  std::string out;
+  if (std::FILE* p = popen(command.c_str(), "r")) {
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+double weight_norm(const nn::NamedTensors& params, const std::string& prefix) {
+  NoGrad no_tape;
+  double total = 0;
+  for (const auto& [name, p] : params)
+    if (prefix.empty() || name.rfind(prefix, 0) == 0) total += ops::sum(ops::mul(p, p)).item();
+  return std::sqrt(total);
+}
+
+std::string duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<std::int64_t>(seconds);
+  return s >= 3600 ? fmt::format("{}h{:02}m", s / 3600, s / 60 % 60) : fmt::format("{}m{:02}s", s / 60, s % 60);
+}
+
+class Progress {
+ public:
+  explicit Progress(bool quiet) : quiet_(quiet), tty_(isatty(fileno(stdout)) != 0) {}
+  void report(std::int64_t step, std::int64_t total, double elapsed, const Evaluation& train, const Evaluation& test,
+              bool force) {
+    if (quiet_) return;
+    // On a terminal: one live line; in a log: a line every 10 seconds and at the end.
+    const double gap = tty_ ? 0.2 : 10.0;
+    if (!force && elapsed - last_ < gap) return;
+    last_ = elapsed;
+    const double rate = step / std::max(elapsed, 1e-9);
+    const std::string eta = step == 0 ? "?" : duration((total - step) / std::max(rate, 1e-9));
+    const std::string line = fmt::format(
+        "step {:>7}/{}  {:6.0f} steps/s  ETA {}  train loss {:.4g} acc {:.4f}  test loss {:.4g} acc {:.4f}", step, total, rate,
+        eta, train.loss, train.accuracy, test.loss, test.accuracy);
+    if (tty_)
+      fmt::print("\r{}\033[K", line);
+    else
+      fmt::print("{}\n", line);
+    std::fflush(stdout);
+  }
+  void finish() {
+    if (!quiet_ && tty_) fmt::print("\n");
+  }
+
+ private:
+  bool quiet_, tty_;
+  double last_ = -1e9;
+};
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe::Optimizer& o, std::vector<Tensor> params) {
+  if (o.name == "sgd")
+    return std::make_unique<optim::SGD>(std::move(params), optim::SgdOptions{o.lr, o.momentum, 0.0, o.weight_decay, o.nesterov});
+  optim::AdamOptions a{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay};
+  return std::make_unique<optim::Adam>(std::move(params), a, o.name == "adamw");
+}
+
+std::shared_ptr<nn::Sequential> make_model(const Recipe& r, const data::Dataset& train, Generator& gen) {
+  const std::int64_t pixels = train.images.numel() / train.size();
+  if (r.model.kind == "cnn") {
+    GS_CHECK(train.images.size(2) == train.images.size(3), "{}: the CNN needs square images, {} has {}×{}", r.source.string(),
+             train.name, train.images.size(2), train.images.size(3));
+    return models::make_cnn({train.images.size(1), train.images.size(2), train.classes, r.model.init_scale, r.model.output_scale},
+                            gen);
+  }
+  GS_CHECK(r.model.widths.front() == pixels, "{}: model.widths starts with {} but {} images have {} pixels", r.source.string(),
+           r.model.widths.front(), train.name, pixels);
+  GS_CHECK(r.model.widths.back() == train.classes, "{}: model.widths ends with {} but {} has {} classes", r.source.string(),
+           r.model.widths.back(), train.name, train.classes);
+  return models::make_mlp({r.model.widths, nn::parse_activation(r.model.activation), r.model.init_scale, r.model.output_scale},
+                          gen);
+}
+
+struct RunData {
+  data::Dataset train, test, probe_train, probe_test;
+};
+
+RunData load_data(const Recipe& r) {
+  const auto norm = r.data.normalize == "standard" ? data::Normalization::standard : data::Normalization::unit;
+  RunData d;
+  data::Dataset full_train = data::load_named(r.data.dataset, r.data.path, data::Split::train, norm);
+  Generator subset_gen(r.train.seed, Stream::data);
+  d.train = data::select(full_train, r.data.subset == "first" ? data::first_n(full_train, r.data.train_size)
+                                                              : data::random_subset(full_train, r.data.train_size, subset_gen));
+  d.train.name = full_train.name + fmt::format("[{}]", r.data.train_size);
+  d.test = data::load_named(r.data.dataset, r.data.path, data::Split::test, norm);
+  if (r.data.test_size > 0) d.test = data::select(d.test, data::first_n(d.test, r.data.test_size));
+  Generator probe_gen(r.train.seed, Stream::probe);
+  d.probe_train = data::select(d.train, data::balanced_subset(d.train, r.probe.train_size, probe_gen));
+  d.probe_test = data::select(d.test, data::balanced_subset(d.test, r.probe.test_size, probe_gen));
+  return d;
+}
+
+}  // namespace
+
+std::string git_revision() {
+  const std::string dir = GROKSCOPE_SOURCE_DIR;
+  std::string rev = run_shell("git -C '" + dir + "' rev-parse HEAD 2>/dev/null");
+  if (rev.empty()) return "unknown";
+  if (!run_shell("git -C '" + dir + "' status --porcelain --untracked-files=no 2>/dev/null").empty()) rev += "-dirty";
+  return rev;
+}
+
+Tensor recipe_loss(const std::string& kind, const Tensor& logits, const Tensor& labels, std::int64_t classes) {
+  if (kind == "ce") return ops::cross_entropy(logits, labels);
+  return ops::mse_loss(logits, ops::one_hot(labels, classes, logits.dtype()));
+}
+
+Evaluation evaluate(nn::Module& model, const data::Dataset& d, const std::string& loss_kind) {
+  NoGrad no_tape;
+  constexpr std::int64_t chunk = 2000;
+  double loss = 0, correct = 0;
+  for (std::int64_t begin = 0; begin < d.size(); begin += chunk) {
+    const std::int64_t end = std::min(d.size(), begin + chunk);
+    Tensor logits = model.forward(d.images.rows(begin, end));
+    Tensor labels = d.labels.rows(begin, end);
+    // Both losses are means (over rows, or over all rows·classes): weight each chunk by its rows.
+    loss += recipe_loss(loss_kind, logits, labels, d.classes).item() * static_cast<double>(end - begin);
+    correct += ops::accuracy(logits, labels) * static_cast<double>(end - begin);
+  }
+  return {loss / static_cast<double>(d.size()), correct / static_cast<double>(d.size())};
+}
+
+Runner::Runner(Recipe recipe, RunOptions options) : recipe_(std::move(recipe)), options_(std::move(options)) {}
+
+void Runner::add_probe(std::string name, ProbeHook hook) { probes_.emplace_back(std::move(name), std::move(hook)); }
+
+int Runner::run() {
+  namespace fs = std::filesystem;
+  const Recipe& r = recipe_;
+  const fs::path dir = options_.out;
+  GS_CHECK(!fs::exists(dir / "metrics.csv"),
+           "{} already holds a run (metrics.csv); choose another --out, or delete it to start over", dir.string());
+  fs::create_directories(dir / "ckpt");
+
+  RunData d = load_data(r);
+  Generator init_gen(r.train.seed, Stream::init);
+  auto model = make_model(r, d.train, init_gen);
+  auto params = model->named_parameters("layers.");
+  const std::string output_prefix = "layers." + models::output_layer_prefix(*model) + ".";
+  auto optimizer = make_optimizer(r.optimizer, model->parameters());
+  data::Batches batches(d.train, r.train.batch_size, r.train.drop_last, Generator(r.train.seed, Stream::shuffle));
+
+  io::write_file_atomically(dir / "recipe.toml", r.to_toml());
+  nlohmann::ordered_json info{{"recipe", r.name},
+                              {"recipe_file", r.source.string()},
+                              {"git_revision", git_revision()},
+                              {"command_line", options_.command_line},
+                              {"parameters", model->parameter_count()},
+                              {"train_rows", d.train.size()},
+                              {"test_rows", d.test.size()},
+                              {"status", "running"}};
+  auto write_info = [&](const std::string& status, std::int64_t step) {
+    info["status"] = status;
+    info["last_step"] = step;
+    io::write_file_atomically(dir / "run.json", info.dump(2) + "\n");
+  };
+  write_info("running", 0);
+
+  const auto metric_list = r.schedule.metrics == "every" ? every_steps(r.train.steps, r.schedule.metric_every)
+                                                         : study_metric_steps(r.train.steps, r.schedule.metric_points);
+  const std::set<std::int64_t> metric_steps(metric_list.begin(), metric_list.end());
+  std::set<std::int64_t> probe_steps;
+  for (auto s : r.schedule.probe_steps.empty() ? log_spaced_steps(r.train.steps, r.schedule.probe_points) : r.schedule.probe_steps)
+    probe_steps.insert(s);
+
+  std::ofstream metrics(dir / "metrics.csv");
+  GS_CHECK(metrics.good(), "{}: cannot write metrics.csv", dir.string());
+  metrics << "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,weight_norm,output_weight_norm,seconds\n";
+
+  std::string last_checkpoint = "none yet";
+  auto checkpoint = [&](std::int64_t step) {
+    const fs::path file = dir / "ckpt" / fmt::format("step_{}.safetensors", step);
+    io::save_safetensors(file, params, {{"step", std::to_string(step)}, {"recipe", r.name}, {"format", "pytorch state_dict"}});
+    last_checkpoint = file.string();
+  };
+
+  StopSignals signals;
+  Progress progress(options_.quiet);
+  Evaluation train_eval, test_eval;
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+
+  for (std::int64_t step = 0;; ++step) {
+    if (metric_steps.count(step)) {
+      train_eval = evaluate(*model, d.train, r.train.loss);
+      test_eval = evaluate(*model, d.test, r.train.loss);
+      const double norm = weight_norm(params, ""), out_norm = weight_norm(params, output_prefix);
+      if (!std::isfinite(norm)) {
+        write_info("diverged", step);
+        fail("step {}: the weights are no longer finite (norm {}); the last good checkpoint is {}. Lower optimizer.lr or "
+             "model.init_scale",
+             step, norm, last_checkpoint);
+      }
+      metrics << fmt::format("{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", step, batches.state().epoch,
+                             train_eval.loss, train_eval.accuracy, test_eval.loss, test_eval.accuracy, norm, out_norm, elapsed());
+      metrics.flush();
+      progress.report(step, r.train.steps, elapsed(), train_eval, test_eval, step == r.train.steps);
+    }
+    if (probe_steps.count(step)) {
+      checkpoint(step);
+      for (auto& [name, hook] : probes_) hook({step, *model, d.probe_train, d.probe_test, dir});
+    }
+    if (step == r.train.steps) break;
+
+    data::Batch batch = batches.next();
+    optimizer->zero_grad();
+    Tensor loss = recipe_loss(r.train.loss, model->forward(batch.images), batch.labels, d.train.classes);
+    loss.backward();
+    optimizer->step();
+    const double value = loss.item();
+    if (!std::isfinite(value)) {
+      write_info("diverged", step + 1);
+      fail("step {}: the training loss is {}; the run stopped there. The last good checkpoint is {}. Lower optimizer.lr or "
+           "model.init_scale",
+           step + 1, value, last_checkpoint);
+    }
+    if (stop_signal.load() != 0) {
+      checkpoint(step + 1);
+      metrics.flush();
+      write_info("interrupted", step + 1);
+      progress.finish();
+      fmt::print(stderr, "grokscope: stopped by signal {} after step {}; checkpoint {}\n", stop_signal.load(), step + 1,
+                 last_checkpoint);
+      return 130;
+    }
+  }
+  progress.finish();
+  write_info("finished", r.train.steps);
+  return 0;
+}
+
+}  // namespace gs::experiments

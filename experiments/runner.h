@@ -1,0 +1,59 @@
+#pragma once
+// The training runner: one recipe, one run directory. It trains, logs metrics on the recipe's
+// schedule, writes a checkpoint at every probe step (step 0 = the real initial weights) and
+// calls the registered probes there. Everything it knows goes to the run directory:
+//   recipe.toml   the resolved recipe (every key)       run.json     revision, command, status
+//   metrics.csv   the metric rows                       ckpt/step_N.safetensors
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "engine/nn/layers.h"
+#include "experiments/recipe.h"
+
+namespace gs::experiments {
+
+struct ProbeContext {
+  std::int64_t step;
+  nn::Sequential& model;
+  const data::Dataset& probe_train;  // class-balanced subset of the training subset
+  const data::Dataset& probe_test;   // class-balanced subset of the test set
+  const std::filesystem::path& run_dir;
+};
+using ProbeHook = std::function<void(const ProbeContext&)>;
+
+struct RunOptions {
+  std::filesystem::path out;              // the run directory
+  std::vector<std::string> command_line;  // recorded in run.json
+  bool quiet = false;                     // no progress output
+};
+
+struct Evaluation {
+  double loss = 0, accuracy = 0;
+};
+
+// Loss of the recipe's kind on logits: mse against one-hot targets, or cross-entropy.
+Tensor recipe_loss(const std::string& kind, const Tensor& logits, const Tensor& labels, std::int64_t classes);
+// Mean loss and accuracy over a whole dataset, without the tape, in chunks.
+Evaluation evaluate(nn::Module& model, const data::Dataset& d, const std::string& loss_kind);
+
+class Runner {
+ public:
+  Runner(Recipe recipe, RunOptions options);
+  void add_probe(std::string name, ProbeHook hook);
+  // Trains to the end: returns 0. Stopped by SIGINT or SIGTERM: finishes the step, checkpoints,
+  // flushes and returns 130. A non-finite loss or weight raises gs::Error naming the step and
+  // the last good checkpoint.
+  int run();
+
+ private:
+  Recipe recipe_;
+  RunOptions options_;
+  std::vector<std::pair<std::string, ProbeHook>> probes_;
+};
+
+std::string git_revision();  // of the source tree grokscope was built from; "unknown" without git
+
+}  // namespace gs::experiments

@@ -1,0 +1,170 @@
+// The training runner end to end on a small IDX dataset the test writes: the run directory's
+// files, the schedules, step 0's checkpoint being the real initial weights, divergence and
+// refusal to overwrite; and, where data/cache/mnist exists, a short run on real MNIST.
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "data/idx.h"
+#include "engine/io/safetensors.h"
+#include "experiments/runner.h"
+#include "experiments/schedule.h"
+#include "helpers.h"
+#include "models/models.h"
+#include "temp_dir.h"
+
+using namespace gs;
+using namespace gs::experiments;
+
+namespace {
+
+// An MNIST-named dataset of 4×4 images in which the class is the brightest quadrant (4 classes).
+void write_tiny_mnist(const std::filesystem::path& dir, std::int64_t train, std::int64_t test) {
+  Generator g(9, Stream::test);
+  for (auto [prefix, n] : {std::pair<const char*, std::int64_t>{"train", train}, {"t10k", test}}) {
+    data::IdxArray images{{n, 4, 4}, {}}, labels{{n}, {}};
+    for (std::int64_t i = 0; i < n; ++i) {
+      const int c = static_cast<int>(i % 4);
+      labels.values.push_back(static_cast<std::uint8_t>(c));
+      for (int r = 0; r < 4; ++r)
+        for (int col = 0; col < 4; ++col) {
+          const bool bright = (r / 2) * 2 + col / 2 == c;
+          images.values.push_back(static_cast<std::uint8_t>((bright ? 150 : 0) + g.below(100)));
+        }
+    }
+    data::write_idx(dir / (std::string(prefix) + "-images-idx3-ubyte"), images);
+    data::write_idx(dir / (std::string(prefix) + "-labels-idx1-ubyte"), labels);
+  }
+}
+
+Recipe tiny_recipe(const std::filesystem::path& data_dir, std::int64_t steps) {
+  return parse_recipe(R"(
+[data]
+train_size = 64
+[model]
+widths = [16, 12, 10]
+init_scale = 2
+[train]
+loss = "ce"
+batch_size = 16
+[optimizer]
+lr = 0.01
+[probe]
+train_size = 8
+test_size = 8
+)",
+                      "tiny.toml",
+                      {"data.path=" + data_dir.string(), "train.steps=" + std::to_string(steps), "schedule.probe_points=5"});
+}
+
+std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) cells.push_back(cell);
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_SUITE("runner") {
+  TEST_CASE("a run writes recipe, run.json, metrics on schedule and checkpoints at the probe steps") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 40);
+    Recipe recipe = tiny_recipe(dir.path(), 60);
+    RunOptions options{dir / "run", {"grokscope", "train"}, true};
+    Runner runner(recipe, options);
+    std::vector<std::int64_t> probed;
+    runner.add_probe("record", [&](const ProbeContext& c) {
+      probed.push_back(c.step);
+      CHECK(c.probe_train.size() == 8);
+      CHECK(c.probe_test.size() == 8);
+    });
+    REQUIRE(runner.run() == 0);
+
+    auto rows = read_csv(dir / "run" / "metrics.csv");
+    REQUIRE(rows.size() >= 2);
+    CHECK(rows[0][0] == "step");
+    CHECK(rows[0].size() == 9);
+    std::vector<std::int64_t> steps;
+    for (std::size_t i = 1; i < rows.size(); ++i) steps.push_back(std::stoll(rows[i][0]));
+    CHECK(steps == study_metric_steps(60, 150));
+    CHECK(std::stod(rows.back()[3]) == 1.0);  // train accuracy: the task is easy
+    CHECK(std::stod(rows.back()[5]) > 0.9);   // and it generalizes
+
+    const auto probe_steps = log_spaced_steps(60, 5);
+    CHECK(probed == probe_steps);
+    for (auto s : probe_steps) CHECK(std::filesystem::exists(dir / "run" / "ckpt" / ("step_" + std::to_string(s) + ".safetensors")));
+
+    auto info = nlohmann::json::parse(std::ifstream(dir / "run" / "run.json"));
+    CHECK(info["status"] == "finished");
+    CHECK(info["last_step"] == 60);
+    CHECK(parse_recipe(std::string(std::istreambuf_iterator<char>(std::ifstream(dir / "run" / "recipe.toml").rdbuf()), {}),
+                       "resolved")
+              .to_toml() == recipe.to_toml());
+
+    // Step 0 is the model as initialized from the seed, named as PyTorch names it.
+    Generator gen(recipe.train.seed, Stream::init);
+    auto fresh = models::make_mlp({{16, 12, 10}, nn::Activation::relu, 2.0, 1.0}, gen);
+    auto ckpt = io::load_safetensors(dir / "run" / "ckpt" / "step_0.safetensors");
+    auto expected = fresh->named_parameters("layers.");
+    REQUIRE(ckpt.tensors.size() == expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      CHECK(ckpt.tensors[i].first == expected[i].first);
+      CHECK(ckpt.tensors[i].second.to_vector() == expected[i].second.to_vector());
+    }
+    CHECK(ckpt.metadata.at("step") == "0");
+    auto last = io::load_safetensors(dir / "run" / "ckpt" / "step_60.safetensors");
+    CHECK(last.tensors[0].second.to_vector() != expected[0].second.to_vector());
+
+    // The same recipe and seed give the same numbers.
+    Runner again(recipe, RunOptions{dir / "run2", {}, true});
+    REQUIRE(again.run() == 0);
+    CHECK(read_csv(dir / "run2" / "metrics.csv").back() [3] == rows.back()[3]);
+    auto r1 = read_csv(dir / "run" / "metrics.csv"), r2 = read_csv(dir / "run2" / "metrics.csv");
+    for (std::size_t i = 0; i < r1.size(); ++i)
+      for (std::size_t j = 0; j + 1 < r1[i].size(); ++j) CHECK(r1[i][j] == r2[i][j]);  // all but the wall time
+  }
+
+  TEST_CASE("an existing run is not overwritten; a diverging run names the step and the last checkpoint") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 16);
+    Recipe recipe = tiny_recipe(dir.path(), 5);
+    REQUIRE(Runner(recipe, {dir / "run", {}, true}).run() == 0);
+    CHECK_THROWS_WITH_AS(Runner(recipe, {dir / "run", {}, true}).run(), doctest::Contains("already holds a run"), Error);
+
+    Recipe wild = parse_recipe(recipe.to_toml(), "wild.toml", {"model.init_scale=1e30", "train.loss=\"mse\""});
+    CHECK_THROWS_WITH_AS(Runner(wild, {dir / "wild", {}, true}).run(), doctest::Contains("the last good checkpoint is"), Error);
+    auto info = nlohmann::json::parse(std::ifstream(dir / "wild" / "run.json"));
+    CHECK(info["status"] == "diverged");
+  }
+
+  TEST_CASE("the model must fit the data") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 16);
+    Recipe bad = parse_recipe(tiny_recipe(dir.path(), 5).to_toml(), "bad.toml", {"model.widths=[784, 10]"});
+    CHECK_THROWS_WITH_AS(Runner(bad, {dir / "run", {}, true}).run(), doctest::Contains("model.widths starts with 784 but"), Error);
+  }
+}
+
+TEST_SUITE("mnist") {
+  TEST_CASE("real MNIST: the default recipe for 300 steps fits most of its 1000 training points") {
+    const auto mnist = std::filesystem::path(GROKSCOPE_SOURCE_DIR) / "data" / "cache" / "mnist";
+    if (!std::filesystem::exists(mnist / "train-images-idx3-ubyte")) {
+      MESSAGE("data/cache/mnist is absent (run data/fetch.sh): skipped");
+      return;
+    }
+    test::TempDir dir;
+    Recipe r = parse_recipe("", "default.toml",
+                            {"data.path=" + mnist.string(), "train.steps=300", "model.init_scale=1", "schedule.probe_points=2",
+                             "schedule.metrics=\"every\"", "schedule.metric_every=100"});
+    REQUIRE(Runner(r, {dir / "run", {}, true}).run() == 0);
+    auto rows = read_csv(dir / "run" / "metrics.csv");
+    CHECK(std::stod(rows.back()[3]) > 0.9);   // train accuracy
+    CHECK(std::stod(rows.back()[5]) > 0.75);  // test accuracy at init ×1 generalizes early
+  }
+}
