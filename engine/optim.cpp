@@ -25,6 +25,18 @@ void Optimizer::zero_grad() {
   for (auto& p : params_) p.zero_grad();
 }
 
+void Optimizer::load_state(const nn::NamedTensors& saved, std::int64_t steps_taken) {
+  auto mine = state();
+  GS_CHECK(saved.size() == mine.size(), "optimizer state: {} saved tensors for {} buffers; the checkpoint is from another "
+           "optimizer or model", saved.size(), mine.size());
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    GS_CHECK(saved[i].first == mine[i].first, "optimizer state: saved '{}' where '{}' belongs", saved[i].first, mine[i].first);
+    mine[i].second.copy_(saved[i].second.device() == mine[i].second.device() ? saved[i].second
+                                                                               : saved[i].second.to(mine[i].second.device()));
+  }
+  steps_ = steps_taken;
+}
+
 SGD::SGD(std::vector<Tensor> params, const SgdOptions& o) : Optimizer(std::move(params)), options_(o) {
   GS_CHECK(o.lr >= 0 && o.momentum >= 0 && o.weight_decay >= 0,
            "SGD: lr, momentum and weight_decay must be non-negative, got {}, {}, {}", o.lr, o.momentum, o.weight_decay);

@@ -21,7 +21,8 @@ class Optimizer {
   // The tensors of the optimizer state, named "<param index>.<buffer>", and the step count:
   // what a checkpoint stores to resume bit-identically.
   virtual nn::NamedTensors state() const = 0;
-  void set_steps_taken(std::int64_t steps) { steps_ = steps; }
+  // Copies a saved state() back (same names and shapes) and the step count: resumes exactly.
+  void load_state(const nn::NamedTensors& saved, std::int64_t steps_taken);
 
  protected:
   std::vector<Tensor> params_;

@@ -1,5 +1,6 @@
 // The grokscope command line.
 //   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...]
+//   grokscope train --resume DIR
 //   grokscope info
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
   train->add_option("recipe", recipe_path, "recipe file (experiments/*.toml); default: the compiled-in experiments/default.toml");
   train->add_option("--out", out, "run directory (default: runs/<recipe name>-<time>)");
   train->add_option("--set", overrides, "override a recipe key, e.g. --set train.steps=2000 (repeatable)");
+  std::string resume_dir;
+  train->add_option("--resume", resume_dir, "continue the run in this directory where it stopped");
   bool quiet = false;
   train->add_flag("--quiet", quiet, "no progress output");
 
@@ -48,6 +51,18 @@ int main(int argc, char** argv) {
       fmt::print("grokscope {}: cpu backend (OpenBLAS); cuda: {}\n", gs::experiments::git_revision(),
                  gs::kernels::cuda_available() ? "available" : gs::kernels::cuda_unavailable_reason());
       return 0;
+    }
+    if (train->parsed() && !resume_dir.empty()) {
+      if (!recipe_path.empty() || !overrides.empty() || !out.empty())
+        throw gs::Error("--resume continues the recipe the run recorded: give no recipe, --set or --out with it");
+      gs::experiments::RunOptions options;
+      options.command_line.assign(argv, argv + argc);
+      options.quiet = quiet;
+      auto runner = gs::experiments::Runner::resume(resume_dir, options);
+      fmt::print("grokscope: resuming {}\n", resume_dir);
+      const int code = runner.run();
+      if (code == 0) fmt::print("grokscope: done; metrics in {}/metrics.csv\n", resume_dir);
+      return code;
     }
     if (train->parsed()) {
       auto recipe = recipe_path.empty()

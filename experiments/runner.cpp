@@ -181,14 +181,46 @@ Evaluation evaluate(nn::Module& model, const data::Dataset& d, const std::string
 
 Runner::Runner(Recipe recipe, RunOptions options) : recipe_(std::move(recipe)), options_(std::move(options)) {}
 
+Runner Runner::resume(const std::filesystem::path& run_dir, RunOptions options) {
+  GS_CHECK(std::filesystem::exists(run_dir / "ckpt" / "resume.safetensors"),
+           "{}: no ckpt/resume.safetensors to resume from (is this a grokscope run directory?)", run_dir.string());
+  Runner r(load_recipe(run_dir / "recipe.toml"), std::move(options));
+  r.options_.out = run_dir;
+  r.resuming_ = true;
+  return r;
+}
+
 void Runner::add_probe(std::string name, ProbeHook hook) { probes_.emplace_back(std::move(name), std::move(hook)); }
+
+namespace {
+
+// Keeps only the metric rows a resumed run has already covered: steps below `step`, and `step`
+// itself when its row was written before the state was saved.
+void truncate_metrics(const std::filesystem::path& file, std::int64_t step, bool keep_step) {
+  std::ifstream in(file);
+  GS_CHECK(in.good(), "{}: cannot read the metrics to resume", file.string());
+  std::string text, line;
+  std::getline(in, line);
+  text = line + "\n";
+  while (std::getline(in, line)) {
+    const auto comma = line.find(',');
+    if (comma == std::string::npos) break;  // a torn last line from a crash
+    const std::int64_t s = std::stoll(line.substr(0, comma));
+    if (s < step || (keep_step && s == step)) text += line + "\n";
+  }
+  io::write_file_atomically(file, text);
+}
+
+}  // namespace
 
 int Runner::run() {
   namespace fs = std::filesystem;
   const Recipe& r = recipe_;
   const fs::path dir = options_.out;
-  GS_CHECK(!fs::exists(dir / "metrics.csv"),
-           "{} already holds a run (metrics.csv); choose another --out, or delete it to start over", dir.string());
+  if (!resuming_)
+    GS_CHECK(!fs::exists(dir / "metrics.csv"),
+             "{} already holds a run (metrics.csv); choose another --out, --resume it, or delete it to start over",
+             dir.string());
   fs::create_directories(dir / "ckpt");
 
   RunData d = load_data(r);
@@ -199,21 +231,47 @@ int Runner::run() {
   auto optimizer = make_optimizer(r.optimizer, model->parameters());
   data::Batches batches(d.train, r.train.batch_size, r.train.drop_last, Generator(r.train.seed, Stream::shuffle));
 
-  io::write_file_atomically(dir / "recipe.toml", r.to_toml());
-  nlohmann::ordered_json info{{"recipe", r.name},
-                              {"recipe_file", r.source.string()},
-                              {"git_revision", git_revision()},
-                              {"command_line", options_.command_line},
-                              {"parameters", model->parameter_count()},
-                              {"train_rows", d.train.size()},
-                              {"test_rows", d.test.size()},
-                              {"status", "running"}};
+  // Where the loop starts, and whether that step's metrics and probes are already done.
+  std::int64_t first_step = 0;
+  bool metrics_done = false, probes_done = false;
+  double elapsed_before = 0;
+  nlohmann::ordered_json info;
+  if (resuming_) {
+    auto state = io::load_safetensors(dir / "ckpt" / "resume.safetensors");
+    auto meta = [&](const char* key) {
+      auto it = state.metadata.find(key);
+      GS_CHECK(it != state.metadata.end(), "{}/ckpt/resume.safetensors lacks '{}'; it is damaged", dir.string(), key);
+      return it->second;
+    };
+    GS_CHECK(meta("finished") != "1", "{} finished at step {}; nothing to resume", dir.string(), meta("step"));
+    first_step = std::stoll(meta("step"));
+    metrics_done = meta("metrics_done") == "1";
+    probes_done = meta("probes_done") == "1";
+    elapsed_before = std::stod(meta("seconds"));
+    for (auto& [name, t] : params) t.copy_(state.get("model." + name));
+    nn::NamedTensors opt_state;
+    for (const auto& [name, t] : optimizer->state()) opt_state.emplace_back(name, state.get("optimizer." + name));
+    optimizer->load_state(opt_state, std::stoll(meta("optimizer_steps")));
+    batches.restore({std::stoull(meta("shuffle_offset")), std::stoll(meta("epoch")), std::stoll(meta("position"))});
+    truncate_metrics(dir / "metrics.csv", first_step, metrics_done);
+    info = nlohmann::ordered_json::parse(std::ifstream(dir / "run.json"));
+    info["resumed_at"].push_back(first_step);
+  } else {
+    io::write_file_atomically(dir / "recipe.toml", r.to_toml());
+    info = {{"recipe", r.name},
+            {"recipe_file", r.source.string()},
+            {"git_revision", git_revision()},
+            {"command_line", options_.command_line},
+            {"parameters", model->parameter_count()},
+            {"train_rows", d.train.size()},
+            {"test_rows", d.test.size()}};
+  }
   auto write_info = [&](const std::string& status, std::int64_t step) {
     info["status"] = status;
     info["last_step"] = step;
     io::write_file_atomically(dir / "run.json", info.dump(2) + "\n");
   };
-  write_info("running", 0);
+  write_info("running", first_step);
 
   const auto metric_list = r.schedule.metrics == "every" ? every_steps(r.train.steps, r.schedule.metric_every)
                                                          : study_metric_steps(r.train.steps, r.schedule.metric_points);
@@ -222,25 +280,45 @@ int Runner::run() {
   for (auto s : r.schedule.probe_steps.empty() ? log_spaced_steps(r.train.steps, r.schedule.probe_points) : r.schedule.probe_steps)
     probe_steps.insert(s);
 
-  std::ofstream metrics(dir / "metrics.csv");
+  std::ofstream metrics(dir / "metrics.csv", resuming_ ? std::ios::app : std::ios::trunc);
   GS_CHECK(metrics.good(), "{}: cannot write metrics.csv", dir.string());
-  metrics << "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,weight_norm,output_weight_norm,seconds\n";
+  if (!resuming_)
+    metrics << "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,weight_norm,output_weight_norm,seconds\n";
 
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
   std::string last_checkpoint = "none yet";
   auto checkpoint = [&](std::int64_t step) {
     const fs::path file = dir / "ckpt" / fmt::format("step_{}.safetensors", step);
     io::save_safetensors(file, params, {{"step", std::to_string(step)}, {"recipe", r.name}, {"format", "pytorch state_dict"}});
     last_checkpoint = file.string();
   };
+  // Everything needed to continue bit-identically from `step`, in one file replaced atomically.
+  auto save_resume_state = [&](std::int64_t step, bool step_metrics_done, bool step_probes_done, bool finished) {
+    nn::NamedTensors tensors;
+    for (const auto& [name, t] : params) tensors.emplace_back("model." + name, t);
+    for (const auto& [name, t] : optimizer->state()) tensors.emplace_back("optimizer." + name, t);
+    const auto b = batches.state();
+    io::save_safetensors(dir / "ckpt" / "resume.safetensors", tensors,
+                         {{"step", std::to_string(step)},
+                          {"metrics_done", step_metrics_done ? "1" : "0"},
+                          {"probes_done", step_probes_done ? "1" : "0"},
+                          {"finished", finished ? "1" : "0"},
+                          {"optimizer_steps", std::to_string(optimizer->steps_taken())},
+                          {"shuffle_offset", std::to_string(b.generator_offset)},
+                          {"epoch", std::to_string(b.epoch)},
+                          {"position", std::to_string(b.position)},
+                          {"seconds", fmt::format("{:.17g}", elapsed())}});
+  };
 
   StopSignals signals;
   Progress progress(options_.quiet);
   Evaluation train_eval, test_eval;
-  const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-
-  for (std::int64_t step = 0;; ++step) {
-    if (metric_steps.count(step)) {
+  for (std::int64_t step = first_step;; ++step) {
+    const bool resumed_here = step == first_step;
+    if (metric_steps.count(step) && !(resumed_here && metrics_done)) {
       train_eval = evaluate(*model, d.train, r.train.loss);
       test_eval = evaluate(*model, d.test, r.train.loss);
       const double norm = weight_norm(params, ""), out_norm = weight_norm(params, output_prefix);
@@ -255,9 +333,10 @@ int Runner::run() {
       metrics.flush();
       progress.report(step, r.train.steps, elapsed(), train_eval, test_eval, step == r.train.steps);
     }
-    if (probe_steps.count(step)) {
+    if (probe_steps.count(step) && !(resumed_here && probes_done)) {
       checkpoint(step);
       for (auto& [name, hook] : probes_) hook({step, *model, d.probe_train, d.probe_test, dir});
+      save_resume_state(step, true, true, step == r.train.steps);
     }
     if (step == r.train.steps) break;
 
@@ -273,17 +352,20 @@ int Runner::run() {
            "model.init_scale",
            step + 1, value, last_checkpoint);
     }
-    if (stop_signal.load() != 0) {
+    if (stop_signal.load() != 0 || step + 1 == options_.stop_after_step) {
       checkpoint(step + 1);
+      save_resume_state(step + 1, false, false, false);
       metrics.flush();
       write_info("interrupted", step + 1);
       progress.finish();
-      fmt::print(stderr, "grokscope: stopped by signal {} after step {}; checkpoint {}\n", stop_signal.load(), step + 1,
-                 last_checkpoint);
+      if (!options_.quiet)
+        fmt::print(stderr, "grokscope: stopped after step {}; checkpoint {}; continue with grokscope train --resume {}\n",
+                   step + 1, last_checkpoint, dir.string());
       return 130;
     }
   }
   progress.finish();
+  save_resume_state(r.train.steps, true, true, true);
   write_info("finished", r.train.steps);
   return 0;
 }

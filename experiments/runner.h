@@ -4,6 +4,7 @@
 // calls the registered probes there. Everything it knows goes to the run directory:
 //   recipe.toml   the resolved recipe (every key)       run.json     revision, command, status
 //   metrics.csv   the metric rows                       ckpt/step_N.safetensors
+//   ckpt/resume.safetensors  weights, optimizer state and data order to continue from
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -28,6 +29,7 @@ struct RunOptions {
   std::filesystem::path out;              // the run directory
   std::vector<std::string> command_line;  // recorded in run.json
   bool quiet = false;                     // no progress output
+  std::int64_t stop_after_step = -1;      // behave as if a stop signal arrived after this step (tests)
 };
 
 struct Evaluation {
@@ -42,6 +44,10 @@ Evaluation evaluate(nn::Module& model, const data::Dataset& d, const std::string
 class Runner {
  public:
   Runner(Recipe recipe, RunOptions options);
+  // Continues the run in run_dir from its ckpt/resume.safetensors (written at every probe step
+  // and when stopped), with the recipe it recorded. On the CPU the continued run is bit-identical
+  // to one that was never stopped.
+  static Runner resume(const std::filesystem::path& run_dir, RunOptions options);
   void add_probe(std::string name, ProbeHook hook);
   // Trains to the end: returns 0. Stopped by SIGINT or SIGTERM: finishes the step, checkpoints,
   // flushes and returns 130. A non-finite loss or weight raises gs::Error naming the step and
@@ -52,6 +58,7 @@ class Runner {
   Recipe recipe_;
   RunOptions options_;
   std::vector<std::pair<std::string, ProbeHook>> probes_;
+  bool resuming_ = false;
 };
 
 std::string git_revision();  // of the source tree grokscope was built from; "unknown" without git

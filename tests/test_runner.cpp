@@ -151,6 +151,33 @@ TEST_SUITE("runner") {
   }
 }
 
+TEST_SUITE("runner") {
+  TEST_CASE("a run stopped at step k and resumed logs exactly what an unstopped run logs") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 24);
+    Recipe recipe = tiny_recipe(dir.path(), 50);
+    REQUIRE(Runner(recipe, {dir / "whole", {}, true}).run() == 0);
+    for (std::int64_t k : {7, 10, 33}) {  // a probe step, a dense metric step, between metric steps
+      CAPTURE(k);
+      const auto part = dir / ("part" + std::to_string(k));
+      RunOptions stop{part, {}, true, k};
+      CHECK(Runner(recipe, stop).run() == 130);
+      CHECK(nlohmann::json::parse(std::ifstream(part / "run.json"))["status"] == "interrupted");
+      CHECK(std::filesystem::exists(part / "ckpt" / ("step_" + std::to_string(k) + ".safetensors")));
+      REQUIRE(Runner::resume(part, {{}, {}, true}).run() == 0);
+      auto whole = read_csv(dir / "whole" / "metrics.csv"), resumed = read_csv(part / "metrics.csv");
+      REQUIRE(whole.size() == resumed.size());
+      for (std::size_t i = 0; i < whole.size(); ++i)
+        for (std::size_t j = 0; j + 1 < whole[i].size(); ++j) CHECK(whole[i][j] == resumed[i][j]);  // all but seconds
+      auto a = io::load_safetensors(dir / "whole" / "ckpt" / "step_50.safetensors");
+      auto b = io::load_safetensors(part / "ckpt" / "step_50.safetensors");
+      for (std::size_t i = 0; i < a.tensors.size(); ++i) CHECK(a.tensors[i].second.to_vector() == b.tensors[i].second.to_vector());
+      CHECK_THROWS_WITH_AS(Runner::resume(part, {{}, {}, true}).run(), doctest::Contains("nothing to resume"), Error);
+    }
+    CHECK_THROWS_WITH_AS(Runner::resume(dir / "nowhere", {{}, {}, true}), doctest::Contains("no ckpt/resume.safetensors"), Error);
+  }
+}
+
 TEST_SUITE("mnist") {
   TEST_CASE("real MNIST: the default recipe for 300 steps fits most of its 1000 training points") {
     const auto mnist = std::filesystem::path(GROKSCOPE_SOURCE_DIR) / "data" / "cache" / "mnist";
