@@ -1,9 +1,12 @@
 #include "data/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
+#include "data/cifar.h"
 #include "data/idx.h"
+#include "data/image_folder.h"
 #include "engine/error.h"
 
 namespace gs::data {
@@ -17,27 +20,73 @@ std::filesystem::path find_file(const std::filesystem::path& dir, const std::str
        dir.string(), base, base);
 }
 
-struct Known {
-  const char* name;
-  const char* train_prefix;
-  const char* test_prefix;
-  std::int64_t classes;
-  bool transposed;
-  double mean, std;
+// Means and standard deviations of the training pixels in [0, 1] (per channel for CIFAR).
+struct Stats {
+  std::vector<double> mean, std;
 };
 
-// Means and standard deviations of the training pixels in [0, 1].
-constexpr Known known[] = {
-    {"mnist", "train", "t10k", 10, false, 0.1307, 0.3081},
-    {"fashion-mnist", "train", "t10k", 10, false, 0.2860, 0.3530},
-    {"emnist-balanced", "emnist-balanced-train", "emnist-balanced-test", 47, true, 0.1751, 0.3332},
+struct Known {
+  const char* name;
+  std::int64_t classes;
+  Stats stats;
 };
+
+const std::vector<Known>& known() {
+  static const std::vector<Known> table{
+      {"mnist", 10, {{0.1307}, {0.3081}}},
+      {"fashion-mnist", 10, {{0.2860}, {0.3530}}},
+      {"emnist-balanced", 47, {{0.1751}, {0.3332}}},
+      {"cifar10", 10, {{0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}}},
+      {"cifar100", 100, {{0.5071, 0.4865, 0.4409}, {0.2673, 0.2564, 0.2762}}},
+      {"folder", 0, {{}, {}}},  // classes from the subfolders; standard normalization from the data
+  };
+  return table;
+}
+
+// u8 planar pixels [n, c, h, w] -> f32, normalized.
+Dataset make_dataset(const std::string& name, std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w,
+                     const std::vector<std::uint8_t>& pixels, std::vector<std::int32_t> labels, std::int64_t classes,
+                     Normalization norm, Stats stats) {
+  if (norm == Normalization::standard && stats.mean.empty()) {  // measure them (image folders)
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      double sum = 0, sq = 0;
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t p = 0; p < h * w; ++p) {
+          const double v = pixels[static_cast<std::size_t>((i * c + ch) * h * w + p)] / 255.0;
+          sum += v;
+          sq += v * v;
+        }
+      const double count = static_cast<double>(n * h * w), mean = sum / count;
+      stats.mean.push_back(mean);
+      stats.std.push_back(std::sqrt(std::max(sq / count - mean * mean, 1e-12)));
+    }
+  }
+  Tensor x = Tensor::empty(Shape{n, c, h, w}, DType::f32);
+  float* p = x.data<float>();
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      const double scale = norm == Normalization::unit ? 1.0 / 255.0 : 1.0 / (255.0 * stats.std[ch]);
+      const double shift = norm == Normalization::unit ? 0.0 : stats.mean[ch] / stats.std[ch];
+      const std::size_t base = static_cast<std::size_t>((i * c + ch) * h * w);
+      for (std::size_t q = 0; q < static_cast<std::size_t>(h * w); ++q)
+        p[base + q] = static_cast<float>(pixels[base + q] * scale - shift);
+    }
+  return {name, x, Tensor::from(labels, Shape{n}), classes};
+}
+
+const Known& lookup(const std::string& dataset) {
+  for (const auto& k : known())
+    if (dataset == k.name) return k;
+  std::string names;
+  for (const auto& k : known()) names += (names.empty() ? "" : ", ") + std::string(k.name);
+  fail("unknown dataset '{}'; grokscope reads {}", dataset, names);
+}
 
 }  // namespace
 
 std::vector<std::string> known_datasets() {
   std::vector<std::string> names;
-  for (const auto& k : known) names.emplace_back(k.name);
+  for (const auto& k : known()) names.emplace_back(k.name);
   return names;
 }
 
@@ -57,28 +106,45 @@ Dataset load_idx(const std::string& name, const IdxFiles& files, Normalization n
              files.labels.string(), int(labels.values[i]), i, files.classes, name);
     y[i] = labels.values[i];
   }
-  Tensor x = Tensor::empty(Shape{n, 1, h, w}, DType::f32);
-  float* p = x.data<float>();
-  const double scale = norm == Normalization::unit ? 1.0 / 255.0 : 1.0 / (255.0 * files.std);
-  const double shift = norm == Normalization::unit ? 0.0 : files.mean / files.std;
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t r = 0; r < h; ++r)
-      for (std::int64_t c = 0; c < w; ++c) {
-        const std::int64_t src = files.transposed ? (i * h + c) * w + r : (i * h + r) * w + c;
-        p[(i * h + r) * w + c] = static_cast<float>(images.values[src] * scale - shift);
-      }
-  return {name, x, Tensor::from(y, Shape{n}), files.classes};
+  if (files.transposed) {  // EMNIST: each image is stored column by column
+    std::vector<std::uint8_t> upright(images.values.size());
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t r = 0; r < h; ++r)
+        for (std::int64_t c = 0; c < w; ++c) upright[(i * h + r) * w + c] = images.values[(i * h + c) * w + r];
+    images.values.swap(upright);
+  }
+  return make_dataset(name, n, 1, h, w, images.values, std::move(y), files.classes, norm, {{files.mean}, {files.std}});
 }
 
 Dataset load_named(const std::string& dataset, const std::filesystem::path& dir, Split split, Normalization norm) {
-  for (const auto& k : known) {
-    if (dataset != k.name) continue;
-    const std::string prefix = split == Split::train ? k.train_prefix : k.test_prefix;
-    IdxFiles files{find_file(dir, prefix + "-images-idx3-ubyte"), find_file(dir, prefix + "-labels-idx1-ubyte"),
-                   k.classes, k.transposed, k.mean, k.std};
-    return load_idx(dataset + (split == Split::train ? "/train" : "/test"), files, norm);
+  const Known& k = lookup(dataset);
+  const bool train = split == Split::train;
+  const std::string name = dataset + (train ? "/train" : "/test");
+  if (dataset == "cifar10" || dataset == "cifar100") {
+    std::vector<std::filesystem::path> files;
+    if (dataset == "cifar10" && train)
+      for (int b = 1; b <= 5; ++b) files.push_back(dir / ("data_batch_" + std::to_string(b) + ".bin"));
+    else if (dataset == "cifar10")
+      files.push_back(dir / "test_batch.bin");
+    else
+      files.push_back(dir / (train ? "train.bin" : "test.bin"));
+    auto r = read_cifar(files, dataset == "cifar10" ? CifarLabel::cifar10 : CifarLabel::cifar100_fine);
+    return make_dataset(name, r.count, 3, 32, 32, r.pixels, std::move(r.labels), k.classes, norm, k.stats);
   }
-  fail("unknown dataset '{}'; grokscope reads mnist, fashion-mnist and emnist-balanced", dataset);
+  if (dataset == "folder") {
+    auto f = read_image_folder(dir / (train ? "train" : "test"));
+    if (!train)  // labels are indices into the sorted class names: both splits must name the same classes
+      GS_CHECK(f.class_names == class_folders(dir / "train"),
+               "{}: test/ and train/ hold different class subfolders; they must match for the labels to agree",
+               dir.string());
+    return make_dataset(name, f.count, f.channels, f.height, f.width, f.pixels, std::move(f.labels),
+                        static_cast<std::int64_t>(f.class_names.size()), norm, {});
+  }
+  const bool emnist = dataset == "emnist-balanced";
+  const std::string prefix = emnist ? (train ? "emnist-balanced-train" : "emnist-balanced-test") : (train ? "train" : "t10k");
+  IdxFiles files{find_file(dir, prefix + "-images-idx3-ubyte"), find_file(dir, prefix + "-labels-idx1-ubyte"), k.classes,
+                 emnist, k.stats.mean[0], k.stats.std[0]};
+  return load_idx(name, files, norm);
 }
 
 Dataset select(const Dataset& d, const std::vector<std::int64_t>& rows) {

@@ -32,8 +32,12 @@ struct IdxFiles {
 Dataset load_idx(const std::string& name, const IdxFiles& files, Normalization norm);
 
 enum class Split { train, test };
-// The datasets grokscope knows by name: mnist, fashion-mnist, emnist-balanced. `dir` holds their
-// files under the original names, plain or .gz.
+// The datasets grokscope knows by name, and what `dir` must hold:
+//   mnist, fashion-mnist   {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]
+//   emnist-balanced        emnist-balanced-{train,test}-{images-idx3,labels-idx1}-ubyte[.gz]
+//   cifar10                data_batch_{1..5}.bin, test_batch.bin (the binary version)
+//   cifar100               train.bin, test.bin (fine labels)
+//   folder                 train/<class>/<images>, test/<class>/<images>
 Dataset load_named(const std::string& dataset, const std::filesystem::path& dir, Split split, Normalization norm);
 std::vector<std::string> known_datasets();
 

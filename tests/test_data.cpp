@@ -181,3 +181,73 @@ TEST_SUITE("data") {
     }
   }
 }
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image_write.h>
+
+TEST_SUITE("data") {
+  TEST_CASE("CIFAR-10 and CIFAR-100 binary batches") {
+    test::TempDir dir;
+    auto record = [](std::vector<std::string>& out, std::vector<std::uint8_t> labels, std::uint8_t fill) {
+      std::string r(labels.begin(), labels.end());
+      for (int i = 0; i < 3072; ++i) r.push_back(static_cast<char>((fill + i) % 256));
+      out.push_back(r);
+    };
+    std::vector<std::string> ten, hundred;
+    record(ten, {3}, 0);
+    record(ten, {9}, 7);
+    record(hundred, {4, 88}, 1);
+    write_bytes(dir / "test_batch.bin", ten[0] + ten[1]);
+    write_bytes(dir / "test.bin", hundred[0]);
+    Dataset c10 = load_named("cifar10", dir.path(), Split::test, Normalization::unit);
+    CHECK(c10.images.shape() == Shape{2, 3, 32, 32});
+    CHECK(c10.labels.to_int_vector() == std::vector<std::int32_t>{3, 9});
+    CHECK(c10.images.to_vector()[1024 + 5] == doctest::Approx((1024 + 5) % 256 / 255.0));  // green plane
+    CHECK(c10.images.to_vector()[3072] == doctest::Approx(7 / 255.0));
+    Dataset c100 = load_named("cifar100", dir.path(), Split::test, Normalization::unit);
+    CHECK(c100.labels.to_int_vector() == std::vector<std::int32_t>{88});  // the fine label
+    CHECK(c100.classes == 100);
+    write_bytes(dir / "test_batch.bin", ten[0] + ten[1].substr(0, 100));
+    CHECK_THROWS_WITH_AS(load_named("cifar10", dir.path(), Split::test, Normalization::unit),
+                         doctest::Contains("not a whole number of 3073-byte CIFAR-10 records"), Error);
+    std::string bad = ten[0];
+    bad[0] = 12;
+    write_bytes(dir / "test_batch.bin", bad);
+    CHECK_THROWS_WITH_AS(load_named("cifar10", dir.path(), Split::test, Normalization::unit),
+                         doctest::Contains("record 0 has label 12"), Error);
+    CHECK_THROWS_WITH_AS(load_named("cifar10", dir.path(), Split::train, Normalization::unit),
+                         doctest::Contains("data_batch_1.bin: no such file"), Error);
+  }
+
+  TEST_CASE("image folders: classes from sorted subfolder names, PNG decoding, damage refused") {
+    test::TempDir dir;
+    auto png = [&](const std::string& rel, int w, int h, std::uint8_t v) {
+      std::filesystem::create_directories((dir / rel).parent_path());
+      std::vector<std::uint8_t> px(static_cast<std::size_t>(w * h), v);
+      REQUIRE(stbi_write_png((dir / rel).c_str(), w, h, 1, px.data(), w) != 0);
+    };
+    png("train/cat/a.png", 5, 4, 10);
+    png("train/cat/b.png", 5, 4, 20);
+    png("train/ant/c.png", 5, 4, 30);
+    png("test/ant/d.png", 5, 4, 40);
+    png("test/cat/e.png", 5, 4, 50);
+    Dataset train = load_named("folder", dir.path(), Split::train, Normalization::unit);
+    CHECK(train.classes == 2);
+    CHECK(train.images.shape() == Shape{3, 1, 4, 5});
+    CHECK(train.labels.to_int_vector() == std::vector<std::int32_t>{0, 1, 1});  // ant, then cat
+    CHECK(train.images.to_vector()[0] == doctest::Approx(30 / 255.0));
+    Dataset test = load_named("folder", dir.path(), Split::test, Normalization::standard);
+    CHECK(test.size() == 2);
+    png("train/cat/big.png", 6, 4, 0);
+    CHECK_THROWS_WITH_AS(load_named("folder", dir.path(), Split::train, Normalization::unit), doctest::Contains("share one size"),
+                         Error);
+    std::filesystem::remove(dir / "train/cat/big.png");
+    write_bytes(dir / "train/cat/broken.png", "\x89PNG\r\n\x1a\nnot really");
+    CHECK_THROWS_WITH_AS(load_named("folder", dir.path(), Split::train, Normalization::unit), doctest::Contains("cannot decode"),
+                         Error);
+    std::filesystem::remove(dir / "train/cat/broken.png");
+    png("test/dog/f.png", 5, 4, 60);
+    CHECK_THROWS_WITH_AS(load_named("folder", dir.path(), Split::test, Normalization::unit),
+                         doctest::Contains("different class subfolders"), Error);
+  }
+}
