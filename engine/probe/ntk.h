@@ -1,0 +1,56 @@
+#pragma once
+// The empirical neural tangent kernel of a network on a probe set, and the distances between
+// kernels that tell how far training has moved it.
+//
+// Rows are (sample i, logit a) in sample-major order, and
+//   K[(i,a),(j,b)] = ⟨∂f_a(x_i)/∂θ, ∂f_b(x_j)/∂θ⟩   over every weight and bias.
+// For a dense layer z = W h + b the parameter gradient of logit a at sample i is d_(i,a) h_iᵀ
+// (and d_(i,a) for b), with d_(i,a) = ∂f_a(x_i)/∂z the backprop signal, so its share of K is
+//   K_l = (D Dᵀ) ⊙ ((H Hᵀ + 1) ⊗ 1_C 1_Cᵀ),
+// computed from the signals D [nC, out] and inputs H [n, in] without materializing J. The signals
+// of all n·C one-hot cotangents are backpropagated at once, as one batched pass.
+#include <string>
+#include <vector>
+
+#include "engine/nn/layers.h"
+
+namespace gs::probe {
+
+struct DenseFactors {
+  std::string name;  // the layer's parameter prefix, "layers.3"
+  Tensor signals;    // D [n·C, out]: rows (i, a)
+  Tensor inputs;     // H [n, in]
+  bool output_layer = false;  // its signals are α·δ_ab (α the output scale): K_l = α² δ_ab (H Hᵀ + 1)
+  double output_scale = 1.0;
+};
+
+// Forward on x [n, ...] and the batched one-hot backward through a Sequential of Flatten, Linear,
+// activations and Scale. Raises naming the layer for anything else (convolutions: not yet).
+std::vector<DenseFactors> jacobian_factors(nn::Sequential& net, const Tensor& x);
+
+struct Ntk {
+  std::int64_t samples = 0, classes = 0;
+  Tensor kernel;                   // [n·C, n·C], the sum of the layers'
+  std::vector<std::string> layer_names;
+  std::vector<Tensor> per_layer;   // [n·C, n·C] each, in network order
+};
+
+// The per-logit kernel, layer by layer, in the network's dtype. Refuses up front when the
+// kernels would not fit in memory, saying how many bytes they need.
+Ntk empirical_ntk(nn::Sequential& net, const Tensor& x);
+// The same kernel by brute force: J row by row through the tape, then J Jᵀ. For tests and tiny nets.
+Tensor brute_force_ntk(nn::Sequential& net, const Tensor& x);
+// J [n·C, P]: row (i, a) is ∂f_a(x_i)/∂θ over the parameters in named_parameters() order.
+Tensor brute_force_jacobian(nn::Sequential& net, const Tensor& x);
+
+// The trace kernel [n, n]: Σ_a K[(i,a),(j,a)].
+Tensor trace_kernel(const Tensor& kernel, std::int64_t classes);
+// d(K, K′) = 1 − ⟨K, K′⟩_F / (‖K‖_F ‖K′‖_F), as ½‖K/‖K‖ − K′/‖K′‖‖²_F in f64: accurate near 0.
+double kernel_distance(const Tensor& a, const Tensor& b);
+// Kernel-target alignment ⟨K, Y Yᵀ⟩ / (‖K‖ ‖Y Yᵀ‖) with Y the centred one-hot labels, one entry
+// per row (i, a): Y_(i,a) = [a = y_i] − 1/C.
+double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes);
+double frobenius_norm(const Tensor& t);  // in f64
+double trace(const Tensor& square);      // in f64
+
+}  // namespace gs::probe

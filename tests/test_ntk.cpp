@@ -1,0 +1,203 @@
+// The NTK probe against brute force (J materialized through the tape, J Jᵀ), J against finite
+// differences, and the kernel's and the distance's properties.
+#include <lapacke.h>
+
+#include "engine/probe/ntk.h"
+#include "helpers.h"
+#include "models/models.h"
+
+using namespace gs;
+using namespace gs::probe;
+
+namespace {
+
+std::shared_ptr<nn::Sequential> tiny_mlp(nn::Activation act, DType dtype, double output_scale = 0.5, std::uint64_t seed = 1) {
+  Generator gen(seed);
+  auto net = models::make_mlp({{6, 5, 4, 3}, act, 1.5, output_scale}, gen);
+  net->to(dtype);
+  return net;
+}
+
+double relative_frobenius(const Tensor& a, const Tensor& b) {
+  auto av = a.to_vector(), bv = b.to_vector();
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < av.size(); ++i) {
+    num += (av[i] - bv[i]) * (av[i] - bv[i]);
+    den += bv[i] * bv[i];
+  }
+  return std::sqrt(num / den);
+}
+
+std::vector<double> eigenvalues(const Tensor& k) {
+  auto a = k.to_vector();
+  const int n = static_cast<int>(k.size(0));
+  std::vector<double> w(static_cast<std::size_t>(n));
+  REQUIRE(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', n, a.data(), n, w.data()) == 0);
+  return w;
+}
+
+// Columns [begin, end) of J: one layer's parameters.
+Tensor columns(const Tensor& j, std::int64_t begin, std::int64_t end) {
+  auto v = j.to_vector();
+  const std::int64_t rows = j.size(0), cols = j.size(1);
+  std::vector<double> out;
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = begin; c < end; ++c) out.push_back(v[r * cols + c]);
+  return Tensor::from(out, Shape{rows, end - begin}, DType::f64);
+}
+
+Tensor gram_rows(const Tensor& j) {
+  // J Jᵀ by the naive definition, in f64.
+  auto v = j.to_vector();
+  const std::int64_t rows = j.size(0), cols = j.size(1);
+  std::vector<double> k(static_cast<std::size_t>(rows * rows), 0.0);
+  for (std::int64_t a = 0; a < rows; ++a)
+    for (std::int64_t b = 0; b < rows; ++b) {
+      double s = 0;
+      for (std::int64_t c = 0; c < cols; ++c) s += v[a * cols + c] * v[b * cols + c];
+      k[a * rows + b] = s;
+    }
+  return Tensor::from(k, Shape{rows, rows}, DType::f64);
+}
+
+}  // namespace
+
+TEST_SUITE("ntk") {
+  TEST_CASE("the brute-force Jacobian matches central finite differences (tanh MLP, f64)") {
+    auto net = tiny_mlp(nn::Activation::tanh, DType::f64);
+    Tensor x = test::random_tensor(Shape{3, 6}, 2);
+    Tensor j = brute_force_jacobian(*net, x);
+    CHECK(j.shape() == Shape{9, net->parameter_count()});
+    auto jv = j.to_vector();
+    std::int64_t col = 0;
+    NoGrad no_tape;
+    for (auto& [name, p] : net->named_parameters()) {
+      double* w = Tensor(p).data<double>();
+      for (std::int64_t e = 0; e < p.numel(); ++e, ++col) {
+        const double saved = w[e], h = 1e-6;
+        w[e] = saved + h;
+        auto up = net->forward(x).to_vector();
+        w[e] = saved - h;
+        auto down = net->forward(x).to_vector();
+        w[e] = saved;
+        for (std::size_t r = 0; r < up.size(); ++r)
+          CHECK(jv[r * static_cast<std::size_t>(j.size(1)) + static_cast<std::size_t>(col)] ==
+                doctest::Approx((up[r] - down[r]) / (2 * h)).epsilon(1e-6).scale(1e-3));
+      }
+    }
+  }
+
+  TEST_CASE("the factored kernel equals J Jᵀ, layer by layer, to 1e-12 in f64") {
+    for (auto act : {nn::Activation::relu, nn::Activation::tanh, nn::Activation::gelu}) {
+      CAPTURE(nn::activation_name(act));
+      auto net = tiny_mlp(act, DType::f64);
+      Tensor x = test::random_tensor(Shape{4, 6}, 3);
+      Ntk k = empirical_ntk(*net, x);
+      Tensor j = brute_force_jacobian(*net, x);
+      CHECK(relative_frobenius(k.kernel, gram_rows(j)) < 1e-12);
+      REQUIRE(k.per_layer.size() == 3);
+      std::int64_t begin = 0;
+      for (std::size_t l = 0; l < 3; ++l) {
+        const std::int64_t size = net->named_parameters()[2 * l].second.numel() + net->named_parameters()[2 * l + 1].second.numel();
+        CAPTURE(l);
+        CHECK(relative_frobenius(k.per_layer[l], gram_rows(columns(j, begin, begin + size))) < 1e-12);
+        begin += size;
+      }
+      CHECK(k.layer_names == std::vector<std::string>{"layers.1", "layers.3", "layers.5"});
+    }
+  }
+
+  TEST_CASE("f32 agrees with f64 to 1e-5; the kernel is symmetric and PSD; trace kernel sums the diagonal blocks") {
+    auto net64 = tiny_mlp(nn::Activation::relu, DType::f64), net32 = tiny_mlp(nn::Activation::relu, DType::f32);
+    Tensor x = test::random_tensor(Shape{5, 6}, 4);
+    Ntk k64 = empirical_ntk(*net64, x), k32 = empirical_ntk(*net32, x.to(DType::f32));
+    CHECK(relative_frobenius(k32.kernel, k64.kernel) < 1e-5);
+    auto kv = k64.kernel.to_vector();
+    const std::int64_t rows = 15;
+    for (std::int64_t a = 0; a < rows; ++a)
+      for (std::int64_t b = 0; b < rows; ++b) CHECK(kv[a * rows + b] == doctest::Approx(kv[b * rows + a]).epsilon(1e-14));
+    auto w = eigenvalues(k64.kernel);
+    CHECK(w.front() >= -1e-6 * w.back());
+    Tensor t = trace_kernel(k64.kernel, 3);
+    auto tv = t.to_vector();
+    for (std::int64_t i = 0; i < 5; ++i)
+      for (std::int64_t j = 0; j < 5; ++j) {
+        double s = 0;
+        for (int a = 0; a < 3; ++a) s += kv[(i * 3 + a) * rows + j * 3 + a];
+        CHECK(tv[i * 5 + j] == doctest::Approx(s).epsilon(1e-14));
+      }
+    CHECK(trace(t) == doctest::Approx(trace(k64.kernel)).epsilon(1e-14));
+  }
+
+  TEST_CASE("permuting the inputs permutes the kernel") {
+    auto net = tiny_mlp(nn::Activation::relu, DType::f64);
+    Tensor x = test::random_tensor(Shape{4, 6}, 5);
+    const std::vector<std::int64_t> perm{2, 0, 3, 1};
+    std::vector<double> xp;
+    auto xv = x.to_vector();
+    for (auto p : perm) xp.insert(xp.end(), xv.begin() + p * 6, xv.begin() + (p + 1) * 6);
+    auto k = empirical_ntk(*net, x).kernel.to_vector();
+    auto kp = empirical_ntk(*net, Tensor::from(xp, Shape{4, 6}, DType::f64)).kernel.to_vector();
+    for (std::int64_t i = 0; i < 4; ++i)
+      for (std::int64_t j = 0; j < 4; ++j)
+        for (int a = 0; a < 3; ++a)
+          for (int b = 0; b < 3; ++b)
+            CHECK(kp[(i * 3 + a) * 12 + j * 3 + b] == doctest::Approx(k[(perm[i] * 3 + a) * 12 + perm[j] * 3 + b]).epsilon(1e-13));
+  }
+
+  TEST_CASE("kernel distance: zero for K and cK, symmetric, accurate to 1e-4 relative down to 1e-6") {
+    auto net = tiny_mlp(nn::Activation::tanh, DType::f64);
+    Tensor x = test::random_tensor(Shape{6, 6}, 6);
+    Tensor k = empirical_ntk(*net, x).kernel;
+    CHECK(kernel_distance(k, k) == 0.0);
+    CHECK(kernel_distance(k, ops::scale(k, 3.7)) < 1e-15);
+    auto params = net->parameters();
+    auto direction = test::random_values(static_cast<std::size_t>(net->parameter_count()), 7);
+    std::vector<std::vector<double>> original;
+    for (auto& p : params) original.push_back(p.to_vector());
+    for (double eps : {1e-1, 1e-2, 1e-3, 3e-4}) {
+      CAPTURE(eps);
+      std::size_t at = 0;
+      for (std::size_t q = 0; q < params.size(); ++q) {
+        double* w = Tensor(params[q]).data<double>();
+        for (std::int64_t e = 0; e < params[q].numel(); ++e) w[e] = original[q][static_cast<std::size_t>(e)] + eps * direction[at++];
+      }
+      Tensor k2 = empirical_ntk(*net, x).kernel;
+      const double d = kernel_distance(k, k2);
+      // Reference: 1 − cos in 80-bit long double from the same f64 kernels.
+      auto a = k.to_vector(), b = k2.to_vector();
+      long double ab = 0, aa = 0, bb = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        ab += static_cast<long double>(a[i]) * b[i];
+        aa += static_cast<long double>(a[i]) * a[i];
+        bb += static_cast<long double>(b[i]) * b[i];
+      }
+      const double want = static_cast<double>(1.0L - ab / std::sqrt(aa * bb));
+      CHECK(d == doctest::Approx(want).epsilon(1e-4));
+      CHECK(kernel_distance(k2, k) == doctest::Approx(d).epsilon(1e-12));
+      if (eps == 3e-4) CHECK(d < 1e-5);  // the sweep reaches the small distances it claims
+    }
+  }
+
+  TEST_CASE("alignment with the centred one-hot labels: 1 for the target kernel itself") {
+    Tensor labels = Tensor::from(std::vector<std::int32_t>{0, 2, 1, 2}, Shape{4});
+    std::vector<double> y;
+    for (int i : {0, 2, 1, 2})
+      for (int a = 0; a < 3; ++a) y.push_back((i == a ? 1.0 : 0.0) - 1.0 / 3);
+    std::vector<double> yy;
+    for (double p : y)
+      for (double q : y) yy.push_back(p * q);
+    CHECK(kernel_alignment(Tensor::from(yy, Shape{12, 12}, DType::f64), labels, 3) == doctest::Approx(1.0).epsilon(1e-14));
+    std::vector<double> eye(144, 0.0);
+    for (int i = 0; i < 12; ++i) eye[static_cast<std::size_t>(i * 13)] = 1.0;
+    // ⟨I, YYᵀ⟩ = ‖Y‖², ‖I‖ = √12: alignment = ‖Y‖² / (√12 ‖Y‖²) = 1/√12.
+    CHECK(kernel_alignment(Tensor::from(eye, Shape{12, 12}, DType::f64), labels, 3) == doctest::Approx(1 / std::sqrt(12.0)));
+  }
+
+  TEST_CASE("unsupported layers are named") {
+    Generator gen(1);
+    auto cnn = models::make_cnn({1, 8, 3}, gen);
+    CHECK_THROWS_WITH_AS(empirical_ntk(*cnn, test::random_tensor(Shape{2, 1, 8, 8}, 8, DType::f32)),
+                         doctest::Contains("MaxPool2d"), Error);
+  }
+}
