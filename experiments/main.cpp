@@ -8,6 +8,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "experiments/ntk_probe.h"
 #include "experiments/recipe.h"
 #include "experiments/runner.h"
 #include "kernels/backend.h"
@@ -18,6 +19,11 @@ namespace {
 constexpr const char* default_recipe =
 #include "default_recipe.inc"
     ;
+
+void add_ntk_probe(gs::experiments::Runner& runner) {
+  auto probe = std::make_shared<gs::experiments::NtkProbe>();  // holds its kernels across probe steps
+  runner.add_probe("ntk", [probe](const gs::experiments::ProbeContext& c) { (*probe)(c); });
+}
 
 std::string timestamp() {
   const std::time_t now = std::time(nullptr);
@@ -59,6 +65,7 @@ int main(int argc, char** argv) {
       options.command_line.assign(argv, argv + argc);
       options.quiet = quiet;
       auto runner = gs::experiments::Runner::resume(resume_dir, options);
+      if (runner.recipe().probe.ntk) add_ntk_probe(runner);
       fmt::print("grokscope: resuming {}\n", resume_dir);
       const int code = runner.run();
       if (code == 0) fmt::print("grokscope: done; metrics in {}/metrics.csv\n", resume_dir);
@@ -75,6 +82,7 @@ int main(int argc, char** argv) {
       fmt::print("grokscope: training {} into {}\n", recipe.name, options.out.string());
       if (!recipe.description.empty()) fmt::print("  {}\n", recipe.description);
       gs::experiments::Runner runner(recipe, options);
+      if (recipe.probe.ntk) add_ntk_probe(runner);
       const int code = runner.run();
       if (code == 0) fmt::print("grokscope: done; metrics in {}/metrics.csv\n", options.out.string());
       return code;

@@ -186,6 +186,8 @@ void validate(const Recipe& r, const std::string& origin) {
     if (s < 0 || s > r.train.steps)
       bad(fmt::format("schedule.probe_steps holds {}, outside 0..{} (train.steps)", s, r.train.steps));
   if (r.probe.train_size < 1 || r.probe.test_size < 1) bad("probe.train_size and probe.test_size must be at least 1");
+  if (r.probe.ntk && r.model.kind == "cnn")
+    bad("probe.ntk = true needs a dense network: the NTK probe has no convolution pass yet; set probe.ntk = false");
   if (r.probe.train_size > r.data.train_size)
     bad(fmt::format("probe.train_size {} exceeds data.train_size {}", r.probe.train_size, r.data.train_size));
 }
@@ -278,6 +280,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin, const st
   Section probe(root, "probe", origin);
   probe.read("train_size", r.probe.train_size);
   probe.read("test_size", r.probe.test_size);
+  probe.read("ntk", r.probe.ntk);
   probe.finish();
 
   validate(r, origin);
@@ -328,7 +331,7 @@ std::string Recipe::to_toml() const {
                                {"metric_every", schedule.metric_every},
                                {"probe_points", schedule.probe_points},
                                {"probe_steps", ints(schedule.probe_steps)}}},
-      {"probe", toml::table{{"train_size", probe.train_size}, {"test_size", probe.test_size}}},
+      {"probe", toml::table{{"train_size", probe.train_size}, {"test_size", probe.test_size}, {"ntk", probe.ntk}}},
   };
   std::ostringstream out;
   out << t << "\n";

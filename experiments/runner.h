@@ -49,6 +49,7 @@ class Runner {
   // to one that was never stopped.
   static Runner resume(const std::filesystem::path& run_dir, RunOptions options);
   void add_probe(std::string name, ProbeHook hook);
+  const Recipe& recipe() const { return recipe_; }
   // Trains to the end: returns 0. Stopped by SIGINT or SIGTERM: finishes the step, checkpoints,
   // flushes and returns 130. A non-finite loss or weight raises gs::Error naming the step and
   // the last good checkpoint.

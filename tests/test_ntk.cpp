@@ -92,7 +92,7 @@ TEST_SUITE("ntk") {
       CAPTURE(nn::activation_name(act));
       auto net = tiny_mlp(act, DType::f64);
       Tensor x = test::random_tensor(Shape{4, 6}, 3);
-      Ntk k = empirical_ntk(*net, x);
+      Ntk k = empirical_ntk(*net, x, {.per_layer = true});
       Tensor j = brute_force_jacobian(*net, x);
       CHECK(relative_frobenius(k.kernel, gram_rows(j)) < 1e-12);
       REQUIRE(k.per_layer.size() == 3);
@@ -104,6 +104,23 @@ TEST_SUITE("ntk") {
         begin += size;
       }
       CHECK(k.layer_names == std::vector<std::string>{"layers.1", "layers.3", "layers.5"});
+      for (std::size_t l = 0; l < 3; ++l) CHECK(k.layer_traces[l] == doctest::Approx(trace(k.per_layer[l])).epsilon(1e-12));
+      // The output layer's block is output_gram ⊗ I_C.
+      auto og = k.output_gram.to_vector(), last = k.per_layer[2].to_vector();
+      for (std::int64_t r = 0; r < 12; ++r)
+        for (std::int64_t q = 0; q < 12; ++q)
+          CHECK(last[static_cast<std::size_t>(r * 12 + q)] ==
+                doctest::Approx(r % 3 == q % 3 ? og[static_cast<std::size_t>((r / 3) * 4 + q / 3)] : 0.0).epsilon(1e-13));
+    }
+  }
+
+  TEST_CASE("any tiling gives the same kernel") {
+    auto net = tiny_mlp(nn::Activation::relu, DType::f64);
+    Tensor x = test::random_tensor(Shape{7, 6}, 9);
+    Tensor whole = empirical_ntk(*net, x, {.tile_samples = 64}).kernel;
+    for (std::int64_t tile : {1, 2, 3, 5}) {
+      CAPTURE(tile);
+      CHECK(relative_frobenius(empirical_ntk(*net, x, {.tile_samples = tile}).kernel, whole) < 1e-15);
     }
   }
 

@@ -114,75 +114,137 @@ std::size_t available_memory_bytes() {
   return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
 }
 
-// K_l[(i,a),(j,b)] = G_D[(i,a),(j,b)] · (H Hᵀ + 1)[i, j], written over G_D.
+// G = H Hᵀ + 1 [n, n]: the input Gram of a dense layer, bias included.
 template <class T>
-void hadamard_with_input_gram(T* gd, const T* gh, std::int64_t n, std::int64_t c) {
-  const std::int64_t rows = n * c;
-#pragma omp parallel for if (rows * rows > (1 << 16))
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const T* ghr = gh + (r / c) * n;
-    T* out = gd + r * rows;
-    for (std::int64_t col = 0; col < rows; ++col) out[col] *= ghr[col / c] + T(1);
+std::vector<T> input_gram(const Tensor& h) {
+  const std::int64_t n = h.size(0), d = h.size(1);
+  std::vector<T> g(static_cast<std::size_t>(n * n));
+  kernels::GemmShape s{false, true, n, n, d, d, d, n};
+  kernels::cpu_backend().gemm(h.dtype(), s, 1.0, h.raw(), h.raw(), 0.0, g.data());
+  for (auto& v : g) v += T(1);
+  return g;
+}
+
+// Adds layer l's block of K for sample tiles I (rows) and J (columns): (D_I D_Jᵀ) ⊙ (G ⊗ 1 1ᵀ),
+// or α² δ_ab G for the output layer. `scratch` holds one tile.
+template <class T>
+void add_layer_tile(const DenseFactors& f, const std::vector<T>& g, std::int64_t n, std::int64_t c, std::int64_t i0,
+                    std::int64_t i1, std::int64_t j0, std::int64_t j1, T* k, std::int64_t ldk, std::vector<T>& scratch) {
+  const std::int64_t ri = (i1 - i0) * c, rj = (j1 - j0) * c;
+  if (f.output_layer) {
+    const T a2 = static_cast<T>(f.output_scale * f.output_scale);
+    for (std::int64_t i = i0; i < i1; ++i)
+      for (std::int64_t j = j0; j < j1; ++j) {
+        const T v = a2 * g[static_cast<std::size_t>(i * n + j)];
+        for (std::int64_t a = 0; a < c; ++a) k[((i - i0) * c + a) * ldk + (j - j0) * c + a] += v;
+      }
+    return;
+  }
+  const std::int64_t width = f.signals.size(1);
+  const T* d = static_cast<const T*>(f.signals.raw());
+  scratch.resize(static_cast<std::size_t>(ri * rj));
+  kernels::GemmShape s{false, true, ri, rj, width, width, width, rj};
+  kernels::cpu_backend().gemm(f.signals.dtype(), s, 1.0, d + i0 * c * width, d + j0 * c * width, 0.0, scratch.data());
+  for (std::int64_t r = 0; r < ri; ++r) {
+    const T* grow = g.data() + (i0 + r / c) * n + j0;
+    const T* t = scratch.data() + r * rj;
+    T* out = k + r * ldk;
+    for (std::int64_t col = 0; col < rj; ++col) out[col] += t[col] * grow[col / c];
   }
 }
 
-// The output layer: K_L = α² δ_ab (H Hᵀ + 1)[i, j].
+// K [nC, nC] assembled tile by tile over sample blocks: only tiles on or above the diagonal are
+// computed (K is symmetric), the lower ones mirrored. Tiles run in parallel; each tile's GEMMs
+// run on one thread, so the work is spread without nesting BLAS threads.
 template <class T>
-void output_layer_kernel(T* k, const T* gh, std::int64_t n, std::int64_t c, double alpha2) {
-  const std::int64_t rows = n * c;
-  std::fill_n(k, rows * rows, T(0));
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < n; ++j) {
-      const T v = static_cast<T>(alpha2) * (gh[i * n + j] + T(1));
-      for (std::int64_t a = 0; a < c; ++a) k[(i * c + a) * rows + j * c + a] = v;
+void assemble(const std::vector<DenseFactors>& factors, std::int64_t n, std::int64_t c, std::int64_t tile, T* k) {
+  std::vector<std::vector<T>> grams;
+  for (const auto& f : factors) grams.push_back(input_gram<T>(f.inputs));
+  const std::int64_t rows = n * c, blocks = (n + tile - 1) / tile;
+  std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
+  for (std::int64_t bi = 0; bi < blocks; ++bi)
+    for (std::int64_t bj = bi; bj < blocks; ++bj) tiles.emplace_back(bi, bj);
+#pragma omp parallel
+  {
+    std::vector<T> scratch;
+#pragma omp for schedule(dynamic)
+    for (std::size_t t = 0; t < tiles.size(); ++t) {
+      const std::int64_t i0 = tiles[t].first * tile, i1 = std::min(n, i0 + tile);
+      const std::int64_t j0 = tiles[t].second * tile, j1 = std::min(n, j0 + tile);
+      T* block = k + i0 * c * rows + j0 * c;
+      for (std::int64_t r = 0; r < (i1 - i0) * c; ++r) std::fill_n(block + r * rows, (j1 - j0) * c, T(0));
+      for (std::size_t l = 0; l < factors.size(); ++l)
+        add_layer_tile(factors[l], grams[l], n, c, i0, i1, j0, j1, block, rows, scratch);
     }
+  }
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t col = 0; col < (r / c / tile) * tile * c; ++col) k[r * rows + col] = k[col * rows + r];
+}
+
+// trace(K_l) = Σ_(i,a) ‖d_(i,a)‖² · G[i, i]: each layer's share without its kernel.
+template <class T>
+double layer_trace(const DenseFactors& f, const std::vector<T>& g, std::int64_t n, std::int64_t c) {
+  if (f.output_layer) {
+    double s = 0;
+    for (std::int64_t i = 0; i < n; ++i) s += static_cast<double>(g[static_cast<std::size_t>(i * n + i)]);
+    return f.output_scale * f.output_scale * static_cast<double>(c) * s;
+  }
+  const std::int64_t width = f.signals.size(1);
+  const T* d = static_cast<const T*>(f.signals.raw());
+  double s = 0;
+  for (std::int64_t r = 0; r < n * c; ++r) {
+    double norm2 = 0;
+    for (std::int64_t q = 0; q < width; ++q) norm2 += static_cast<double>(d[r * width + q]) * d[r * width + q];
+    s += norm2 * static_cast<double>(g[static_cast<std::size_t>((r / c) * n + r / c)]);
+  }
+  return s;
+}
+
+template <class T>
+Ntk build(const std::vector<DenseFactors>& factors, std::int64_t n, std::int64_t c, DType dtype, const NtkOptions& o) {
+  Ntk out;
+  out.samples = n;
+  out.classes = c;
+  const std::int64_t rows = n * c;
+  out.kernel = Tensor::empty(Shape{rows, rows}, dtype);
+  assemble(factors, n, c, o.tile_samples, out.kernel.template data<T>());
+  for (const auto& f : factors) {
+    auto g = input_gram<T>(f.inputs);
+    out.layer_names.push_back(f.name);
+    out.layer_traces.push_back(layer_trace(f, g, n, c));
+    if (f.output_layer) {
+      out.output_gram = Tensor::empty(Shape{n, n}, DType::f64);
+      double* og = out.output_gram.template data<double>();
+      for (std::size_t q = 0; q < g.size(); ++q) og[q] = f.output_scale * f.output_scale * static_cast<double>(g[q]);
+    }
+    if (o.per_layer) {
+      Tensor k = Tensor::empty(Shape{rows, rows}, dtype);
+      assemble(std::vector<DenseFactors>{f}, n, c, o.tile_samples, k.template data<T>());
+      out.per_layer.push_back(k);
+    }
+  }
+  return out;
 }
 
 }  // namespace
 
-Ntk empirical_ntk(nn::Sequential& net, const Tensor& x) {
+Ntk empirical_ntk(nn::Sequential& net, const Tensor& x, const NtkOptions& options) {
   NoGrad no_tape;
+  GS_CHECK(x.device() == Device::cpu, "NTK probe: the {} device has no NTK kernels yet; probe on the cpu",
+           device_name(x.device()));
+  GS_CHECK(options.tile_samples >= 1, "NTK probe: tile_samples must be at least 1");
   auto factors = jacobian_factors(net, x);
-  const std::int64_t n = x.size(0), c = factors.back().signals.size(1);
-  const std::int64_t rows = n * c;
+  const std::int64_t n = x.size(0), c = factors.back().signals.size(1), rows = n * c;
   const std::size_t bytes = static_cast<std::size_t>(rows) * static_cast<std::size_t>(rows) * dtype_size(x.dtype()) *
-                            (factors.size() + 2);
+                            (options.per_layer ? factors.size() + 1 : 1);
   const std::size_t available = available_memory_bytes();
   GS_CHECK(available == 0 || bytes < available,
-           "NTK probe: {} samples × {} logits needs {:.1f} GiB for the per-layer kernels but {:.1f} GiB are free; use a "
-           "smaller probe set (probe.train_size, probe.test_size)",
+           "NTK probe: {} samples × {} logits need {:.1f} GiB for the kernel but {:.1f} GiB are free; use a smaller "
+           "probe set (probe.train_size, probe.test_size)",
            n, c, static_cast<double>(bytes) / (1 << 30), static_cast<double>(available) / (1 << 30));
-  Ntk out;
-  out.samples = n;
-  out.classes = c;
-  out.kernel = Tensor::zeros(Shape{rows, rows}, x.dtype(), x.device());
-  auto& be = kernels::backend(x.device());
-  for (const auto& f : factors) {
-    const Tensor& h = f.inputs;
-    Tensor gram_inputs = Tensor::empty(Shape{n, n}, x.dtype(), x.device());
-    kernels::GemmShape s{false, true, n, n, h.size(1), h.size(1), h.size(1), n};
-    be.gemm(x.dtype(), s, 1.0, h.raw(), h.raw(), 0.0, gram_inputs.raw());
-    Tensor k = Tensor::empty(Shape{rows, rows}, x.dtype(), x.device());
-    GS_CHECK(x.device() == Device::cpu, "NTK probe: the {} device has no NTK kernels yet", device_name(x.device()));
-    if (f.output_layer) {
-      if (x.dtype() == DType::f32)
-        output_layer_kernel(k.data<float>(), gram_inputs.data<float>(), n, c, f.output_scale * f.output_scale);
-      else
-        output_layer_kernel(k.data<double>(), gram_inputs.data<double>(), n, c, f.output_scale * f.output_scale);
-    } else {
-      const Tensor& d = f.signals;
-      kernels::GemmShape sd{false, true, rows, rows, d.size(1), d.size(1), d.size(1), rows};
-      be.gemm(x.dtype(), sd, 1.0, d.raw(), d.raw(), 0.0, k.raw());
-      if (x.dtype() == DType::f32)
-        hadamard_with_input_gram(k.data<float>(), gram_inputs.data<float>(), n, c);
-      else
-        hadamard_with_input_gram(k.data<double>(), gram_inputs.data<double>(), n, c);
-    }
-    be.axpby(x.dtype(), k.numel(), 1.0, k.raw(), 1.0, out.kernel.raw());
-    out.layer_names.push_back(f.name);
-    out.per_layer.push_back(k);
-  }
-  return out;
+  return x.dtype() == DType::f32 ? build<float>(factors, n, c, x.dtype(), options)
+                                 : build<double>(factors, n, c, x.dtype(), options);
 }
 
 Tensor brute_force_jacobian(nn::Sequential& net, const Tensor& x) {
@@ -219,62 +281,81 @@ Tensor brute_force_ntk(nn::Sequential& net, const Tensor& x) {
   return k;
 }
 
+namespace {
+
+// Sums f(i) for i in [0, n) in f64, in fixed chunks added in order: parallel, yet the same result
+// for any thread count.
+template <class F>
+double deterministic_sum(std::int64_t n, F&& f) {
+  constexpr std::int64_t chunks = 64;
+  double partial[chunks] = {};
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    double s = 0;
+    for (std::int64_t i = n * c / chunks; i < n * (c + 1) / chunks; ++i) s += f(i);
+    partial[c] = s;
+  }
+  double total = 0;
+  for (double v : partial) total += v;
+  return total;
+}
+
+template <class G>
+auto with_values(const Tensor& t, G&& g) {
+  GS_CHECK(t.device() == Device::cpu && t.dtype() != DType::i32, "kernel metrics need a float tensor on the cpu, got {}",
+           t.describe());
+  if (t.dtype() == DType::f32) return g(t.data<float>());
+  return g(t.data<double>());
+}
+
+}  // namespace
+
 Tensor trace_kernel(const Tensor& kernel, std::int64_t classes) {
   const std::int64_t rows = kernel.size(0), n = rows / classes;
   GS_CHECK(kernel.rank() == 2 && kernel.size(1) == rows && rows % classes == 0,
            "trace_kernel: {} is not a square per-logit kernel for {} classes", kernel.describe(), classes);
-  auto k = kernel.to_vector();
-  std::vector<double> t(static_cast<std::size_t>(n * n), 0.0);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < n; ++j)
-      for (std::int64_t a = 0; a < classes; ++a) t[i * n + j] += k[(i * classes + a) * rows + j * classes + a];
-  return Tensor::from(t, Shape{n, n}, DType::f64);
+  Tensor t = Tensor::zeros(Shape{n, n}, DType::f64);
+  double* out = t.data<double>();
+  with_values(kernel, [&](const auto* k) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t a = 0; a < classes; ++a) {
+        const auto* row = k + (i * classes + a) * rows + a;
+        for (std::int64_t j = 0; j < n; ++j) out[i * n + j] += static_cast<double>(row[j * classes]);
+      }
+    return 0;
+  });
+  return t;
 }
-
-namespace {
-template <class F>
-void for_each_value(const Tensor& t, F&& f) {
-  Tensor h = t.device() == Device::cpu ? t : t.to(Device::cpu);
-  if (h.dtype() == DType::f32) {
-    const float* p = h.data<float>();
-    for (std::int64_t i = 0; i < h.numel(); ++i) f(i, static_cast<double>(p[i]));
-  } else {
-    Tensor d = h.dtype() == DType::f64 ? h : h.to(DType::f64);
-    const double* p = d.data<double>();
-    for (std::int64_t i = 0; i < d.numel(); ++i) f(i, p[i]);
-  }
-}
-
-std::vector<double> as_doubles(const Tensor& t) { return t.to_vector(); }
-}  // namespace
 
 double frobenius_norm(const Tensor& t) {
-  double s = 0;
-  for_each_value(t, [&](std::int64_t, double v) { s += v * v; });
-  return std::sqrt(s);
+  return std::sqrt(with_values(t, [&](const auto* p) {
+    return deterministic_sum(t.numel(), [p](std::int64_t i) { return static_cast<double>(p[i]) * static_cast<double>(p[i]); });
+  }));
 }
 
 double trace(const Tensor& square) {
   GS_CHECK(square.rank() == 2 && square.size(0) == square.size(1), "trace: {} is not square", square.describe());
-  double s = 0;
   const std::int64_t n = square.size(0);
-  for_each_value(square, [&](std::int64_t i, double v) {
-    if (i / n == i % n) s += v;
+  return with_values(square, [&](const auto* p) {
+    double s = 0;
+    for (std::int64_t i = 0; i < n; ++i) s += static_cast<double>(p[i * n + i]);
+    return s;
   });
-  return s;
 }
 
 double kernel_distance(const Tensor& a, const Tensor& b) {
   GS_CHECK(a.shape() == b.shape(), "kernel_distance: kernels {} and {} differ in shape", a.describe(), b.describe());
   const double na = frobenius_norm(a), nb = frobenius_norm(b);
   GS_CHECK(na > 0 && nb > 0, "kernel_distance: a kernel is zero");
-  const auto bv = as_doubles(b);
-  double s = 0;
-  for_each_value(a, [&](std::int64_t i, double v) {
-    const double d = v / na - bv[static_cast<std::size_t>(i)] / nb;
-    s += d * d;
+  return with_values(a, [&](const auto* pa) {
+    return with_values(b, [&](const auto* pb) {
+      return 0.5 * deterministic_sum(a.numel(), [=](std::int64_t i) {
+               const double d = static_cast<double>(pa[i]) / na - static_cast<double>(pb[i]) / nb;
+               return d * d;
+             });
+    });
   });
-  return 0.5 * s;
 }
 
 double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes) {
@@ -285,10 +366,18 @@ double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t
   std::vector<double> target(static_cast<std::size_t>(rows));
   for (std::size_t i = 0; i < y.size(); ++i)
     for (std::int64_t a = 0; a < classes; ++a)
-      target[i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(a)] = (y[i] == a ? 1.0 : 0.0) - 1.0 / static_cast<double>(classes);
-  double yky = 0, yy = 0;
+      target[i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(a)] =
+          (y[i] == a ? 1.0 : 0.0) - 1.0 / static_cast<double>(classes);
+  double yy = 0;
   for (double v : target) yy += v * v;
-  for_each_value(kernel, [&](std::int64_t i, double v) { yky += target[static_cast<std::size_t>(i / rows)] * v * target[static_cast<std::size_t>(i % rows)]; });
+  const double* tv = target.data();
+  const double yky = with_values(kernel, [&](const auto* k) {
+    return deterministic_sum(rows, [=](std::int64_t r) {
+      double s = 0;
+      for (std::int64_t q = 0; q < rows; ++q) s += static_cast<double>(k[r * rows + q]) * tv[q];
+      return tv[r] * s;
+    });
+  });
   return yky / (frobenius_norm(kernel) * yy);  // ‖Y Yᵀ‖_F = ‖Y‖²
 }
 

@@ -28,16 +28,23 @@ struct DenseFactors {
 // activations and Scale. Raises naming the layer for anything else (convolutions: not yet).
 std::vector<DenseFactors> jacobian_factors(nn::Sequential& net, const Tensor& x);
 
-struct Ntk {
-  std::int64_t samples = 0, classes = 0;
-  Tensor kernel;                   // [n·C, n·C], the sum of the layers'
-  std::vector<std::string> layer_names;
-  std::vector<Tensor> per_layer;   // [n·C, n·C] each, in network order
+struct NtkOptions {
+  bool per_layer = false;          // also keep every layer's [n·C, n·C] kernel (tests, analysis)
+  std::int64_t tile_samples = 64;  // K is assembled in tiles of this many samples squared (bench_ntk)
 };
 
-// The per-logit kernel, layer by layer, in the network's dtype. Refuses up front when the
-// kernels would not fit in memory, saying how many bytes they need.
-Ntk empirical_ntk(nn::Sequential& net, const Tensor& x);
+struct Ntk {
+  std::int64_t samples = 0, classes = 0;
+  Tensor kernel;  // [n·C, n·C], the sum over layers, in the network's dtype
+  std::vector<std::string> layer_names;
+  std::vector<double> layer_traces;  // trace(K_l): each layer's share is trace(K_l) / trace(K)
+  Tensor output_gram;  // f64 [n, n]: the output layer's block is output_gram ⊗ I_C
+  std::vector<Tensor> per_layer;  // only with NtkOptions::per_layer
+};
+
+// The per-logit kernel from the factored layer blocks, on the cpu. Refuses up front when the
+// kernel would not fit in memory, saying how many bytes it needs and how many are free.
+Ntk empirical_ntk(nn::Sequential& net, const Tensor& x, const NtkOptions& options = {});
 // The same kernel by brute force: J row by row through the tape, then J Jᵀ. For tests and tiny nets.
 Tensor brute_force_ntk(nn::Sequential& net, const Tensor& x);
 // J [n·C, P]: row (i, a) is ∂f_a(x_i)/∂θ over the parameters in named_parameters() order.

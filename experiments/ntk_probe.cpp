@@ -1,0 +1,132 @@
+#include "experiments/ntk_probe.h"
+
+#include <fmt/format.h>
+
+#include <regex>
+
+#include "engine/io/files.h"
+#include "engine/io/safetensors.h"
+
+namespace gs::experiments {
+
+namespace {
+
+// K minus the output layer's block output_gram ⊗ I_C.
+Tensor without_output_block(const Tensor& kernel, const Tensor& output_gram, std::int64_t classes) {
+  Tensor rest = kernel.to(DType::f64);
+  double* r = rest.data<double>();
+  const double* g = output_gram.data<double>();
+  const std::int64_t rows = kernel.size(0), n = rows / classes;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < n; ++j)
+      for (std::int64_t a = 0; a < classes; ++a) r[(i * classes + a) * rows + j * classes + a] -= g[i * n + j];
+  return rest;
+}
+
+// The probe steps that have checkpoints in the run directory, ascending.
+std::vector<std::int64_t> checkpoint_steps(const std::filesystem::path& dir) {
+  std::vector<std::int64_t> steps;
+  const std::regex name(R"(step_(\d+)\.safetensors)");
+  for (const auto& e : std::filesystem::directory_iterator(dir / "ckpt")) {
+    std::smatch m;
+    const std::string f = e.path().filename().string();
+    if (std::regex_match(f, m, name)) steps.push_back(std::stoll(m[1]));
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+// Evaluates f with the model's weights temporarily replaced by a checkpoint's.
+template <class F>
+void with_checkpoint(nn::Sequential& model, const std::filesystem::path& file, F&& f) {
+  auto params = model.named_parameters("layers.");
+  std::vector<Tensor> saved;
+  auto ckpt = io::load_safetensors(file);
+  for (auto& [name, p] : params) {
+    saved.push_back(p.clone());
+    p.copy_(ckpt.get(name));
+  }
+  f();
+  for (std::size_t i = 0; i < params.size(); ++i) params[i].second.copy_(saved[i]);
+}
+
+}  // namespace
+
+NtkProbe::Reference NtkProbe::reference_of(const probe::Ntk& k) {
+  return {k.kernel, probe::trace_kernel(k.kernel, k.classes), k.output_gram,
+          without_output_block(k.kernel, k.output_gram, k.classes)};
+}
+
+void NtkProbe::recover(const ProbeContext& c) {
+  recovered_ = true;
+  if (c.step == 0) return;
+  auto steps = checkpoint_steps(c.run_dir);
+  std::int64_t previous = -1;
+  for (auto s : steps)
+    if (s < c.step) previous = s;
+  for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
+    SetState& st = sets_[name];
+    auto compute = [&](std::int64_t step, Reference& into) {
+      with_checkpoint(c.model, c.run_dir / "ckpt" / fmt::format("step_{}.safetensors", step),
+                      [&] { into = reference_of(probe::empirical_ntk(c.model, data->images)); });
+    };
+    compute(0, st.init);
+    st.have_init = true;
+    if (previous >= 0) {
+      compute(previous, st.previous);
+      st.have_previous = true;
+    }
+  }
+}
+
+void NtkProbe::open_csv(const ProbeContext& c, const probe::Ntk& first) {
+  const auto file = c.run_dir / "ntk.csv";
+  std::string header = "step,probe_set,distance_to_init,distance_to_previous,trace_distance_to_init,alignment,"
+                       "output_distance_to_init,rest_distance_to_init";
+  for (const auto& name : first.layer_names) header += ",share_" + name;
+  std::string kept = header + "\n";
+  if (std::filesystem::exists(file)) {  // a resumed run: keep the rows before this step
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      const auto comma = line.find(',');
+      if (comma != std::string::npos && std::stoll(line.substr(0, comma)) < c.step) kept += line + "\n";
+    }
+  }
+  io::write_file_atomically(file, kept);
+  csv_.open(file, std::ios::app);
+  GS_CHECK(csv_.good(), "{}: cannot append to ntk.csv", file.string());
+}
+
+void NtkProbe::operator()(const ProbeContext& c) {
+  if (!recovered_) recover(c);
+  for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
+    probe::Ntk k = probe::empirical_ntk(c.model, data->images);
+    if (!csv_.is_open()) open_csv(c, k);
+    SetState& st = sets_[name];
+    Reference now = reference_of(k);
+    if (!st.have_init) {
+      st.init = now;
+      st.have_init = true;
+    }
+    const double nan = std::nan("");
+    const double to_init = probe::kernel_distance(now.kernel, st.init.kernel);
+    const double to_previous = st.have_previous ? probe::kernel_distance(now.kernel, st.previous.kernel) : nan;
+    const double trace_to_init = probe::kernel_distance(now.trace, st.init.trace);
+    const double output_to_init = probe::kernel_distance(now.output_gram, st.init.output_gram);
+    const double rest_to_init = probe::kernel_distance(now.rest, st.init.rest);
+    const double alignment = probe::kernel_alignment(k.kernel, data->labels, k.classes);
+    double total_trace = 0;
+    for (double t : k.layer_traces) total_trace += t;
+    std::string row = fmt::format("{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}", c.step, name, to_init, to_previous,
+                                  trace_to_init, alignment, output_to_init, rest_to_init);
+    for (double t : k.layer_traces) row += fmt::format(",{:.6g}", t / total_trace);
+    csv_ << row << "\n";
+    st.previous = std::move(now);
+    st.have_previous = true;
+  }
+  csv_.flush();
+}
+
+}  // namespace gs::experiments
