@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <regex>
 
 #include "engine/io/files.h"
 #include "engine/io/safetensors.h"
@@ -23,17 +22,20 @@ Tensor without_output_block(const Tensor& kernel, const Tensor& output_gram, std
   return rest;
 }
 
-// The probe steps that have checkpoints in the run directory, ascending.
-std::vector<std::int64_t> checkpoint_steps(const std::filesystem::path& dir) {
-  std::vector<std::int64_t> steps;
-  const std::regex name(R"(step_(\d+)\.safetensors)");
-  for (const auto& e : std::filesystem::directory_iterator(dir / "ckpt")) {
-    std::smatch m;
-    const std::string f = e.path().filename().string();
-    if (std::regex_match(f, m, name)) steps.push_back(std::stoll(m[1]));
+// The last step before `step` that ntk.csv holds rows for: the previous probe step of a resumed
+// run (checkpoints alone cannot tell: a stopped run also leaves one where it stopped). -1: none.
+std::int64_t previous_probe_step(const std::filesystem::path& csv, std::int64_t step) {
+  std::int64_t previous = -1;
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    const auto comma = line.find(',');
+    if (comma == std::string::npos) continue;
+    const std::int64_t s = std::stoll(line.substr(0, comma));
+    if (s < step) previous = std::max(previous, s);
   }
-  std::sort(steps.begin(), steps.end());
-  return steps;
+  return previous;
 }
 
 // Evaluates f with the model's weights temporarily replaced by a checkpoint's.
@@ -60,10 +62,7 @@ NtkProbe::Reference NtkProbe::reference_of(const probe::Ntk& k) {
 void NtkProbe::recover(const ProbeContext& c) {
   recovered_ = true;
   if (c.step == 0) return;
-  auto steps = checkpoint_steps(c.run_dir);
-  std::int64_t previous = -1;
-  for (auto s : steps)
-    if (s < c.step) previous = s;
+  const std::int64_t previous = previous_probe_step(c.run_dir / "ntk.csv", c.step);
   for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
     SetState& st = sets_[name];
     auto compute = [&](std::int64_t step, Reference& into) {

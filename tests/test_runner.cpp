@@ -7,6 +7,7 @@
 
 #include "data/idx.h"
 #include "engine/io/safetensors.h"
+#include "experiments/ntk_probe.h"
 #include "experiments/runner.h"
 #include "experiments/schedule.h"
 #include "helpers.h"
@@ -175,6 +176,49 @@ TEST_SUITE("runner") {
       CHECK_THROWS_WITH_AS(Runner::resume(part, {{}, {}, true}).run(), doctest::Contains("nothing to resume"), Error);
     }
     CHECK_THROWS_WITH_AS(Runner::resume(dir / "nowhere", {{}, {}, true}), doctest::Contains("no ckpt/resume.safetensors"), Error);
+  }
+}
+
+TEST_SUITE("runner") {
+  TEST_CASE("the NTK probe writes ntk.csv, and a resumed run writes the same rows") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 24);
+    Recipe recipe = tiny_recipe(dir.path(), 40);
+    auto with_ntk = [](Runner& r) {
+      auto probe = std::make_shared<NtkProbe>();
+      r.add_probe("ntk", [probe](const ProbeContext& c) { (*probe)(c); });
+    };
+    Runner whole(recipe, {dir / "whole", {}, true});
+    with_ntk(whole);
+    REQUIRE(whole.run() == 0);
+    auto rows = read_csv(dir / "whole" / "ntk.csv");
+    const auto probe_steps = log_spaced_steps(40, 5);
+    REQUIRE(rows.size() == 1 + 2 * probe_steps.size());
+    CHECK(rows[0][2] == "distance_to_init");
+    CHECK(rows[0].back() == "share_layers.3");
+    CHECK(rows[1][0] == "0");
+    CHECK(rows[1][1] == "train");
+    CHECK(rows[2][1] == "test");
+    CHECK(std::stod(rows[1][2]) == 0.0);
+    CHECK(rows[1][3] == "nan");  // no previous kernel at step 0
+    const auto& last = rows.back();
+    CHECK(std::stod(last[2]) > 0.0);
+    CHECK(std::stod(last[2]) < 1.0);
+    CHECK(std::stod(last[8]) + std::stod(last[9]) == doctest::Approx(1.0).epsilon(1e-5));  // the shares
+
+    RunOptions stop{dir / "part", {}, true, 12};
+    Runner part(recipe, stop);
+    with_ntk(part);
+    CHECK(part.run() == 130);
+    Runner rest = Runner::resume(dir / "part", {{}, {}, true});
+    with_ntk(rest);
+    REQUIRE(rest.run() == 0);
+    auto resumed = read_csv(dir / "part" / "ntk.csv");
+    REQUIRE(resumed.size() == rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      CAPTURE(i);
+      for (std::size_t j = 0; j < rows[i].size(); ++j) CHECK_MESSAGE(resumed[i][j] == rows[i][j], resumed[i][j] << " vs " << rows[i][j]);
+    }
   }
 }
 
