@@ -4,6 +4,7 @@
 
 
 #include "engine/io/files.h"
+#include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
 
 namespace gs::experiments {
@@ -126,6 +127,44 @@ void NtkProbe::operator()(const ProbeContext& c) {
     st.have_previous = true;
   }
   csv_.flush();
+  if (c.final_step) write_pairwise(c);
+}
+
+void NtkProbe::write_pairwise(const ProbeContext& c) {
+  std::vector<std::int64_t> steps;
+  {
+    std::ifstream in(c.run_dir / "ntk.csv");
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      const auto comma = line.find(',');
+      if (comma == std::string::npos) continue;
+      const std::int64_t s = std::stoll(line.substr(0, comma));
+      if (steps.empty() || steps.back() != s) steps.push_back(s);
+    }
+  }
+  const auto count = static_cast<std::int64_t>(steps.size());
+  const std::int64_t rows = c.probe_train.size() * c.probe_train.classes;
+  const double bytes = static_cast<double>(count) * static_cast<double>(rows * rows) * 4.0;
+  if (bytes > 8.0 * (1 << 30)) {  // all kernels are held at once
+    fmt::print(stderr, "grokscope: ntk pairwise matrix skipped: {} kernels of {} rows would need {:.1f} GiB\n", count, rows,
+               bytes / (1 << 30));
+    return;
+  }
+  std::vector<std::int32_t> step_ids(steps.begin(), steps.end());
+  io::save_npy(c.run_dir / "ntk_pairwise_steps.npy", Tensor::from(step_ids, Shape{count}));
+  for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
+    std::vector<Tensor> kernels;
+    for (auto s : steps)
+      with_checkpoint(c.model, c.run_dir / "ckpt" / fmt::format("step_{}.safetensors", s),
+                      [&] { kernels.push_back(probe::empirical_ntk(c.model, data->images).kernel); });
+    std::vector<double> d(static_cast<std::size_t>(count * count), 0.0);
+    for (std::int64_t i = 0; i < count; ++i)
+      for (std::int64_t j = i + 1; j < count; ++j)
+        d[static_cast<std::size_t>(i * count + j)] = d[static_cast<std::size_t>(j * count + i)] =
+            probe::kernel_distance(kernels[static_cast<std::size_t>(i)], kernels[static_cast<std::size_t>(j)]);
+    io::save_npy(c.run_dir / fmt::format("ntk_pairwise_{}.npy", name), Tensor::from(d, Shape{count, count}, DType::f64));
+  }
 }
 
 }  // namespace gs::experiments

@@ -5,6 +5,9 @@
 //   step, probe_set, distance_to_init, distance_to_previous, trace_distance_to_init, alignment,
 //   output_distance_to_init, rest_distance_to_init, share_<layer>...
 // The output layer's block (output_gram ⊗ I) and the rest (K minus it) have their own distances.
+// At the run's last step it also writes the distance between every pair of probe steps:
+// ntk_pairwise_steps.npy (int32 [S]) and ntk_pairwise_{train,test}.npy (float64 [S, S]),
+// recomputing each step's kernel from its checkpoint.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -29,6 +32,7 @@ class NtkProbe {
   static Reference reference_of(const probe::Ntk& k);
   void recover(const ProbeContext& context);  // after --resume: rebuild init and previous from checkpoints
   void open_csv(const ProbeContext& context, const probe::Ntk& first);
+  void write_pairwise(const ProbeContext& context);
 
   std::map<std::string, SetState> sets_;
   std::ofstream csv_;

@@ -335,7 +335,7 @@ int Runner::run() {
     }
     if (probe_steps.count(step) && !(resumed_here && probes_done)) {
       checkpoint(step);
-      for (auto& [name, hook] : probes_) hook({step, *model, d.probe_train, d.probe_test, dir});
+      for (auto& [name, hook] : probes_) hook({step, *model, d.probe_train, d.probe_test, dir, step == r.train.steps});
       save_resume_state(step, true, true, step == r.train.steps);
     }
     if (step == r.train.steps) break;

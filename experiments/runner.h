@@ -22,6 +22,7 @@ struct ProbeContext {
   const data::Dataset& probe_train;  // class-balanced subset of the training subset
   const data::Dataset& probe_test;   // class-balanced subset of the test set
   const std::filesystem::path& run_dir;
+  bool final_step = false;  // the run's last step: probes may summarize the whole run here
 };
 using ProbeHook = std::function<void(const ProbeContext&)>;
 

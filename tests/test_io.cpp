@@ -81,3 +81,66 @@ TEST_SUITE("io") {
     refuses(with_header(R"({"a":{"dtype":"F32","shape":"x","data_offsets":[0,4]}})", 4), "malformed header entry");
   }
 }
+
+#include "engine/io/npy.h"
+
+TEST_SUITE("io") {
+  TEST_CASE(".npy round trip, and NumPy reads what we write and writes what we read") {
+    test::TempDir dir;
+    Tensor a = test::random_tensor(Shape{2, 3}, 5, DType::f32), b = test::random_tensor(Shape{4}, 6, DType::f64);
+    Tensor c = Tensor::from(std::vector<std::int32_t>{3, -4, 5, 6, 7, 8}, Shape{1, 2, 3});
+    for (auto [name, t] : {std::pair<const char*, Tensor>{"a.npy", a}, {"b.npy", b}, {"c.npy", c}}) {
+      io::save_npy(dir / name, t);
+      Tensor back = io::load_npy(dir / name);
+      CHECK(back.shape() == t.shape());
+      CHECK(back.dtype() == t.dtype());
+      CHECK(back.to_vector() == t.to_vector());
+      std::ifstream f(dir / name, std::ios::binary);
+      std::string head(10, '\0');
+      f.read(head.data(), 10);
+      const std::size_t header_len = static_cast<unsigned char>(head[8]) | (static_cast<unsigned char>(head[9]) << 8);
+      CHECK((10 + header_len) % 64 == 0);  // the format's alignment
+    }
+    if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) {
+      MESSAGE("numpy is not installed for /usr/bin/python3: the cross-check with NumPy is skipped");
+      return;
+    }
+    const std::string script = "import numpy as np, sys; d = sys.argv[1]; a = np.load(d + '/a.npy'); b = np.load(d + '/b.npy'); "
+                               "c = np.load(d + '/c.npy'); assert a.dtype == np.float32 and a.shape == (2, 3); "
+                               "assert b.dtype == np.float64 and b.shape == (4,); assert c.dtype == np.int32 and c.shape == (1, 2, 3); "
+                               "print(repr(float(a.astype(np.float64).sum())), repr(float(b.sum())), int(c.sum())); "
+                               "np.save(d + '/from_numpy.npy', np.arange(12, dtype=np.float64).reshape(3, 4) / 8)";
+    const std::string cmd = "/usr/bin/python3 -c \"" + script + "\" " + dir.path().string() + " > " + (dir / "out.txt").string();
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    std::ifstream out(dir / "out.txt");
+    double sa = 0, sb = 0;
+    long sc = 0;
+    out >> sa >> sb >> sc;
+    double want_a = 0, want_b = 0;
+    for (double v : a.to_vector()) want_a += v;
+    for (double v : b.to_vector()) want_b += v;
+    CHECK(sa == doctest::Approx(want_a).epsilon(1e-12));
+    CHECK(sb == doctest::Approx(want_b).epsilon(1e-12));
+    CHECK(sc == 25);
+    Tensor from_numpy = io::load_npy(dir / "from_numpy.npy");
+    CHECK(from_numpy.shape() == Shape{3, 4});
+    CHECK(from_numpy.to_vector()[5] == 5.0 / 8);
+  }
+
+  TEST_CASE("damaged or unsupported .npy files are refused by name") {
+    test::TempDir dir;
+    io::save_npy(dir / "ok.npy", test::random_tensor(Shape{3}, 7, DType::f32));
+    auto bytes = io::read_file(dir / "ok.npy");
+    auto refuses = [&](std::vector<std::uint8_t> b, const char* what) {
+      io::write_file_atomically(dir / "bad.npy", b.data(), b.size());
+      CHECK_THROWS_WITH_AS(io::load_npy(dir / "bad.npy"), doctest::Contains(what), Error);
+    };
+    refuses(std::vector<std::uint8_t>(bytes.begin(), bytes.end() - 1), "promises 12 data bytes but the file holds 11");
+    auto wrong = bytes;
+    wrong[0] = 'X';
+    refuses(wrong, "bad magic");
+    std::string text(bytes.begin(), bytes.end());
+    text.replace(text.find("<f4"), 3, "<f2");
+    refuses(std::vector<std::uint8_t>(text.begin(), text.end()), "dtype '<f2' is not supported");
+  }
+}

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "data/idx.h"
+#include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
 #include "experiments/ntk_probe.h"
 #include "experiments/runner.h"
@@ -205,6 +206,20 @@ TEST_SUITE("runner") {
     CHECK(std::stod(last[2]) > 0.0);
     CHECK(std::stod(last[2]) < 1.0);
     CHECK(std::stod(last[8]) + std::stod(last[9]) == doctest::Approx(1.0).epsilon(1e-5));  // the shares
+
+    // The pairwise matrix: symmetric, zero diagonal, and its first row is the distance to init.
+    auto steps = io::load_npy(dir / "whole" / "ntk_pairwise_steps.npy").to_int_vector();
+    CHECK(std::vector<std::int64_t>(steps.begin(), steps.end()) == probe_steps);
+    Tensor pairwise = io::load_npy(dir / "whole" / "ntk_pairwise_train.npy");
+    const auto s_count = static_cast<std::int64_t>(steps.size());
+    REQUIRE(pairwise.shape() == Shape{s_count, s_count});
+    auto pv = pairwise.to_vector();
+    for (std::int64_t i = 0; i < s_count; ++i) {
+      CHECK(pv[static_cast<std::size_t>(i * s_count + i)] == 0.0);
+      for (std::int64_t j = 0; j < s_count; ++j)
+        CHECK(pv[static_cast<std::size_t>(i * s_count + j)] == pv[static_cast<std::size_t>(j * s_count + i)]);
+      CHECK(pv[static_cast<std::size_t>(i)] == doctest::Approx(std::stod(rows[1 + 2 * i][2])).epsilon(1e-6));
+    }
 
     RunOptions stop{dir / "part", {}, true, 12};
     Runner part(recipe, stop);
