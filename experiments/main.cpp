@@ -1,6 +1,7 @@
 // The grokscope command line.
 //   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...]
 //   grokscope train --resume DIR
+//   grokscope ntk --checkpoint A.safetensors [--against B.safetensors] [--recipe R] [--probe train|test] [--n N] [--inputs X.npy] [--json]
 //   grokscope info
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "experiments/ntk_command.h"
 #include "experiments/ntk_probe.h"
 #include "experiments/recipe.h"
 #include "experiments/runner.h"
@@ -51,12 +53,29 @@ int main(int argc, char** argv) {
   bool quiet = false;
   train->add_flag("--quiet", quiet, "no progress output");
 
+  auto* ntk = app.add_subcommand("ntk", "the NTK of a checkpoint, and its distance to another");
+  std::string ntk_recipe;
+  gs::experiments::NtkCommand ntk_cmd{gs::experiments::Recipe{}, {}, {}, "test", 0, {}, false};
+  ntk->add_option("--recipe", ntk_recipe, "the recipe whose architecture and data the checkpoint belongs to (default: the compiled-in default)");
+  ntk->add_option("--checkpoint", ntk_cmd.checkpoint, "a .safetensors checkpoint (grokscope's, or a PyTorch state_dict saved as safetensors)")->required();
+  ntk->add_option("--against", ntk_cmd.against, "a second checkpoint: print the kernel distance between the two");
+  ntk->add_option("--probe", ntk_cmd.probe_set, "which probe set: train or test")->check(CLI::IsMember({"train", "test"}));
+  ntk->add_option("--n", ntk_cmd.n, "probe-set size (default: the recipe's)")->check(CLI::PositiveNumber);
+  ntk->add_option("--inputs", ntk_cmd.inputs, "use these images (.npy, float32, n × features or n × C × H × W) instead");
+  ntk->add_flag("--json", ntk_cmd.json, "print one JSON object");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (info->parsed()) {
       fmt::print("grokscope {}: cpu backend (OpenBLAS); cuda: {}\n", gs::experiments::git_revision(),
                  gs::kernels::cuda_available() ? "available" : gs::kernels::cuda_unavailable_reason());
       return 0;
+    }
+    if (ntk->parsed()) {
+      ntk_cmd.recipe = ntk_recipe.empty()
+                           ? gs::experiments::parse_recipe(default_recipe, "experiments/default.toml (compiled in)")
+                           : gs::experiments::load_recipe(ntk_recipe);
+      return gs::experiments::run_ntk_command(ntk_cmd);
     }
     if (train->parsed() && !resume_dir.empty()) {
       if (!recipe_path.empty() || !overrides.empty() || !out.empty())

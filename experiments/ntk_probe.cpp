@@ -44,11 +44,8 @@ template <class F>
 void with_checkpoint(nn::Sequential& model, const std::filesystem::path& file, F&& f) {
   auto params = model.named_parameters("layers.");
   std::vector<Tensor> saved;
-  auto ckpt = io::load_safetensors(file);
-  for (auto& [name, p] : params) {
-    saved.push_back(p.clone());
-    p.copy_(ckpt.get(name));
-  }
+  for (auto& [name, p] : params) saved.push_back(p.clone());
+  load_checkpoint(model, file);
   f();
   for (std::size_t i = 0; i < params.size(); ++i) params[i].second.copy_(saved[i]);
 }

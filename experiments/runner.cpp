@@ -113,6 +113,8 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe::Optimizer& o, std
   return std::make_unique<optim::Adam>(std::move(params), a, o.name == "adamw");
 }
 
+}  // namespace
+
 std::shared_ptr<nn::Sequential> make_model(const Recipe& r, const data::Dataset& train, Generator& gen) {
   const std::int64_t pixels = train.images.numel() / train.size();
   if (r.model.kind == "cnn") {
@@ -129,11 +131,7 @@ std::shared_ptr<nn::Sequential> make_model(const Recipe& r, const data::Dataset&
                           gen);
 }
 
-struct RunData {
-  data::Dataset train, test, probe_train, probe_test;
-};
-
-RunData load_data(const Recipe& r) {
+RunData load_run_data(const Recipe& r) {
   const auto norm = r.data.normalize == "standard" ? data::Normalization::standard : data::Normalization::unit;
   RunData d;
   data::Dataset full_train = data::load_named(r.data.dataset, r.data.path, data::Split::train, norm);
@@ -149,7 +147,22 @@ RunData load_data(const Recipe& r) {
   return d;
 }
 
-}  // namespace
+void load_checkpoint(nn::Sequential& model, const std::filesystem::path& file) {
+  auto ckpt = io::load_safetensors(file);
+  auto params = model.named_parameters("layers.");
+  for (auto& [name, p] : params) {
+    const Tensor* found = nullptr;
+    for (const auto& [n, t] : ckpt.tensors)
+      if (n == name) found = &t;
+    GS_CHECK(found != nullptr, "{}: no tensor '{}', which the recipe's network has ({}); the checkpoint is for another "
+             "architecture", file.string(), name, p.describe());
+    GS_CHECK(found->shape() == p.shape(), "{}: tensor '{}' is {} but the recipe's network needs {}", file.string(), name,
+             found->shape().str(), p.shape().str());
+    p.copy_(found->dtype() == p.dtype() ? *found : found->to(p.dtype()));
+  }
+  GS_CHECK(ckpt.tensors.size() == params.size(), "{}: {} tensors, but the recipe's network has {} parameters; the "
+           "checkpoint is for another architecture", file.string(), ckpt.tensors.size(), params.size());
+}
 
 std::string git_revision() {
   const std::string dir = GROKSCOPE_SOURCE_DIR;
@@ -223,7 +236,7 @@ int Runner::run() {
              dir.string());
   fs::create_directories(dir / "ckpt");
 
-  RunData d = load_data(r);
+  RunData d = load_run_data(r);
   Generator init_gen(r.train.seed, Stream::init);
   auto model = make_model(r, d.train, init_gen);
   auto params = model->named_parameters("layers.");

@@ -37,6 +37,16 @@ struct Evaluation {
   double loss = 0, accuracy = 0;
 };
 
+// The recipe's data: the training subset, the test set and the class-balanced probe sets.
+struct RunData {
+  data::Dataset train, test, probe_train, probe_test;
+};
+RunData load_run_data(const Recipe& recipe);
+// The recipe's network with its seeded initial weights, checked against the data's shape.
+std::shared_ptr<nn::Sequential> make_model(const Recipe& recipe, const data::Dataset& train, Generator& gen);
+// Copies a checkpoint's tensors into the model; names the first missing or mismatching tensor.
+void load_checkpoint(nn::Sequential& model, const std::filesystem::path& file);
+
 // Loss of the recipe's kind on logits: mse against one-hot targets, or cross-entropy.
 Tensor recipe_loss(const std::string& kind, const Tensor& logits, const Tensor& labels, std::int64_t classes);
 // Mean loss and accuracy over a whole dataset, without the tape, in chunks.

@@ -145,6 +145,25 @@ TEST_SUITE("runner") {
     CHECK(info["status"] == "diverged");
   }
 
+  TEST_CASE("checkpoints for another architecture are refused, naming the tensor and both shapes") {
+    test::TempDir dir;
+    Generator g1(1), g2(1);
+    auto net = models::make_mlp({{16, 12, 10}}, g1);
+    auto other = models::make_mlp({{16, 8, 10}}, g2);
+    io::save_safetensors(dir / "other.safetensors", other->named_parameters("layers."));
+    CHECK_THROWS_WITH_AS(load_checkpoint(*net, dir / "other.safetensors"),
+                         doctest::Contains("tensor 'layers.1.weight' is [8, 16] but the recipe's network needs [12, 16]"), Error);
+    auto named = net->named_parameters("layers.");
+    named.pop_back();
+    io::save_safetensors(dir / "short.safetensors", named);
+    CHECK_THROWS_WITH_AS(load_checkpoint(*net, dir / "short.safetensors"), doctest::Contains("no tensor 'layers.3.bias'"), Error);
+    io::save_safetensors(dir / "same.safetensors", other->named_parameters("layers."));
+    Generator g3(5);
+    auto twin = models::make_mlp({{16, 8, 10}}, g3);
+    load_checkpoint(*twin, dir / "same.safetensors");
+    CHECK(twin->parameters()[0].to_vector() == other->parameters()[0].to_vector());
+  }
+
   TEST_CASE("the model must fit the data") {
     test::TempDir dir;
     write_tiny_mnist(dir.path(), 64, 16);
