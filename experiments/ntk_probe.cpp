@@ -23,20 +23,19 @@ Tensor without_output_block(const Tensor& kernel, const Tensor& output_gram, std
   return rest;
 }
 
-// The last step before `step` that ntk.csv holds rows for: the previous probe step of a resumed
-// run (checkpoints alone cannot tell: a stopped run also leaves one where it stopped). -1: none.
-std::int64_t previous_probe_step(const std::filesystem::path& csv, std::int64_t step) {
-  std::int64_t previous = -1;
+// The steps ntk.csv holds rows for, ascending and unique (none when it does not exist).
+std::vector<std::int64_t> logged_steps(const std::filesystem::path& csv) {
+  std::vector<std::int64_t> steps;
   std::ifstream in(csv);
   std::string line;
-  std::getline(in, line);
+  std::getline(in, line);  // the header
   while (std::getline(in, line)) {
     const auto comma = line.find(',');
-    if (comma == std::string::npos) continue;
+    if (comma == std::string::npos) continue;  // a torn last line
     const std::int64_t s = std::stoll(line.substr(0, comma));
-    if (s < step) previous = std::max(previous, s);
+    if (steps.empty() || steps.back() < s) steps.push_back(s);
   }
-  return previous;
+  return steps;
 }
 
 // Evaluates f with the model's weights temporarily replaced by a checkpoint's.
@@ -60,7 +59,11 @@ NtkProbe::Reference NtkProbe::reference_of(const probe::Ntk& k) {
 void NtkProbe::recover(const ProbeContext& c) {
   recovered_ = true;
   if (c.step == 0) return;
-  const std::int64_t previous = previous_probe_step(c.run_dir / "ntk.csv", c.step);
+  // The previous probe step is the last one logged before this step (checkpoints alone cannot
+  // tell: a stopped run also leaves one where it stopped).
+  std::int64_t previous = -1;
+  for (auto s : logged_steps(c.run_dir / "ntk.csv"))
+    if (s < c.step) previous = s;
   for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
     SetState& st = sets_[name];
     auto compute = [&](std::int64_t step, Reference& into) {
@@ -128,18 +131,7 @@ void NtkProbe::operator()(const ProbeContext& c) {
 }
 
 void NtkProbe::write_pairwise(const ProbeContext& c) {
-  std::vector<std::int64_t> steps;
-  {
-    std::ifstream in(c.run_dir / "ntk.csv");
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-      const auto comma = line.find(',');
-      if (comma == std::string::npos) continue;
-      const std::int64_t s = std::stoll(line.substr(0, comma));
-      if (steps.empty() || steps.back() != s) steps.push_back(s);
-    }
-  }
+  const auto steps = logged_steps(c.run_dir / "ntk.csv");
   const auto count = static_cast<std::int64_t>(steps.size());
   const std::int64_t rows = c.probe_train.size() * c.probe_train.classes;
   const double bytes = static_cast<double>(count) * static_cast<double>(rows * rows) * 4.0;

@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import torch
 
+from torch_models import cnn, mlp  # tools/torch_models.py, beside this script
+
 DTYPES = {"F32": np.float32, "F64": np.float64, "I32": np.int32}
 
 
@@ -30,30 +32,6 @@ def read_safetensors(path):
         array = np.frombuffer(data[begin:end], dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"])
         tensors[name] = torch.from_numpy(array.copy())
     return tensors, header.get("__metadata__", {})
-
-
-class Net(torch.nn.Module):
-    """The equivalent PyTorch module: an nn.Sequential held as `layers`, as grokscope names it."""
-
-    def __init__(self, layers):
-        super().__init__()
-        self.layers = torch.nn.Sequential(*layers)
-
-
-def mlp(widths):
-    layers = [torch.nn.Flatten()]
-    for i in range(len(widths) - 1):
-        layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
-        if i + 2 < len(widths):
-            layers.append(torch.nn.ReLU())
-    return Net(layers)
-
-
-def cnn(classes, channels=1, size=28):
-    side = size // 4
-    return Net([torch.nn.Conv2d(channels, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
-                torch.nn.Linear(64 * side * side, 128), torch.nn.ReLU(), torch.nn.Linear(128, classes)])
 
 
 def main(argv):

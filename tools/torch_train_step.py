@@ -9,20 +9,13 @@ import time
 
 import torch
 
-
-def mlp(widths):
-    layers = [torch.nn.Flatten()]
-    for i in range(len(widths) - 1):
-        layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
-        if i + 2 < len(widths):
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
+from torch_models import mlp  # tools/torch_models.py, beside this script
 
 
 def time_step(widths, batch, mse, threads, repeats=5, min_seconds=0.5):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = mlp(widths)
+    net = mlp(widths).layers
     with torch.no_grad():
         for p in net.parameters():
             p.mul_(8.0)
