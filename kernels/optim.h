@@ -1,5 +1,7 @@
 #pragma once
-// Fused optimizer updates with torch.optim's exact update rules, applied in place.
+// Fused optimizer updates with torch.optim's exact update rules, applied in place. One difference
+// on x86 CPUs: subnormal values (below 1.2e-38 in f32) are flushed to zero during the update,
+// which torch does not do; see FlushSubnormals in kernels/cpu/cpu_backend.h for why.
 #include "kernels/family.h"
 
 namespace gs::kernels {

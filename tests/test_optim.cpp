@@ -110,6 +110,20 @@ TEST_SUITE("optim") {
     CHECK(idle.item() == 7.0);
   }
 
+  TEST_CASE("subnormal moments are flushed to zero in the update (documented in kernels/optim.h)") {
+    Tensor p = parameter(1.0, DType::f32);
+    auto adam = optim::Adam({p}, {.lr = 0.1});
+    adam.load_state({{"0.exp_avg", Tensor::from(std::vector<float>{1e-39f}, Shape{1})},
+                     {"0.exp_avg_sq", Tensor::from(std::vector<float>{1e-39f}, Shape{1})}},
+                    10);
+    set_gradient(p, 0.0);
+    adam.step();
+    auto state = adam.state();
+    CHECK(state[0].second.item() == 0.0);
+    CHECK(state[1].second.item() == 0.0);
+    CHECK(p.item() == 1.0);  // m = 0: no movement
+  }
+
   TEST_CASE("zero_grad drops the gradients; bad settings are refused") {
     Tensor p = parameter(1.0);
     optim::SGD sgd({p}, {.lr = 0.1});

@@ -2,12 +2,35 @@
 // The CPU backend: BLAS for GEMM, OpenMP threads for the elementwise loops that are large enough
 // to pay for them. Each family's member functions live in the .cpp of that family.
 #include "engine/error.h"
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 #include "kernels/backend.h"
 
 namespace gs::kernels::cpu {
 
 // Loops shorter than this stay on one thread: waking threads costs more than a small loop.
 inline constexpr i64 parallel_grain = 1 << 15;
+
+// Flushes subnormal inputs and results to zero on this thread for its lifetime (x86 DAZ + FTZ).
+// x86 takes ~100 cycles per subnormal operand; late in a run the moment estimates of idle
+// weights decay into that range, and the AdamW step of the MNIST MLP with 6% of them there takes
+// 1.33 ms instead of 0.24 ms (bench_train_step, BM_adamw_step_*; 0.24 ms with this flush). The
+// values affected are below 1.2e-38 (f32); nothing above changes.
+class FlushSubnormals {
+ public:
+#if defined(__SSE__)
+  FlushSubnormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }  // FTZ (bit 15), DAZ (bit 6)
+  ~FlushSubnormals() { _mm_setcsr(saved_); }
+#endif
+  FlushSubnormals(const FlushSubnormals&) = delete;
+  FlushSubnormals& operator=(const FlushSubnormals&) = delete;
+
+ private:
+#if defined(__SSE__)
+  unsigned saved_;
+#endif
+};
 
 // Calls f.template operator()<T>() with T the C++ type of a floating dtype.
 template <class F>

@@ -13,15 +13,19 @@ void CpuBackend::sgd_step(DType dtype, i64 n, void* pv, const void* gv, void* bu
     auto g = static_cast<const T*>(gv);
     auto buf = static_cast<T*>(bufv);
     const T lr = T(s.lr), wd = T(s.weight_decay), mom = T(s.momentum), damp = T(1 - s.dampening);
-#pragma omp parallel for if (n > parallel_grain)
-    for (i64 i = 0; i < n; ++i) {
-      T d = g[i];
-      if (s.weight_decay != 0) d += wd * p[i];
-      if (s.momentum != 0) {
-        buf[i] = s.first_step ? d : mom * buf[i] + damp * d;
-        d = s.nesterov ? d + mom * buf[i] : buf[i];
+#pragma omp parallel if (n > parallel_grain)
+    {
+      FlushSubnormals ftz;  // momentum buffers of idle weights decay into the subnormal range
+#pragma omp for
+      for (i64 i = 0; i < n; ++i) {
+        T d = g[i];
+        if (s.weight_decay != 0) d += wd * p[i];
+        if (s.momentum != 0) {
+          buf[i] = s.first_step ? d : mom * buf[i] + damp * d;
+          d = s.nesterov ? d + mom * buf[i] : buf[i];
+        }
+        p[i] -= lr * d;
       }
-      p[i] -= lr * d;
     }
   });
 }
@@ -43,15 +47,19 @@ void CpuBackend::adam_step(DType dtype, i64 n, void* pv, const void* gv, void* m
     const T b1 = T(s.beta1), b2 = T(s.beta2), eps = T(s.eps);
     const T decay = T(1 - s.lr * s.weight_decay), wd = T(s.weight_decay);
     const bool decoupled = s.decoupled_weight_decay, coupled = !decoupled && s.weight_decay != 0;
-#pragma omp parallel for if (n > parallel_grain)
-    for (i64 i = 0; i < n; ++i) {
-      T gi = g[i];
-      if (decoupled) p[i] *= decay;
-      if (coupled) gi += wd * p[i];
-      m[i] += (gi - m[i]) * (T(1) - b1);  // torch: exp_avg.lerp_(grad, 1 - beta1)
-      v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;
-      const T denom = std::sqrt(v[i]) / sqrt_bc2 + eps;
-      p[i] += -step_size * (m[i] / denom);
+#pragma omp parallel if (n > parallel_grain)
+    {
+      FlushSubnormals ftz;  // the moments of idle weights decay into the subnormal range
+#pragma omp for
+      for (i64 i = 0; i < n; ++i) {
+        T gi = g[i];
+        if (decoupled) p[i] *= decay;
+        if (coupled) gi += wd * p[i];
+        m[i] += (gi - m[i]) * (T(1) - b1);  // torch: exp_avg.lerp_(grad, 1 - beta1)
+        v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;
+        const T denom = std::sqrt(v[i]) / sqrt_bc2 + eps;
+        p[i] += -step_size * (m[i] / denom);
+      }
     }
   });
 }
