@@ -17,6 +17,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "experiments/console.h"
 #include "experiments/schedule.h"
 #include "models/models.h"
 
@@ -27,29 +28,6 @@
 namespace gs::experiments {
 
 namespace {
-
-std::atomic<int> stop_signal{0};
-extern "C" void on_stop_signal(int sig) { stop_signal.store(sig); }
-
-// Installs the stop handlers for the run's lifetime and restores the previous ones after.
-class StopSignals {
- public:
-  StopSignals() {
-    stop_signal.store(0);
-    previous_int_ = std::signal(SIGINT, on_stop_signal);
-    previous_term_ = std::signal(SIGTERM, on_stop_signal);
-  }
-  ~StopSignals() {
-    std::signal(SIGINT, previous_int_);
-    std::signal(SIGTERM, previous_term_);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  void (*previous_int_)(int) = nullptr;
-  void (*previous_term_)(int) = nullptr;
-};
 
 std::string run_shell(const std::string& command) {
   std::string out;
@@ -69,42 +47,6 @@ double weight_norm(const nn::NamedTensors& params, const std::string& prefix) {
     if (prefix.empty() || name.rfind(prefix, 0) == 0) total += ops::sum(ops::mul(p, p)).item();
   return std::sqrt(total);
 }
-
-std::string duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const auto s = static_cast<std::int64_t>(seconds);
-  return s >= 3600 ? fmt::format("{}h{:02}m", s / 3600, s / 60 % 60) : fmt::format("{}m{:02}s", s / 60, s % 60);
-}
-
-class Progress {
- public:
-  explicit Progress(bool quiet) : quiet_(quiet), tty_(isatty(fileno(stdout)) != 0) {}
-  void report(std::int64_t step, std::int64_t total, double elapsed, const Evaluation& train, const Evaluation& test,
-              bool force) {
-    if (quiet_) return;
-    // On a terminal: one live line; in a log: a line every 10 seconds and at the end.
-    const double gap = tty_ ? 0.2 : 10.0;
-    if (!force && elapsed - last_ < gap) return;
-    last_ = elapsed;
-    const double rate = step / std::max(elapsed, 1e-9);
-    const std::string eta = step == 0 ? "?" : duration((total - step) / std::max(rate, 1e-9));
-    const std::string line = fmt::format(
-        "step {:>7}/{}  {:6.0f} steps/s  ETA {}  train loss {:.4g} acc {:.4f}  test loss {:.4g} acc {:.4f}", step, total, rate,
-        eta, train.loss, train.accuracy, test.loss, test.accuracy);
-    if (tty_)
-      fmt::print("\r{}\033[K", line);
-    else
-      fmt::print("{}\n", line);
-    std::fflush(stdout);
-  }
-  void finish() {
-    if (!quiet_ && tty_) fmt::print("\n");
-  }
-
- private:
-  bool quiet_, tty_;
-  double last_ = -1e9;
-};
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe::Optimizer& o, std::vector<Tensor> params) {
   if (o.name == "sgd")
@@ -365,7 +307,7 @@ int Runner::run() {
            "model.init_scale",
            step + 1, value, last_checkpoint);
     }
-    if (stop_signal.load() != 0 || step + 1 == options_.stop_after_step) {
+    if (stop_requested() != 0 || step + 1 == options_.stop_after_step) {
       checkpoint(step + 1);
       save_resume_state(step + 1, false, false, false);
       metrics.flush();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/nn/layers.h"
+#include "engine/probe/kernel_metrics.h"
 
 namespace gs::probe {
 
@@ -49,15 +50,5 @@ Ntk empirical_ntk(nn::Sequential& net, const Tensor& x, const NtkOptions& option
 Tensor brute_force_ntk(nn::Sequential& net, const Tensor& x);
 // J [n·C, P]: row (i, a) is ∂f_a(x_i)/∂θ over the parameters in named_parameters() order.
 Tensor brute_force_jacobian(nn::Sequential& net, const Tensor& x);
-
-// The trace kernel [n, n]: Σ_a K[(i,a),(j,a)].
-Tensor trace_kernel(const Tensor& kernel, std::int64_t classes);
-// d(K, K′) = 1 − ⟨K, K′⟩_F / (‖K‖_F ‖K′‖_F), as ½‖K/‖K‖ − K′/‖K′‖‖²_F in f64: accurate near 0.
-double kernel_distance(const Tensor& a, const Tensor& b);
-// Kernel-target alignment ⟨K, Y Yᵀ⟩ / (‖K‖ ‖Y Yᵀ‖) with Y the centred one-hot labels, one entry
-// per row (i, a): Y_(i,a) = [a = y_i] − 1/C.
-double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes);
-double frobenius_norm(const Tensor& t);  // in f64
-double trace(const Tensor& square);      // in f64
 
 }  // namespace gs::probe

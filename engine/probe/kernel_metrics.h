@@ -1,0 +1,20 @@
+#pragma once
+// What is measured on kernels: the trace kernel, norms, the kernel distance and the alignment
+// with the labels. Sums run in f64 in fixed chunks, so results do not depend on the thread count.
+#include <cstdint>
+
+#include "engine/tensor.h"
+
+namespace gs::probe {
+
+// The trace kernel [n, n]: Σ_a K[(i,a),(j,a)].
+Tensor trace_kernel(const Tensor& kernel, std::int64_t classes);
+// d(K, K′) = 1 − ⟨K, K′⟩_F / (‖K‖_F ‖K′‖_F), as ½‖K/‖K‖ − K′/‖K′‖‖²_F in f64: accurate near 0.
+double kernel_distance(const Tensor& a, const Tensor& b);
+// Kernel-target alignment ⟨K, Y Yᵀ⟩ / (‖K‖ ‖Y Yᵀ‖) with Y the centred one-hot labels, one entry
+// per row (i, a): Y_(i,a) = [a = y_i] − 1/C.
+double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes);
+double frobenius_norm(const Tensor& t);  // in f64
+double trace(const Tensor& square);      // in f64
+
+}  // namespace gs::probe
