@@ -186,8 +186,6 @@ void validate(const Recipe& r, const std::string& origin) {
     if (s < 0 || s > r.train.steps)
       bad(fmt::format("schedule.probe_steps holds {}, outside 0..{} (train.steps)", s, r.train.steps));
   if (r.probe.train_size < 1 || r.probe.test_size < 1) bad("probe.train_size and probe.test_size must be at least 1");
-  if (r.probe.ntk && r.model.kind == "cnn")
-    bad("probe.ntk = true needs a dense network: the NTK probe has no convolution pass yet; set probe.ntk = false");
   if (r.probe.train_size > r.data.train_size)
     bad(fmt::format("probe.train_size {} exceeds data.train_size {}", r.probe.train_size, r.data.train_size));
 }

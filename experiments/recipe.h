@@ -58,7 +58,7 @@ struct Recipe {
 
   struct Probe {
     std::int64_t train_size = 256, test_size = 256;  // class-balanced probe sets
-    bool ntk = true;  // the NTK probe at every probe step (ntk.csv); dense networks only for now
+    bool ntk = true;  // the NTK probe at every probe step (ntk.csv)
   } probe;
 
   std::string to_toml() const;  // the resolved recipe, every key present

@@ -211,10 +211,67 @@ TEST_SUITE("ntk") {
     CHECK(kernel_alignment(Tensor::from(eye, Shape{12, 12}, DType::f64), labels, 3) == doctest::Approx(1 / std::sqrt(12.0)));
   }
 
-  TEST_CASE("unsupported layers are named") {
-    Generator gen(1);
+  TEST_CASE("convolutions and pooling: the factored kernel equals J Jᵀ, layer by layer, in f64") {
+    struct Case {
+      std::int64_t stride, padding;
+      nn::Activation act;
+    };
+    for (Case t : {Case{1, 1, nn::Activation::relu}, Case{2, 0, nn::Activation::tanh}, Case{1, 0, nn::Activation::gelu}}) {
+      CAPTURE(t.stride);
+      CAPTURE(t.padding);
+      Generator gen(11);
+      auto net = std::make_shared<nn::Sequential>();
+      net->add(std::make_shared<nn::Conv2d>(2, 3, 3, gen, t.stride, t.padding, true, DType::f64));
+      net->add(std::make_shared<nn::ActivationLayer>(t.act));
+      net->add(std::make_shared<nn::MaxPool2d>(2));
+      net->add(std::make_shared<nn::Conv2d>(3, 2, 2, gen, 1, 1, true, DType::f64));
+      net->add(std::make_shared<nn::ActivationLayer>(t.act));
+      net->add(std::make_shared<nn::Flatten>());
+      Tensor x = test::random_tensor(Shape{3, 2, 9, 9}, 12);
+      std::int64_t features = 0;
+      {
+        NoGrad no_tape;
+        features = net->forward(x).size(1);
+      }
+      net->add(std::make_shared<nn::Linear>(features, 4, gen, true, DType::f64));
+      net->add(std::make_shared<nn::Scale>(0.7));
+      Ntk k = empirical_ntk(*net, x, {.per_layer = true, .tile_samples = 2});
+      Tensor j = brute_force_jacobian(*net, x);
+      CHECK(relative_frobenius(k.kernel, gram_rows(j)) < 1e-12);
+      REQUIRE(k.per_layer.size() == 3);
+      CHECK(k.layer_names == std::vector<std::string>{"layers.0", "layers.3", "layers.6"});
+      std::int64_t begin = 0;
+      auto named = net->named_parameters();
+      for (std::size_t l = 0; l < 3; ++l) {
+        CAPTURE(l);
+        const std::int64_t size = named[2 * l].second.numel() + named[2 * l + 1].second.numel();
+        CHECK(relative_frobenius(k.per_layer[l], gram_rows(columns(j, begin, begin + size))) < 1e-12);
+        CHECK(k.layer_traces[l] == doctest::Approx(trace(k.per_layer[l])).epsilon(1e-12));
+        begin += size;
+      }
+    }
+  }
+
+  TEST_CASE("the study's CNN: f32 probe against the f64 brute force") {
+    Generator gen(13);
     auto cnn = models::make_cnn({1, 8, 3}, gen);
-    CHECK_THROWS_WITH_AS(empirical_ntk(*cnn, test::random_tensor(Shape{2, 1, 8, 8}, 8, DType::f32)),
-                         doctest::Contains("MaxPool2d"), Error);
+    Tensor x = test::random_tensor(Shape{3, 1, 8, 8}, 14, DType::f32, 0, 1);
+    Tensor k32 = empirical_ntk(*cnn, x).kernel;
+    cnn->to(DType::f64);
+    Tensor k64 = gram_rows(brute_force_jacobian(*cnn, x.to(DType::f64)));
+    CHECK(relative_frobenius(k32, k64) < 1e-5);
+  }
+
+  TEST_CASE("unsupported layers are named") {
+    struct Odd final : nn::Module {
+      Tensor forward(const Tensor& x) override { return x; }
+      std::string describe() const override { return "Odd()"; }
+    };
+    Generator gen(1);
+    auto net = std::make_shared<nn::Sequential>();
+    net->add(std::make_shared<nn::Linear>(4, 3, gen));
+    net->add(std::make_shared<Odd>());
+    CHECK_THROWS_WITH_AS(empirical_ntk(*net, test::random_tensor(Shape{2, 4}, 8, DType::f32)),
+                         doctest::Contains("Odd() is not supported"), Error);
   }
 }

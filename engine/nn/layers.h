@@ -43,6 +43,8 @@ class MaxPool2d final : public Module {
   explicit MaxPool2d(std::int64_t kernel_size, std::int64_t stride = 0);  // stride 0: = kernel
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  std::int64_t kernel() const { return kernel_; }
+  std::int64_t stride() const { return stride_; }
 
  private:
   std::int64_t kernel_, stride_;

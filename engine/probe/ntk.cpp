@@ -43,9 +43,96 @@ struct Step {
   Tensor input;  // what the layer saw
 };
 
+kernels::ConvGeometry geometry_of(const nn::Conv2d& conv, const Tensor& in) {
+  kernels::ConvGeometry g;
+  g.channels = in.size(1);
+  g.height = in.size(2);
+  g.width = in.size(3);
+  g.kernel_h = conv.weight().size(2);
+  g.kernel_w = conv.weight().size(3);
+  g.stride = conv.stride();
+  g.padding = conv.padding();
+  return g;
+}
+
+// Max-pool routes each row's signal back to its window's winner; the winners are sample i's,
+// shared by its C rows.
+Tensor pool_backward(const nn::MaxPool2d& pool, const Tensor& in, const Tensor& signals, std::int64_t classes) {
+  const std::int64_t n = in.size(0), ch = in.size(1);
+  kernels::PoolGeometry g{n * ch, in.size(2), in.size(3), pool.kernel(), pool.stride()};
+  const std::int64_t outs = g.out_h() * g.out_w();
+  Tensor y = Tensor::empty(Shape{n, ch, g.out_h(), g.out_w()}, in.dtype());
+  std::vector<std::int32_t> winners(static_cast<std::size_t>(n * ch * outs));
+  auto& be = kernels::cpu_backend();
+  be.max_pool2d(in.dtype(), g, in.raw(), y.raw(), winners.data());
+  std::vector<std::int32_t> replicated;  // [n, C, ch, outs]
+  replicated.reserve(static_cast<std::size_t>(n * classes * ch * outs));
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t a = 0; a < classes; ++a)
+      replicated.insert(replicated.end(), winners.begin() + i * ch * outs, winners.begin() + (i + 1) * ch * outs);
+  kernels::PoolGeometry rows{n * classes * ch, in.size(2), in.size(3), pool.kernel(), pool.stride()};
+  Tensor back = Tensor::empty(Shape{n * classes, ch * in.size(2) * in.size(3)}, in.dtype());
+  be.max_pool2d_backward(in.dtype(), rows, signals.raw(), replicated.data(), back.raw());
+  return back;
+}
+
+// The per-(sample, logit) gradients of a convolution's weight and bias, one row each:
+// G_(i,a) = [D_(i,a) P_iᵀ, Σ_pixels D_(i,a)], with D_(i,a) [Co, pixels] the signal at the
+// layer's output and P_i [patch, pixels] sample i's im2col patches. Then K_l = G Gᵀ.
+LayerFactors conv_factors(const nn::Conv2d& conv, const Tensor& in, const Tensor& signals, std::int64_t classes,
+                          std::string name) {
+  const auto g = geometry_of(conv, in);
+  const std::int64_t n = in.size(0), co = conv.weight().size(0), patch = g.patch_size(), pixels = g.out_h() * g.out_w();
+  const bool bias = conv.bias().defined();
+  const std::int64_t width = co * patch + (bias ? co : 0);
+  const std::size_t elt = dtype_size(in.dtype());
+  auto& be = kernels::cpu_backend();
+  Tensor cols = Tensor::empty(Shape{patch, pixels}, in.dtype());
+  Tensor grads = Tensor::empty(Shape{n * classes, width}, in.dtype());
+  Tensor ones = Tensor::full(Shape{pixels, 1}, 1.0, in.dtype());
+  for (std::int64_t i = 0; i < n; ++i) {
+    be.im2col(in.dtype(), g, static_cast<const char*>(in.raw()) + i * g.channels * g.height * g.width * elt, cols.raw());
+    const auto* d = static_cast<const char*>(signals.raw()) + i * classes * co * pixels * elt;
+    auto* out = static_cast<char*>(grads.raw()) + i * classes * width * elt;
+    for (std::int64_t a = 0; a < classes; ++a) {
+      const void* da = d + a * co * pixels * elt;
+      void* row = out + a * width * elt;
+      kernels::GemmShape w{false, true, co, patch, pixels, pixels, pixels, patch};  // D Pᵀ
+      be.gemm(in.dtype(), w, 1.0, da, cols.raw(), 0.0, row);
+      if (bias) {
+        kernels::GemmShape b{false, false, co, 1, pixels, pixels, 1, 1};  // D 1
+        be.gemm(in.dtype(), b, 1.0, da, ones.raw(), 0.0, static_cast<char*>(row) + co * patch * elt);
+      }
+    }
+  }
+  LayerFactors f;
+  f.name = std::move(name);
+  f.signals = grads;
+  f.plain_gram = true;
+  return f;
+}
+
+// The signals at the convolution's input: col2im(Wᵀ D_(i,a)) for every row.
+Tensor conv_input_signals(const nn::Conv2d& conv, const Tensor& in, const Tensor& signals, std::int64_t classes) {
+  const auto g = geometry_of(conv, in);
+  const std::int64_t rows = in.size(0) * classes, co = conv.weight().size(0), patch = g.patch_size();
+  const std::int64_t pixels = g.out_h() * g.out_w(), plane = g.channels * g.height * g.width;
+  const std::size_t elt = dtype_size(in.dtype());
+  auto& be = kernels::cpu_backend();
+  Tensor cols = Tensor::empty(Shape{patch, pixels}, in.dtype());
+  Tensor out = Tensor::empty(Shape{rows, plane}, in.dtype());
+  kernels::GemmShape s{true, false, patch, pixels, co, patch, pixels, pixels};  // Wᵀ D
+  for (std::int64_t r = 0; r < rows; ++r) {
+    be.gemm(in.dtype(), s, 1.0, conv.weight().raw(), static_cast<const char*>(signals.raw()) + r * co * pixels * elt, 0.0,
+            cols.raw());
+    be.col2im(in.dtype(), g, cols.raw(), static_cast<char*>(out.raw()) + r * plane * elt);
+  }
+  return out;
+}
+
 }  // namespace
 
-std::vector<DenseFactors> jacobian_factors(nn::Sequential& net, const Tensor& x) {
+std::vector<LayerFactors> jacobian_factors(nn::Sequential& net, const Tensor& x) {
   NoGrad no_tape;
   GS_CHECK(x.rank() >= 2 && x.size(0) > 0, "NTK probe: the inputs must be [n, ...] with n ≥ 1, got {}", x.describe());
   std::vector<Step> steps;
@@ -74,7 +161,7 @@ std::vector<DenseFactors> jacobian_factors(nn::Sequential& net, const Tensor& x)
   double scale_above = 1.0;  // product of the Scale layers above: signals are still scale·δ_ab
   bool identity = true;      // no Linear passed yet
 
-  std::vector<DenseFactors> factors;
+  std::vector<LayerFactors> factors;
   for (std::size_t k = steps.size(); k-- > lowest;) {
     const nn::Module* layer = steps[k].layer;
     const Tensor& in = steps[k].input;
@@ -83,7 +170,7 @@ std::vector<DenseFactors> jacobian_factors(nn::Sequential& net, const Tensor& x)
       scale_above *= s->factor();
     } else if (auto* lin = dynamic_cast<const nn::Linear*>(layer)) {
       GS_CHECK(in.rank() == 2, "NTK probe: {} gets {}, expected [n, features]", lin->describe(), in.describe());
-      DenseFactors f;
+      LayerFactors f;
       f.name = fmt::format("layers.{}", k);
       f.signals = signals;
       f.inputs = in;
@@ -98,9 +185,16 @@ std::vector<DenseFactors> jacobian_factors(nn::Sequential& net, const Tensor& x)
       const std::int64_t width = deriv.numel() / n;
       signals = ops::mul(signals.view(Shape{n, classes, width}), deriv.view(Shape{n, 1, width})).view(Shape{n * classes, width});
     } else if (dynamic_cast<const nn::Flatten*>(layer)) {
-      // dense signals are already flat
+      // signals stay [nC, features]; the layers below read their own shapes
+    } else if (auto* pool = dynamic_cast<const nn::MaxPool2d*>(layer)) {
+      identity = false;
+      signals = pool_backward(*pool, in, signals, classes);
+    } else if (auto* conv = dynamic_cast<const nn::Conv2d*>(layer)) {
+      identity = false;
+      factors.push_back(conv_factors(*conv, in, signals, classes, fmt::format("layers.{}", k)));
+      if (k > lowest) signals = conv_input_signals(*conv, in, signals, classes);
     } else {
-      fail("NTK probe: {} is not supported yet (dense networks only: Linear, activations, Flatten, Scale)", layer->describe());
+      fail("NTK probe: {} is not supported (Linear, Conv2d, MaxPool2d, activations, Flatten, Scale)", layer->describe());
     }
   }
   std::reverse(factors.begin(), factors.end());
@@ -128,7 +222,7 @@ std::vector<T> input_gram(const Tensor& h) {
 // Adds layer l's block of K for sample tiles I (rows) and J (columns): (D_I D_Jᵀ) ⊙ (G ⊗ 1 1ᵀ),
 // or α² δ_ab G for the output layer. `scratch` holds one tile.
 template <class T>
-void add_layer_tile(const DenseFactors& f, const std::vector<T>& g, std::int64_t n, std::int64_t c, std::int64_t i0,
+void add_layer_tile(const LayerFactors& f, const std::vector<T>& g, std::int64_t n, std::int64_t c, std::int64_t i0,
                     std::int64_t i1, std::int64_t j0, std::int64_t j1, T* k, std::int64_t ldk, std::vector<T>& scratch) {
   const std::int64_t ri = (i1 - i0) * c, rj = (j1 - j0) * c;
   if (f.output_layer) {
@@ -142,6 +236,11 @@ void add_layer_tile(const DenseFactors& f, const std::vector<T>& g, std::int64_t
   }
   const std::int64_t width = f.signals.size(1);
   const T* d = static_cast<const T*>(f.signals.raw());
+  if (f.plain_gram) {  // K_l = G Gᵀ, added straight into the tile
+    kernels::GemmShape s{false, true, ri, rj, width, width, width, ldk};
+    kernels::cpu_backend().gemm(f.signals.dtype(), s, 1.0, d + i0 * c * width, d + j0 * c * width, 1.0, k);
+    return;
+  }
   scratch.resize(static_cast<std::size_t>(ri * rj));
   kernels::GemmShape s{false, true, ri, rj, width, width, width, rj};
   kernels::cpu_backend().gemm(f.signals.dtype(), s, 1.0, d + i0 * c * width, d + j0 * c * width, 0.0, scratch.data());
@@ -157,9 +256,9 @@ void add_layer_tile(const DenseFactors& f, const std::vector<T>& g, std::int64_t
 // computed (K is symmetric), the lower ones mirrored. Tiles run in parallel; each tile's GEMMs
 // run on one thread, so the work is spread without nesting BLAS threads.
 template <class T>
-void assemble(const std::vector<DenseFactors>& factors, std::int64_t n, std::int64_t c, std::int64_t tile, T* k) {
+void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int64_t c, std::int64_t tile, T* k) {
   std::vector<std::vector<T>> grams;
-  for (const auto& f : factors) grams.push_back(input_gram<T>(f.inputs));
+  for (const auto& f : factors) grams.push_back(f.plain_gram ? std::vector<T>() : input_gram<T>(f.inputs));
   const std::int64_t rows = n * c, blocks = (n + tile - 1) / tile;
   std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
   for (std::int64_t bi = 0; bi < blocks; ++bi)
@@ -184,7 +283,13 @@ void assemble(const std::vector<DenseFactors>& factors, std::int64_t n, std::int
 
 // trace(K_l) = Σ_(i,a) ‖d_(i,a)‖² · G[i, i]: each layer's share without its kernel.
 template <class T>
-double layer_trace(const DenseFactors& f, const std::vector<T>& g, std::int64_t n, std::int64_t c) {
+double layer_trace(const LayerFactors& f, const std::vector<T>& g, std::int64_t n, std::int64_t c) {
+  if (f.plain_gram) {
+    const T* d = static_cast<const T*>(f.signals.raw());
+    double s = 0;
+    for (std::int64_t q = 0; q < f.signals.numel(); ++q) s += static_cast<double>(d[q]) * d[q];
+    return s;
+  }
   if (f.output_layer) {
     double s = 0;
     for (std::int64_t i = 0; i < n; ++i) s += static_cast<double>(g[static_cast<std::size_t>(i * n + i)]);
@@ -202,7 +307,7 @@ double layer_trace(const DenseFactors& f, const std::vector<T>& g, std::int64_t 
 }
 
 template <class T>
-Ntk build(const std::vector<DenseFactors>& factors, std::int64_t n, std::int64_t c, DType dtype, const NtkOptions& o) {
+Ntk build(const std::vector<LayerFactors>& factors, std::int64_t n, std::int64_t c, DType dtype, const NtkOptions& o) {
   Ntk out;
   out.samples = n;
   out.classes = c;
@@ -210,7 +315,7 @@ Ntk build(const std::vector<DenseFactors>& factors, std::int64_t n, std::int64_t
   out.kernel = Tensor::empty(Shape{rows, rows}, dtype);
   assemble(factors, n, c, o.tile_samples, out.kernel.template data<T>());
   for (const auto& f : factors) {
-    auto g = input_gram<T>(f.inputs);
+    auto g = f.plain_gram ? std::vector<T>() : input_gram<T>(f.inputs);
     out.layer_names.push_back(f.name);
     out.layer_traces.push_back(layer_trace(f, g, n, c));
     if (f.output_layer) {
@@ -220,7 +325,7 @@ Ntk build(const std::vector<DenseFactors>& factors, std::int64_t n, std::int64_t
     }
     if (o.per_layer) {
       Tensor k = Tensor::empty(Shape{rows, rows}, dtype);
-      assemble(std::vector<DenseFactors>{f}, n, c, o.tile_samples, k.template data<T>());
+      assemble(std::vector<LayerFactors>{f}, n, c, o.tile_samples, k.template data<T>());
       out.per_layer.push_back(k);
     }
   }

@@ -8,7 +8,8 @@
 // (and d_(i,a) for b), with d_(i,a) = ∂f_a(x_i)/∂z the backprop signal, so its share of K is
 //   K_l = (D Dᵀ) ⊙ ((H Hᵀ + 1) ⊗ 1_C 1_Cᵀ),
 // computed from the signals D [nC, out] and inputs H [n, in] without materializing J. The signals
-// of all n·C one-hot cotangents are backpropagated at once, as one batched pass.
+// of all n·C one-hot cotangents are backpropagated at once, as one batched pass. A convolution's
+// rows are its per-(sample, logit) weight gradients D_(i,a) P_iᵀ, from the signals and im2col.
 #include <string>
 #include <vector>
 
@@ -17,17 +18,21 @@
 
 namespace gs::probe {
 
-struct DenseFactors {
+// One layer's share of K in factored form. Dense layers: K_l = (D Dᵀ) ⊙ ((H Hᵀ + 1) ⊗ 1 1ᵀ).
+// Convolutions (plain_gram): `signals` holds each row's whole parameter gradient G (weight and
+// bias, n·C × Co·(Ci·kh·kw + 1)) and K_l = G Gᵀ.
+struct LayerFactors {
   std::string name;  // the layer's parameter prefix, "layers.3"
-  Tensor signals;    // D [n·C, out]: rows (i, a)
-  Tensor inputs;     // H [n, in]
+  Tensor signals;    // D [n·C, out] (rows (i, a)), or G for a convolution
+  Tensor inputs;     // H [n, in]; undefined for a convolution
   bool output_layer = false;  // its signals are α·δ_ab (α the output scale): K_l = α² δ_ab (H Hᵀ + 1)
   double output_scale = 1.0;
+  bool plain_gram = false;
 };
 
-// Forward on x [n, ...] and the batched one-hot backward through a Sequential of Flatten, Linear,
-// activations and Scale. Raises naming the layer for anything else (convolutions: not yet).
-std::vector<DenseFactors> jacobian_factors(nn::Sequential& net, const Tensor& x);
+// Forward on x [n, ...] and the batched one-hot backward through a Sequential of Linear, Conv2d,
+// MaxPool2d, activations, Flatten and Scale. Raises naming the layer for anything else.
+std::vector<LayerFactors> jacobian_factors(nn::Sequential& net, const Tensor& x);
 
 struct NtkOptions {
   bool per_layer = false;          // also keep every layer's [n·C, n·C] kernel (tests, analysis)
