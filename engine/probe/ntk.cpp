@@ -228,9 +228,10 @@ void add_layer_tile(const LayerFactors& f, const std::vector<T>& g, std::int64_t
   if (f.output_layer) {
     const T a2 = static_cast<T>(f.output_scale * f.output_scale);
     for (std::int64_t i = i0; i < i1; ++i)
-      for (std::int64_t j = j0; j < j1; ++j) {
-        const T v = a2 * g[static_cast<std::size_t>(i * n + j)];
-        for (std::int64_t a = 0; a < c; ++a) k[((i - i0) * c + a) * ldk + (j - j0) * c + a] += v;
+      for (std::int64_t a = 0; a < c; ++a) {  // row (i, a) gets α² G[i, j] at columns (j, a)
+        T* row = k + ((i - i0) * c + a) * ldk + a;
+        const T* gi = g.data() + i * n;
+        for (std::int64_t j = j0; j < j1; ++j) row[(j - j0) * c] += a2 * gi[j];
       }
     return;
   }
@@ -248,7 +249,10 @@ void add_layer_tile(const LayerFactors& f, const std::vector<T>& g, std::int64_t
     const T* grow = g.data() + (i0 + r / c) * n + j0;
     const T* t = scratch.data() + r * rj;
     T* out = k + r * ldk;
-    for (std::int64_t col = 0; col < rj; ++col) out[col] += t[col] * grow[col / c];
+    for (std::int64_t j = 0; j < j1 - j0; ++j) {  // one input-Gram value per run of C columns
+      const T gj = grow[j];
+      for (std::int64_t b = 0; b < c; ++b) out[j * c + b] += t[j * c + b] * gj;
+    }
   }
 }
 
@@ -276,9 +280,17 @@ void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int
         add_layer_tile(factors[l], grams[l], n, c, i0, i1, j0, j1, block, rows, scratch);
     }
   }
-#pragma omp parallel for schedule(static)
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t col = 0; col < (r / c / tile) * tile * c; ++col) k[r * rows + col] = k[col * rows + r];
+  // Mirror the upper tiles into the lower ones, block by block so that reads and writes stay in cache.
+  constexpr std::int64_t block = 64;
+  const std::int64_t nblocks = (rows + block - 1) / block;
+#pragma omp parallel for schedule(dynamic)
+  for (std::int64_t bi = 0; bi < nblocks; ++bi)
+    for (std::int64_t bj = 0; bj <= bi; ++bj)
+      for (std::int64_t r = bi * block; r < std::min(rows, (bi + 1) * block); ++r) {
+        const std::int64_t computed_from = (r / c / tile) * tile * c;  // row r's tiles start here
+        for (std::int64_t col = bj * block; col < std::min({rows, (bj + 1) * block, computed_from}); ++col)
+          k[r * rows + col] = k[col * rows + r];
+      }
 }
 
 // trace(K_l) = Σ_(i,a) ‖d_(i,a)‖² · G[i, i]: each layer's share without its kernel.
