@@ -11,6 +11,8 @@
 namespace gs::experiments {
 
 int run_ntk_command(const NtkCommand& cmd) {
+  for (const auto& f : {cmd.checkpoint, cmd.against})
+    GS_CHECK(f.empty() || std::filesystem::exists(f), "{}: no such checkpoint", f.string());
   Recipe r = cmd.recipe;
   GS_CHECK(cmd.probe_set == "train" || cmd.probe_set == "test", "--probe must be train or test, got '{}'", cmd.probe_set);
   if (cmd.n > 0) (cmd.probe_set == "train" ? r.probe.train_size : r.probe.test_size) = cmd.n;

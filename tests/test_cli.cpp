@@ -1,0 +1,97 @@
+// The grokscope binary end to end: train on a tiny dataset, then `grokscope ntk --json` on two
+// of its checkpoints must report the distance the run logged; bad input exits 1 with the reason.
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "data/idx.h"
+#include "helpers.h"
+#include "temp_dir.h"
+
+#ifndef GROKSCOPE_BINARY
+#error "the cli suite needs GROKSCOPE_BINARY"
+#endif
+
+using namespace gs;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = std::string(GROKSCOPE_BINARY) + " " + args + " 2>&1";
+  Result r{0, ""};
+  std::FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) r.out += buf;
+  const int raw = pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+void write_tiny(const std::filesystem::path& dir) {
+  Generator g(4, Stream::test);
+  for (auto [prefix, n] : {std::pair<const char*, std::int64_t>{"train", 80}, {"t10k", 40}}) {
+    data::IdxArray images{{n, 4, 4}, {}}, labels{{n}, {}};
+    for (std::int64_t i = 0; i < n; ++i) {
+      labels.values.push_back(static_cast<std::uint8_t>(i % 4));
+      for (int q = 0; q < 16; ++q) images.values.push_back(static_cast<std::uint8_t>(g.below(256)));
+    }
+    data::write_idx(dir / (std::string(prefix) + "-images-idx3-ubyte"), images);
+    data::write_idx(dir / (std::string(prefix) + "-labels-idx1-ubyte"), labels);
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("cli") {
+  TEST_CASE("train, then ntk --json on two checkpoints reproduces the logged distance") {
+    test::TempDir dir;
+    write_tiny(dir.path());
+    const std::string sets = " --set data.path=" + dir.path().string() +
+                             " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
+                             " --set probe.train_size=8 --set probe.test_size=8 --set schedule.probe_points=3";
+    std::ofstream(dir / "tiny.toml") << "[train]\nsteps = 30\nloss = \"ce\"\n";
+    Result train = run("train " + (dir / "tiny.toml").string() + " --out " + (dir / "run").string() + " --quiet" + sets);
+    REQUIRE_MESSAGE(train.status == 0, train.out);
+    // The run recorded its resolved recipe: the probe sets of `ntk` are drawn from it.
+    Result ntk = run("ntk --recipe " + (dir / "run" / "recipe.toml").string() + " --checkpoint " +
+                     (dir / "run" / "ckpt" / "step_0.safetensors").string() + " --against " +
+                     (dir / "run" / "ckpt" / "step_30.safetensors").string() + " --probe test --json");
+    REQUIRE_MESSAGE(ntk.status == 0, ntk.out);
+    auto j = nlohmann::json::parse(ntk.out);
+    CHECK(j["samples"] == 8);
+    CHECK(j["classes"] == 10);
+    std::ifstream csv(dir / "run" / "ntk.csv");
+    std::string line, logged;
+    while (std::getline(csv, line))
+      if (line.rfind("30,test,", 0) == 0) logged = line;
+    REQUIRE(!logged.empty());
+    std::stringstream cells(logged);
+    std::string step, set, distance;
+    std::getline(cells, step, ',');
+    std::getline(cells, set, ',');
+    std::getline(cells, distance, ',');
+    CHECK(j["distance"].get<double>() == doctest::Approx(std::stod(distance)).epsilon(1e-6));
+    CHECK(j["layer_shares"].size() == 2);
+  }
+
+  TEST_CASE("bad input exits 1 and says what is wrong") {
+    test::TempDir dir;
+    std::ofstream(dir / "bad.toml") << "[train]\nstpes = 5\n";
+    Result bad = run("train " + (dir / "bad.toml").string() + " --out " + (dir / "run").string());
+    CHECK(bad.status == 1);
+    CHECK(bad.out.find("bad.toml:2:9: unknown key 'stpes' in [train]") != std::string::npos);
+    Result missing = run("ntk --checkpoint " + (dir / "nothing.safetensors").string());
+    CHECK(missing.status == 1);
+    CHECK(missing.out.find("nothing.safetensors: no such checkpoint") != std::string::npos);
+    Result resume = run("train --resume " + (dir / "run").string() + " --set train.steps=5");
+    CHECK(resume.status == 1);
+    CHECK(resume.out.find("--resume continues the recipe") != std::string::npos);
+  }
+}
