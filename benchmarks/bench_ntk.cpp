@@ -7,6 +7,8 @@
 
 #include "engine/autograd.h"
 #include "engine/probe/ntk.h"
+#include "engine/probe/ntk_stream.h"
+#include "engine/init.h"
 #include "engine/rng.h"
 #include "models/models.h"
 
@@ -56,6 +58,24 @@ void BM_ntk_mnist_cnn_256(benchmark::State& state) {
   }
 }
 
+// The EMNIST MLP (784-128-512-128-47) on 1280 points: K would be 60160 × 60160 (14.5 GB in f32),
+// so the probe compares two kernels (initial weights and weights ×1.01) tile by tile from their
+// factors without holding either. Counts the Jacobian passes of both and the streamed comparison.
+void BM_ntk_distance_emnist_mlp_1280_streamed(benchmark::State& state) {
+  Generator gen(0);
+  auto net = models::make_mlp({{784, 128, 512, 128, 47}, nn::Activation::relu, 10.0, 1.0}, gen);
+  Tensor x = Tensor::empty(Shape{1280, 784});
+  Generator data(1, Stream::data);
+  data.uniform(x, 0, 1);
+  for (auto _ : state) {
+    auto before = probe::kernel_factors(*net, x);
+    init::scale_parameters(*net, 1.01);
+    auto after = probe::kernel_factors(*net, x);
+    init::scale_parameters(*net, 1 / 1.01);
+    benchmark::DoNotOptimize(probe::compare_streamed(before, after).distance());
+  }
+}
+
 // The per-logit loop on n points; times scale_to_256 is a lower bound for the full set.
 void BM_per_logit_loop_mnist_mlp(benchmark::State& state) {
   const std::int64_t n = state.range(0);
@@ -68,5 +88,6 @@ void BM_per_logit_loop_mnist_mlp(benchmark::State& state) {
 
 BENCHMARK(BM_ntk_mnist_mlp_256)->Arg(32)->Arg(64)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ntk_mnist_cnn_256)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_ntk_distance_emnist_mlp_1280_streamed)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_per_logit_loop_mnist_mlp)->Arg(16)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -6,9 +6,35 @@
 
 #include "engine/io/npy.h"
 #include "engine/probe/ntk.h"
+#include "engine/probe/ntk_stream.h"
 #include "experiments/runner.h"
 
 namespace gs::experiments {
+
+namespace {
+
+// --against for kernels too large to hold: the distance and the output block's, streamed.
+int run_streamed(const NtkCommand& cmd, nn::Sequential& model, const Tensor& x) {
+  GS_CHECK(!cmd.against.empty(), "NTK of {} points is too large to hold in memory; give --against to compare two "
+           "checkpoints streamed, or a smaller --n", x.size(0));
+  auto a = probe::kernel_factors(model, x);
+  load_checkpoint(model, cmd.against);
+  auto b = probe::kernel_factors(model, x);
+  const auto s = probe::compare_streamed(a, b);
+  nlohmann::ordered_json out{{"checkpoint", cmd.checkpoint.string()}, {"against", cmd.against.string()},
+                             {"samples", a.samples},  {"classes", a.classes},
+                             {"streamed", true},      {"distance", s.distance()},
+                             {"output_distance", probe::kernel_distance(probe::output_gram(a), probe::output_gram(b))}};
+  if (cmd.json)
+    fmt::print("{}\n", out.dump());
+  else
+    fmt::print("NTK of {} on {} points × {} logits, streamed: distance to {}: {:.6g} (output layer {:.6g})\n",
+               cmd.checkpoint.string(), a.samples, a.classes, cmd.against.string(), s.distance(),
+               out["output_distance"].get<double>());
+  return 0;
+}
+
+}  // namespace
 
 int run_ntk_command(const NtkCommand& cmd) {
   for (const auto& f : {cmd.checkpoint, cmd.against})
@@ -35,6 +61,12 @@ int run_ntk_command(const NtkCommand& cmd) {
   }
 
   load_checkpoint(*model, cmd.checkpoint);
+  // Kernels that would take more than a quarter of free memory are compared streamed, tile by
+  // tile from their factors; then only the distance, the output block's and the shares are given.
+  const double rows = static_cast<double>(x.size(0)) * static_cast<double>(d.train.classes);
+  const double kernel_bytes = rows * rows * static_cast<double>(dtype_size(x.dtype()));
+  const double free_bytes = static_cast<double>(probe::available_memory_bytes());
+  if (free_bytes > 0 && kernel_bytes > free_bytes / 4) return run_streamed(cmd, *model, x);
   probe::Ntk k = probe::empirical_ntk(*model, x);
   nlohmann::ordered_json out{{"checkpoint", cmd.checkpoint.string()}, {"samples", k.samples}, {"classes", k.classes}};
   double total = 0;

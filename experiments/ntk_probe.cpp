@@ -100,7 +100,19 @@ void NtkProbe::open_csv(const ProbeContext& c, const probe::Ntk& first) {
 }
 
 void NtkProbe::operator()(const ProbeContext& c) {
-  if (!recovered_) recover(c);
+  if (!recovered_) {
+    // Per probe set the probe holds four f32 kernels (init, previous, current and one in the
+    // making) and two f64 kernels without their output block: refuse before the first one.
+    const double rows = static_cast<double>(std::max(c.probe_train.size(), c.probe_test.size()) * c.probe_train.classes);
+    const double need = 2 * rows * rows * (4 * 4 + 2 * 8);
+    const double free_bytes = static_cast<double>(probe::available_memory_bytes());
+    GS_CHECK(free_bytes == 0 || need < free_bytes,
+             "NTK probe: probe sets of {} and {} points × {} logits need about {:.1f} GiB for their kernels, but {:.1f} GiB "
+             "are free; lower probe.train_size and probe.test_size (memory grows with their square), or set probe.ntk = false "
+             "and compare checkpoints afterwards with grokscope ntk, which streams large kernels",
+             c.probe_train.size(), c.probe_test.size(), c.probe_train.classes, need / (1 << 30), free_bytes / (1 << 30));
+    recover(c);
+  }
   for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
     probe::Ntk k = probe::empirical_ntk(c.model, data->images);
     if (!csv_.is_open()) open_csv(c, k);

@@ -3,7 +3,9 @@
 #include <lapacke.h>
 
 #include "engine/probe/ntk.h"
+#include "engine/probe/ntk_stream.h"
 #include "helpers.h"
+#include "engine/init.h"
 #include "models/models.h"
 
 using namespace gs;
@@ -260,6 +262,32 @@ TEST_SUITE("ntk") {
     cnn->to(DType::f64);
     Tensor k64 = gram_rows(brute_force_jacobian(*cnn, x.to(DType::f64)));
     CHECK(relative_frobenius(k32, k64) < 1e-5);
+  }
+
+  TEST_CASE("the streamed comparison equals the materialized one, for MLPs and CNNs, at any tiling") {
+    Tensor x = test::random_tensor(Shape{7, 6}, 15);
+    auto before = tiny_mlp(nn::Activation::relu, DType::f64, 0.5, 1), after = tiny_mlp(nn::Activation::relu, DType::f64, 0.5, 2);
+    Tensor ka = empirical_ntk(*before, x).kernel, kb = empirical_ntk(*after, x).kernel;
+    auto fa = kernel_factors(*before, x), fb = kernel_factors(*after, x);
+    for (std::int64_t tile : {1, 3, 64}) {
+      CAPTURE(tile);
+      auto s = compare_streamed(fa, fb, tile);
+      CHECK(std::sqrt(s.norm2_a) == doctest::Approx(frobenius_norm(ka)).epsilon(1e-12));
+      CHECK(std::sqrt(s.norm2_b) == doctest::Approx(frobenius_norm(kb)).epsilon(1e-12));
+      CHECK(s.distance() == doctest::Approx(kernel_distance(ka, kb)).epsilon(1e-9));
+    }
+    CHECK(std::abs(compare_streamed(fa, fa).distance()) < 1e-15);
+    auto og = output_gram(fa).to_vector(), want = empirical_ntk(*before, x).output_gram.to_vector();
+    for (std::size_t q = 0; q < og.size(); ++q) CHECK(og[q] == doctest::Approx(want[q]).epsilon(1e-14));
+    Generator gen(16);
+    auto cnn = models::make_cnn({1, 8, 3}, gen);
+    Tensor xi = test::random_tensor(Shape{5, 1, 8, 8}, 17, DType::f32, 0, 1);
+    Tensor k1 = empirical_ntk(*cnn, xi).kernel;
+    auto f1 = kernel_factors(*cnn, xi);
+    init::scale_parameters(*cnn, 1.1);
+    Tensor k2 = empirical_ntk(*cnn, xi).kernel;
+    auto f2 = kernel_factors(*cnn, xi);
+    CHECK(compare_streamed(f1, f2, 2).distance() == doctest::Approx(kernel_distance(k1, k2)).epsilon(1e-4).scale(1e-7));
   }
 
   TEST_CASE("unsupported layers are named") {

@@ -7,6 +7,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "engine/probe/ntk_tiles.h"
 #include "kernels/backend.h"
 
 namespace gs::probe {
@@ -203,66 +204,13 @@ std::vector<LayerFactors> jacobian_factors(nn::Sequential& net, const Tensor& x)
 
 namespace {
 
-std::size_t available_memory_bytes() {
-  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
-}
-
-// G = H Hᵀ + 1 [n, n]: the input Gram of a dense layer, bias included.
-template <class T>
-std::vector<T> input_gram(const Tensor& h) {
-  const std::int64_t n = h.size(0), d = h.size(1);
-  std::vector<T> g(static_cast<std::size_t>(n * n));
-  kernels::GemmShape s{false, true, n, n, d, d, d, n};
-  kernels::cpu_backend().gemm(h.dtype(), s, 1.0, h.raw(), h.raw(), 0.0, g.data());
-  for (auto& v : g) v += T(1);
-  return g;
-}
-
-// Adds layer l's block of K for sample tiles I (rows) and J (columns): (D_I D_Jᵀ) ⊙ (G ⊗ 1 1ᵀ),
-// or α² δ_ab G for the output layer. `scratch` holds one tile.
-template <class T>
-void add_layer_tile(const LayerFactors& f, const std::vector<T>& g, std::int64_t n, std::int64_t c, std::int64_t i0,
-                    std::int64_t i1, std::int64_t j0, std::int64_t j1, T* k, std::int64_t ldk, std::vector<T>& scratch) {
-  const std::int64_t ri = (i1 - i0) * c, rj = (j1 - j0) * c;
-  if (f.output_layer) {
-    const T a2 = static_cast<T>(f.output_scale * f.output_scale);
-    for (std::int64_t i = i0; i < i1; ++i)
-      for (std::int64_t a = 0; a < c; ++a) {  // row (i, a) gets α² G[i, j] at columns (j, a)
-        T* row = k + ((i - i0) * c + a) * ldk + a;
-        const T* gi = g.data() + i * n;
-        for (std::int64_t j = j0; j < j1; ++j) row[(j - j0) * c] += a2 * gi[j];
-      }
-    return;
-  }
-  const std::int64_t width = f.signals.size(1);
-  const T* d = static_cast<const T*>(f.signals.raw());
-  if (f.plain_gram) {  // K_l = G Gᵀ, added straight into the tile
-    kernels::GemmShape s{false, true, ri, rj, width, width, width, ldk};
-    kernels::cpu_backend().gemm(f.signals.dtype(), s, 1.0, d + i0 * c * width, d + j0 * c * width, 1.0, k);
-    return;
-  }
-  scratch.resize(static_cast<std::size_t>(ri * rj));
-  kernels::GemmShape s{false, true, ri, rj, width, width, width, rj};
-  kernels::cpu_backend().gemm(f.signals.dtype(), s, 1.0, d + i0 * c * width, d + j0 * c * width, 0.0, scratch.data());
-  for (std::int64_t r = 0; r < ri; ++r) {
-    const T* grow = g.data() + (i0 + r / c) * n + j0;
-    const T* t = scratch.data() + r * rj;
-    T* out = k + r * ldk;
-    for (std::int64_t j = 0; j < j1 - j0; ++j) {  // one input-Gram value per run of C columns
-      const T gj = grow[j];
-      for (std::int64_t b = 0; b < c; ++b) out[j * c + b] += t[j * c + b] * gj;
-    }
-  }
-}
-
 // K [nC, nC] assembled tile by tile over sample blocks: only tiles on or above the diagonal are
 // computed (K is symmetric), the lower ones mirrored. Tiles run in parallel; each tile's GEMMs
 // run on one thread, so the work is spread without nesting BLAS threads.
 template <class T>
 void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int64_t c, std::int64_t tile, T* k) {
   std::vector<std::vector<T>> grams;
-  for (const auto& f : factors) grams.push_back(f.plain_gram ? std::vector<T>() : input_gram<T>(f.inputs));
+  for (const auto& f : factors) grams.push_back(f.plain_gram ? std::vector<T>() : tiles::input_gram<T>(f.inputs));
   const std::int64_t rows = n * c, blocks = (n + tile - 1) / tile;
   std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
   for (std::int64_t bi = 0; bi < blocks; ++bi)
@@ -277,7 +225,7 @@ void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int
       T* block = k + i0 * c * rows + j0 * c;
       for (std::int64_t r = 0; r < (i1 - i0) * c; ++r) std::fill_n(block + r * rows, (j1 - j0) * c, T(0));
       for (std::size_t l = 0; l < factors.size(); ++l)
-        add_layer_tile(factors[l], grams[l], n, c, i0, i1, j0, j1, block, rows, scratch);
+        tiles::add_layer_tile(factors[l], grams[l], n, c, i0, i1, j0, j1, block, rows, scratch);
     }
   }
   // Mirror the upper tiles into the lower ones, block by block so that reads and writes stay in cache.
@@ -327,7 +275,7 @@ Ntk build(const std::vector<LayerFactors>& factors, std::int64_t n, std::int64_t
   out.kernel = Tensor::empty(Shape{rows, rows}, dtype);
   assemble(factors, n, c, o.tile_samples, out.kernel.template data<T>());
   for (const auto& f : factors) {
-    auto g = f.plain_gram ? std::vector<T>() : input_gram<T>(f.inputs);
+    auto g = f.plain_gram ? std::vector<T>() : tiles::input_gram<T>(f.inputs);
     out.layer_names.push_back(f.name);
     out.layer_traces.push_back(layer_trace(f, g, n, c));
     if (f.output_layer) {
@@ -345,6 +293,11 @@ Ntk build(const std::vector<LayerFactors>& factors, std::int64_t n, std::int64_t
 }
 
 }  // namespace
+
+std::size_t available_memory_bytes() {
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
+}
 
 Ntk empirical_ntk(nn::Sequential& net, const Tensor& x, const NtkOptions& options) {
   NoGrad no_tape;

@@ -51,6 +51,9 @@ struct Ntk {
 // The per-logit kernel from the factored layer blocks, on the cpu. Refuses up front when the
 // kernel would not fit in memory, saying how many bytes it needs and how many are free.
 Ntk empirical_ntk(nn::Sequential& net, const Tensor& x, const NtkOptions& options = {});
+// Free physical memory now (0 where the system does not say): the probes size themselves by it.
+std::size_t available_memory_bytes();
+
 // The same kernel by brute force: J row by row through the tape, then J Jᵀ. For tests and tiny nets.
 Tensor brute_force_ntk(nn::Sequential& net, const Tensor& x);
 // J [n·C, P]: row (i, a) is ∂f_a(x_i)/∂θ over the parameters in named_parameters() order.

@@ -1,0 +1,27 @@
+#pragma once
+// Kernels too large to hold (EMNIST's 1280 points × 47 logits: 14.5 GB in f32) compared without
+// ever materializing them: both kernels are rebuilt tile by tile from their factors, and only
+// the sums ⟨A,A⟩, ⟨B,B⟩, ⟨A,B⟩ are kept. Memory: the factors plus two tiles per thread.
+#include "engine/probe/ntk.h"
+
+namespace gs::probe {
+
+struct KernelFactors {
+  std::vector<LayerFactors> layers;
+  std::int64_t samples = 0, classes = 0;
+};
+KernelFactors kernel_factors(nn::Sequential& net, const Tensor& x);
+
+struct StreamedComparison {
+  double norm2_a = 0, norm2_b = 0, inner = 0;  // f64 sums over every entry
+  // 1 − ⟨A,B⟩ / (‖A‖ ‖B‖); the sums are f64 over f32 products, accurate to ~1e-12 absolute.
+  double distance() const;
+};
+
+// The output layer's block is output_gram ⊗ I_C: α² (H Hᵀ + 1), f64 [n, n].
+Tensor output_gram(const KernelFactors& f);
+
+// Both factor sets must be for the same points (same n, C and layer shapes).
+StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples = 64);
+
+}  // namespace gs::probe
