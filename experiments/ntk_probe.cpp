@@ -51,9 +51,48 @@ void with_checkpoint(nn::Sequential& model, const std::filesystem::path& file, F
 
 }  // namespace
 
-NtkProbe::Reference NtkProbe::reference_of(const probe::Ntk& k) {
-  return {k.kernel, probe::trace_kernel(k.kernel, k.classes), k.output_gram,
-          without_output_block(k.kernel, k.output_gram, k.classes)};
+namespace {
+
+// The traces of each layer's block, from the factors (for the shares of a streamed kernel).
+std::vector<double> layer_traces_of(const probe::KernelFactors& f) {
+  std::vector<double> out;
+  probe::KernelFactors one = f;
+  for (const auto& l : f.layers) {
+    one.layers = {l};
+    out.push_back(probe::trace(probe::trace_kernel(one)));
+  }
+  return out;
+}
+
+// ⟨A, B⟩ of two n × n f64 matrices.
+double inner(const Tensor& a, const Tensor& b) {
+  const double* p = a.data<double>();
+  const double* q = b.data<double>();
+  double s = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) s += p[i] * q[i];
+  return s;
+}
+
+}  // namespace
+
+NtkProbe::Measurement NtkProbe::measure(nn::Sequential& model, const Tensor& x) const {
+  Measurement m;
+  if (streamed_) {
+    m.factors = probe::kernel_factors(model, x);
+    for (const auto& l : m.factors.layers) m.layer_names.push_back(l.name);
+    m.layer_traces = layer_traces_of(m.factors);
+    m.trace = probe::trace_kernel(m.factors);
+    m.output_gram = probe::output_gram(m.factors);
+    return m;
+  }
+  probe::Ntk k = probe::empirical_ntk(model, x);
+  m.layer_names = k.layer_names;
+  m.layer_traces = k.layer_traces;
+  m.kernel = k.kernel;
+  m.trace = probe::trace_kernel(k.kernel, k.classes);
+  m.output_gram = k.output_gram;
+  m.rest = without_output_block(k.kernel, k.output_gram, k.classes);
+  return m;
 }
 
 void NtkProbe::recover(const ProbeContext& c) {
@@ -66,9 +105,9 @@ void NtkProbe::recover(const ProbeContext& c) {
     if (s < c.step) previous = s;
   for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
     SetState& st = sets_[name];
-    auto compute = [&](std::int64_t step, Reference& into) {
+    auto compute = [&](std::int64_t step, Measurement& into) {
       with_checkpoint(c.model, c.run_dir / "ckpt" / fmt::format("step_{}.safetensors", step),
-                      [&] { into = reference_of(probe::empirical_ntk(c.model, data->images)); });
+                      [&] { into = measure(c.model, data->images); });
     };
     compute(0, st.init);
     st.have_init = true;
@@ -79,7 +118,7 @@ void NtkProbe::recover(const ProbeContext& c) {
   }
 }
 
-void NtkProbe::open_csv(const ProbeContext& c, const probe::Ntk& first) {
+void NtkProbe::open_csv(const ProbeContext& c, const Measurement& first) {
   const auto file = c.run_dir / "ntk.csv";
   std::string header = "step,probe_set,distance_to_init,distance_to_previous,trace_distance_to_init,alignment,"
                        "output_distance_to_init,rest_distance_to_init";
@@ -102,38 +141,63 @@ void NtkProbe::open_csv(const ProbeContext& c, const probe::Ntk& first) {
 void NtkProbe::operator()(const ProbeContext& c) {
   if (!recovered_) {
     // Per probe set the probe holds four f32 kernels (init, previous, current and one in the
-    // making) and two f64 kernels without their output block: refuse before the first one.
+    // making) and two f64 kernels without their output block; past half the free memory it
+    // keeps factors instead and streams.
     const double rows = static_cast<double>(std::max(c.probe_train.size(), c.probe_test.size()) * c.probe_train.classes);
     const double need = 2 * rows * rows * (4 * 4 + 2 * 8);
     const double free_bytes = static_cast<double>(probe::available_memory_bytes());
-    GS_CHECK(free_bytes == 0 || need < free_bytes,
-             "NTK probe: probe sets of {} and {} points × {} logits need about {:.1f} GiB for their kernels, but {:.1f} GiB "
-             "are free; lower probe.train_size and probe.test_size (memory grows with their square), or set probe.ntk = false "
-             "and compare checkpoints afterwards with grokscope ntk, which streams large kernels",
-             c.probe_train.size(), c.probe_test.size(), c.probe_train.classes, need / (1 << 30), free_bytes / (1 << 30));
+    streamed_ = force_streamed_ || (free_bytes > 0 && need > free_bytes / 2);
+    if (streamed_ && !force_streamed_)
+      fmt::print(stderr, "grokscope: the NTK probe's kernels would need {:.1f} GiB ({:.1f} GiB free): they are compared "
+                 "streamed, from their factors (slower, about 3 kernel evaluations per probe step and set)\n",
+                 need / (1 << 30), free_bytes / (1 << 30));
     recover(c);
   }
   for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
-    probe::Ntk k = probe::empirical_ntk(c.model, data->images);
-    if (!csv_.is_open()) open_csv(c, k);
+    Measurement now = measure(c.model, data->images);
+    if (!csv_.is_open()) open_csv(c, now);
     SetState& st = sets_[name];
-    Reference now = reference_of(k);
-    if (!st.have_init) {
-      st.init = now;
-      st.have_init = true;
-    }
+    const std::int64_t classes = data->classes;
     const double nan = std::nan("");
-    const double to_init = probe::kernel_distance(now.kernel, st.init.kernel);
-    const double to_previous = st.have_previous ? probe::kernel_distance(now.kernel, st.previous.kernel) : nan;
+    double to_init = 0, to_previous = nan, rest_to_init = 0, alignment = nan;
+    if (!streamed_) {
+      if (!st.have_init) st.init = now;
+      to_init = probe::kernel_distance(now.kernel, st.init.kernel);
+      if (st.have_previous) to_previous = probe::kernel_distance(now.kernel, st.previous.kernel);
+      rest_to_init = probe::kernel_distance(now.rest, st.init.rest);
+      alignment = probe::kernel_alignment(now.kernel, data->labels, classes);
+    } else {
+      std::vector<const probe::KernelFactors*> refs;
+      if (st.have_init) refs.push_back(&st.init.factors);
+      if (st.have_previous) refs.push_back(&st.previous.factors);
+      const auto sums = probe::compare_streamed(now.factors, refs);
+      now.norm2 = sums.norm2;
+      if (!st.have_init) st.init = now;
+      auto cosine_distance = [](double ab, double aa, double bb) { return 1.0 - ab / std::sqrt(aa * bb); };
+      if (!refs.empty()) {
+        to_init = cosine_distance(sums.inner[0], sums.norm2, sums.norm2_ref[0]);
+        if (st.have_previous) to_previous = cosine_distance(sums.inner[1], sums.norm2, sums.norm2_ref[1]);
+        // K − L with L = output_gram ⊗ I: ⟨K, L′⟩ = ⟨trace(K), L′⟩ and ⟨L, L′⟩ = C ⟨G, G′⟩.
+        const Tensor &t = now.trace, &t0 = st.init.trace, &g = now.output_gram, &g0 = st.init.output_gram;
+        const double cd = static_cast<double>(classes);
+        const double rr = now.norm2 - 2 * inner(t, g) + cd * inner(g, g);
+        const double r0 = st.init.norm2 - 2 * inner(t0, g0) + cd * inner(g0, g0);
+        const double rr0 = sums.inner[0] - inner(t, g0) - inner(t0, g) + cd * inner(g, g0);
+        rest_to_init = cosine_distance(rr0, rr, r0);
+      }
+      double yy = 0;
+      for (auto y : data->labels.to_int_vector())
+        for (std::int64_t a = 0; a < classes; ++a) yy += std::pow((y == a ? 1.0 : 0.0) - 1.0 / static_cast<double>(classes), 2);
+      alignment = probe::target_quadratic_form(now.factors, data->labels) / (std::sqrt(now.norm2) * yy);
+    }
+    st.have_init = true;
     const double trace_to_init = probe::kernel_distance(now.trace, st.init.trace);
     const double output_to_init = probe::kernel_distance(now.output_gram, st.init.output_gram);
-    const double rest_to_init = probe::kernel_distance(now.rest, st.init.rest);
-    const double alignment = probe::kernel_alignment(k.kernel, data->labels, k.classes);
     double total_trace = 0;
-    for (double t : k.layer_traces) total_trace += t;
+    for (double t : now.layer_traces) total_trace += t;
     std::string row = fmt::format("{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}", c.step, name, to_init, to_previous,
                                   trace_to_init, alignment, output_to_init, rest_to_init);
-    for (double t : k.layer_traces) row += fmt::format(",{:.6g}", t / total_trace);
+    for (double t : now.layer_traces) row += fmt::format(",{:.6g}", t / total_trace);
     csv_ << row << "\n";
     st.previous = std::move(now);
     st.have_previous = true;

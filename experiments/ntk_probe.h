@@ -8,32 +8,45 @@
 // At the run's last step it also writes the distance between every pair of probe steps:
 // ntk_pairwise_steps.npy (int32 [S]) and ntk_pairwise_{train,test}.npy (float64 [S, S]),
 // recomputing each step's kernel from its checkpoint.
+//
+// Kernels that fit in memory are held; larger ones (EMNIST's 1280 points × 47 logits) are kept
+// as their factors and compared streamed, tile by tile (engine/probe/ntk_stream.h).
 #include <filesystem>
 #include <fstream>
 #include <map>
 
-#include "engine/probe/ntk.h"
+#include "engine/probe/ntk_stream.h"
 #include "experiments/runner.h"
 
 namespace gs::experiments {
 
 class NtkProbe {
  public:
+  explicit NtkProbe(bool force_streamed = false) : force_streamed_(force_streamed) {}
   void operator()(const ProbeContext& context);
 
- private:
-  struct Reference {
-    Tensor kernel, trace, output_gram, rest;
+  // One kernel as the probe keeps it.
+  struct Measurement {
+    std::vector<std::string> layer_names;
+    std::vector<double> layer_traces;
+    Tensor trace, output_gram;  // f64 [n, n]
+    Tensor kernel, rest;        // held kernels: K, and K without its output block (f64)
+    probe::KernelFactors factors;  // streamed kernels: their factors, and ‖K‖² once known
+    double norm2 = -1;
   };
+
+ private:
   struct SetState {
-    Reference init, previous;
+    Measurement init, previous;
     bool have_init = false, have_previous = false;
   };
-  static Reference reference_of(const probe::Ntk& k);
+  Measurement measure(nn::Sequential& model, const Tensor& x) const;
   void recover(const ProbeContext& context);  // after --resume: rebuild init and previous from checkpoints
-  void open_csv(const ProbeContext& context, const probe::Ntk& first);
+  void open_csv(const ProbeContext& context, const Measurement& first);
   void write_pairwise(const ProbeContext& context);
 
+  bool force_streamed_;
+  bool streamed_ = false;
   std::map<std::string, SetState> sets_;
   std::ofstream csv_;
   bool recovered_ = false;

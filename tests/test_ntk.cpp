@@ -290,6 +290,32 @@ TEST_SUITE("ntk") {
     CHECK(compare_streamed(f1, f2, 2).distance() == doctest::Approx(kernel_distance(k1, k2)).epsilon(1e-4).scale(1e-7));
   }
 
+  TEST_CASE("streamed companions: trace kernel, alignment, several references at once") {
+    Generator gen(18);
+    auto cnn = models::make_cnn({1, 8, 3, 1.0, 0.5}, gen);
+    cnn->to(DType::f64);
+    Tensor x = test::random_tensor(Shape{6, 1, 8, 8}, 19, DType::f64, 0, 1);
+    Tensor labels = Tensor::from(std::vector<std::int32_t>{0, 1, 2, 2, 1, 0}, Shape{6});
+    Tensor k = empirical_ntk(*cnn, x).kernel;
+    auto f = kernel_factors(*cnn, x);
+    auto t = probe::trace_kernel(f).to_vector(), want = probe::trace_kernel(k, 3).to_vector();
+    for (std::size_t q = 0; q < t.size(); ++q) CHECK(t[q] == doctest::Approx(want[q]).epsilon(1e-12));
+    double yy = 0;
+    for (int i : {0, 1, 2, 2, 1, 0})
+      for (int a = 0; a < 3; ++a) yy += std::pow((i == a ? 1.0 : 0.0) - 1.0 / 3, 2);
+    CHECK(target_quadratic_form(f, labels) / (frobenius_norm(k) * yy) ==
+          doctest::Approx(kernel_alignment(k, labels, 3)).epsilon(1e-12));
+    init::scale_parameters(*cnn, 1.05);
+    Tensor k2 = empirical_ntk(*cnn, x).kernel;
+    auto f2 = kernel_factors(*cnn, x);
+    init::scale_parameters(*cnn, 1.05);
+    Tensor k3 = empirical_ntk(*cnn, x).kernel;
+    auto f3 = kernel_factors(*cnn, x);
+    auto sums = compare_streamed(f3, {&f, &f2}, 4);
+    CHECK(1 - sums.inner[0] / std::sqrt(sums.norm2 * sums.norm2_ref[0]) == doctest::Approx(kernel_distance(k3, k)).epsilon(1e-8));
+    CHECK(1 - sums.inner[1] / std::sqrt(sums.norm2 * sums.norm2_ref[1]) == doctest::Approx(kernel_distance(k3, k2)).epsilon(1e-8));
+  }
+
   TEST_CASE("unsupported layers are named") {
     struct Odd final : nn::Module {
       Tensor forward(const Tensor& x) override { return x; }

@@ -36,59 +36,160 @@ double StreamedComparison::distance() const { return 1.0 - inner / std::sqrt(nor
 namespace {
 
 template <class T>
-StreamedComparison compare(const KernelFactors& a, const KernelFactors& b, std::int64_t tile) {
-  const std::int64_t n = a.samples, c = a.classes, blocks = (n + tile - 1) / tile;
-  std::vector<std::vector<T>> grams_a, grams_b;
-  for (const auto& f : a.layers) grams_a.push_back(f.plain_gram ? std::vector<T>() : tiles::input_gram<T>(f.inputs));
-  for (const auto& f : b.layers) grams_b.push_back(f.plain_gram ? std::vector<T>() : tiles::input_gram<T>(f.inputs));
+std::vector<std::vector<T>> grams_of(const KernelFactors& f) {
+  std::vector<std::vector<T>> g;
+  for (const auto& l : f.layers) g.push_back(l.plain_gram ? std::vector<T>() : tiles::input_gram<T>(l.inputs));
+  return g;
+}
+
+template <class T>
+StreamedSums compare_many(const KernelFactors& cur, const std::vector<const KernelFactors*>& refs, std::int64_t tile) {
+  const std::int64_t n = cur.samples, c = cur.classes, blocks = (n + tile - 1) / tile;
+  const std::size_t m = refs.size();
+  auto grams_cur = grams_of<T>(cur);
+  std::vector<std::vector<std::vector<T>>> grams_ref;
+  for (const auto* r : refs) grams_ref.push_back(grams_of<T>(*r));
   std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
   for (std::int64_t bi = 0; bi < blocks; ++bi)
     for (std::int64_t bj = bi; bj < blocks; ++bj) pairs.emplace_back(bi, bj);
   // Per-tile sums, added in tile order afterwards: the result does not depend on the threads.
-  std::vector<StreamedComparison> per_tile(pairs.size());
+  std::vector<std::vector<double>> per_tile(pairs.size(), std::vector<double>(1 + 2 * m, 0.0));
 #pragma omp parallel
   {
-    std::vector<T> ta, tb, scratch;
+    std::vector<T> tk, tr, scratch;
 #pragma omp for schedule(dynamic)
     for (std::size_t p = 0; p < pairs.size(); ++p) {
       const std::int64_t i0 = pairs[p].first * tile, i1 = std::min(n, i0 + tile);
       const std::int64_t j0 = pairs[p].second * tile, j1 = std::min(n, j0 + tile);
-      const std::int64_t ri = (i1 - i0) * c, rj = (j1 - j0) * c;
-      ta.assign(static_cast<std::size_t>(ri * rj), T(0));
-      tb.assign(static_cast<std::size_t>(ri * rj), T(0));
-      for (std::size_t l = 0; l < a.layers.size(); ++l)
-        tiles::add_layer_tile(a.layers[l], grams_a[l], n, c, i0, i1, j0, j1, ta.data(), rj, scratch);
-      for (std::size_t l = 0; l < b.layers.size(); ++l)
-        tiles::add_layer_tile(b.layers[l], grams_b[l], n, c, i0, i1, j0, j1, tb.data(), rj, scratch);
-      double aa = 0, bb = 0, ab = 0;
-      for (std::size_t q = 0; q < ta.size(); ++q) {
-        const double x = ta[q], y = tb[q];
-        aa += x * x;
-        bb += y * y;
-        ab += x * y;
-      }
+      const std::int64_t rj = (j1 - j0) * c;
+      const std::size_t size = static_cast<std::size_t>((i1 - i0) * c * rj);
       const double w = pairs[p].first == pairs[p].second ? 1.0 : 2.0;  // an upper tile stands for its mirror too
-      per_tile[p] = {w * aa, w * bb, w * ab};
+      tk.assign(size, T(0));
+      for (std::size_t l = 0; l < cur.layers.size(); ++l)
+        tiles::add_layer_tile(cur.layers[l], grams_cur[l], n, c, i0, i1, j0, j1, tk.data(), rj, scratch);
+      double kk = 0;
+      for (std::size_t q = 0; q < size; ++q) kk += static_cast<double>(tk[q]) * tk[q];
+      per_tile[p][0] = w * kk;
+      for (std::size_t r = 0; r < m; ++r) {
+        tr.assign(size, T(0));
+        for (std::size_t l = 0; l < refs[r]->layers.size(); ++l)
+          tiles::add_layer_tile(refs[r]->layers[l], grams_ref[r][l], n, c, i0, i1, j0, j1, tr.data(), rj, scratch);
+        double rr = 0, kr = 0;
+        for (std::size_t q = 0; q < size; ++q) {
+          rr += static_cast<double>(tr[q]) * tr[q];
+          kr += static_cast<double>(tk[q]) * tr[q];
+        }
+        per_tile[p][1 + 2 * r] = w * rr;
+        per_tile[p][2 + 2 * r] = w * kr;
+      }
     }
   }
-  StreamedComparison total;
+  StreamedSums total;
+  total.norm2_ref.assign(m, 0.0);
+  total.inner.assign(m, 0.0);
   for (const auto& t : per_tile) {
-    total.norm2_a += t.norm2_a;
-    total.norm2_b += t.norm2_b;
-    total.inner += t.inner;
+    total.norm2 += t[0];
+    for (std::size_t r = 0; r < m; ++r) {
+      total.norm2_ref[r] += t[1 + 2 * r];
+      total.inner[r] += t[2 + 2 * r];
+    }
   }
   return total;
 }
 
-}  // namespace
-
-StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples) {
+void check_same_points(const KernelFactors& a, const KernelFactors& b) {
   GS_CHECK(a.samples == b.samples && a.classes == b.classes && a.layers.size() == b.layers.size(),
            "compare_streamed: the two kernels are not over the same points and logits ({}×{} vs {}×{})", a.samples,
            a.classes, b.samples, b.classes);
+}
+
+// Row (i, a) of a layer's signals (or a convolution's gradients), as doubles.
+template <class F>
+void for_each_row(const LayerFactors& l, F&& f) {
+  const std::int64_t rows = l.signals.size(0), width = l.signals.size(1);
+  const Tensor d = l.signals.dtype() == DType::f64 ? l.signals : l.signals.to(DType::f64);
+  const double* p = d.data<double>();
+  for (std::int64_t r = 0; r < rows; ++r) f(r, p + r * width, width);
+}
+
+std::vector<double> input_gram_f64(const LayerFactors& l) {
+  if (l.inputs.dtype() == DType::f32) {
+    auto g = tiles::input_gram<float>(l.inputs);
+    return std::vector<double>(g.begin(), g.end());
+  }
+  return tiles::input_gram<double>(l.inputs);
+}
+
+}  // namespace
+
+StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
+                              std::int64_t tile_samples) {
   GS_CHECK(tile_samples >= 1, "compare_streamed: tile_samples must be at least 1");
-  const DType d = a.layers.front().signals.dtype();
-  return d == DType::f32 ? compare<float>(a, b, tile_samples) : compare<double>(a, b, tile_samples);
+  for (const auto* r : refs) check_same_points(current, *r);
+  return current.layers.front().signals.dtype() == DType::f32 ? compare_many<float>(current, refs, tile_samples)
+                                                              : compare_many<double>(current, refs, tile_samples);
+}
+
+StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples) {
+  auto s = compare_streamed(a, std::vector<const KernelFactors*>{&b}, tile_samples);
+  return {s.norm2, s.norm2_ref[0], s.inner[0]};
+}
+
+Tensor trace_kernel(const KernelFactors& f) {
+  const std::int64_t n = f.samples, c = f.classes;
+  std::vector<double> t(static_cast<std::size_t>(n * n), 0.0);
+  for (const auto& l : f.layers) {
+    if (l.output_layer) {  // C α² (H Hᵀ + 1)
+      auto g = input_gram_f64(l);
+      for (std::size_t q = 0; q < t.size(); ++q) t[q] += static_cast<double>(c) * l.output_scale * l.output_scale * g[q];
+      continue;
+    }
+    // Σ_a ⟨d_(i,a), d_(j,a)⟩ = ⟨vec D_i, vec D_j⟩ with D_i the C × width block of sample i.
+    const std::int64_t width = l.signals.size(1);
+    Tensor flat = l.signals.view(Shape{n, c * width}).to(DType::f64);
+    Tensor dd = Tensor::empty(Shape{n, n}, DType::f64);
+    kernels::GemmShape s{false, true, n, n, c * width, c * width, c * width, n};
+    kernels::cpu_backend().gemm(DType::f64, s, 1.0, flat.raw(), flat.raw(), 0.0, dd.raw());
+    const double* ddp = dd.data<double>();
+    std::vector<double> g = l.plain_gram ? std::vector<double>() : input_gram_f64(l);
+    for (std::size_t q = 0; q < t.size(); ++q) t[q] += ddp[q] * (l.plain_gram ? 1.0 : g[q]);
+  }
+  return Tensor::from(t, Shape{n, n}, DType::f64);
+}
+
+double target_quadratic_form(const KernelFactors& f, const Tensor& labels) {
+  const std::int64_t n = f.samples, c = f.classes;
+  const auto y = labels.to_int_vector();
+  GS_CHECK(static_cast<std::int64_t>(y.size()) == n, "target_quadratic_form: {} labels for {} samples", y.size(), n);
+  auto target = [&](std::int64_t i, std::int64_t a) { return (y[static_cast<std::size_t>(i)] == a ? 1.0 : 0.0) - 1.0 / static_cast<double>(c); };
+  double total = 0;
+  for (const auto& l : f.layers) {
+    if (l.output_layer) {  // α² Σ_ij G_ij Σ_a y_ia y_ja
+      auto g = input_gram_f64(l);
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < n; ++j) {
+          double yy = 0;
+          for (std::int64_t a = 0; a < c; ++a) yy += target(i, a) * target(j, a);
+          total += l.output_scale * l.output_scale * g[static_cast<std::size_t>(i * n + j)] * yy;
+        }
+      continue;
+    }
+    // u_i = Σ_a y_ia d_(i,a); then Σ_ij G_ij ⟨u_i, u_j⟩ (G = 1 for a convolution's plain Gram).
+    const std::int64_t width = l.signals.size(1);
+    std::vector<double> u(static_cast<std::size_t>(n * width), 0.0);
+    for_each_row(l, [&](std::int64_t r, const double* row, std::int64_t w) {
+      const double yr = target(r / c, r % c);
+      for (std::int64_t q = 0; q < w; ++q) u[static_cast<std::size_t>((r / c) * width + q)] += yr * row[q];
+    });
+    std::vector<double> g = l.plain_gram ? std::vector<double>() : input_gram_f64(l);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double dot = 0;
+        for (std::int64_t q = 0; q < width; ++q) dot += u[static_cast<std::size_t>(i * width + q)] * u[static_cast<std::size_t>(j * width + q)];
+        total += dot * (l.plain_gram ? 1.0 : g[static_cast<std::size_t>(i * n + j)]);
+      }
+  }
+  return total;
 }
 
 }  // namespace gs::probe

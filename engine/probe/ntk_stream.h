@@ -24,4 +24,18 @@ Tensor output_gram(const KernelFactors& f);
 // Both factor sets must be for the same points (same n, C and layer shapes).
 StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples = 64);
 
+// One kernel against several references in one pass (each tile of the current kernel is built
+// once): ‖K‖², and per reference ‖R‖² and ⟨K, R⟩.
+struct StreamedSums {
+  double norm2 = 0;
+  std::vector<double> norm2_ref, inner;
+};
+StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
+                              std::int64_t tile_samples = 64);
+
+// Cheap companions, from the factors alone (n × n work, never n·C × n·C):
+Tensor trace_kernel(const KernelFactors& f);  // f64 [n, n], Σ_a K[(i,a),(j,a)]
+// Yᵀ K Y with Y the centred one-hot labels (the numerator of the kernel-target alignment).
+double target_quadratic_form(const KernelFactors& f, const Tensor& labels);
+
 }  // namespace gs::probe
