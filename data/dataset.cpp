@@ -191,9 +191,13 @@ std::vector<std::int64_t> balanced_subset(const Dataset& d, std::int64_t n, Gene
   for (std::int64_t j = 0; j < k; ++j) {
     const auto& pool = by_class[present[j]];
     const std::int64_t want = n / k + (j < n % k ? 1 : 0);
-    GS_CHECK(want <= static_cast<std::int64_t>(pool.size()),
-             "a class-balanced subset of {} rows needs {} of class {}, but {} has only {}; ask for fewer probe rows", n,
-             want, present[j], d.name, pool.size());
+    if (want > static_cast<std::int64_t>(pool.size())) {
+      std::size_t smallest = pool.size();
+      for (auto c : present) smallest = std::min(smallest, by_class[c].size());
+      fail("a class-balanced subset of {} rows needs {} of class {}, but {} has only {}; the largest balanced subset "
+           "that fits has {} rows (probe.train_size, probe.test_size)",
+           n, want, present[j], d.name, pool.size(), static_cast<std::int64_t>(smallest) * k);
+    }
     rows.insert(rows.end(), pool.begin(), pool.begin() + want);
   }
   return rows;

@@ -23,7 +23,8 @@ constexpr const char* default_recipe =
     ;
 
 void add_ntk_probe(gs::experiments::Runner& runner) {
-  auto probe = std::make_shared<gs::experiments::NtkProbe>();  // holds its kernels across probe steps
+  // Shared: the probe holds its kernels across probe steps.
+  auto probe = std::make_shared<gs::experiments::NtkProbe>(runner.recipe().probe.save_kernels);
   runner.add_probe("ntk", [probe](const gs::experiments::ProbeContext& c) { (*probe)(c); });
 }
 

@@ -199,6 +199,10 @@ void NtkProbe::operator()(const ProbeContext& c) {
                                   trace_to_init, alignment, output_to_init, rest_to_init);
     for (double t : now.layer_traces) row += fmt::format(",{:.6g}", t / total_trace);
     csv_ << row << "\n";
+    if (save_kernels_ && !streamed_) {
+      std::filesystem::create_directories(c.run_dir / "ntk_kernels");
+      io::save_npy(c.run_dir / "ntk_kernels" / fmt::format("step_{}_{}.npy", c.step, name), now.kernel);
+    }
     st.previous = std::move(now);
     st.have_previous = true;
   }

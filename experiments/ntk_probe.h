@@ -22,7 +22,8 @@ namespace gs::experiments {
 
 class NtkProbe {
  public:
-  explicit NtkProbe(bool force_streamed = false) : force_streamed_(force_streamed) {}
+  explicit NtkProbe(bool save_kernels = false, bool force_streamed = false)
+      : save_kernels_(save_kernels), force_streamed_(force_streamed) {}
   void operator()(const ProbeContext& context);
 
   // One kernel as the probe keeps it.
@@ -45,7 +46,7 @@ class NtkProbe {
   void open_csv(const ProbeContext& context, const Measurement& first);
   void write_pairwise(const ProbeContext& context);
 
-  bool force_streamed_;
+  bool save_kernels_, force_streamed_;
   bool streamed_ = false;
   std::map<std::string, SetState> sets_;
   std::ofstream csv_;

@@ -279,6 +279,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin, const st
   probe.read("train_size", r.probe.train_size);
   probe.read("test_size", r.probe.test_size);
   probe.read("ntk", r.probe.ntk);
+  probe.read("save_kernels", r.probe.save_kernels);
   probe.finish();
 
   validate(r, origin);
@@ -329,7 +330,8 @@ std::string Recipe::to_toml() const {
                                {"metric_every", schedule.metric_every},
                                {"probe_points", schedule.probe_points},
                                {"probe_steps", ints(schedule.probe_steps)}}},
-      {"probe", toml::table{{"train_size", probe.train_size}, {"test_size", probe.test_size}, {"ntk", probe.ntk}}},
+      {"probe", toml::table{{"train_size", probe.train_size}, {"test_size", probe.test_size}, {"ntk", probe.ntk},
+                            {"save_kernels", probe.save_kernels}}},
   };
   std::ostringstream out;
   out << t << "\n";

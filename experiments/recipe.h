@@ -58,7 +58,8 @@ struct Recipe {
 
   struct Probe {
     std::int64_t train_size = 256, test_size = 256;  // class-balanced probe sets
-    bool ntk = true;  // the NTK probe at every probe step (ntk.csv)
+    bool ntk = true;            // the NTK probe at every probe step (ntk.csv)
+    bool save_kernels = false;  // also each step's K as ntk_kernels/step_N_{train,test}.npy (held kernels only)
   } probe;
 
   std::string to_toml() const;  // the resolved recipe, every key present

@@ -209,7 +209,8 @@ TEST_SUITE("runner") {
       r.add_probe("ntk", [probe](const ProbeContext& c) { (*probe)(c); });
     };
     Runner whole(recipe, {dir / "whole", {}, true});
-    with_ntk(whole);
+    auto saving = std::make_shared<NtkProbe>(/*save_kernels=*/true);
+    whole.add_probe("ntk", [saving](const ProbeContext& c) { (*saving)(c); });
     REQUIRE(whole.run() == 0);
     auto rows = read_csv(dir / "whole" / "ntk.csv");
     const auto probe_steps = log_spaced_steps(40, 5);
@@ -225,6 +226,8 @@ TEST_SUITE("runner") {
     CHECK(std::stod(last[2]) > 0.0);
     CHECK(std::stod(last[2]) < 1.0);
     CHECK(std::stod(last[8]) + std::stod(last[9]) == doctest::Approx(1.0).epsilon(1e-5));  // the shares
+    Tensor saved0 = io::load_npy(dir / "whole" / "ntk_kernels" / "step_0_test.npy");
+    CHECK(saved0.shape() == Shape{80, 80});  // 8 points × 10 logits
 
     // The pairwise matrix: symmetric, zero diagonal, and its first row is the distance to init.
     auto steps = io::load_npy(dir / "whole" / "ntk_pairwise_steps.npy").to_int_vector();
@@ -243,7 +246,7 @@ TEST_SUITE("runner") {
     // Streamed, from the factors, the probe writes the same numbers (to rounding: 1 − cos there,
     // ½‖·‖² when held).
     Runner streamed(recipe, {dir / "streamed", {}, true});
-    auto streamed_probe = std::make_shared<NtkProbe>(/*force_streamed=*/true);
+    auto streamed_probe = std::make_shared<NtkProbe>(/*save_kernels=*/false, /*force_streamed=*/true);
     streamed.add_probe("ntk", [streamed_probe](const ProbeContext& c) { (*streamed_probe)(c); });
     REQUIRE(streamed.run() == 0);
     auto srows = read_csv(dir / "streamed" / "ntk.csv");
