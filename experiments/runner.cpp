@@ -313,9 +313,9 @@ int Runner::run() {
       metrics.flush();
       write_info("interrupted", step + 1);
       progress.finish();
-      if (!options_.quiet)
-        fmt::print(stderr, "grokscope: stopped after step {}; checkpoint {}; continue with grokscope train --resume {}\n",
-                   step + 1, last_checkpoint, dir.string());
+      // Said even with --quiet: a stopped run must say where it stopped and how to go on.
+      fmt::print(stderr, "grokscope: stopped after step {}; checkpoint {}; continue with grokscope train --resume {}\n",
+                 step + 1, last_checkpoint, dir.string());
       return 130;
     }
   }

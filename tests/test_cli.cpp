@@ -81,6 +81,47 @@ TEST_SUITE("cli") {
     CHECK(j["layer_shares"].size() == 2);
   }
 
+  TEST_CASE("SIGINT stops a run after its step with a checkpoint and status 130, and --resume finishes it") {
+    test::TempDir dir;
+    write_tiny(dir.path());
+    const std::string sets = " --set data.path=" + dir.path().string() +
+                             " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
+                             " --set probe.train_size=8 --set probe.test_size=8 --set train.steps=2000000"
+                             " --set schedule.metrics=every --set schedule.metric_every=1000 --set probe.ntk=false";
+    const auto run_dir = dir / "run";
+    // One shell: start the run, wait for its first probe checkpoint, interrupt it, print its status.
+    const std::string script = std::string(GROKSCOPE_BINARY) + " train --quiet --out " + run_dir.string() + sets + " > " +
+                               (dir / "log.txt").string() + " 2>&1 & pid=$!; for i in $(seq 400); do [ -e " +
+                               (run_dir / "ckpt" / "step_1.safetensors").string() +
+                               " ] && break; sleep 0.05; done; kill -INT $pid; wait $pid; echo $?";
+    std::FILE* p = popen(("sh -c '" + script + "'").c_str(), "r");
+    REQUIRE(p != nullptr);
+    int status = -1;
+    REQUIRE(std::fscanf(p, "%d", &status) == 1);
+    pclose(p);
+    CHECK(status == 130);
+    auto info = nlohmann::json::parse(std::ifstream(run_dir / "run.json"));
+    CHECK(info["status"] == "interrupted");
+    const std::int64_t stopped = info["last_step"];
+    CHECK(stopped > 0);
+    CHECK(std::filesystem::exists(run_dir / "ckpt" / ("step_" + std::to_string(stopped) + ".safetensors")));
+    std::ifstream log(dir / "log.txt");
+    std::string text((std::istreambuf_iterator<char>(log)), {});
+    CHECK(text.find("stopped after step " + std::to_string(stopped)) != std::string::npos);
+    // The stopped run continues where it stopped (2,000,000 steps would take long: just start it,
+    // and stop it again the same way, to see the resume pick up the later step).
+    const std::string again = std::string(GROKSCOPE_BINARY) + " train --quiet --resume " + run_dir.string() + " > " +
+                              (dir / "log2.txt").string() + " 2>&1 & pid=$!; sleep 0.5; kill -INT $pid; wait $pid; echo $?";
+    p = popen(("sh -c '" + again + "'").c_str(), "r");
+    REQUIRE(p != nullptr);
+    REQUIRE(std::fscanf(p, "%d", &status) == 1);
+    pclose(p);
+    CHECK(status == 130);
+    auto info2 = nlohmann::json::parse(std::ifstream(run_dir / "run.json"));
+    CHECK(info2["last_step"].get<std::int64_t>() > stopped);
+    CHECK(info2["resumed_at"][0] == stopped);
+  }
+
   TEST_CASE("bad input exits 1 and says what is wrong") {
     test::TempDir dir;
     std::ofstream(dir / "bad.toml") << "[train]\nstpes = 5\n";
