@@ -1,0 +1,47 @@
+#pragma once
+// Mean-field theoretic manifold analysis (MFTMA; Chung, Lee & Sompolinsky, PRX 2018; Cohen et al.,
+// Nat. Commun. 2020), the per-manifold core: capacity, anchor radius and anchor dimension of one
+// manifold given as points, as the reference implementation (neural_manifolds_replicaMFT,
+// each_manifold_analysis_D1) defines them.
+//
+// A manifold is m points s_μ in D+1 dimensions whose last coordinate is 1 (the center direction).
+// For each Gaussian t the anchor point comes from the QP  min ½‖v − t‖²  s.t. s_μ·v ≤ −κ  (the
+// reference's sign convention), solved through its dual, the non-negative least squares problem
+//   min_{z ≥ 0} ‖S z − (t + κ ê)‖²,   v = t − S z,   s̃ = S z / Σ z,
+// whose Gram SᵀS is shared by every t. Then (PRX 2018 eqs. 16-17, 28-29 as the reference computes):
+//   α_M⁻¹ = mean_t (t·s̃ + κ)₊² / ‖s̃‖²,   R_M = √mean_t ‖(s̃ − mean s̃)_{1..D} / s̃_{D+1}‖²,
+//   D_M = D · (mean_t t̂·ŝ)²  with t̂, ŝ the first D coordinates normalized.
+#include <cstdint>
+#include <vector>
+
+namespace gs::probe {
+
+// Column-major points: `points[(μ)·dims + k]` is coordinate k of point μ, dims = D + 1.
+struct Manifold {
+  std::int64_t dims = 0, count = 0;
+  std::vector<double> points;
+};
+
+struct QpCheck {
+  double max_violation = 0;  // of s_μ·v ≤ −κ
+  double min_multiplier = 0;  // of z (must be ≥ 0)
+  double max_complementarity = 0;  // max_μ |z_μ (s_μ·v + κ)|
+};
+
+struct ManifoldGeometry {
+  double capacity = 0, radius = 0, dimension = 0;
+  double capacity_se = 0;  // standard error of α_M from the spread of its n_t terms (delta method)
+  std::int64_t interior = 0;  // t vectors needing no solve
+  QpCheck worst;              // over every QP solved
+};
+
+// t_vectors: column-major [dims, n_t] standard normal draws.
+ManifoldGeometry analyze_manifold(const Manifold& m, double kappa, const std::vector<double>& t_vectors, std::int64_t n_t);
+
+// Non-negative least squares min_{z ≥ 0} ‖A z − y‖² given G = AᵀA (m × m, row-major) and Aᵀy:
+// Lawson and Hanson's active-set method (1974, ch. 23), on the Gram so that many right-hand sides
+// share it. Returns z.
+std::vector<double> nnls_gram(const std::vector<double>& gram, const std::vector<double>& aty, std::int64_t m,
+                              double tolerance = 1e-12);
+
+}  // namespace gs::probe

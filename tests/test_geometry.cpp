@@ -1,0 +1,179 @@
+// The per-manifold MFTMA core against analytic capacities (Gardner's points, line segments,
+// balls), its QP solutions against their KKT conditions, its NNLS against brute force, and its
+// invariances.
+#include <cmath>
+
+#include "engine/probe/geometry.h"
+#include "helpers.h"
+
+using namespace gs;
+using namespace gs::probe;
+
+namespace {
+
+std::vector<double> gaussians(std::int64_t count, std::uint64_t seed) {
+  Generator g(seed, Stream::test);
+  Tensor t = Tensor::empty(Shape{count}, DType::f64);
+  g.normal(t, 0, 1);
+  return t.to_vector();
+}
+
+Manifold from_points(std::int64_t d, const std::vector<std::vector<double>>& pts) {
+  Manifold m{d + 1, static_cast<std::int64_t>(pts.size()), {}};
+  for (const auto& p : pts) {
+    m.points.insert(m.points.end(), p.begin(), p.end());
+    m.points.push_back(1.0);  // the center coordinate
+  }
+  return m;
+}
+
+void check_kkt(const ManifoldGeometry& g) {
+  CHECK(g.worst.max_violation <= 1e-9);
+  CHECK(g.worst.min_multiplier >= 0.0);
+  CHECK(g.worst.max_complementarity <= 1e-9);
+}
+
+// Within four standard errors of the analytic value: a check that fails 1 time in ~16000.
+void check_capacity(const ManifoldGeometry& g, double want) {
+  CAPTURE(g.capacity);
+  CAPTURE(g.capacity_se);
+  CHECK(std::abs(g.capacity - want) < 4 * g.capacity_se + 1e-12);
+  CHECK(g.capacity_se < 0.02 * want);  // the test has the statistical power it claims
+}
+
+}  // namespace
+
+TEST_SUITE("geometry") {
+  TEST_CASE("point manifolds: Gardner's capacity, 2 at κ = 0, 0.961205 at 0.5, 0.519572 at 1") {
+    const std::int64_t n_t = 40000;
+    auto t = gaussians(n_t, 1);
+    Manifold point = from_points(0, {{}});
+    for (auto [kappa, want] : std::vector<std::pair<double, double>>{{0.0, 2.0}, {0.5, 0.961205}, {1.0, 0.519572}}) {
+      CAPTURE(kappa);
+      auto g = analyze_manifold(point, kappa, t, n_t);
+      check_capacity(g, want);
+      check_kkt(g);
+    }
+  }
+
+  TEST_CASE("line segments at κ = 0: 1 / (½ + (2/π) atan R)") {
+    const std::int64_t n_t = 40000;
+    auto t = gaussians(2 * n_t, 2);
+    for (auto [r, want] : std::vector<std::pair<double, double>>{{0.5, 1.257597}, {2.0, 0.829991}}) {
+      CAPTURE(r);
+      CHECK(want == doctest::Approx(1 / (0.5 + 2 / M_PI * std::atan(r))).epsilon(1e-6));
+      auto g = analyze_manifold(from_points(1, {{-r}, {r}, {0.3 * r}}), 0.0, t, n_t);  // an inner point changes nothing
+      check_capacity(g, want);
+      check_kkt(g);
+    }
+  }
+
+  TEST_CASE("balls of radius 1 in D dimensions: 2 / (D + 1)") {
+    // The circle by 720 points, the sphere by 2000 Fibonacci points: their hulls are within 0.1%
+    // and 0.3% of the ball.
+    const std::int64_t n_t = 20000;
+    std::vector<std::vector<double>> circle, sphere;
+    for (int k = 0; k < 720; ++k) circle.push_back({std::cos(2 * M_PI * k / 720), std::sin(2 * M_PI * k / 720)});
+    for (int k = 0; k < 2000; ++k) {
+      const double z = 1 - (2.0 * k + 1) / 2000, r = std::sqrt(1 - z * z), phi = k * M_PI * (3 - std::sqrt(5.0));
+      sphere.push_back({r * std::cos(phi), r * std::sin(phi), z});
+    }
+    auto g2 = analyze_manifold(from_points(2, circle), 0.0, gaussians(3 * n_t, 3), n_t);
+    check_capacity(g2, 2.0 / 3);
+    check_kkt(g2);
+    auto g3 = analyze_manifold(from_points(3, sphere), 0.0, gaussians(4 * n_t, 4), n_t);
+    CHECK(std::abs(g3.capacity - 0.5) < 4 * g3.capacity_se + 0.003);
+    check_kkt(g3);
+    CHECK(g3.radius == doctest::Approx(1.0).epsilon(0.05));  // anchors sit on the sphere
+  }
+
+  TEST_CASE("NNLS matches the brute-force solution over every support") {
+    for (std::uint64_t seed = 10; seed < 40; ++seed) {
+      const std::int64_t rows = 3, m = 5;
+      auto a = test::random_values(static_cast<std::size_t>(rows * m), seed);  // column-major A
+      auto y = test::random_values(static_cast<std::size_t>(rows), seed + 100);
+      std::vector<double> g(static_cast<std::size_t>(m * m)), aty(static_cast<std::size_t>(m));
+      for (std::int64_t i = 0; i < m; ++i) {
+        for (std::int64_t j = 0; j < m; ++j)
+          for (std::int64_t k = 0; k < rows; ++k) g[i * m + j] += a[i * rows + k] * a[j * rows + k];
+        for (std::int64_t k = 0; k < rows; ++k) aty[i] += a[i * rows + k] * y[k];
+      }
+      auto objective = [&](const std::vector<double>& z) {
+        double s = 0;
+        for (std::int64_t k = 0; k < rows; ++k) {
+          double r = -y[k];
+          for (std::int64_t i = 0; i < m; ++i) r += a[i * rows + k] * z[i];
+          s += r * r;
+        }
+        return s;
+      };
+      auto z = nnls_gram(g, aty, m);
+      for (double v : z) CHECK(v >= 0);
+      // Brute force: on every support of at most `rows` columns, the least squares solution;
+      // the best feasible one is the optimum.
+      double best = objective(std::vector<double>(m, 0.0));
+      for (int mask = 1; mask < (1 << m); ++mask) {
+        std::vector<std::int64_t> p;
+        for (std::int64_t i = 0; i < m; ++i)
+          if (mask >> i & 1) p.push_back(i);
+        if (static_cast<std::int64_t>(p.size()) > rows) continue;
+        // Solve G_PP x = (Aᵀy)_P by Gaussian elimination.
+        const std::size_t k = p.size();
+        std::vector<double> mtx(k * (k + 1));
+        for (std::size_t i = 0; i < k; ++i) {
+          for (std::size_t j = 0; j < k; ++j) mtx[i * (k + 1) + j] = g[p[i] * m + p[j]];
+          mtx[i * (k + 1) + k] = aty[p[i]];
+        }
+        bool ok = true;
+        for (std::size_t c = 0; c < k && ok; ++c) {
+          std::size_t piv = c;
+          for (std::size_t r = c; r < k; ++r)
+            if (std::abs(mtx[r * (k + 1) + c]) > std::abs(mtx[piv * (k + 1) + c])) piv = r;
+          if (std::abs(mtx[piv * (k + 1) + c]) < 1e-12) ok = false;
+          for (std::size_t j = 0; ok && j <= k; ++j) std::swap(mtx[c * (k + 1) + j], mtx[piv * (k + 1) + j]);
+          for (std::size_t r = 0; ok && r < k; ++r)
+            if (r != c) {
+              const double f = mtx[r * (k + 1) + c] / mtx[c * (k + 1) + c];
+              for (std::size_t j = 0; j <= k; ++j) mtx[r * (k + 1) + j] -= f * mtx[c * (k + 1) + j];
+            }
+        }
+        if (!ok) continue;
+        std::vector<double> cand(m, 0.0);
+        bool feasible = true;
+        for (std::size_t i = 0; i < k; ++i) {
+          cand[p[i]] = mtx[i * (k + 1) + k] / mtx[i * (k + 1) + i];
+          feasible = feasible && cand[p[i]] >= 0;
+        }
+        if (feasible) best = std::min(best, objective(cand));
+      }
+      CHECK(objective(z) == doctest::Approx(best).epsilon(1e-10).scale(1e-12));
+    }
+  }
+
+  TEST_CASE("invariant to permuting points and rotating the space; identical for the same t") {
+    const std::int64_t n_t = 500;
+    auto t = gaussians(3 * n_t, 5);
+    auto pts = std::vector<std::vector<double>>{{0.3, -0.2}, {-0.5, 0.1}, {0.2, 0.6}, {-0.1, -0.4}, {0.45, 0.05}};
+    auto base = analyze_manifold(from_points(2, pts), 0.2, t, n_t);
+    auto again = analyze_manifold(from_points(2, pts), 0.2, t, n_t);
+    CHECK(base.capacity == again.capacity);
+    std::reverse(pts.begin(), pts.end());
+    auto permuted = analyze_manifold(from_points(2, pts), 0.2, t, n_t);
+    CHECK(permuted.capacity == doctest::Approx(base.capacity).epsilon(1e-10));
+    CHECK(permuted.radius == doctest::Approx(base.radius).epsilon(1e-10));
+    CHECK(permuted.dimension == doctest::Approx(base.dimension).epsilon(1e-10));
+    // Rotate points and t alike in the first D coordinates.
+    const double c = std::cos(0.7), s = std::sin(0.7);
+    for (auto& p : pts) p = {c * p[0] - s * p[1], s * p[0] + c * p[1]};
+    auto tr = t;
+    for (std::int64_t q = 0; q < n_t; ++q) {
+      const double x = t[q * 3], y = t[q * 3 + 1];
+      tr[q * 3] = c * x - s * y;
+      tr[q * 3 + 1] = s * x + c * y;
+    }
+    auto rotated = analyze_manifold(from_points(2, pts), 0.2, tr, n_t);
+    CHECK(rotated.capacity == doctest::Approx(base.capacity).epsilon(1e-9));
+    CHECK(rotated.radius == doctest::Approx(base.radius).epsilon(1e-9));
+    CHECK(rotated.dimension == doctest::Approx(base.dimension).epsilon(1e-9));
+  }
+}
