@@ -177,3 +177,73 @@ TEST_SUITE("geometry") {
     CHECK(rotated.dimension == doctest::Approx(base.dimension).epsilon(1e-9));
   }
 }
+
+TEST_SUITE("geometry") {
+  namespace {
+  struct Clouds {
+    std::vector<double> x;
+    std::vector<std::int32_t> y;
+  };
+  // `classes` Gaussian clouds of `per_class` points in `features` dimensions, spread `spread`
+  // around random centers.
+  Clouds clouds(std::int64_t classes, std::int64_t per_class, std::int64_t features, double spread, std::uint64_t seed) {
+    Generator g(seed, Stream::test);
+    Tensor centers = Tensor::empty(Shape{classes * features}, DType::f64), noise = Tensor::empty(Shape{classes * per_class * features}, DType::f64);
+    g.normal(centers, 0, 1);
+    g.normal(noise, 0, spread);
+    auto c = centers.to_vector(), e = noise.to_vector();
+    Clouds out;
+    for (std::int64_t k = 0; k < classes; ++k)
+      for (std::int64_t p = 0; p < per_class; ++p) {
+        for (std::int64_t f = 0; f < features; ++f)
+          out.x.push_back(c[k * features + f] + e[(k * per_class + p) * features + f]);
+        out.y.push_back(static_cast<std::int32_t>(k));
+      }
+    return out;
+  }
+  }  // namespace
+
+  TEST_CASE("a layer: invariant to a global scale and a rotation; tighter clouds have more capacity") {
+    // 8 points in 12 dimensions: each manifold is reduced to its span (QR), which makes the
+    // analysis exactly invariant to rotations of the space (with more points than dimensions it
+    // is so only in distribution, the t vectors being drawn in the given coordinates).
+    auto c = clouds(4, 8, 12, 0.2, 1);
+    auto base = analyze_layer(c.x, 12, c.y, 4, 0.0, 300, 7);
+    CHECK(base.capacity > 0);
+    CHECK(base.k == 0);
+    REQUIRE(base.per_class.size() == 4);
+    auto scaled = c.x;
+    for (auto& v : scaled) v *= 3.5;
+    auto s = analyze_layer(scaled, 12, c.y, 4, 0.0, 300, 7);
+    CHECK(s.capacity == doctest::Approx(base.capacity).epsilon(1e-9));
+    CHECK(s.radius == doctest::Approx(base.radius).epsilon(1e-9));
+    CHECK(s.center_correlation == doctest::Approx(base.center_correlation).epsilon(1e-9));
+    auto rotated = c.x;  // rotate features 0 and 5 by 0.9 rad
+    for (std::size_t i = 0; i < rotated.size(); i += 12) {
+      const double a = rotated[i], b = rotated[i + 5];
+      rotated[i] = std::cos(0.9) * a - std::sin(0.9) * b;
+      rotated[i + 5] = std::sin(0.9) * a + std::cos(0.9) * b;
+    }
+    auto r = analyze_layer(rotated, 12, c.y, 4, 0.0, 300, 7);
+    CHECK(r.capacity == doctest::Approx(base.capacity).epsilon(1e-6));
+    CHECK(r.dimension == doctest::Approx(base.dimension).epsilon(1e-6));
+    CHECK(analyze_layer(c.x, 12, c.y, 4, 0.0, 300, 7).capacity == base.capacity);  // a seed fixes it
+    auto tight = clouds(4, 30, 12, 0.2, 1), wide = clouds(4, 30, 12, 0.8, 1);
+    auto t = analyze_layer(tight.x, 12, tight.y, 4, 0.0, 300, 7), w = analyze_layer(wide.x, 12, wide.y, 4, 0.0, 300, 7);
+    CHECK(w.capacity < t.capacity);
+    CHECK(w.radius > t.radius);
+  }
+
+  TEST_CASE("a layer: bad input is refused with the reason") {
+    auto c = clouds(3, 5, 4, 0.3, 2);
+    CHECK_THROWS_WITH_AS(analyze_layer(c.x, 4, c.y, 1, 0.0, 10, 1), doctest::Contains("at least 2 classes"), Error);
+    auto one = c.y;
+    one[0] = 2;
+    for (int i = 1; i < 5; ++i) one[static_cast<std::size_t>(i)] = 1;  // class 0 keeps no point
+    CHECK_THROWS_WITH_AS(analyze_layer(c.x, 4, one, 3, 0.0, 10, 1), doctest::Contains("class 0 has 0 points"), Error);
+    auto nan = c.x;
+    nan[3] = std::nan("");
+    CHECK_THROWS_WITH_AS(analyze_layer(nan, 4, c.y, 3, 0.0, 10, 1), doctest::Contains("NaN or Inf"), Error);
+    CHECK_THROWS_WITH_AS(analyze_layer(c.x, 5, c.y, 3, 0.0, 10, 1), doctest::Contains("the same number of rows"), Error);
+  }
+}

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include <lapacke.h>
+
 #include "engine/error.h"
+#include "engine/rng.h"
 
 namespace gs::probe {
 
@@ -205,6 +208,118 @@ ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::v
   }
   out.radius = std::sqrt(r2);
   out.dimension = static_cast<double>(d) * mean_dot * mean_dot;
+  return out;
+}
+
+}  // namespace gs::probe
+
+namespace gs::probe {
+
+LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features, const std::vector<std::int32_t>& labels,
+                            std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed) {
+  const std::int64_t n = static_cast<std::int64_t>(labels.size());
+  GS_CHECK(features >= 1 && static_cast<std::int64_t>(x.size()) == n * features,
+           "geometry: {} activation values for {} labels of {} features; X and y must have the same number of rows", x.size(),
+           n, features);
+  GS_CHECK(classes >= 2, "geometry: needs at least 2 classes, got {}", classes);
+  for (double v : x) GS_CHECK(std::isfinite(v), "geometry: the activations hold NaN or Inf");
+  std::vector<std::vector<std::int64_t>> rows(static_cast<std::size_t>(classes));
+  for (std::int64_t i = 0; i < n; ++i) {
+    GS_CHECK(labels[i] >= 0 && labels[i] < classes, "geometry: label {} at row {} is outside 0..{}", labels[i], i, classes - 1);
+    rows[static_cast<std::size_t>(labels[i])].push_back(i);
+  }
+  for (std::int64_t c = 0; c < classes; ++c)
+    GS_CHECK(rows[static_cast<std::size_t>(c)].size() >= 2, "geometry: class {} has {} points; every class needs at least 2", c,
+             rows[static_cast<std::size_t>(c)].size());
+
+  // 1. Global mean, then class centers (of the mean-subtracted points).
+  std::vector<double> mean(static_cast<std::size_t>(features), 0.0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t f = 0; f < features; ++f) mean[f] += x[i * features + f] / static_cast<double>(n);
+  std::vector<double> centers(static_cast<std::size_t>(classes * features), 0.0);
+  for (std::int64_t c = 0; c < classes; ++c)
+    for (auto i : rows[c])
+      for (std::int64_t f = 0; f < features; ++f)
+        centers[c * features + f] += (x[i * features + f] - mean[f]) / static_cast<double>(rows[c].size());
+
+  LayerGeometry out;
+  // 2. Center correlation: cosines of the centers minus their mean (fun_FA's res_coeff0).
+  {
+    std::vector<double> cm(static_cast<std::size_t>(features), 0.0), xb(centers.size());
+    for (std::int64_t c = 0; c < classes; ++c)
+      for (std::int64_t f = 0; f < features; ++f) cm[f] += centers[c * features + f] / static_cast<double>(classes);
+    for (std::int64_t c = 0; c < classes; ++c)
+      for (std::int64_t f = 0; f < features; ++f) xb[c * features + f] = centers[c * features + f] - cm[f];
+    std::vector<double> norm(static_cast<std::size_t>(classes), 0.0);
+    for (std::int64_t c = 0; c < classes; ++c)
+      for (std::int64_t f = 0; f < features; ++f) norm[c] += xb[c * features + f] * xb[c * features + f];
+    double total = 0;
+    for (std::int64_t a = 0; a < classes; ++a)
+      for (std::int64_t b = 0; b < classes; ++b) {
+        if (a == b) continue;
+        double dot = 0;
+        for (std::int64_t f = 0; f < features; ++f) dot += xb[a * features + f] * xb[b * features + f];
+        const double denom = std::sqrt(norm[a] * norm[b]);
+        total += denom > 0 ? std::abs(dot) / denom : 0;
+      }
+    out.center_correlation = total / static_cast<double>(classes * (classes - 1));
+  }
+
+  // 3 and 4, manifold by manifold.
+  double inverse_sum = 0, inverse_var = 0;
+  for (std::int64_t c = 0; c < classes; ++c) {
+    const auto& r = rows[static_cast<std::size_t>(c)];
+    const std::int64_t m = static_cast<std::int64_t>(r.size());
+    const double* center = centers.data() + c * features;
+    double center_norm = 0;
+    for (std::int64_t f = 0; f < features; ++f) center_norm += center[f] * center[f];
+    center_norm = std::sqrt(center_norm);
+    GS_CHECK(center_norm > 0, "geometry: class {}'s center coincides with the global mean; its manifold has no direction", c);
+    // Column-major [features, m]: each point minus the class mean, over the center norm.
+    std::vector<double> s(static_cast<std::size_t>(features * m));
+    for (std::int64_t p = 0; p < m; ++p)
+      for (std::int64_t f = 0; f < features; ++f)
+        s[p * features + f] = (x[r[p] * features + f] - mean[f] - center[f]) / center_norm;
+    std::int64_t d = features;
+    std::vector<double> reduced;
+    if (features > m) {  // reduce to the span: S = Q R, keep R (the coordinates in Q's basis)
+      std::vector<double> a = s, tau(static_cast<std::size_t>(m));
+      GS_CHECK(LAPACKE_dgeqrf(LAPACK_COL_MAJOR, static_cast<int>(features), static_cast<int>(m), a.data(),
+                              static_cast<int>(features), tau.data()) == 0,
+               "geometry: QR of class {} failed", c);
+      d = m;
+      reduced.assign(static_cast<std::size_t>(m * m), 0.0);
+      for (std::int64_t p = 0; p < m; ++p)
+        for (std::int64_t k = 0; k <= p; ++k) reduced[p * m + k] = a[p * features + k];  // R's column p
+      // R with a non-negative diagonal is unique: the coordinates (and so the analysis with the
+      // same t vectors) no longer depend on the basis the points came in.
+      for (std::int64_t k = 0; k < m; ++k)
+        if (reduced[k * m + k] < 0)
+          for (std::int64_t p = k; p < m; ++p) reduced[p * m + k] = -reduced[p * m + k];
+    } else {
+      reduced = s;
+    }
+    Manifold mf{d + 1, m, {}};
+    mf.points.reserve(static_cast<std::size_t>((d + 1) * m));
+    for (std::int64_t p = 0; p < m; ++p) {
+      mf.points.insert(mf.points.end(), reduced.begin() + p * d, reduced.begin() + (p + 1) * d);
+      mf.points.push_back(1.0);
+    }
+    Generator gen(seed, static_cast<std::uint64_t>(1000 + c));  // one stream per class: stable under class subsets
+    Tensor t = Tensor::empty(Shape{(d + 1) * n_t}, DType::f64);
+    gen.normal(t, 0, 1);
+    auto g = analyze_manifold(mf, kappa, t.to_vector(), n_t);
+    inverse_sum += 1 / g.capacity;
+    // s.e. of 1/α_M from that of α_M (delta method), summed as independent.
+    const double inv_se = g.capacity_se / (g.capacity * g.capacity);
+    inverse_var += inv_se * inv_se;
+    out.radius += g.radius / static_cast<double>(classes);
+    out.dimension += g.dimension / static_cast<double>(classes);
+    out.per_class.push_back(g);
+  }
+  const double mean_inverse = inverse_sum / static_cast<double>(classes);
+  out.capacity = 1 / mean_inverse;  // 1 / mean(1/α_M)
+  out.capacity_se = std::sqrt(inverse_var) / static_cast<double>(classes) / (mean_inverse * mean_inverse);
   return out;
 }
 

@@ -45,3 +45,26 @@ std::vector<double> nnls_gram(const std::vector<double>& gram, const std::vector
                               double tolerance = 1e-12);
 
 }  // namespace gs::probe
+
+namespace gs::probe {
+
+// One layer's manifolds: the activations of each class, as in the reference's
+// manifold_analysis_corr. Steps (the reference's, see docs/geometry.md):
+//   1. subtract the global mean of all points; class centers;
+//   2. center correlation before removal: mean |off-diagonal cosine| of the centers (minus their mean);
+//   3. each manifold minus its own mean, divided by the norm of that mean, reduced to its span by
+//      QR, with the center coordinate 1 appended;
+//   4. per manifold, analyze_manifold with n_t seeded Gaussian vectors.
+// The reference also removes the centers' common low-rank structure (a Stiefel optimization over
+// K dimensions) before step 3; that step is not implemented yet and K is reported as 0.
+struct LayerGeometry {
+  double capacity = 0, capacity_se = 0, radius = 0, dimension = 0, center_correlation = 0;
+  std::int64_t k = 0;  // dimensions of the removed center structure (0: not removed yet)
+  std::vector<ManifoldGeometry> per_class;
+};
+
+// activations: row-major [n, features] (f64), labels: class per row in [0, classes).
+LayerGeometry analyze_layer(const std::vector<double>& activations, std::int64_t features, const std::vector<std::int32_t>& labels,
+                            std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed);
+
+}  // namespace gs::probe
