@@ -6,6 +6,7 @@
 #include <lapacke.h>
 
 #include "engine/error.h"
+#include "engine/probe/center_structure.h"
 #include "engine/rng.h"
 
 namespace gs::probe {
@@ -215,8 +216,33 @@ ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::v
 
 namespace gs::probe {
 
+namespace {
+double mean_abs_cosine_of_centers(const Matrix& c) {
+  Matrix xb = c;
+  for (std::int64_t j = 0; j < c.cols; ++j) {
+    double mean = 0;
+    for (std::int64_t i = 0; i < c.rows; ++i) mean += c(i, j) / static_cast<double>(c.rows);
+    for (std::int64_t i = 0; i < c.rows; ++i) xb(i, j) -= mean;
+  }
+  double total = 0;
+  for (std::int64_t a = 0; a < c.rows; ++a)
+    for (std::int64_t b = 0; b < c.rows; ++b) {
+      if (a == b) continue;
+      double d = 0, na = 0, nb = 0;
+      for (std::int64_t j = 0; j < c.cols; ++j) {
+        d += xb(a, j) * xb(b, j);
+        na += xb(a, j) * xb(a, j);
+        nb += xb(b, j) * xb(b, j);
+      }
+      total += na > 0 && nb > 0 ? std::abs(d) / std::sqrt(na * nb) : 0;
+    }
+  return total / static_cast<double>(c.rows * (c.rows - 1));
+}
+}  // namespace
+
 LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features, const std::vector<std::int32_t>& labels,
-                            std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed) {
+                            std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed,
+                            bool remove_center_structure) {
   const std::int64_t n = static_cast<std::int64_t>(labels.size());
   GS_CHECK(features >= 1 && static_cast<std::int64_t>(x.size()) == n * features,
            "geometry: {} activation values for {} labels of {} features; X and y must have the same number of rows", x.size(),
@@ -243,43 +269,53 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
         centers[c * features + f] += (x[i * features + f] - mean[f]) / static_cast<double>(rows[c].size());
 
   LayerGeometry out;
-  // 2. Center correlation: cosines of the centers minus their mean (fun_FA's res_coeff0).
-  {
-    std::vector<double> cm(static_cast<std::size_t>(features), 0.0), xb(centers.size());
-    for (std::int64_t c = 0; c < classes; ++c)
-      for (std::int64_t f = 0; f < features; ++f) cm[f] += centers[c * features + f] / static_cast<double>(classes);
-    for (std::int64_t c = 0; c < classes; ++c)
-      for (std::int64_t f = 0; f < features; ++f) xb[c * features + f] = centers[c * features + f] - cm[f];
-    std::vector<double> norm(static_cast<std::size_t>(classes), 0.0);
-    for (std::int64_t c = 0; c < classes; ++c)
-      for (std::int64_t f = 0; f < features; ++f) norm[c] += xb[c * features + f] * xb[c * features + f];
-    double total = 0;
-    for (std::int64_t a = 0; a < classes; ++a)
-      for (std::int64_t b = 0; b < classes; ++b) {
-        if (a == b) continue;
-        double dot = 0;
-        for (std::int64_t f = 0; f < features; ++f) dot += xb[a * features + f] * xb[b * features + f];
-        const double denom = std::sqrt(norm[a] * norm[b]);
-        total += denom > 0 ? std::abs(dot) / denom : 0;
-      }
-    out.center_correlation = total / static_cast<double>(classes * (classes - 1));
+  // 2. The centers' common low-rank structure: found, then projected out of every point (needs
+  // 3 centers in at least P − 1 dimensions; otherwise nothing is removed and K = 0).
+  Matrix basis;  // N × K
+  if (remove_center_structure && classes >= 3 && features >= classes - 1) {
+    Matrix c{classes, features, centers};
+    auto structure = find_center_structure(c, seed);
+    out.center_correlation = structure.correlation_before;
+    out.k = structure.k;
+    out.k_near_ties = structure.near_ties;
+    basis = structure.basis;
+  } else {
+    Matrix c{classes, features, centers};
+    out.center_correlation = mean_abs_cosine_of_centers(c);
   }
+  auto project_out = [&](std::vector<double>& point) {  // point − B Bᵀ point
+    for (std::int64_t j = 0; j < basis.cols; ++j) {
+      double d = 0;
+      for (std::int64_t f = 0; f < features; ++f) d += basis(f, j) * point[static_cast<std::size_t>(f)];
+      for (std::int64_t f = 0; f < features; ++f) point[static_cast<std::size_t>(f)] -= d * basis(f, j);
+    }
+  };
 
   // 3 and 4, manifold by manifold.
   double inverse_sum = 0, inverse_var = 0;
   for (std::int64_t c = 0; c < classes; ++c) {
     const auto& r = rows[static_cast<std::size_t>(c)];
     const std::int64_t m = static_cast<std::int64_t>(r.size());
-    const double* center = centers.data() + c * features;
+    // Each point minus the global mean, with the center structure projected out; then minus the
+    // manifold's own mean and over that mean's norm. Column-major [features, m].
+    std::vector<double> s(static_cast<std::size_t>(features * m)), point(static_cast<std::size_t>(features));
+    std::vector<double> own_mean(static_cast<std::size_t>(features), 0.0);
+    for (std::int64_t p = 0; p < m; ++p) {
+      for (std::int64_t f = 0; f < features; ++f) point[static_cast<std::size_t>(f)] = x[r[p] * features + f] - mean[f];
+      project_out(point);
+      for (std::int64_t f = 0; f < features; ++f) {
+        s[p * features + f] = point[static_cast<std::size_t>(f)];
+        own_mean[static_cast<std::size_t>(f)] += point[static_cast<std::size_t>(f)] / static_cast<double>(m);
+      }
+    }
     double center_norm = 0;
-    for (std::int64_t f = 0; f < features; ++f) center_norm += center[f] * center[f];
+    for (double v : own_mean) center_norm += v * v;
     center_norm = std::sqrt(center_norm);
-    GS_CHECK(center_norm > 0, "geometry: class {}'s center coincides with the global mean; its manifold has no direction", c);
-    // Column-major [features, m]: each point minus the class mean, over the center norm.
-    std::vector<double> s(static_cast<std::size_t>(features * m));
+    GS_CHECK(center_norm > 0, "geometry: class {}'s center lies in the removed center structure or on the global mean; its "
+             "manifold has no direction left", c);
     for (std::int64_t p = 0; p < m; ++p)
       for (std::int64_t f = 0; f < features; ++f)
-        s[p * features + f] = (x[r[p] * features + f] - mean[f] - center[f]) / center_norm;
+        s[p * features + f] = (s[p * features + f] - own_mean[static_cast<std::size_t>(f)]) / center_norm;
     std::int64_t d = features;
     std::vector<double> reduced;
     if (features > m) {  // reduce to the span: S = Q R, keep R (the coordinates in Q's basis)

@@ -55,16 +55,19 @@ namespace gs::probe {
 //   3. each manifold minus its own mean, divided by the norm of that mean, reduced to its span by
 //      QR, with the center coordinate 1 appended;
 //   4. per manifold, analyze_manifold with n_t seeded Gaussian vectors.
-// The reference also removes the centers' common low-rank structure (a Stiefel optimization over
-// K dimensions) before step 3; that step is not implemented yet and K is reported as 0.
+// Between 2 and 3 the centers' common low-rank structure (K dimensions, engine/probe/
+// center_structure.h) is projected out of every point, as the reference does.
 struct LayerGeometry {
-  double capacity = 0, capacity_se = 0, radius = 0, dimension = 0, center_correlation = 0;
-  std::int64_t k = 0;  // dimensions of the removed center structure (0: not removed yet)
+  double capacity = 0, capacity_se = 0, radius = 0, dimension = 0;
+  double center_correlation = 0;  // before the removal
+  std::int64_t k = 0;             // dimensions of the removed center structure
+  std::vector<std::int64_t> k_near_ties;  // other K within 1e-3 of the best residual (the capacity moves with K)
   std::vector<ManifoldGeometry> per_class;
 };
 
 // activations: row-major [n, features] (f64), labels: class per row in [0, classes).
 LayerGeometry analyze_layer(const std::vector<double>& activations, std::int64_t features, const std::vector<std::int32_t>& labels,
-                            std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed);
+                            std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed,
+                            bool remove_center_structure = true);
 
 }  // namespace gs::probe

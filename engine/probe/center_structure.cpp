@@ -1,0 +1,254 @@
+#include "engine/probe/center_structure.h"
+
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.h"
+#include "engine/rng.h"
+#include "engine/tensor.h"
+
+namespace gs::probe {
+
+namespace {
+
+Matrix zeros(std::int64_t r, std::int64_t c) { return {r, c, std::vector<double>(static_cast<std::size_t>(r * c), 0.0)}; }
+
+Matrix matmul(const Matrix& a, const Matrix& b, bool ta = false, bool tb = false) {
+  const std::int64_t m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols, n = tb ? b.rows : b.cols;
+  Matrix out = zeros(m, n);
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t p = 0; p < k; ++p) {
+      const double av = ta ? a(p, i) : a(i, p);
+      for (std::int64_t j = 0; j < n; ++j) out(i, j) += av * (tb ? b(j, p) : b(p, j));
+    }
+  return out;
+}
+
+double dot(const Matrix& a, const Matrix& b) {
+  double s = 0;
+  for (std::size_t i = 0; i < a.v.size(); ++i) s += a.v[i] * b.v[i];
+  return s;
+}
+
+// Q of the thin QR with a non-negative diagonal of R: the retraction onto the Stiefel manifold.
+Matrix orthonormalize(Matrix a) {
+  const std::int64_t m = a.rows, n = a.cols;
+  std::vector<double> col(static_cast<std::size_t>(m * n)), tau(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) col[static_cast<std::size_t>(j * m + i)] = a(i, j);
+  GS_CHECK(LAPACKE_dgeqrf(LAPACK_COL_MAJOR, static_cast<int>(m), static_cast<int>(n), col.data(), static_cast<int>(m), tau.data()) == 0,
+           "center structure: QR failed");
+  std::vector<double> diag(static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) diag[static_cast<std::size_t>(j)] = col[static_cast<std::size_t>(j * m + j)];
+  GS_CHECK(LAPACKE_dorgqr(LAPACK_COL_MAJOR, static_cast<int>(m), static_cast<int>(n), static_cast<int>(n), col.data(), static_cast<int>(m),
+                          tau.data()) == 0,
+           "center structure: QR failed");
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j)
+      a(i, j) = col[static_cast<std::size_t>(j * m + i)] * (diag[static_cast<std::size_t>(j)] < 0 ? -1.0 : 1.0);
+  return a;
+}
+
+// Projection of a matrix onto the tangent space of the Stiefel manifold at V: G − V sym(VᵀG).
+Matrix tangent(const Matrix& v, const Matrix& g) {
+  Matrix vg = matmul(v, g, true, false);
+  Matrix sym = vg;
+  for (std::int64_t i = 0; i < sym.rows; ++i)
+    for (std::int64_t j = 0; j < sym.cols; ++j) sym(i, j) = 0.5 * (vg(i, j) + vg(j, i));
+  Matrix out = g, vs = matmul(v, sym);
+  for (std::size_t i = 0; i < out.v.size(); ++i) out.v[i] -= vs.v[i];
+  return out;
+}
+
+Matrix axpy(const Matrix& a, double s, const Matrix& b) {
+  Matrix out = a;
+  for (std::size_t i = 0; i < out.v.size(); ++i) out.v[i] += s * b.v[i];
+  return out;
+}
+
+// Riemannian CG from v0.
+Matrix minimize(const Matrix& x, Matrix v) {
+  Matrix g = zeros(v.rows, v.cols);
+  double f = center_cost(x, v, &g);
+  Matrix grad = tangent(v, g), dir = grad;
+  for (double& d : dir.v) d = -d;
+  for (int it = 0; it < 5000; ++it) {
+    const double gnorm = std::sqrt(dot(grad, grad));
+    if (gnorm < 1e-10) break;
+    double slope = dot(grad, dir);
+    if (slope >= 0) {  // not a descent direction: restart along the negative gradient
+      dir = grad;
+      for (double& d : dir.v) d = -d;
+      slope = -gnorm * gnorm;
+    }
+    double step = 1.0 / std::sqrt(dot(dir, dir)), f_new = f;
+    Matrix v_new;
+    for (int back = 0; back < 60; ++back, step *= 0.5) {  // Armijo backtracking
+      v_new = orthonormalize(axpy(v, step, dir));
+      f_new = center_cost(x, v_new);
+      if (f_new <= f + 1e-4 * step * slope) break;
+    }
+    if (!(f_new < f)) break;  // no progress left at machine precision
+    const bool converged = f - f_new <= 1e-14 * std::max(1.0, std::abs(f));
+    Matrix g_new = zeros(v.rows, v.cols);
+    center_cost(x, v_new, &g_new);
+    Matrix grad_new = tangent(v_new, g_new);
+    // Vector transport by projection onto the new tangent space.
+    Matrix old_transported = tangent(v_new, grad), dir_transported = tangent(v_new, dir);
+    const double beta = std::max(0.0, dot(grad_new, axpy(grad_new, -1.0, old_transported)) / std::max(dot(grad, grad), 1e-300));
+    for (std::size_t i = 0; i < dir.v.size(); ++i) dir.v[i] = -grad_new.v[i] + beta * dir_transported.v[i];
+    v = v_new;
+    f = f_new;
+    grad = grad_new;
+    if (converged) break;
+  }
+  return v;
+}
+
+// Mean |cosine| between distinct rows of y (the reference's (Σ|C0| − P) / (P(P−1))).
+double mean_abs_cosine(const Matrix& y) {
+  const std::int64_t p = y.rows;
+  std::vector<double> norm(static_cast<std::size_t>(p), 0.0);
+  for (std::int64_t i = 0; i < p; ++i)
+    for (std::int64_t j = 0; j < y.cols; ++j) norm[i] += y(i, j) * y(i, j);
+  double s = 0;
+  for (std::int64_t a = 0; a < p; ++a)
+    for (std::int64_t b = 0; b < p; ++b) {
+      if (a == b) continue;
+      double d = 0;
+      for (std::int64_t j = 0; j < y.cols; ++j) d += y(a, j) * y(b, j);
+      const double denom = std::sqrt(norm[a] * norm[b]);
+      s += denom > 0 ? std::abs(d) / denom : 0;
+    }
+  return s / static_cast<double>(p * (p - 1));
+}
+
+}  // namespace
+
+double center_cost(const Matrix& x, const Matrix& v, Matrix* grad) {
+  const std::int64_t p = x.rows, k = v.cols;
+  Matrix c = matmul(x, v);  // P × k
+  Matrix cc = matmul(x, x, false, true);
+  std::vector<double> c0(static_cast<std::size_t>(p)), w(static_cast<std::size_t>(p));
+  for (std::int64_t m = 0; m < p; ++m) {
+    double s = 0;
+    for (std::int64_t j = 0; j < k; ++j) s += c(m, j) * c(m, j);
+    c0[m] = cc(m, m) - s;
+    w[m] = 1 / c0[m];
+  }
+  double f = 0;
+  Matrix e = zeros(p, p);
+  for (std::int64_t m = 0; m < p; ++m)
+    for (std::int64_t n = 0; n < p; ++n) {
+      double s = 0;
+      for (std::int64_t j = 0; j < k; ++j) s += c(m, j) * c(n, j);
+      e(m, n) = cc(m, n) - s;
+      f += 0.5 * e(m, n) * e(m, n) * w[m] * w[n];
+    }
+  if (grad) {
+    // ∂F/∂c_m = −2 w_m Σ_n E_mn w_n c_n + 2 w_m² c_m Σ_n E_mn² w_n;  ∂F/∂V = Xᵀ ∂F/∂c.
+    Matrix dc = zeros(p, k);
+    for (std::int64_t m = 0; m < p; ++m) {
+      double q = 0;
+      for (std::int64_t n = 0; n < p; ++n) q += e(m, n) * e(m, n) * w[n];
+      for (std::int64_t j = 0; j < k; ++j) {
+        double s = 0;
+        for (std::int64_t n = 0; n < p; ++n) s += e(m, n) * w[n] * c(n, j);
+        dc(m, j) = -2 * w[m] * s + 2 * w[m] * w[m] * c(m, j) * q;
+      }
+    }
+    *grad = matmul(x, dc, true, false);
+  }
+  return f;
+}
+
+CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed, int restarts) {
+  const std::int64_t p = centers.rows, n = centers.cols;
+  GS_CHECK(p >= 3, "center structure: needs at least 3 centers, got {}", p);
+  // Centers minus their mean, in the (P − 1)-dimensional basis q of their span.
+  Matrix xb = centers;
+  for (std::int64_t j = 0; j < n; ++j) {
+    double mean = 0;
+    for (std::int64_t i = 0; i < p; ++i) mean += centers(i, j) / static_cast<double>(p);
+    for (std::int64_t i = 0; i < p; ++i) xb(i, j) -= mean;
+  }
+  Matrix xbt = zeros(n, p);
+  for (std::int64_t i = 0; i < p; ++i)
+    for (std::int64_t j = 0; j < n; ++j) xbt(j, i) = xb(i, j);
+  GS_CHECK(n >= p - 1, "center structure: {} centers span at most {} dimensions, but the space has {}", p, p - 1, n);
+  Matrix q = orthonormalize(xbt);  // N × P
+  Matrix q1 = zeros(n, p - 1);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < p - 1; ++j) q1(i, j) = q(i, j);
+  Matrix x = matmul(xb, q1);  // P × (P − 1)
+
+  CenterStructure out;
+  out.correlation_before = mean_abs_cosine(x);
+  // maxK: the components below 95% cumulative variance, plus 10, at most P − 2.
+  std::vector<double> sv(static_cast<std::size_t>(std::min(p, n))), work = xb.v;
+  std::vector<double> superb(static_cast<std::size_t>(std::min(p, n)));
+  GS_CHECK(LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'N', 'N', static_cast<int>(p), static_cast<int>(n), work.data(), static_cast<int>(n),
+                          sv.data(), nullptr, 1, nullptr, 1, superb.data()) == 0,
+           "center structure: SVD failed");
+  double total = 0, run = 0;
+  for (double s : sv) total += s * s;
+  std::int64_t below = 0;
+  for (std::size_t i = 0; i < sv.size(); ++i) {
+    run += sv[i] * sv[i];
+    if (run / total < 0.95) below = static_cast<std::int64_t>(i);
+  }
+  const std::int64_t max_k = std::min(below + 11, p - 2);
+
+  Generator gen(seed, static_cast<std::uint64_t>(77));
+  std::vector<Matrix> solutions;
+  Matrix v1;
+  for (std::int64_t k = 1; k <= max_k; ++k) {
+    double best_stability = -1;
+    Matrix best;
+    for (int r = 0; r < restarts; ++r) {
+      Tensor s = Tensor::empty(Shape{p}, DType::f64);
+      gen.normal(s, 0, 1);
+      auto sv2 = s.to_vector();
+      Matrix v0 = zeros(p - 1, k);  // columns: Xᵀs, then the previous solution's
+      for (std::int64_t j = 0; j < p - 1; ++j) {
+        double acc = 0;
+        for (std::int64_t i = 0; i < p; ++i) acc += sv2[static_cast<std::size_t>(i)] * x(i, j);
+        v0(j, 0) = acc;
+        for (std::int64_t c = 1; c < k; ++c) v0(j, c) = v1(j, c - 1);
+      }
+      Matrix v = minimize(x, orthonormalize(v0));
+      // Stability: the smallest fraction of a center's norm left after removing span(V).
+      Matrix xv = matmul(x, v), left = axpy(x, -1.0, matmul(xv, v, false, true));
+      double stability = INFINITY;
+      for (std::int64_t i = 0; i < p; ++i) {
+        double a = 0, b = 0;
+        for (std::int64_t j = 0; j < p - 1; ++j) {
+          a += left(i, j) * left(i, j);
+          b += x(i, j) * x(i, j);
+        }
+        stability = std::min(stability, std::sqrt(a / b));
+      }
+      if (stability > best_stability) {
+        best_stability = stability;
+        best = v;
+      }
+    }
+    v1 = best;
+    Matrix left = axpy(x, -1.0, matmul(matmul(x, v1), v1, false, true));
+    out.residual.push_back(mean_abs_cosine(left));
+    solutions.push_back(v1);
+    const auto& res = out.residual;
+    const std::size_t i = res.size();
+    if (i > 4 && res[i - 1] > res[i - 2] && res[i - 2] > res[i - 3] && res[i - 3] > res[i - 4]) break;  // three rises
+  }
+  const auto best = std::min_element(out.residual.begin(), out.residual.end());
+  out.k = static_cast<std::int64_t>(best - out.residual.begin()) + 1;
+  for (std::size_t i = 0; i < out.residual.size(); ++i)
+    if (static_cast<std::int64_t>(i) + 1 != out.k && out.residual[i] - *best < 1e-3) out.near_ties.push_back(static_cast<std::int64_t>(i) + 1);
+  out.basis = matmul(q1, solutions[static_cast<std::size_t>(out.k - 1)]);  // N × k
+  return out;
+}
+
+}  // namespace gs::probe

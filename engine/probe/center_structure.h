@@ -1,0 +1,36 @@
+#pragma once
+// The common low-rank structure of the class centers, which the reference removes before the
+// manifold analysis (neural_manifolds_replicaMFT, fun_FA): for k = 1, 2, ..., an orthonormal
+// V (the Stiefel manifold of (P−1) × k frames in the centers' own basis) minimizing
+//   F(V) = ½ Σ_mn (C_mn − c_m·c_n)² / (c0_m c0_n),   C = X Xᵀ, c = X V, c0_m = C_mm − ‖c_m‖²,
+// the correlations left between the centers X (P × (P−1)) once the span of V is taken out.
+// Minimized by Riemannian conjugate gradients (Polak–Ribière+, Armijo backtracking, QR
+// retraction), from the reference's warm start [sᵀX; previous V] — which the reference itself
+// computes and then drops (its pymanopt call is not given the start point).
+#include <cstdint>
+#include <vector>
+
+namespace gs::probe {
+
+// Row-major matrices of doubles.
+struct Matrix {
+  std::int64_t rows = 0, cols = 0;
+  std::vector<double> v;
+  double& operator()(std::int64_t r, std::int64_t c) { return v[static_cast<std::size_t>(r * cols + c)]; }
+  double operator()(std::int64_t r, std::int64_t c) const { return v[static_cast<std::size_t>(r * cols + c)]; }
+};
+
+double center_cost(const Matrix& x, const Matrix& v, Matrix* euclidean_gradient = nullptr);
+
+struct CenterStructure {
+  std::int64_t k = 0;                       // the argmin over k of the residual correlation
+  double correlation_before = 0;            // mean |cosine| between distinct centers
+  std::vector<double> residual;             // residual correlation for k = 1, 2, ...
+  std::vector<std::int64_t> near_ties;      // other k with a residual within 1e-3 of the best
+  Matrix basis;                             // N × k orthonormal directions in the original space
+};
+
+// centers: P × N (each row a class center, global mean already subtracted).
+CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed, int restarts = 10);
+
+}  // namespace gs::probe
