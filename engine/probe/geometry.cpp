@@ -119,52 +119,67 @@ ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::v
     }
   ManifoldGeometry out;
   std::vector<double> s_all(static_cast<std::size_t>(d1 * n_t));
-  std::vector<double> aty(static_cast<std::size_t>(m)), v(static_cast<std::size_t>(d1));
-  for (std::int64_t q = 0; q < n_t; ++q) {
-    const double* t = tv.data() + q * d1;
-    double* st = s_all.data() + q * d1;
-    // The point of largest projection on t's first D coordinates (the reference's maxproj).
-    std::int64_t best = 0;
-    double best_proj = -INFINITY;
-    for (std::int64_t mu = 0; mu < m; ++mu) {
-      double p = 0;
-      for (std::int64_t k = 0; k < d; ++k) p += t[k] * s[mu * d1 + k];
-      if (p > best_proj) {
-        best_proj = p;
-        best = mu;
+  std::vector<char> interior(static_cast<std::size_t>(n_t), 0);
+  std::vector<QpCheck> checks(static_cast<std::size_t>(n_t));
+  // The t vectors are independent: in parallel, each writing only its own slots.
+#pragma omp parallel
+  {
+    std::vector<double> aty(static_cast<std::size_t>(m)), v(static_cast<std::size_t>(d1));
+#pragma omp for schedule(dynamic, 4)
+    for (std::int64_t q = 0; q < n_t; ++q) {
+      const double* t = tv.data() + q * d1;
+      double* st = s_all.data() + q * d1;
+      // The point of largest projection on t's first D coordinates (the reference's maxproj).
+      std::int64_t best = 0;
+      double best_proj = -INFINITY;
+      for (std::int64_t mu = 0; mu < m; ++mu) {
+        double p = 0;
+        for (std::int64_t k = 0; k < d; ++k) p += t[k] * s[mu * d1 + k];
+        if (p > best_proj) {
+          best_proj = p;
+          best = mu;
+        }
+      }
+      double gt = t[d];  // t · (s_best[0:D], 1)
+      for (std::int64_t k = 0; k < d; ++k) gt += t[k] * s[best * d1 + k];
+      if (gt + kappa < 0) {  // t itself is feasible: v = t, the anchor is the max-projection point
+        for (std::int64_t k = 0; k < d; ++k) st[k] = s[best * d1 + k];
+        st[d] = 1;
+        interior[static_cast<std::size_t>(q)] = 1;
+        continue;
+      }
+      // Aᵀy with y = t + κ ê (ê the center direction, the last coordinate).
+      for (std::int64_t mu = 0; mu < m; ++mu) {
+        double p = kappa * s[mu * d1 + d];
+        for (std::int64_t k = 0; k < d1; ++k) p += s[mu * d1 + k] * t[k];
+        aty[static_cast<std::size_t>(mu)] = p;
+      }
+      const auto z = nnls_gram(gram, aty, m);
+      double zsum = 0;
+      for (double zi : z) zsum += zi;
+      for (std::int64_t k = 0; k < d1; ++k) {
+        double sz = 0;
+        for (std::int64_t mu = 0; mu < m; ++mu) sz += s[mu * d1 + k] * z[static_cast<std::size_t>(mu)];
+        v[static_cast<std::size_t>(k)] = t[k] - sz;
+        st[k] = zsum > 0 ? sz / zsum : 0;
+      }
+      // KKT of the primal: s_μ·v ≤ −κ, z ≥ 0, z_μ (s_μ·v + κ) = 0.
+      QpCheck& chk = checks[static_cast<std::size_t>(q)];
+      for (std::int64_t mu = 0; mu < m; ++mu) {
+        double sv = 0;
+        for (std::int64_t k = 0; k < d1; ++k) sv += s[mu * d1 + k] * v[static_cast<std::size_t>(k)];
+        chk.max_violation = std::max(chk.max_violation, sv + kappa);
+        chk.min_multiplier = std::min(chk.min_multiplier, z[static_cast<std::size_t>(mu)]);
+        chk.max_complementarity = std::max(chk.max_complementarity, std::abs(z[static_cast<std::size_t>(mu)] * (sv + kappa)));
       }
     }
-    double gt = t[d];  // t · (s_best[0:D], 1)
-    for (std::int64_t k = 0; k < d; ++k) gt += t[k] * s[best * d1 + k];
-    if (gt + kappa < 0) {  // t itself is feasible: v = t, the anchor is the max-projection point
-      for (std::int64_t k = 0; k < d; ++k) st[k] = s[best * d1 + k];
-      st[d] = 1;
-      ++out.interior;
-      continue;
-    }
-    // Aᵀy with y = t + κ ê (ê the center direction, the last coordinate).
-    for (std::int64_t mu = 0; mu < m; ++mu) {
-      double p = kappa * s[mu * d1 + d];
-      for (std::int64_t k = 0; k < d1; ++k) p += s[mu * d1 + k] * t[k];
-      aty[static_cast<std::size_t>(mu)] = p;
-    }
-    const auto z = nnls_gram(gram, aty, m);
-    double zsum = 0;
-    for (double zi : z) zsum += zi;
-    for (std::int64_t k = 0; k < d1; ++k) {
-      double sz = 0;
-      for (std::int64_t mu = 0; mu < m; ++mu) sz += s[mu * d1 + k] * z[static_cast<std::size_t>(mu)];
-      v[static_cast<std::size_t>(k)] = t[k] - sz;
-      st[k] = zsum > 0 ? sz / zsum : 0;
-    }
-    // KKT of the primal: s_μ·v ≤ −κ, z ≥ 0, z_μ (s_μ·v + κ) = 0.
-    for (std::int64_t mu = 0; mu < m; ++mu) {
-      double sv = 0;
-      for (std::int64_t k = 0; k < d1; ++k) sv += s[mu * d1 + k] * v[static_cast<std::size_t>(k)];
-      out.worst.max_violation = std::max(out.worst.max_violation, sv + kappa);
-      out.worst.min_multiplier = std::min(out.worst.min_multiplier, z[static_cast<std::size_t>(mu)]);
-      out.worst.max_complementarity = std::max(out.worst.max_complementarity, std::abs(z[static_cast<std::size_t>(mu)] * (sv + kappa)));
-    }
+  }
+  for (std::int64_t q = 0; q < n_t; ++q) {
+    out.interior += interior[static_cast<std::size_t>(q)];
+    const QpCheck& chk = checks[static_cast<std::size_t>(q)];
+    out.worst.max_violation = std::max(out.worst.max_violation, chk.max_violation);
+    out.worst.min_multiplier = std::min(out.worst.min_multiplier, chk.min_multiplier);
+    out.worst.max_complementarity = std::max(out.worst.max_complementarity, chk.max_complementarity);
   }
   // α_M⁻¹ = mean of the terms (t·s̃ + κ)₊² / ‖s̃‖².
   std::vector<double> terms(static_cast<std::size_t>(n_t));
