@@ -9,6 +9,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "experiments/geometry_probe.h"
 #include "experiments/ntk_command.h"
 #include "experiments/ntk_probe.h"
 #include "experiments/recipe.h"
@@ -26,6 +27,12 @@ void add_ntk_probe(gs::experiments::Runner& runner) {
   // Shared: the probe holds its kernels across probe steps.
   auto probe = std::make_shared<gs::experiments::NtkProbe>(runner.recipe().probe.save_kernels);
   runner.add_probe("ntk", [probe](const gs::experiments::ProbeContext& c) { (*probe)(c); });
+}
+
+void add_geometry_probe(gs::experiments::Runner& runner) {
+  const auto& p = runner.recipe().probe;
+  auto probe = std::make_shared<gs::experiments::GeometryProbe>(p.kappa, p.geometry_n_t, runner.recipe().train.seed);
+  runner.add_probe("geometry", [probe](const gs::experiments::ProbeContext& c) { (*probe)(c); });
 }
 
 std::string timestamp() {
@@ -86,6 +93,7 @@ int main(int argc, char** argv) {
       options.quiet = quiet;
       auto runner = gs::experiments::Runner::resume(resume_dir, options);
       if (runner.recipe().probe.ntk) add_ntk_probe(runner);
+      if (runner.recipe().probe.geometry) add_geometry_probe(runner);
       fmt::print("grokscope: resuming {}\n", resume_dir);
       const int code = runner.run();
       if (code == 0) fmt::print("grokscope: done; metrics in {}/metrics.csv\n", resume_dir);
@@ -103,6 +111,7 @@ int main(int argc, char** argv) {
       if (!recipe.description.empty()) fmt::print("  {}\n", recipe.description);
       gs::experiments::Runner runner(recipe, options);
       if (recipe.probe.ntk) add_ntk_probe(runner);
+      if (recipe.probe.geometry) add_geometry_probe(runner);
       const int code = runner.run();
       if (code == 0) fmt::print("grokscope: done; metrics in {}/metrics.csv\n", options.out.string());
       return code;

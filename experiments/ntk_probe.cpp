@@ -5,6 +5,7 @@
 
 #include "engine/io/files.h"
 #include "engine/io/npy.h"
+#include "experiments/probe_csv.h"
 #include "engine/io/safetensors.h"
 
 namespace gs::experiments {
@@ -21,21 +22,6 @@ Tensor without_output_block(const Tensor& kernel, const Tensor& output_gram, std
     for (std::int64_t j = 0; j < n; ++j)
       for (std::int64_t a = 0; a < classes; ++a) r[(i * classes + a) * rows + j * classes + a] -= g[i * n + j];
   return rest;
-}
-
-// The steps ntk.csv holds rows for, ascending and unique (none when it does not exist).
-std::vector<std::int64_t> logged_steps(const std::filesystem::path& csv) {
-  std::vector<std::int64_t> steps;
-  std::ifstream in(csv);
-  std::string line;
-  std::getline(in, line);  // the header
-  while (std::getline(in, line)) {
-    const auto comma = line.find(',');
-    if (comma == std::string::npos) continue;  // a torn last line
-    const std::int64_t s = std::stoll(line.substr(0, comma));
-    if (steps.empty() || steps.back() < s) steps.push_back(s);
-  }
-  return steps;
 }
 
 // Evaluates f with the model's weights temporarily replaced by a checkpoint's.
@@ -119,23 +105,10 @@ void NtkProbe::recover(const ProbeContext& c) {
 }
 
 void NtkProbe::open_csv(const ProbeContext& c, const Measurement& first) {
-  const auto file = c.run_dir / "ntk.csv";
   std::string header = "step,probe_set,distance_to_init,distance_to_previous,trace_distance_to_init,alignment,"
                        "output_distance_to_init,rest_distance_to_init";
   for (const auto& name : first.layer_names) header += ",share_" + name;
-  std::string kept = header + "\n";
-  if (std::filesystem::exists(file)) {  // a resumed run: keep the rows before this step
-    std::ifstream in(file);
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-      const auto comma = line.find(',');
-      if (comma != std::string::npos && std::stoll(line.substr(0, comma)) < c.step) kept += line + "\n";
-    }
-  }
-  io::write_file_atomically(file, kept);
-  csv_.open(file, std::ios::app);
-  GS_CHECK(csv_.good(), "{}: cannot append to ntk.csv", file.string());
+  csv_ = open_probe_csv(c.run_dir / "ntk.csv", header, c.step);
 }
 
 void NtkProbe::operator()(const ProbeContext& c) {

@@ -186,6 +186,9 @@ void validate(const Recipe& r, const std::string& origin) {
     if (s < 0 || s > r.train.steps)
       bad(fmt::format("schedule.probe_steps holds {}, outside 0..{} (train.steps)", s, r.train.steps));
   if (r.probe.train_size < 1 || r.probe.test_size < 1) bad("probe.train_size and probe.test_size must be at least 1");
+  if (r.probe.geometry_per_class < 2) bad("probe.geometry_per_class must be at least 2 (a manifold needs 2 points)");
+  if (r.probe.geometry_n_t < 2) bad("probe.geometry_n_t must be at least 2");
+  if (r.probe.kappa < 0) bad("probe.kappa must be ≥ 0");
   if (r.probe.train_size > r.data.train_size)
     bad(fmt::format("probe.train_size {} exceeds data.train_size {}", r.probe.train_size, r.data.train_size));
 }
@@ -280,6 +283,10 @@ Recipe parse_recipe(const std::string& text, const std::string& origin, const st
   probe.read("test_size", r.probe.test_size);
   probe.read("ntk", r.probe.ntk);
   probe.read("save_kernels", r.probe.save_kernels);
+  probe.read("geometry", r.probe.geometry);
+  probe.read("geometry_per_class", r.probe.geometry_per_class);
+  probe.read("geometry_n_t", r.probe.geometry_n_t);
+  probe.read("kappa", r.probe.kappa);
   probe.finish();
 
   validate(r, origin);
@@ -331,7 +338,9 @@ std::string Recipe::to_toml() const {
                                {"probe_points", schedule.probe_points},
                                {"probe_steps", ints(schedule.probe_steps)}}},
       {"probe", toml::table{{"train_size", probe.train_size}, {"test_size", probe.test_size}, {"ntk", probe.ntk},
-                            {"save_kernels", probe.save_kernels}}},
+                            {"save_kernels", probe.save_kernels}, {"geometry", probe.geometry},
+                            {"geometry_per_class", probe.geometry_per_class}, {"geometry_n_t", probe.geometry_n_t},
+                            {"kappa", probe.kappa}}},
   };
   std::ostringstream out;
   out << t << "\n";

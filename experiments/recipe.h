@@ -60,6 +60,10 @@ struct Recipe {
     std::int64_t train_size = 256, test_size = 256;  // class-balanced probe sets
     bool ntk = true;            // the NTK probe at every probe step (ntk.csv)
     bool save_kernels = false;  // also each step's K as ntk_kernels/step_N_{train,test}.npy (held kernels only)
+    bool geometry = true;                // the geometry probe at every probe step (geometry.csv)
+    std::int64_t geometry_per_class = 200;  // test points per class for it, as the study
+    std::int64_t geometry_n_t = 200;        // Gaussian vectors per manifold
+    double kappa = 0;                       // the margin
   } probe;
 
   std::string to_toml() const;  // the resolved recipe, every key present

@@ -86,6 +86,12 @@ RunData load_run_data(const Recipe& r) {
   Generator probe_gen(r.train.seed, Stream::probe);
   d.probe_train = data::select(d.train, data::balanced_subset(d.train, r.probe.train_size, probe_gen));
   d.probe_test = data::select(d.test, data::balanced_subset(d.test, r.probe.test_size, probe_gen));
+  if (r.probe.geometry) {
+    std::vector<char> present(static_cast<std::size_t>(d.test.classes), 0);
+    for (auto y : d.test.labels.to_int_vector()) present[static_cast<std::size_t>(y)] = 1;
+    const auto classes = static_cast<std::int64_t>(std::count(present.begin(), present.end(), 1));
+    d.probe_geometry = data::select(d.test, data::balanced_subset(d.test, r.probe.geometry_per_class * classes, probe_gen));
+  }
   return d;
 }
 
@@ -290,7 +296,8 @@ int Runner::run() {
     }
     if (probe_steps.count(step) && !(resumed_here && probes_done)) {
       checkpoint(step);
-      for (auto& [name, hook] : probes_) hook({step, *model, d.probe_train, d.probe_test, dir, step == r.train.steps});
+      for (auto& [name, hook] : probes_)
+        hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps});
       save_resume_state(step, true, true, step == r.train.steps);
     }
     if (step == r.train.steps) break;

@@ -21,6 +21,7 @@ struct ProbeContext {
   nn::Sequential& model;
   const data::Dataset& probe_train;  // class-balanced subset of the training subset
   const data::Dataset& probe_test;   // class-balanced subset of the test set
+  const data::Dataset& probe_geometry;  // probe.geometry_per_class test points of every class
   const std::filesystem::path& run_dir;
   bool final_step = false;  // the run's last step: probes may summarize the whole run here
 };
@@ -39,7 +40,7 @@ struct Evaluation {
 
 // The recipe's data: the training subset, the test set and the class-balanced probe sets.
 struct RunData {
-  data::Dataset train, test, probe_train, probe_test;
+  data::Dataset train, test, probe_train, probe_test, probe_geometry;
 };
 RunData load_run_data(const Recipe& recipe);
 // The recipe's network with its seeded initial weights, checked against the data's shape.

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "data/idx.h"
+#include "experiments/schedule.h"
 #include "helpers.h"
 #include "temp_dir.h"
 
@@ -47,6 +48,10 @@ void write_tiny(const std::filesystem::path& dir) {
   }
 }
 
+std::size_t experiments_probe_steps(std::int64_t total, std::int64_t points) {
+  return gs::experiments::log_spaced_steps(total, points).size();
+}
+
 }  // namespace
 
 TEST_SUITE("cli") {
@@ -55,7 +60,8 @@ TEST_SUITE("cli") {
     write_tiny(dir.path());
     const std::string sets = " --set data.path=" + dir.path().string() +
                              " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
-                             " --set probe.train_size=8 --set probe.test_size=8 --set schedule.probe_points=3";
+                             " --set probe.train_size=8 --set probe.test_size=8 --set schedule.probe_points=3"
+                             " --set probe.geometry_per_class=4";
     std::ofstream(dir / "tiny.toml") << "[train]\nsteps = 30\nloss = \"ce\"\n";
     Result train = run("train " + (dir / "tiny.toml").string() + " --out " + (dir / "run").string() + " --quiet" + sets);
     REQUIRE_MESSAGE(train.status == 0, train.out);
@@ -79,6 +85,25 @@ TEST_SUITE("cli") {
     std::getline(cells, distance, ',');
     CHECK(j["distance"].get<double>() == doctest::Approx(std::stod(distance)).epsilon(1e-6));
     CHECK(j["layer_shares"].size() == 2);
+
+    // The geometry probe: one row per probe step and layer, named as the model names them.
+    std::ifstream geo(dir / "run" / "geometry.csv");
+    std::getline(geo, line);
+    CHECK(line == "step,layer,capacity,capacity_se,radius,dimension,center_correlation,k");
+    std::vector<std::string> layers_at_0;
+    std::size_t rows = 0;
+    while (std::getline(geo, line)) {
+      ++rows;
+      std::stringstream cells2(line);
+      std::string s0, layer, capacity;
+      std::getline(cells2, s0, ',');
+      std::getline(cells2, layer, ',');
+      std::getline(cells2, capacity, ',');
+      CHECK(std::stod(capacity) > 0);
+      if (s0 == "0") layers_at_0.push_back(layer);
+    }
+    CHECK(layers_at_0 == std::vector<std::string>{"input", "layers.1", "layers.2", "layers.3", "output"});
+    CHECK(rows == 5 * experiments_probe_steps(30, 3));
   }
 
   TEST_CASE("SIGINT stops a run after its step with a checkpoint and status 130, and --resume finishes it") {
@@ -87,7 +112,8 @@ TEST_SUITE("cli") {
     const std::string sets = " --set data.path=" + dir.path().string() +
                              " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
                              " --set probe.train_size=8 --set probe.test_size=8 --set train.steps=2000000"
-                             " --set schedule.metrics=every --set schedule.metric_every=1000 --set probe.ntk=false";
+                             " --set schedule.metrics=every --set schedule.metric_every=1000 --set probe.ntk=false"
+                             " --set probe.geometry=false";
     const auto run_dir = dir / "run";
     // One shell: start the run, wait for its first probe checkpoint, interrupt it, print its status.
     const std::string script = std::string(GROKSCOPE_BINARY) + " train --quiet --out " + run_dir.string() + sets + " > " +

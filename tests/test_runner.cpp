@@ -54,6 +54,7 @@ lr = 0.01
 [probe]
 train_size = 8
 test_size = 8
+geometry_per_class = 4
 )",
                       "tiny.toml",
                       {"data.path=" + data_dir.string(), "train.steps=" + std::to_string(steps), "schedule.probe_points=5"});

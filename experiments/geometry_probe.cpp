@@ -1,0 +1,46 @@
+#include "experiments/geometry_probe.h"
+
+#include <fmt/format.h>
+
+#include "engine/autograd.h"
+#include "engine/probe/geometry.h"
+#include "experiments/probe_csv.h"
+
+namespace gs::experiments {
+
+std::vector<std::pair<std::string, Tensor>> layer_activations(nn::Sequential& model, const Tensor& x) {
+  NoGrad no_tape;
+  std::vector<std::pair<std::string, Tensor>> out;
+  out.emplace_back("input", x.view(Shape{x.size(0), x.numel() / x.size(0)}));
+  Tensor h = x;
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    h = model[i].forward(h);
+    if (dynamic_cast<const nn::Flatten*>(&model[i])) continue;
+    out.emplace_back(i + 1 == model.size() ? "output" : fmt::format("layers.{}", i), h.view(Shape{h.size(0), h.numel() / h.size(0)}));
+  }
+  return out;
+}
+
+void GeometryProbe::operator()(const ProbeContext& c) {
+  if (!csv_.is_open())
+    csv_ = open_probe_csv(c.run_dir / "geometry.csv", "step,layer,capacity,capacity_se,radius,dimension,center_correlation,k",
+                          c.step);
+  const data::Dataset& set = c.probe_geometry;
+  // The classes present, numbered 0..k−1 (a data subset need not hold every class).
+  auto labels = set.labels.to_int_vector();
+  std::vector<std::int32_t> index(static_cast<std::size_t>(set.classes), -1);
+  std::int32_t classes = 0;
+  for (auto y : labels)
+    if (index[static_cast<std::size_t>(y)] < 0) index[static_cast<std::size_t>(y)] = 0;
+  for (auto& v : index)
+    if (v == 0) v = classes++;
+  for (auto& y : labels) y = index[static_cast<std::size_t>(y)];
+  for (const auto& [name, act] : layer_activations(c.model, set.images)) {
+    const auto g = probe::analyze_layer(act.to_vector(), act.size(1), labels, classes, kappa_, n_t_, seed_);
+    csv_ << fmt::format("{},{},{:.9g},{:.6g},{:.9g},{:.9g},{:.9g},{}\n", c.step, name, g.capacity, g.capacity_se, g.radius,
+                        g.dimension, g.center_correlation, g.k);
+  }
+  csv_.flush();
+}
+
+}  // namespace gs::experiments

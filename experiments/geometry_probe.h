@@ -1,0 +1,30 @@
+#pragma once
+// The geometry probe as the runner calls it at every probe step: the activations of every layer
+// (the input, each layer's output as named in the model, "output" for the logits) on the
+// geometry probe set, grouped by class, analysed by MFTMA (engine/probe/geometry.h); one row per
+// layer in geometry.csv:
+//   step, layer, capacity, capacity_se, radius, dimension, center_correlation, k
+// The same seeded Gaussian vectors serve every step, so steps differ by the network alone.
+#include <fstream>
+
+#include "experiments/runner.h"
+
+namespace gs::experiments {
+
+class GeometryProbe {
+ public:
+  GeometryProbe(double kappa, std::int64_t n_t, std::uint64_t seed) : kappa_(kappa), n_t_(n_t), seed_(seed) {}
+  void operator()(const ProbeContext& context);
+
+ private:
+  double kappa_;
+  std::int64_t n_t_;
+  std::uint64_t seed_;
+  std::ofstream csv_;
+};
+
+// The activations of every layer on x: ("input", x flattened), then each layer's output named
+// "layers.<i>", the last one named "output". Flatten layers (a view of their input) are skipped.
+std::vector<std::pair<std::string, Tensor>> layer_activations(nn::Sequential& model, const Tensor& x);
+
+}  // namespace gs::experiments
