@@ -9,7 +9,10 @@
 #include <chrono>
 #include <ctime>
 
+#include "engine/io/npy.h"
+#include "engine/probe/geometry.h"
 #include "experiments/geometry_probe.h"
+#include <nlohmann/json.hpp>
 #include "experiments/ntk_command.h"
 #include "experiments/ntk_probe.h"
 #include "experiments/recipe.h"
@@ -33,6 +36,41 @@ void add_geometry_probe(gs::experiments::Runner& runner) {
   const auto& p = runner.recipe().probe;
   auto probe = std::make_shared<gs::experiments::GeometryProbe>(p.kappa, p.geometry_n_t, runner.recipe().train.seed);
   runner.add_probe("geometry", [probe](const gs::experiments::ProbeContext& c) { (*probe)(c); });
+}
+
+int run_geometry(const std::string& x_path, const std::string& y_path, double kappa, std::int64_t n_t, std::uint64_t seed,
+                 bool json) {
+  using gs::Error;
+  gs::Tensor x = gs::io::load_npy(x_path), y = gs::io::load_npy(y_path);
+  if (x.rank() != 2) throw Error(x_path + ": activations must be 2-D (samples × features), got " + x.shape().str());
+  if (y.dtype() != gs::DType::i32 || y.rank() != 1)
+    throw Error(y_path + ": labels must be a 1-D int32 array (numpy: y.astype(np.int32)), got " + y.describe());
+  if (y.size(0) != x.size(0))
+    throw Error(x_path + " has " + std::to_string(x.size(0)) + " samples but " + y_path + " has " + std::to_string(y.size(0)) +
+                " labels; they must match");
+  auto labels = y.to_int_vector();
+  std::int32_t classes = 0;
+  for (auto v : labels) {
+    if (v < 0) throw Error(y_path + ": labels must be non-negative class indices, got " + std::to_string(v));
+    classes = std::max(classes, v + 1);
+  }
+  auto g = gs::probe::analyze_layer(x.to_vector(), x.size(1), labels, classes, kappa, n_t, seed);
+  nlohmann::ordered_json out{{"capacity", g.capacity},   {"capacity_se", g.capacity_se},
+                             {"radius", g.radius},       {"dimension", g.dimension},
+                             {"center_correlation", g.center_correlation}, {"K", g.k},
+                             {"K_near_ties", g.k_near_ties}};
+  nlohmann::json per_class = nlohmann::json::array();
+  for (const auto& m : g.per_class)
+    per_class.push_back({{"capacity", m.capacity}, {"capacity_se", m.capacity_se}, {"radius", m.radius}, {"dimension", m.dimension}});
+  out["per_class"] = per_class;
+  if (json) {
+    fmt::print("{}\n", out.dump());
+    return 0;
+  }
+  fmt::print("{} classes, {} samples, {} features, kappa {}, n_t {}\n", classes, x.size(0), x.size(1), kappa, n_t);
+  fmt::print("  capacity {:.6g} ± {:.2g}   radius {:.6g}   dimension {:.6g}\n", g.capacity, g.capacity_se, g.radius, g.dimension);
+  fmt::print("  center correlation {:.6g}, center structure removed: K = {}\n", g.center_correlation, g.k);
+  return 0;
 }
 
 std::string timestamp() {
@@ -72,6 +110,19 @@ int main(int argc, char** argv) {
   ntk->add_option("--inputs", ntk_cmd.inputs, "use these images (.npy, float32, n × features or n × C × H × W) instead");
   ntk->add_flag("--json", ntk_cmd.json, "print one JSON object");
 
+  auto* geometry = app.add_subcommand("geometry", "manifold capacity, radius, dimension and center correlation of given activations");
+  std::string geo_x, geo_y;
+  double geo_kappa = 0;
+  std::int64_t geo_nt = 200;
+  std::uint64_t geo_seed = 0;
+  bool geo_json = false;
+  geometry->add_option("--activations", geo_x, "samples × features, .npy, float32 or float64")->required();
+  geometry->add_option("--labels", geo_y, "the class of every sample, .npy, int32")->required();
+  geometry->add_option("--kappa", geo_kappa, "margin (default 0)")->check(CLI::NonNegativeNumber);
+  geometry->add_option("--n-t", geo_nt, "Gaussian vectors per manifold (default 200)")->check(CLI::Range(2, 1000000));
+  geometry->add_option("--seed", geo_seed, "seed of the Gaussian vectors and the center-structure restarts");
+  geometry->add_flag("--json", geo_json, "print one JSON object");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (info->parsed()) {
@@ -79,6 +130,7 @@ int main(int argc, char** argv) {
                  gs::kernels::cuda_available() ? "available" : gs::kernels::cuda_unavailable_reason());
       return 0;
     }
+    if (geometry->parsed()) return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json);
     if (ntk->parsed()) {
       ntk_cmd.recipe = ntk_recipe.empty()
                            ? gs::experiments::parse_recipe(default_recipe, "experiments/default.toml (compiled in)")

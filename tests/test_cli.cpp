@@ -6,6 +6,8 @@
 #include <sstream>
 
 #include "data/idx.h"
+#include "engine/io/npy.h"
+#include "engine/probe/geometry.h"
 #include "experiments/schedule.h"
 #include "helpers.h"
 #include "temp_dir.h"
@@ -146,6 +148,30 @@ TEST_SUITE("cli") {
     auto info2 = nlohmann::json::parse(std::ifstream(run_dir / "run.json"));
     CHECK(info2["last_step"].get<std::int64_t>() > stopped);
     CHECK(info2["resumed_at"][0] == stopped);
+  }
+
+  TEST_CASE("geometry --json on .npy activations equals the library's analysis") {
+    test::TempDir dir;
+    Generator g(8, Stream::test);
+    Tensor x = Tensor::empty(Shape{60, 9}, DType::f64);
+    g.normal(x, 0, 1);
+    std::vector<std::int32_t> y;
+    for (int i = 0; i < 60; ++i) y.push_back(i % 3);
+    double* p = x.data<double>();
+    for (int i = 0; i < 60; ++i) p[i * 9 + y[static_cast<std::size_t>(i)]] += 3;  // classes apart
+    io::save_npy(dir / "x.npy", x.to(DType::f32));
+    io::save_npy(dir / "y.npy", Tensor::from(y, Shape{60}));
+    Result r = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "y.npy").string() +
+                   " --n-t 100 --seed 3 --json");
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    auto j = nlohmann::json::parse(r.out);
+    auto want = probe::analyze_layer(x.to(DType::f32).to_vector(), 9, y, 3, 0.0, 100, 3);
+    CHECK(j["capacity"].get<double>() == doctest::Approx(want.capacity).epsilon(1e-12));
+    CHECK(j["K"] == want.k);
+    CHECK(j["per_class"].size() == 3);
+    Result bad = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "x.npy").string());
+    CHECK(bad.status == 1);
+    CHECK(bad.out.find("labels must be a 1-D int32 array") != std::string::npos);
   }
 
   TEST_CASE("bad input exits 1 and says what is wrong") {
