@@ -37,6 +37,7 @@ void GeometryProbe::operator()(const ProbeContext& c) {
   for (auto& y : labels) y = index[static_cast<std::size_t>(y)];
   for (const auto& [name, act] : layer_activations(c.model, set.images)) {
     const auto g = probe::analyze_layer(act.to_vector(), act.size(1), labels, classes, kappa_, n_t_, seed_);
+    for (const auto& w : g.warnings) fmt::print(stderr, "grokscope: geometry at step {}, {}: {}\n", c.step, name, w);
     csv_ << fmt::format("{},{},{:.9g},{:.6g},{:.9g},{:.9g},{:.9g},{}\n", c.step, name, g.capacity, g.capacity_se, g.radius,
                         g.dimension, g.center_correlation, g.k);
   }

@@ -55,6 +55,7 @@ int run_geometry(const std::string& x_path, const std::string& y_path, double ka
     classes = std::max(classes, v + 1);
   }
   auto g = gs::probe::analyze_layer(x.to_vector(), x.size(1), labels, classes, kappa, n_t, seed);
+  for (const auto& w : g.warnings) fmt::print(stderr, "grokscope: {}\n", w);
   nlohmann::ordered_json out{{"capacity", g.capacity},   {"capacity_se", g.capacity_se},
                              {"radius", g.radius},       {"dimension", g.dimension},
                              {"center_correlation", g.center_correlation}, {"K", g.k},

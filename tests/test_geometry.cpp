@@ -237,6 +237,18 @@ TEST_SUITE("geometry") {
     CHECK(w.radius > t.radius);
   }
 
+  TEST_CASE("a layer: degenerate manifolds give defined values and a warning") {
+    auto c = clouds(3, 10, 6, 0.3, 3);
+    for (int p = 1; p < 10; ++p)  // class 0: every point equal to its first
+      for (int f = 0; f < 6; ++f) c.x[static_cast<std::size_t>(p * 6 + f)] = c.x[static_cast<std::size_t>(f)];
+    auto g = analyze_layer(c.x, 6, c.y, 3, 0.0, 2000, 4);
+    REQUIRE(g.warnings.size() == 1);
+    CHECK(g.warnings[0].find("class 0: all 10 points coincide") != std::string::npos);
+    CHECK(std::isfinite(g.capacity));
+    CHECK(std::abs(g.per_class[0].capacity - 2.0) < 4 * g.per_class[0].capacity_se);  // a point manifold
+    CHECK(g.per_class[0].radius < 1e-12);  // rounding of the coinciding points
+  }
+
   TEST_CASE("a layer: bad input is refused with the reason") {
     auto c = clouds(3, 5, 4, 0.3, 2);
     CHECK_THROWS_WITH_AS(analyze_layer(c.x, 4, c.y, 1, 0.0, 10, 1), doctest::Contains("at least 2 classes"), Error);

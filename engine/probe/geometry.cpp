@@ -5,6 +5,8 @@
 
 #include <lapacke.h>
 
+#include <fmt/format.h>
+
 #include "engine/error.h"
 #include "engine/probe/center_structure.h"
 #include "engine/rng.h"
@@ -328,9 +330,16 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
     center_norm = std::sqrt(center_norm);
     GS_CHECK(center_norm > 0, "geometry: class {}'s center lies in the removed center structure or on the global mean; its "
              "manifold has no direction left", c);
+    double spread = 0;
     for (std::int64_t p = 0; p < m; ++p)
-      for (std::int64_t f = 0; f < features; ++f)
+      for (std::int64_t f = 0; f < features; ++f) {
         s[p * features + f] = (s[p * features + f] - own_mean[static_cast<std::size_t>(f)]) / center_norm;
+        spread = std::max(spread, std::abs(s[p * features + f]));
+      }
+    // Degenerate manifolds have defined values (all points equal: a point manifold, α = 2 at
+    // κ = 0; collinear points: a segment); they are worth a word, since real layers rarely do this.
+    if (spread < 1e-12)
+      out.warnings.push_back(fmt::format("class {}: all {} points coincide; analysed as a single point", c, m));
     std::int64_t d = features;
     std::vector<double> reduced;
     if (features > m) {  // reduce to the span: S = Q R, keep R (the coordinates in Q's basis)

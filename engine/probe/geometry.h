@@ -12,6 +12,7 @@
 //   α_M⁻¹ = mean_t (t·s̃ + κ)₊² / ‖s̃‖²,   R_M = √mean_t ‖(s̃ − mean s̃)_{1..D} / s̃_{D+1}‖²,
 //   D_M = D · (mean_t t̂·ŝ)²  with t̂, ŝ the first D coordinates normalized.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace gs::probe {
@@ -63,6 +64,7 @@ struct LayerGeometry {
   std::int64_t k = 0;             // dimensions of the removed center structure
   std::vector<std::int64_t> k_near_ties;  // other K within 1e-3 of the best residual (the capacity moves with K)
   std::vector<ManifoldGeometry> per_class;
+  std::vector<std::string> warnings;  // degenerate manifolds, said once each
 };
 
 // activations: row-major [n, features] (f64), labels: class per row in [0, classes).
