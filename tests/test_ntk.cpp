@@ -62,6 +62,27 @@ Tensor gram_rows(const Tensor& j) {
   return Tensor::from(k, Shape{rows, rows}, DType::f64);
 }
 
+// Every column of J (one parameter) against central differences of the outputs, in f64.
+void check_jacobian_by_finite_differences(nn::Sequential& net, const Tensor& x, const Tensor& j) {
+  auto jv = j.to_vector();
+  std::int64_t col = 0;
+  NoGrad no_tape;
+  for (auto& [name, p] : net.named_parameters()) {
+    double* w = Tensor(p).data<double>();
+    for (std::int64_t e = 0; e < p.numel(); ++e, ++col) {
+      const double saved = w[e], h = 1e-6;
+      w[e] = saved + h;
+      auto up = net.forward(x).to_vector();
+      w[e] = saved - h;
+      auto down = net.forward(x).to_vector();
+      w[e] = saved;
+      for (std::size_t r = 0; r < up.size(); ++r)
+        CHECK(jv[r * static_cast<std::size_t>(j.size(1)) + static_cast<std::size_t>(col)] ==
+              doctest::Approx((up[r] - down[r]) / (2 * h)).epsilon(1e-6).scale(1e-3));
+    }
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("ntk") {
@@ -70,23 +91,7 @@ TEST_SUITE("ntk") {
     Tensor x = test::random_tensor(Shape{3, 6}, 2);
     Tensor j = brute_force_jacobian(*net, x);
     CHECK(j.shape() == Shape{9, net->parameter_count()});
-    auto jv = j.to_vector();
-    std::int64_t col = 0;
-    NoGrad no_tape;
-    for (auto& [name, p] : net->named_parameters()) {
-      double* w = Tensor(p).data<double>();
-      for (std::int64_t e = 0; e < p.numel(); ++e, ++col) {
-        const double saved = w[e], h = 1e-6;
-        w[e] = saved + h;
-        auto up = net->forward(x).to_vector();
-        w[e] = saved - h;
-        auto down = net->forward(x).to_vector();
-        w[e] = saved;
-        for (std::size_t r = 0; r < up.size(); ++r)
-          CHECK(jv[r * static_cast<std::size_t>(j.size(1)) + static_cast<std::size_t>(col)] ==
-                doctest::Approx((up[r] - down[r]) / (2 * h)).epsilon(1e-6).scale(1e-3));
-      }
-    }
+    check_jacobian_by_finite_differences(*net, x, j);
   }
 
   TEST_CASE("the brute-force Jacobian of a small CNN matches central finite differences (tanh, f64)") {
@@ -99,23 +104,7 @@ TEST_SUITE("ntk") {
     net->add(std::make_shared<nn::Linear>(2 * 3 * 3, 3, gen, true, DType::f64));
     Tensor x = test::random_tensor(Shape{2, 1, 6, 6}, 21);
     Tensor j = brute_force_jacobian(*net, x);
-    auto jv = j.to_vector();
-    std::int64_t col = 0;
-    NoGrad no_tape;
-    for (auto& [name, p] : net->named_parameters()) {
-      double* w = Tensor(p).data<double>();
-      for (std::int64_t e = 0; e < p.numel(); ++e, ++col) {
-        const double saved = w[e], h = 1e-6;
-        w[e] = saved + h;
-        auto up = net->forward(x).to_vector();
-        w[e] = saved - h;
-        auto down = net->forward(x).to_vector();
-        w[e] = saved;
-        for (std::size_t r = 0; r < up.size(); ++r)
-          CHECK(jv[r * static_cast<std::size_t>(j.size(1)) + static_cast<std::size_t>(col)] ==
-                doctest::Approx((up[r] - down[r]) / (2 * h)).epsilon(1e-6).scale(1e-3));
-      }
-    }
+    check_jacobian_by_finite_differences(*net, x, j);
   }
 
   TEST_CASE("the factored kernel equals J Jᵀ, layer by layer, to 1e-12 in f64") {
