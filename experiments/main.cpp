@@ -2,6 +2,7 @@
 //   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...]
 //   grokscope train --resume DIR
 //   grokscope ntk --checkpoint A.safetensors [--against B.safetensors] [--recipe R] [--probe train|test] [--n N] [--inputs X.npy] [--json]
+//   grokscope report RUN_DIR [RUN_DIR ...] [--out DIR] [--no-figures] [--json]
 //   grokscope info
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -15,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include "experiments/ntk_command.h"
 #include "experiments/ntk_probe.h"
+#include "experiments/report_command.h"
 #include "experiments/recipe.h"
 #include "experiments/runner.h"
 #include "kernels/backend.h"
@@ -124,12 +126,28 @@ int main(int argc, char** argv) {
   geometry->add_option("--seed", geo_seed, "seed of the Gaussian vectors and the center-structure restarts");
   geometry->add_flag("--json", geo_json, "print one JSON object");
 
+  auto* report = app.add_subcommand("report", "onsets, lags, verdicts and figures of finished (or running) runs");
+  gs::experiments::ReportCommand report_cmd;
+  std::vector<std::string> report_runs;
+  std::string report_out;
+  bool report_no_figures = false;
+  report->add_option("runs", report_runs, "run directories written by grokscope train")->required();
+  report->add_option("--out", report_out, "where the side-by-side figure of several runs goes (default: their common parent)");
+  report->add_flag("--no-figures", report_no_figures, "summary.json and the table only");
+  report->add_flag("--json", report_cmd.json, "print the summaries as one JSON array instead of the table");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (info->parsed()) {
       fmt::print("grokscope {}: cpu backend (OpenBLAS); cuda: {}\n", gs::experiments::git_revision(),
                  gs::kernels::cuda_available() ? "available" : gs::kernels::cuda_unavailable_reason());
       return 0;
+    }
+    if (report->parsed()) {
+      report_cmd.runs.assign(report_runs.begin(), report_runs.end());
+      report_cmd.out = report_out;
+      report_cmd.figures = !report_no_figures;
+      return gs::experiments::run_report_command(report_cmd);
     }
     if (geometry->parsed()) return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json);
     if (ntk->parsed()) {

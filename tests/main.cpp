@@ -1,9 +1,11 @@
-// The test runner: doctest, plus one rule of ours: a run of only the gpu suite on a machine
-// without a usable CUDA device exits 77, which ctest reports as skipped, after saying why.
+// The test runner: doctest, plus two rules of ours: a run of only the gpu suite on a machine
+// without a usable CUDA device, or of only the report_figures suite where Python has no
+// matplotlib, exits 77, which ctest reports as skipped, after saying why.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/backend.h"
@@ -12,6 +14,11 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--test-suite=gpu" && !gs::kernels::cuda_available()) {
       std::printf("gpu suite skipped: %s\n", gs::kernels::cuda_unavailable_reason());
+      return 77;
+    }
+    if (std::string(argv[i]) == "--test-suite=report_figures" &&
+        std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) {
+      std::printf("report_figures suite skipped: /usr/bin/python3 has no matplotlib (tools/setup.sh installs it)\n");
       return 77;
     }
   }

@@ -1,0 +1,411 @@
+#include "experiments/report.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "engine/error.h"
+#include "experiments/recipe.h"
+
+namespace gs::experiments {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A CSV file grokscope wrote: a header and rows of plain fields (no quoting).
+struct CsvTable {
+  fs::path file;
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::size_t> line_of_row;  // 1-based line numbers, for messages
+  std::vector<std::string> notes;
+
+  std::size_t column(const std::string& name) const {
+    for (std::size_t i = 0; i < header.size(); ++i)
+      if (header[i] == name) return i;
+    fail("{}: no column '{}' in its header; is it a file written by grokscope train?", file.string(), name);
+  }
+  bool has(const std::string& name) const {
+    for (const auto& h : header)
+      if (h == name) return true;
+    return false;
+  }
+  double number(std::size_t row, std::size_t col) const {
+    const std::string& text = rows[row][col];
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    GS_CHECK(!text.empty() && end == text.c_str() + text.size(), "{}:{}: column '{}' holds '{}', not a number",
+             file.string(), line_of_row[row], header[col], text);
+    return v;
+  }
+};
+
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> fields;
+  std::stringstream in(line);
+  std::string f;
+  while (std::getline(in, f, ',')) fields.push_back(f);
+  if (!line.empty() && line.back() == ',') fields.emplace_back();
+  return fields;
+}
+
+CsvTable read_csv(const fs::path& file) {
+  CsvTable t;
+  t.file = file;
+  std::ifstream in(file);
+  GS_CHECK(in.good(), "{}: cannot open", file.string());
+  std::string line;
+  GS_CHECK(std::getline(in, line) && !line.empty(), "{}: the file is empty; has the run logged anything yet?",
+           file.string());
+  t.header = split(line);
+  std::size_t line_no = 1;
+  std::vector<std::string> pending;  // a short row is an error unless it is the last (a run mid-write)
+  std::size_t pending_line = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!pending.empty())
+      fail("{}:{}: {} fields where the header has {}; the file is damaged, rerun or --resume the run",
+           file.string(), pending_line, pending.size(), t.header.size());
+    if (line.empty()) continue;
+    auto fields = split(line);
+    if (fields.size() != t.header.size()) {
+      pending = std::move(fields);
+      pending_line = line_no;
+      continue;
+    }
+    t.rows.push_back(std::move(fields));
+    t.line_of_row.push_back(line_no);
+  }
+  if (!pending.empty())
+    t.notes.push_back(fmt::format("{}:{}: last line is incomplete (a run still writing?); left out",
+                                  file.filename().string(), pending_line));
+  return t;
+}
+
+// The finite (step, value) pairs of a column, optionally only rows where `key_col` equals `key`.
+Series series_of(const CsvTable& t, const std::string& value_col, const std::string& key_col = "",
+                 const std::string& key = "") {
+  Series s;
+  const std::size_t step_c = t.column("step"), value_c = t.column(value_col);
+  const std::size_t key_c = key_col.empty() ? 0 : t.column(key_col);
+  for (std::size_t r = 0; r < t.rows.size(); ++r) {
+    if (!key_col.empty() && t.rows[r][key_c] != key) continue;
+    const double step = t.number(r, step_c), v = t.number(r, value_c);
+    if (!std::isfinite(v)) continue;
+    GS_CHECK(s.empty() || step > s.step.back(), "{}:{}: step {} does not come after step {}", t.file.string(),
+             t.line_of_row[r], step, s.empty() ? 0.0 : s.step.back());
+    s.step.push_back(step);
+    s.value.push_back(v);
+  }
+  return s;
+}
+
+std::vector<std::string> distinct(const CsvTable& t, const std::string& col) {
+  std::vector<std::string> out;
+  const std::size_t c = t.column(col);
+  for (const auto& row : t.rows)
+    if (std::find(out.begin(), out.end(), row[c]) == out.end()) out.push_back(row[c]);
+  return out;
+}
+
+void read_run_info(RunReport& r) {
+  const fs::path info_file = r.dir / "run.json";
+  r.status = "unknown";
+  if (fs::exists(info_file)) {
+    try {
+      const auto info = nlohmann::json::parse(std::ifstream(info_file));
+      r.recipe = info.value("recipe", "");
+      r.status = info.value("status", "unknown");
+    } catch (const std::exception& e) {
+      r.notes.push_back(fmt::format("run.json unreadable ({}); status unknown", e.what()));
+    }
+  } else {
+    r.notes.push_back("no run.json; status unknown");
+  }
+  const fs::path recipe_file = r.dir / "recipe.toml";
+  if (!fs::exists(recipe_file)) {
+    r.notes.push_back("no recipe.toml; dataset and model unknown");
+    return;
+  }
+  try {
+    const Recipe recipe = load_recipe(recipe_file);
+    if (r.recipe.empty()) r.recipe = recipe.name;
+    r.dataset = recipe.data.dataset;
+    r.model = recipe.model.kind;
+    for (std::size_t i = 0; i < recipe.model.widths.size(); ++i)
+      r.model += (i == 0 ? " " : "-") + std::to_string(recipe.model.widths[i]);
+  } catch (const Error& e) {
+    r.notes.push_back(fmt::format("recipe.toml unreadable: {}", e.what()));
+  }
+}
+
+void analyze_ntk(RunReport& r, const ReportRules& rules) {
+  const fs::path file = r.dir / "ntk.csv";
+  if (!fs::exists(file)) {
+    r.notes.push_back("no ntk.csv (the recipe's probe.ntk is off): no NTK onsets");
+    return;
+  }
+  try {
+    const CsvTable t = read_csv(file);
+    r.notes.insert(r.notes.end(), t.notes.begin(), t.notes.end());
+    for (const auto& set : distinct(t, "probe_set")) {
+      const Series d = series_of(t, "distance_to_init", "probe_set", set);
+      if (d.empty()) continue;
+      NtkOnsets n;
+      n.probe_set = set;
+      n.max_distance = *std::max_element(d.value.begin(), d.value.end());
+      if (n.max_distance > 0) n.t_half_max = first_crossing(d, 0.5 * n.max_distance, true);
+      n.t_absolute = first_crossing(d, rules.ntk_absolute, true);
+      if (n.t_half_max && r.test.t50) {
+        n.lead_decades = decades_between(*n.t_half_max, *r.test.t50);
+        n.lead_steps = *r.test.t50 - *n.t_half_max;
+      }
+      r.ntk_sets.push_back(n);
+    }
+    if (r.ntk_sets.empty()) r.notes.push_back("ntk.csv has no rows yet: no NTK onsets");
+    for (const auto& n : r.ntk_sets)
+      if (n.probe_set == "train") r.ntk = n;
+    if (!r.ntk && !r.ntk_sets.empty()) r.ntk = r.ntk_sets.front();
+  } catch (const Error& e) {
+    r.ntk_sets.clear();
+    r.notes.push_back(fmt::format("NTK onsets left out: {}", e.what()));
+  }
+}
+
+void analyze_geometry(RunReport& r, const ReportRules& rules, double from) {
+  const fs::path file = r.dir / "geometry.csv";
+  if (!fs::exists(file)) {
+    r.notes.push_back("no geometry.csv (the recipe's probe.geometry is off): no capacity onsets");
+    return;
+  }
+  try {
+    const CsvTable t = read_csv(file);
+    r.notes.insert(r.notes.end(), t.notes.begin(), t.notes.end());
+    for (const auto& layer : distinct(t, "layer")) {
+      const Series cap = series_of(t, "capacity", "layer", layer);
+      if (cap.empty()) continue;
+      LayerOnsets l;
+      l.layer = layer;
+      // Noise floor: a few standard errors of the capacity at the two ends.
+      double noise = 0.01 * std::abs(value_at(cap, from));
+      if (t.has("capacity_se")) {
+        const Series se = series_of(t, "capacity_se", "layer", layer);
+        if (!se.empty())
+          noise = rules.capacity_se_multiple * std::hypot(value_at(se, from), se.value.back());
+      }
+      l.capacity = rise_after(cap, from, noise);
+      if (l.capacity.t50 && r.test.t50) {
+        l.lag_decades = decades_between(*r.test.t50, *l.capacity.t50);
+        l.lag_steps = *l.capacity.t50 - *r.test.t50;
+      }
+      const auto ends = [&](const char* col, double& start, double& final_value) {
+        const Series s = series_of(t, col, "layer", layer);
+        if (s.empty()) return;
+        start = value_at(s, from);
+        final_value = s.value.back();
+      };
+      ends("radius", l.radius_start, l.radius_final);
+      ends("dimension", l.dimension_start, l.dimension_final);
+      ends("center_correlation", l.center_correlation_start, l.center_correlation_final);
+      r.layers.push_back(l);
+    }
+    if (r.layers.empty()) r.notes.push_back("geometry.csv has no rows yet: no capacity onsets");
+  } catch (const Error& e) {
+    r.layers.clear();
+    r.notes.push_back(fmt::format("capacity onsets left out: {}", e.what()));
+  }
+}
+
+std::string steps_text(double t) { return fmt::format("{:.0f}", t); }
+
+// Where event A sits relative to event B, given log10(t_B / t_A): `together` when they are close,
+// else "1.1 decades before <noun>" or "0.4 decades after <noun>".
+std::string relation(double lead_decades, const ReportRules& rules, const std::string& together,
+                     const std::string& noun) {
+  if (std::abs(lead_decades) < rules.same_time_decades) return together;
+  return fmt::format("{:.1f} decades {} {}", std::abs(lead_decades), lead_decades > 0 ? "before" : "after", noun);
+}
+
+std::string verdict_of(const RunReport& r, const ReportRules& rules) {
+  std::string v;
+  if (r.status != "finished" && r.status != "unknown")
+    v += fmt::format("({} at step {}; onsets measured on what is logged) ",
+                     r.status == "running" ? "in progress" : r.status, steps_text(r.last_step));
+  if (!r.t_fit) {
+    return v + fmt::format("did not fit its training set (train accuracy peaked at {:.3f}); no onsets",
+                           r.best_train_accuracy);
+  }
+  if ((!r.test.moved || !r.test.t50) && r.test_from_start.t50 && r.test_from_start.upwards &&
+      *r.test_from_start.t50 <= rules.no_delay_factor * *r.t_fit) {
+    return v + fmt::format("no delay: test accuracy rose with the fit (t_50 {} from step 0, t_fit {}) and held "
+                           "({:.3f} at the fit, {:.3f} at the end)",
+                           steps_text(*r.test_from_start.t50), steps_text(*r.t_fit), r.test.start_value,
+                           r.test.final_value);
+  }
+  if (!r.test.moved || !r.test.t50) {
+    return v + fmt::format("fit its training set at step {} but test accuracy did not rise after it ({:.3f} -> {:.3f})",
+                           steps_text(*r.t_fit), r.test.start_value, r.test.final_value);
+  }
+  if (!r.test.upwards)
+    v += fmt::format("test accuracy fell after the fit ({:.3f} -> {:.3f}); ", r.test.start_value, r.test.final_value);
+  const double t50 = *r.test.t50;
+  if (t50 <= rules.no_delay_factor * *r.t_fit)
+    v += fmt::format("no delay (test t_50 {} <= {}·t_fit {})", steps_text(t50), rules.no_delay_factor,
+                     steps_text(*r.t_fit));
+  else
+    v += fmt::format("test accuracy rose {:.1f} decades after the fit (t_fit {}, t_50 {})",
+                     decades_between(*r.t_fit, t50), steps_text(*r.t_fit), steps_text(t50));
+  if (r.ntk && r.ntk->lead_decades) {
+    const double lead = *r.ntk->lead_decades;
+    v += "; NTK moved " +
+         relation(lead, rules, fmt::format("with the test rise (lead {:.1f} decades)", lead), "the test rise");
+  }
+  const LayerOnsets* output = nullptr;
+  for (const auto& l : r.layers)
+    if (l.layer == "output") output = &l;
+  if (output) {
+    const char* verb = output->capacity.upwards ? "rose" : "fell";
+    if (!output->capacity.moved)
+      v += "; output-layer capacity did not change";
+    else if (output->lag_decades)
+      v += fmt::format("; output-layer capacity {} {}", verb,
+                       relation(-*output->lag_decades, rules,
+                                fmt::format("with it (lag {:.1f} decades)", *output->lag_decades), "the test rise"));
+  }
+  return v;
+}
+
+nlohmann::ordered_json optional_json(const std::optional<double>& x) {
+  return x ? nlohmann::ordered_json(*x) : nlohmann::ordered_json(nullptr);
+}
+
+nlohmann::ordered_json rise_json(const Rise& rise) {
+  return {{"start", rise.start_value}, {"final", rise.final_value}, {"moved", rise.moved},
+          {"direction", rise.upwards ? "up" : "down"}, {"t10", optional_json(rise.t10)},
+          {"t50", optional_json(rise.t50)}, {"t90", optional_json(rise.t90)}};
+}
+
+std::string cell(const std::optional<double>& x) { return x ? steps_text(*x) : "-"; }
+std::string cell_decades(const std::optional<double>& x) { return x ? fmt::format("{:+.2f}", *x) : "-"; }
+
+}  // namespace
+
+RunReport analyze_run(const fs::path& dir, const ReportRules& rules) {
+  RunReport r;
+  r.dir = dir;
+  GS_CHECK(fs::is_directory(dir), "{}: no such run directory", dir.string());
+  const fs::path metrics_file = dir / "metrics.csv";
+  GS_CHECK(fs::exists(metrics_file), "{}: no metrics.csv; is it a run directory written by grokscope train?",
+           dir.string());
+  read_run_info(r);
+  const CsvTable metrics = read_csv(metrics_file);
+  r.notes.insert(r.notes.end(), metrics.notes.begin(), metrics.notes.end());
+  const Series train = series_of(metrics, "train_accuracy");
+  const Series test = series_of(metrics, "test_accuracy");
+  GS_CHECK(!train.empty() && !test.empty(), "{}: no rows with accuracies yet; has the run logged a step?",
+           metrics_file.string());
+  r.last_step = std::max(train.step.back(), test.step.back());
+  r.best_train_accuracy = *std::max_element(train.value.begin(), train.value.end());
+  r.t_fit = first_crossing(train, rules.fit_accuracy, true);
+  const double from = r.t_fit ? *r.t_fit : test.step.front();
+  r.test = rise_after(test, from, rules.min_accuracy_change);
+  r.test_from_start = rise_after(test, test.step.front(), rules.min_accuracy_change);
+  if (!r.t_fit) r.test = Rise{};
+  if (test.size() == 1) r.notes.push_back("one logged step only: no rise can be measured");
+  analyze_ntk(r, rules);
+  analyze_geometry(r, rules, from);
+  r.verdict = verdict_of(r, rules);
+  return r;
+}
+
+nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules) {
+  nlohmann::ordered_json j;
+  j["run"] = r.dir.string();
+  j["recipe"] = r.recipe;
+  j["dataset"] = r.dataset;
+  j["model"] = r.model;
+  j["status"] = r.status;
+  j["last_step"] = r.last_step;
+  j["interpolation"] = "onsets are interpolated linearly in log10(step) between logged steps (in step from step 0)";
+  j["rules"] = {{"t_fit", fmt::format("first step with train accuracy >= {}", rules.fit_accuracy)},
+                {"rise", "first steps at which a curve covered 10/50/90% of its way from its value at t_fit to its final value"},
+                {"ntk", fmt::format("first step at 50% of the maximum distance to init; first step above {}", rules.ntk_absolute)},
+                {"together", fmt::format("events less than {} decades apart", rules.same_time_decades)},
+                {"no_delay", fmt::format("test t_50 <= {} * t_fit", rules.no_delay_factor)}};
+  j["t_fit"] = optional_json(r.t_fit);
+  j["best_train_accuracy"] = r.best_train_accuracy;
+  j["test_accuracy"] = rise_json(r.test);
+  j["test_accuracy_from_start"] = rise_json(r.test_from_start);
+  if (r.t_fit && r.test.t50) {
+    j["delay_steps"] = *r.test.t50 - *r.t_fit;
+    j["delay_decades"] = decades_between(*r.t_fit, *r.test.t50);
+  } else {
+    j["delay_steps"] = nullptr;
+    j["delay_decades"] = nullptr;
+  }
+  auto ntk = nlohmann::ordered_json::object();
+  for (const auto& n : r.ntk_sets)
+    ntk[n.probe_set] = {{"max_distance_to_init", n.max_distance},
+                        {"t_half_max", optional_json(n.t_half_max)},
+                        {"t_above_absolute", optional_json(n.t_absolute)},
+                        {"lead_decades_over_test_t50", optional_json(n.lead_decades)},
+                        {"lead_steps_over_test_t50", optional_json(n.lead_steps)}};
+  j["ntk"] = ntk;
+  auto layers = nlohmann::ordered_json::array();
+  for (const auto& l : r.layers)
+    layers.push_back({{"layer", l.layer},
+                      {"capacity", rise_json(l.capacity)},
+                      {"lag_decades_after_test_t50", optional_json(l.lag_decades)},
+                      {"lag_steps_after_test_t50", optional_json(l.lag_steps)},
+                      {"radius", {{"start", l.radius_start}, {"final", l.radius_final}}},
+                      {"dimension", {{"start", l.dimension_start}, {"final", l.dimension_final}}},
+                      {"center_correlation",
+                       {{"start", l.center_correlation_start}, {"final", l.center_correlation_final}}}});
+  j["layers"] = layers;
+  j["notes"] = r.notes;
+  j["verdict"] = r.verdict;
+  return j;
+}
+
+std::string report_table(const std::vector<RunReport>& runs) {
+  std::string out = fmt::format("{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", "run", "t_fit",
+                                "t_10", "t_50", "t_90", "ntk_50%", "ntk>0.1", "cap_50%", "ntk_lead", "cap_lag");
+  for (const auto& r : runs) {
+    const LayerOnsets* output = nullptr;
+    for (const auto& l : r.layers)
+      if (l.layer == "output") output = &l;
+    std::string name = r.dir.filename().string();
+    if (name.empty()) name = r.dir.parent_path().filename().string();
+    if (name.size() > 28) name = name.substr(0, 27) + "~";
+    out += fmt::format("{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", name, cell(r.t_fit),
+                       cell(r.test.t10), cell(r.test.t50), cell(r.test.t90),
+                       r.ntk ? cell(r.ntk->t_half_max) : "-", r.ntk ? cell(r.ntk->t_absolute) : "-",
+                       output ? cell(output->capacity.t50) : "-", r.ntk ? cell_decades(r.ntk->lead_decades) : "-",
+                       output ? cell_decades(output->lag_decades) : "-");
+  }
+  out += "(steps interpolated in log-step between logged steps; ntk_lead and cap_lag in decades relative to t_50)\n";
+  for (const auto& r : runs) out += fmt::format("{}: {}\n", r.dir.string(), r.verdict);
+  return out;
+}
+
+std::vector<std::string> comparability_warnings(const std::vector<RunReport>& runs) {
+  std::vector<std::string> out;
+  if (runs.size() < 2) return out;
+  const RunReport& first = runs.front();
+  for (std::size_t i = 1; i < runs.size(); ++i) {
+    const RunReport& r = runs[i];
+    if (r.dataset != first.dataset)
+      out.push_back(fmt::format("{} trains on {} but {} on {}: its curves are not comparable with the others'",
+                                r.dir.string(), r.dataset.empty() ? "an unknown dataset" : r.dataset,
+                                first.dir.string(), first.dataset.empty() ? "an unknown dataset" : first.dataset));
+    else if (r.model != first.model)
+      out.push_back(fmt::format("{} is a {} but {} a {}: layer-by-layer geometry is not comparable",
+                                r.dir.string(), r.model, first.dir.string(), first.model));
+  }
+  return out;
+}
+
+}  // namespace gs::experiments

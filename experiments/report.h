@@ -1,0 +1,77 @@
+#pragma once
+// The answer a run directory holds: when the network fit its training set, when test accuracy
+// rose, when the NTK moved and when each layer's capacity changed, the lags between them, and a
+// one-line verdict. Read from metrics.csv, ntk.csv and geometry.csv; written as summary.json.
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/onsets.h"
+
+namespace gs::experiments {
+
+// Thresholds of the report, in one place so the docs and the tests can name them.
+struct ReportRules {
+  double fit_accuracy = 0.99;        // t_fit: first step with train accuracy at least this
+  double min_accuracy_change = 0.01; // a test curve that moves less than this did not rise
+  double ntk_absolute = 0.1;         // second NTK departure: distance to init above this
+  double same_time_decades = 0.25;   // two events closer than this happened "together"
+  double no_delay_factor = 2;        // "no delay" when t_50 <= factor * t_fit
+  double capacity_se_multiple = 3;   // capacity changes smaller than this many s.e. are noise
+};
+
+struct LayerOnsets {
+  std::string layer;
+  Rise capacity;
+  std::optional<double> lag_decades;  // log10(capacity t_50 / test t_50); negative: earlier
+  std::optional<double> lag_steps;
+  double radius_start = 0, radius_final = 0;
+  double dimension_start = 0, dimension_final = 0;
+  double center_correlation_start = 0, center_correlation_final = 0;
+};
+
+struct NtkOnsets {
+  std::string probe_set;
+  double max_distance = 0;
+  std::optional<double> t_half_max;   // first step at 50% of the maximum distance to init
+  std::optional<double> t_absolute;   // first step with distance to init above ReportRules::ntk_absolute
+  std::optional<double> lead_decades; // log10(test t_50 / t_half_max); positive: NTK first
+  std::optional<double> lead_steps;
+};
+
+struct RunReport {
+  std::filesystem::path dir;
+  std::string recipe;       // the recipe's name, from run.json or recipe.toml
+  std::string dataset;      // data.dataset of the recipe
+  std::string model;        // kind and widths or channels, to tell incomparable runs apart
+  std::string status;       // run.json's status: finished, running, stopped, failed, unknown
+  double last_step = 0;
+  std::optional<double> t_fit;
+  double best_train_accuracy = 0;
+  Rise test;                // from t_fit to the end
+  Rise test_from_start;     // from the first logged step to the end: tells "rose with the fit" apart
+  std::optional<NtkOnsets> ntk;            // the train probe set when logged, else test
+  std::vector<NtkOnsets> ntk_sets;          // every probe set of ntk.csv
+  std::vector<LayerOnsets> layers;          // geometry.csv's layers, in the file's order
+  std::vector<std::string> notes;           // what could not be reported, and why
+  std::string verdict;
+};
+
+// Reads and analyses one run directory. Throws gs::Error, naming the file and line, when
+// metrics.csv is missing, empty or malformed; a missing or broken ntk.csv or geometry.csv is a
+// note, and the rest is reported.
+RunReport analyze_run(const std::filesystem::path& dir, const ReportRules& rules = {});
+
+nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules = {});
+
+// The table printed on stdout: one row per run, then one verdict line per run.
+std::string report_table(const std::vector<RunReport>& runs);
+
+// Lines saying which runs cannot be compared with the first (another dataset or architecture).
+std::vector<std::string> comparability_warnings(const std::vector<RunReport>& runs);
+
+}  // namespace gs::experiments

@@ -1,0 +1,413 @@
+// The report on synthetic run directories whose onsets are known in closed form: step functions
+// (the crossing sits at a known fraction of the log-step interval), sigmoids in log-step (the
+// crossing of level q sits at 10^(centre + width·logit q)), noisy curves, curves that never rise,
+// a single logged point; then bad input, and the figures when matplotlib is present.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/io/npy.h"
+#include "experiments/report.h"
+#include "experiments/report_command.h"
+#include "temp_dir.h"
+
+using namespace gs;
+using namespace gs::experiments;
+namespace fs = std::filesystem;
+
+namespace {
+
+using Curve = std::function<double(double)>;
+
+double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+double logit(double q) { return std::log(q / (1 - q)); }
+// A rise from a0 to a1 centred at 10^centre steps, `width` decades wide.
+Curve log_sigmoid(double a0, double a1, double centre, double width) {
+  return [=](double t) { return a0 + (a1 - a0) * sigmoid((std::log10(std::max(t, 1e-9)) - centre) / width); };
+}
+Curve step_at(double before, double after, double at) {
+  return [=](double t) { return t < at ? before : after; };
+}
+Curve constant(double v) {
+  return [=](double) { return v; };
+}
+
+// 0, then `per_decade` log-spaced steps per decade up to 1e5, rounded and distinct.
+std::vector<double> log_steps(int per_decade, double last = 1e5) {
+  std::vector<double> s{0};
+  for (int k = 0;; ++k) {
+    const double t = std::round(std::pow(10.0, static_cast<double>(k) / per_decade));
+    if (t > last) break;
+    if (t > s.back()) s.push_back(t);
+  }
+  if (s.back() < last) s.push_back(last);
+  return s;
+}
+
+struct SyntheticRun {
+  std::vector<double> steps = log_steps(20);
+  Curve train = step_at(0.1, 1.0, 100);
+  Curve test = log_sigmoid(0.2, 0.9, 4, 0.15);
+  double noise = 0;                  // uniform ± noise on the test accuracy
+  std::vector<double> probe_steps = log_steps(8);
+  std::optional<Curve> ntk;          // distance to init, same for both probe sets
+  std::optional<Curve> capacity;     // the output layer's; the hidden layer's stays flat
+  double capacity_se = 0.001;
+  std::string status = "finished";
+  std::string dataset = "mnist";
+
+  void write(const fs::path& dir) const {
+    fs::create_directories(dir);
+    std::mt19937_64 gen(7);
+    std::uniform_real_distribution<double> u(-noise, noise);
+    std::ofstream m(dir / "metrics.csv");
+    m << "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,weight_norm,output_weight_norm,seconds\n";
+    for (double t : steps)
+      m << fmt::format("{},0,{},{},{},{},1,1,0\n", t, 1 - train(t), train(t), 1 - test(t), test(t) + u(gen));
+    if (ntk) {
+      std::ofstream n(dir / "ntk.csv");
+      n << "step,probe_set,distance_to_init,distance_to_previous,trace_distance_to_init,alignment,"
+           "output_distance_to_init,rest_distance_to_init,share_layers.1,share_layers.3\n";
+      double previous = 0;
+      for (std::size_t i = 0; i < probe_steps.size(); ++i) {
+        const double t = probe_steps[i], d = (*ntk)(t);
+        for (const char* set : {"train", "test"})
+          n << fmt::format("{},{},{},{},0,0.5,0,0,0.5,0.5\n", t, set, d, i == 0 ? std::string("nan")
+                                                                                : fmt::format("{}", std::abs(d - previous)));
+        previous = d;
+      }
+    }
+    if (capacity) {
+      std::ofstream g(dir / "geometry.csv");
+      g << "step,layer,capacity,capacity_se,radius,dimension,center_correlation,k\n";
+      for (double t : probe_steps) {
+        g << fmt::format("{},layers.1,0.07,{},1,30,0.25,1\n", t, capacity_se);
+        g << fmt::format("{},output,{},{},1,10,0.2,1\n", t, (*capacity)(t), capacity_se);
+      }
+    }
+    std::ofstream(dir / "run.json") << fmt::format(R"({{"recipe": "synthetic", "status": "{}", "last_step": {}}})",
+                                                   status, steps.back());
+    std::ofstream(dir / "recipe.toml") << fmt::format("name = 'synthetic'\n[data]\ndataset = '{}'\n", dataset);
+  }
+};
+
+// The two logged steps around the first step where `curve` jumps.
+std::pair<double, double> bracket(const std::vector<double>& steps, double at) {
+  for (std::size_t i = 1; i < steps.size(); ++i)
+    if (steps[i] >= at) return {steps[i - 1], steps[i]};
+  FAIL("no bracket");
+  return {0, 0};
+}
+
+double decades_off(double measured, double expected) { return std::abs(std::log10(measured / expected)); }
+
+}  // namespace
+
+TEST_SUITE("report") {
+  TEST_CASE("onsets of step functions sit at the known log-step fraction of their interval") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.test = step_at(0.1, 0.9, 10000);
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    // Train accuracy jumps 0.1 -> 1 between the bracketing steps; 0.99 is 0.89/0.9 of the way.
+    const auto [f0, f1] = bracket(run.steps, 100);
+    REQUIRE(r.t_fit);
+    CHECK(*r.t_fit == doctest::Approx(f0 * std::pow(f1 / f0, 0.89 / 0.9)).epsilon(1e-9));
+    const auto [s0, s1] = bracket(run.steps, 10000);
+    REQUIRE(r.test.t10);
+    CHECK(r.test.start_value == doctest::Approx(0.1));
+    CHECK(r.test.final_value == doctest::Approx(0.9));
+    CHECK(*r.test.t10 == doctest::Approx(s0 * std::pow(s1 / s0, 0.1)).epsilon(1e-9));
+    CHECK(*r.test.t50 == doctest::Approx(s0 * std::pow(s1 / s0, 0.5)).epsilon(1e-9));
+    CHECK(*r.test.t90 == doctest::Approx(s0 * std::pow(s1 / s0, 0.9)).epsilon(1e-9));
+    CHECK(r.verdict.find("test accuracy rose") != std::string::npos);
+  }
+
+  TEST_CASE("onsets of sigmoids in log-step match their closed form") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    const double a0 = 0.2, a1 = 0.9, centre = 4, width = 0.15;
+    run.test = log_sigmoid(a0, a1, centre, width);
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    REQUIRE(r.t_fit);
+    const double start = run.test(*r.t_fit), final_value = run.test(1e5);
+    for (const auto& [q, t] : {std::pair{0.1, r.test.t10}, std::pair{0.5, r.test.t50}, std::pair{0.9, r.test.t90}}) {
+      const double level = (start + q * (final_value - start) - a0) / (a1 - a0);
+      const double expected = std::pow(10.0, centre + width * logit(level));
+      REQUIRE(t);
+      CHECK_MESSAGE(decades_off(*t, expected) < 0.01, "q=", q, " measured ", *t, " expected ", expected);
+    }
+    CHECK(decades_between(*r.t_fit, *r.test.t50) == doctest::Approx(2).epsilon(0.01));
+  }
+
+  TEST_CASE("a noisy rise is still placed within a twentieth of a decade") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.noise = 0.004;
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    REQUIRE(r.test.t50);
+    CHECK(decades_off(*r.test.t50, 1e4) < 0.05);
+    CHECK(decades_off(*r.test.t10, std::pow(10.0, 4 + 0.15 * logit(0.1))) < 0.1);
+  }
+
+  TEST_CASE("a test curve that never rises has no onsets and says so") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.test = constant(0.3);
+    run.noise = 0.002;
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    CHECK(r.t_fit);
+    CHECK_FALSE(r.test.moved);
+    CHECK_FALSE(r.test.t50);
+    CHECK(r.verdict.find("did not rise") != std::string::npos);
+    const auto j = report_json(r);
+    CHECK(j["test_accuracy"]["t50"].is_null());
+    CHECK(j["delay_decades"].is_null());
+  }
+
+  TEST_CASE("a run that never fits its training set") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.train = log_sigmoid(0.1, 0.9, 2, 0.2);
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    CHECK_FALSE(r.t_fit);
+    CHECK_FALSE(r.test.t50);
+    CHECK(r.best_train_accuracy == doctest::Approx(0.9).epsilon(1e-3));
+    CHECK(r.verdict.find("did not fit its training set") != std::string::npos);
+  }
+
+  TEST_CASE("a single logged point is reported without onsets") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.steps = {0};
+    run.train = constant(1.0);
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    REQUIRE(r.t_fit);
+    CHECK(*r.t_fit == 0);
+    CHECK_FALSE(r.test.moved);
+    CHECK(r.verdict.find("did not rise") != std::string::npos);
+    bool noted = false;
+    for (const auto& n : r.notes) noted |= n.find("one logged step") != std::string::npos;
+    CHECK(noted);
+  }
+
+  TEST_CASE("a rise right after the fit is 'no delay'") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.test = log_sigmoid(0.2, 0.9, std::log10(150.0), 0.05);
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    REQUIRE(r.test.t50);
+    CHECK(*r.test.t50 <= 2 * *r.t_fit);
+    CHECK(r.verdict.rfind("no delay", 0) == 0);
+  }
+
+  TEST_CASE("a run that generalizes while it fits is 'no delay', not 'did not rise'") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.test = log_sigmoid(0.1, 0.9, std::log10(40.0), 0.05);
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    CHECK_FALSE(r.test.moved);  // flat after the fit at step ~100
+    REQUIRE(r.test_from_start.t50);
+    CHECK(decades_off(*r.test_from_start.t50, 40) < 0.02);
+    CHECK_MESSAGE(r.verdict.rfind("no delay: test accuracy rose with the fit", 0) == 0, r.verdict);
+  }
+
+  TEST_CASE("NTK departure and output capacity onset: numbers and the verdict") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.ntk = log_sigmoid(0, 0.4, 3, 0.1);
+    run.capacity = log_sigmoid(0.1, 0.5, 4.1, 0.1);
+    run.probe_steps = log_steps(40);
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    REQUIRE(r.ntk);
+    CHECK(r.ntk->probe_set == "train");
+    CHECK(r.ntk_sets.size() == 2);
+    // The maximum is the last logged value, 0.4·σ(20): half of it is at 10^3 (within 1e-9).
+    REQUIRE(r.ntk->t_half_max);
+    CHECK(decades_off(*r.ntk->t_half_max, 1e3) < 0.01);
+    // Above 0.1 where σ = 0.25: 10^(3 + 0.1·logit 0.25).
+    REQUIRE(r.ntk->t_absolute);
+    CHECK(decades_off(*r.ntk->t_absolute, std::pow(10.0, 3 + 0.1 * logit(0.25))) < 0.01);
+    CHECK(*r.ntk->lead_decades == doctest::Approx(1).epsilon(0.02));
+    REQUIRE(r.layers.size() == 2);
+    CHECK(r.layers[0].layer == "layers.1");
+    CHECK_FALSE(r.layers[0].capacity.moved);  // flat within its standard error
+    const LayerOnsets& out = r.layers[1];
+    REQUIRE(out.capacity.t50);
+    CHECK(decades_off(*out.capacity.t50, std::pow(10.0, 4.1)) < 0.01);
+    CHECK(*out.lag_decades == doctest::Approx(0.1).epsilon(0.1));
+    CHECK_MESSAGE(r.verdict.find("NTK moved 1.0 decades before the test rise; output-layer capacity rose with it "
+                                 "(lag 0.1 decades)") != std::string::npos, r.verdict);
+    const auto j = report_json(r);
+    CHECK(j["ntk"]["train"]["t_half_max"].get<double>() == doctest::Approx(*r.ntk->t_half_max));
+    CHECK(j["layers"][1]["capacity"]["t50"].get<double>() == doctest::Approx(*out.capacity.t50));
+  }
+
+  TEST_CASE("capacity that rises after the test rise, and NTK that moves with it") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.ntk = log_sigmoid(0, 0.4, 4.05, 0.1);
+    run.capacity = log_sigmoid(0.1, 0.5, 4.6, 0.1);
+    run.probe_steps = log_steps(40);
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    CHECK_MESSAGE(r.verdict.find("NTK moved with the test rise") != std::string::npos, r.verdict);
+    CHECK_MESSAGE(r.verdict.find("output-layer capacity rose 0.6 decades after the test rise") != std::string::npos,
+                  r.verdict);
+  }
+
+  TEST_CASE("a run in progress is reported as such, on what it logged") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.steps = log_steps(20, 3e4);
+    run.status = "running";
+    run.write(tmp.path());
+    const RunReport r = analyze_run(tmp.path());
+    CHECK(r.status == "running");
+    CHECK(r.last_step == 3e4);
+    CHECK(r.verdict.rfind("(in progress at step 30000", 0) == 0);
+  }
+
+  TEST_CASE("a torn last line is left out with a note; a torn middle line is an error naming it") {
+    test::TempDir tmp;
+    SyntheticRun{}.write(tmp.path());
+    { std::ofstream(tmp / "metrics.csv", std::ios::app) << "100001,0,0.1"; }
+    const RunReport r = analyze_run(tmp.path());
+    bool noted = false;
+    for (const auto& n : r.notes) noted |= n.find("last line is incomplete") != std::string::npos;
+    CHECK(noted);
+    { std::ofstream(tmp / "metrics.csv", std::ios::app) << "\n100002,0,0,1,0,1,1,1,0\n"; }
+    CHECK_THROWS_WITH(analyze_run(tmp.path()), doctest::Contains("fields where the header has 9"));
+  }
+
+  TEST_CASE("bad metrics name the file, the line and what is wrong") {
+    test::TempDir tmp;
+    CHECK_THROWS_WITH(analyze_run(tmp / "nowhere"), doctest::Contains("no such run directory"));
+    CHECK_THROWS_WITH(analyze_run(tmp.path()), doctest::Contains("no metrics.csv"));
+    std::ofstream(tmp / "metrics.csv").close();
+    CHECK_THROWS_WITH(analyze_run(tmp.path()), doctest::Contains("metrics.csv: the file is empty"));
+    std::ofstream(tmp / "metrics.csv") << "step,train_accuracy,test_accuracy\n";
+    CHECK_THROWS_WITH(analyze_run(tmp.path()), doctest::Contains("no rows with accuracies"));
+    std::ofstream(tmp / "metrics.csv") << "step,train_accuracy,test_accuracy\n0,0.1,0.1\n1,high,0.1\n";
+    CHECK_THROWS_WITH(analyze_run(tmp.path()),
+                      doctest::Contains("metrics.csv:3: column 'train_accuracy' holds 'high', not a number"));
+    std::ofstream(tmp / "metrics.csv") << "step,train_accuracy,test_accuracy\n5,0.1,0.1\n2,0.1,0.1\n";
+    CHECK_THROWS_WITH(analyze_run(tmp.path()), doctest::Contains("metrics.csv:3: step 2 does not come after step 5"));
+    std::ofstream(tmp / "metrics.csv") << "step,test_accuracy\n0,0.1\n";
+    CHECK_THROWS_WITH(analyze_run(tmp.path()), doctest::Contains("no column 'train_accuracy'"));
+  }
+
+  TEST_CASE("a broken ntk.csv or geometry.csv is a note; the rest is reported") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.ntk = log_sigmoid(0, 0.4, 3, 0.1);
+    run.capacity = log_sigmoid(0.1, 0.5, 4.1, 0.1);
+    run.write(tmp.path());
+    std::ofstream(tmp / "geometry.csv") << "step,layer,capacity\n0,output,zero\n";
+    fs::remove(tmp / "ntk.csv");
+    const RunReport r = analyze_run(tmp.path());
+    CHECK(r.test.t50);
+    CHECK(r.layers.empty());
+    CHECK_FALSE(r.ntk);
+    std::string notes;
+    for (const auto& n : r.notes) notes += n + "\n";
+    CHECK(notes.find("no ntk.csv") != std::string::npos);
+    CHECK(notes.find("geometry.csv:2: column 'capacity' holds 'zero'") != std::string::npos);
+  }
+
+  TEST_CASE("a failed report never replaces a good summary.json") {
+    test::TempDir tmp;
+    SyntheticRun{}.write(tmp / "run");
+    ReportCommand cmd;
+    cmd.runs = {tmp / "run"};
+    cmd.figures = false;
+    CHECK(run_report_command(cmd) == 0);
+    std::ifstream in(tmp / "run" / "summary.json");
+    const std::string good((std::istreambuf_iterator<char>(in)), {});
+    CHECK(nlohmann::json::parse(good)["test_accuracy"]["t50"].get<double>() > 0);
+    std::ofstream(tmp / "run" / "metrics.csv") << "step,train_accuracy,test_accuracy\n0,0.1,oops\n";
+    CHECK(run_report_command(cmd) == 1);
+    std::ifstream again(tmp / "run" / "summary.json");
+    CHECK(std::string((std::istreambuf_iterator<char>(again)), {}) == good);
+  }
+
+  TEST_CASE("runs on different datasets given together are named in a warning") {
+    test::TempDir tmp;
+    SyntheticRun a, b;
+    b.dataset = "fashion-mnist";
+    a.write(tmp / "a");
+    b.write(tmp / "b");
+    const auto warnings = comparability_warnings({analyze_run(tmp / "a"), analyze_run(tmp / "b")});
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].find((tmp / "b").string()) != std::string::npos);
+    CHECK(warnings[0].find("fashion-mnist") != std::string::npos);
+  }
+}
+
+// Runs the figure script through the binary on two synthetic runs; tests/main.cpp skips the suite
+// (exit 77) where the interpreter has no matplotlib.
+TEST_SUITE("report_figures") {
+  TEST_CASE("grokscope report draws every figure of every run, and the side-by-side one") {
+    test::TempDir tmp;
+    SyntheticRun grokking, control;
+    grokking.ntk = control.ntk = log_sigmoid(0, 0.4, 3, 0.1);
+    grokking.capacity = log_sigmoid(0.1, 0.5, 4.1, 0.1);
+    control.test = log_sigmoid(0.2, 0.9, 2.1, 0.1);
+    control.capacity = log_sigmoid(0.1, 0.5, 2.2, 0.1);
+    grokking.write(tmp / "runs" / "grokking");
+    control.write(tmp / "runs" / "control");
+    // The pairwise kernel distances the runner writes at the final step.
+    const std::vector<float> steps{0, 10, 100, 1000};
+    std::vector<float> d(16);
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) d[i * 4 + j] = 0.1f * static_cast<float>(std::abs(i - j));
+    io::save_npy(tmp / "runs" / "grokking" / "ntk_pairwise_steps.npy", Tensor::from(steps, {4}));
+    io::save_npy(tmp / "runs" / "grokking" / "ntk_pairwise_train.npy", Tensor::from(d, {4, 4}));
+
+    const std::string cmd = fmt::format("{} report {} {} 2>&1", GROKSCOPE_BINARY, (tmp / "runs" / "grokking").string(),
+                                        (tmp / "runs" / "control").string());
+    std::FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    const int status = pclose(p);
+    INFO(out);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(out.find("no delay") != std::string::npos);
+    const auto check_png = [](const fs::path& png) {
+      INFO(png.string());
+      REQUIRE(fs::exists(png));
+      CHECK(fs::file_size(png) > 10000);  // a drawn figure, not an empty canvas
+      std::ifstream in(png, std::ios::binary);
+      char magic[8];
+      in.read(magic, 8);
+      CHECK(std::string(magic + 1, 3) == "PNG");
+      CHECK(fs::exists(fs::path(png).replace_extension(".pdf")));
+    };
+    for (const char* name : {"training", "ntk", "ntk_pairwise", "geometry", "overlay"})
+      check_png(tmp / "runs" / "grokking" / "figures" / (std::string(name) + ".png"));
+    for (const char* name : {"training", "ntk", "geometry", "overlay"})
+      check_png(tmp / "runs" / "control" / "figures" / (std::string(name) + ".png"));
+    check_png(tmp / "runs" / "comparison.png");
+  }
+}

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""The report's figures, drawn from a run directory's CSVs and its summary.json.
+
+    report_figures.py RUN_DIR [RUN_DIR ...] [--out DIR]
+
+`grokscope report` writes summary.json and then runs this script (it carries a copy compiled in);
+it can also be run by hand. Per run, RUN_DIR/figures/ gets, as PNG and PDF:
+  training      train and test accuracy and loss against step
+  ntk           kernel distance to init and to the previous probe step
+  ntk_pairwise  kernel distance between every two probe steps (when the run wrote it)
+  geometry      capacity, radius, dimension and center correlation per layer
+  overlay       normalized test accuracy, kernel distance and output-layer capacity, onsets marked
+With several runs, DIR/comparison.{png,pdf} sets them side by side, one column per run.
+Exit status 3: matplotlib is missing (Debian: python3-matplotlib).
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+import textwrap
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+except ImportError as e:  # the caller turns this into a hint to install the package
+    print(f"report_figures: {e}", file=sys.stderr)
+    sys.exit(3)
+
+
+def read_csv(path):
+    """Columns of a grokscope CSV as lists of strings; None when the file is missing or empty."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if len(rows) < 2:
+        return None
+    header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
+    return {name: [r[i] for r in body] for i, name in enumerate(header)}
+
+
+def numbers(values):
+    return np.array([float(v) for v in values])
+
+
+def where(table, column, value):
+    keep = [i for i, v in enumerate(table[column]) if v == value]
+    return {k: [col[i] for i in keep] for k, col in table.items()}
+
+
+def log_axis(ax):
+    # symlog keeps step 0 (the initial state) on an otherwise logarithmic axis.
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("step")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def mark(ax, step, label, color):
+    if step is not None:
+        ax.axvline(step, color=color, linestyle="--", linewidth=1, label=label)
+
+
+def save(fig, directory, name):
+    os.makedirs(directory, exist_ok=True)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(os.path.join(directory, f"{name}.{ext}"), dpi=130)
+    plt.close(fig)
+
+
+def load_run(run):
+    summary_path = os.path.join(run, "summary.json")
+    summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+    return {
+        "dir": run,
+        "name": summary.get("recipe") or os.path.basename(os.path.normpath(run)),
+        "summary": summary,
+        "metrics": read_csv(os.path.join(run, "metrics.csv")),
+        "ntk": read_csv(os.path.join(run, "ntk.csv")),
+        "geometry": read_csv(os.path.join(run, "geometry.csv")),
+    }
+
+
+def ntk_probe_set(r):
+    sets = r["summary"].get("ntk", {})
+    return "train" if "train" in sets else next(iter(sets), None)
+
+
+def output_layer(r):
+    for layer in r["summary"].get("layers", []):
+        if layer["layer"] == "output":
+            return layer
+    return None
+
+
+def plot_training(r, out):
+    m = r["metrics"]
+    step = numbers(m["step"])
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for split, color in (("train", "tab:blue"), ("test", "tab:orange")):
+        acc.plot(step, numbers(m[f"{split}_accuracy"]), color=color, label=split)
+        loss.plot(step, numbers(m[f"{split}_loss"]), color=color, label=split)
+    s = r["summary"]
+    mark(acc, s.get("t_fit"), "t_fit", "tab:blue")
+    mark(acc, (s.get("test_accuracy") or {}).get("t50"), "test t_50", "tab:orange")
+    acc.set_ylabel("accuracy")
+    acc.set_ylim(0, 1.02)
+    loss.set_ylabel("loss")
+    loss.set_yscale("log")
+    for ax in (acc, loss):
+        log_axis(ax)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{r['name']}: accuracy and loss")
+    save(fig, out, "training")
+
+
+def plot_ntk(r, out):
+    t = r["ntk"]
+    fig, (dist, vel) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for probe_set, color in (("train", "tab:blue"), ("test", "tab:orange")):
+        rows = where(t, "probe_set", probe_set)
+        if not rows["step"]:
+            continue
+        step = numbers(rows["step"])
+        dist.plot(step, numbers(rows["distance_to_init"]), "o-", ms=3, color=color, label=f"{probe_set} points")
+        prev = numbers(rows["distance_to_previous"])
+        vel.plot(step[1:], prev[1:], "o-", ms=3, color=color, label=f"{probe_set} points")
+        onsets = r["summary"].get("ntk", {}).get(probe_set, {})
+        mark(dist, onsets.get("t_half_max"), f"{probe_set}: 50% of max", color)
+    mark(dist, (r["summary"].get("test_accuracy") or {}).get("t50"), "test t_50", "black")
+    dist.set_ylabel("kernel distance to init")
+    vel.set_ylabel("kernel distance to previous probe step")
+    vel.set_yscale("log")
+    for ax in (dist, vel):
+        log_axis(ax)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{r['name']}: NTK movement (½‖K/‖K‖ − K'/‖K'‖‖²)")
+    save(fig, out, "ntk")
+
+
+def plot_pairwise(r, out):
+    steps_file = os.path.join(r["dir"], "ntk_pairwise_steps.npy")
+    panels = [(s, os.path.join(r["dir"], f"ntk_pairwise_{s}.npy")) for s in ("train", "test")]
+    panels = [(s, p) for s, p in panels if os.path.exists(p)]
+    if not panels or not os.path.exists(steps_file):
+        return
+    steps = np.load(steps_file)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
+    for ax, (probe_set, path) in zip(axes[0], panels):
+        d = np.load(path)
+        im = ax.imshow(d, cmap="magma", origin="lower")
+        ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
+        ax.set_xticks(ticks, [str(int(steps[i])) for i in ticks], rotation=60, fontsize=7)
+        ax.set_yticks(ticks, [str(int(steps[i])) for i in ticks], fontsize=7)
+        ax.set_xlabel("probe step")
+        ax.set_ylabel("probe step")
+        ax.set_title(f"{probe_set} points")
+        fig.colorbar(im, ax=ax, fraction=0.046, label="kernel distance")
+    fig.suptitle(f"{r['name']}: kernel distance between probe steps")
+    save(fig, out, "ntk_pairwise")
+
+
+def plot_geometry(r, out):
+    g = r["geometry"]
+    layers = list(dict.fromkeys(g["layer"]))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(layers)))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    quantities = (("capacity", "capacity α_M"), ("radius", "radius R_M"), ("dimension", "dimension D_M"),
+                  ("center_correlation", "center correlation"))
+    for ax, (column, label) in zip(axes.flat, quantities):
+        for layer, color in zip(layers, colors):
+            rows = where(g, "layer", layer)
+            ax.plot(numbers(rows["step"]), numbers(rows[column]), "o-", ms=2.5, color=color, label=layer)
+        mark(ax, (r["summary"].get("test_accuracy") or {}).get("t50"), "test t_50", "black")
+        ax.set_ylabel(label)
+        log_axis(ax)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{r['name']}: representational geometry per layer (MFTMA)")
+    save(fig, out, "geometry")
+
+
+def normalized(values, start, final):
+    return (values - start) / (final - start) if final != start else None
+
+
+def draw_overlay(ax, r, legend=True):
+    """Test accuracy, kernel distance and output capacity, each scaled to run from 0 to 1."""
+    s = r["summary"]
+    m = r["metrics"]
+    test = s.get("test_accuracy") or {}
+    acc = normalized(numbers(m["test_accuracy"]), test.get("start", 0), test.get("final", 1))
+    if acc is not None and test.get("moved"):
+        ax.plot(numbers(m["step"]), acc, color="tab:orange", label="test accuracy")
+    probe_set = ntk_probe_set(r)
+    if r["ntk"] is not None and probe_set:
+        rows = where(r["ntk"], "probe_set", probe_set)
+        d = numbers(rows["distance_to_init"])
+        if len(d) and np.nanmax(d) > 0:
+            ax.plot(numbers(rows["step"]), d / np.nanmax(d), "o-", ms=3, color="tab:purple",
+                    label=f"kernel distance ({probe_set})")
+            mark(ax, s["ntk"][probe_set].get("t_half_max"), "kernel: 50% of its maximum", "tab:purple")
+    out_layer = output_layer(r)
+    if r["geometry"] is not None and out_layer and out_layer["capacity"]["moved"]:
+        rows = where(r["geometry"], "layer", "output")
+        c = normalized(numbers(rows["capacity"]), out_layer["capacity"]["start"], out_layer["capacity"]["final"])
+        ax.plot(numbers(rows["step"]), c, "s-", ms=3, color="tab:green", label="output capacity")
+        mark(ax, out_layer["capacity"].get("t50"), "capacity t_50", "tab:green")
+    mark(ax, s.get("t_fit"), "t_fit", "tab:blue")
+    mark(ax, test.get("t50"), "test t_50", "tab:orange")
+    ax.set_ylabel("normalized (0 at t_fit, 1 at end)")
+    ax.set_ylim(-0.15, 1.15)
+    log_axis(ax)
+    if legend:
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
+
+
+def plot_overlay(r, out):
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    draw_overlay(ax, r)
+    verdict = r["summary"].get("verdict", "")
+    ax.set_title("\n".join(textwrap.wrap(f"{r['name']}: {verdict}", 95)), fontsize=9)
+    save(fig, out, "overlay")
+
+
+def plot_comparison(runs, out):
+    fig, axes = plt.subplots(3, len(runs), figsize=(4.2 * len(runs), 9), squeeze=False, sharex=True)
+    for col, r in enumerate(runs):
+        m = r["metrics"]
+        step = numbers(m["step"])
+        top, mid, bottom = axes[0, col], axes[1, col], axes[2, col]
+        top.plot(step, numbers(m["train_accuracy"]), color="tab:blue", label="train")
+        top.plot(step, numbers(m["test_accuracy"]), color="tab:orange", label="test")
+        top.set_ylim(0, 1.02)
+        delay = r["summary"].get("delay_decades")
+        verdict = r["summary"].get("verdict", "")
+        tag = ("no delay" if "no delay" in verdict else
+               "no rise" if delay is None else f"delayed {delay:.1f} decades")
+        top.set_title(f"{r['name']}\n({tag})", fontsize=9)
+        probe_set = ntk_probe_set(r)
+        if r["ntk"] is not None and probe_set:
+            rows = where(r["ntk"], "probe_set", probe_set)
+            mid.plot(numbers(rows["step"]), numbers(rows["distance_to_init"]), "o-", ms=3, color="tab:purple")
+        else:
+            mid.text(0.5, 0.5, "no ntk.csv", ha="center", transform=mid.transAxes, color="gray")
+        rows = where(r["geometry"], "layer", "output") if r["geometry"] is not None else {"step": []}
+        if rows["step"]:
+            bottom.plot(numbers(rows["step"]), numbers(rows["capacity"]), "s-", ms=3, color="tab:green")
+        else:
+            bottom.text(0.5, 0.5, "no geometry.csv", ha="center", transform=bottom.transAxes, color="gray")
+        for ax in (top, mid, bottom):
+            log_axis(ax)
+            mark(ax, (r["summary"].get("test_accuracy") or {}).get("t50"), None, "tab:orange")
+        if col == 0:
+            top.set_ylabel("accuracy")
+            top.legend(fontsize=8)
+            mid.set_ylabel("kernel distance to init")
+            bottom.set_ylabel("output-layer capacity")
+    fig.suptitle("runs side by side (dashed: test t_50)")
+    save(fig, out, "comparison")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--out", default=None, help="where comparison.{png,pdf} goes (several runs)")
+    args = parser.parse_args()
+    runs = [load_run(d) for d in args.runs]
+    failed = False
+    for r in runs:
+        if r["metrics"] is None:
+            print(f"report_figures: {r['dir']}: no metrics.csv rows; no figures", file=sys.stderr)
+            failed = True
+            continue
+        out = os.path.join(r["dir"], "figures")
+        plot_training(r, out)
+        if r["ntk"] is not None:
+            plot_ntk(r, out)
+            plot_pairwise(r, out)
+        if r["geometry"] is not None:
+            plot_geometry(r, out)
+        plot_overlay(r, out)
+    drawable = [r for r in runs if r["metrics"] is not None]
+    if len(drawable) > 1:
+        plot_comparison(drawable, args.out or os.path.dirname(os.path.abspath(drawable[0]["dir"])))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
