@@ -195,28 +195,28 @@ def draw_overlay(ax, r, legend=True):
     test = s.get("test_accuracy") or {}
     acc = normalized(numbers(m["test_accuracy"]), test.get("start", 0), test.get("final", 1))
     if acc is not None and test.get("moved"):
-        ax.plot(numbers(m["step"]), acc, color="tab:orange", label="test accuracy")
+        ax.plot(numbers(m["step"]), acc, color="tab:orange", label="test accuracy (0 at t_fit, 1 at end)")
     probe_set = ntk_probe_set(r)
     if r["ntk"] is not None and probe_set:
         rows = where(r["ntk"], "probe_set", probe_set)
         d = numbers(rows["distance_to_init"])
         if len(d) and np.nanmax(d) > 0:
             ax.plot(numbers(rows["step"]), d / np.nanmax(d), "o-", ms=3, color="tab:purple",
-                    label=f"kernel distance ({probe_set})")
+                    label=f"kernel distance to init / its max ({probe_set} points)")
             mark(ax, s["ntk"][probe_set].get("t_half_max"), "kernel: 50% of its maximum", "tab:purple")
     out_layer = output_layer(r)
     if r["geometry"] is not None and out_layer and out_layer["capacity"]["moved"]:
         rows = where(r["geometry"], "layer", "output")
         c = normalized(numbers(rows["capacity"]), out_layer["capacity"]["start"], out_layer["capacity"]["final"])
-        ax.plot(numbers(rows["step"]), c, "s-", ms=3, color="tab:green", label="output capacity")
+        ax.plot(numbers(rows["step"]), c, "s-", ms=3, color="tab:green", label="output-layer capacity (0 at t_fit, 1 at end)")
         mark(ax, out_layer["capacity"].get("t50"), "capacity t_50", "tab:green")
     mark(ax, s.get("t_fit"), "t_fit", "tab:blue")
     mark(ax, test.get("t50"), "test t_50", "tab:orange")
-    ax.set_ylabel("normalized (0 at t_fit, 1 at end)")
-    ax.set_ylim(-0.15, 1.15)
+    ax.set_ylabel("normalized")
+    ax.set_ylim(-0.15, 1.45)
     log_axis(ax)
     if legend:
-        ax.legend(fontsize=7, loc="upper left", ncol=2)
+        ax.legend(fontsize=7, loc="upper left", ncol=2, framealpha=0.9)
 
 
 def plot_overlay(r, out):
