@@ -237,6 +237,43 @@ TEST_SUITE("geometry") {
     CHECK(w.radius > t.radius);
   }
 
+  TEST_CASE("a layer: permuting the classes and the rows changes nothing beyond Monte-Carlo error") {
+    // Relabel the classes by a permutation and shuffle the rows. The center correlation is a
+    // symmetric function of the centers: equal up to rounding. Each manifold keeps its points
+    // but meets other t vectors (drawn per class index, in other coordinates after its QR), so
+    // its capacity agrees within its standard errors; so does the layer's.
+    auto c = clouds(5, 40, 30, 0.4, 3);
+    const std::vector<std::int32_t> relabel{3, 0, 4, 1, 2};
+    std::vector<std::size_t> order(c.y.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = (i * 37) % order.size();  // 37 ⟂ 200
+    std::vector<double> px;
+    std::vector<std::int32_t> py;
+    for (auto i : order) {
+      px.insert(px.end(), c.x.begin() + static_cast<std::ptrdiff_t>(i * 30), c.x.begin() + static_cast<std::ptrdiff_t>((i + 1) * 30));
+      py.push_back(relabel[static_cast<std::size_t>(c.y[i])]);
+    }
+    for (bool remove : {false, true}) {
+      CAPTURE(remove);
+      auto base = analyze_layer(c.x, 30, c.y, 5, 0.0, 2000, 11, remove);
+      auto perm = analyze_layer(px, 30, py, 5, 0.0, 2000, 11, remove);
+      CHECK(perm.center_correlation == doctest::Approx(base.center_correlation).epsilon(1e-12));
+      if (!remove) {
+        for (std::size_t k = 0; k < 5; ++k) {
+          const auto& a = base.per_class[k];
+          const auto& b = perm.per_class[static_cast<std::size_t>(relabel[k])];
+          CAPTURE(k);
+          CHECK(std::abs(a.capacity - b.capacity) < 4 * std::hypot(a.capacity_se, b.capacity_se));
+          CHECK(b.radius == doctest::Approx(a.radius).epsilon(0.05));
+          CHECK(b.dimension == doctest::Approx(a.dimension).epsilon(0.1));
+        }
+      } else {
+        CHECK(perm.k == base.k);
+      }
+      CHECK(std::abs(perm.capacity - base.capacity) < 4 * std::hypot(base.capacity_se, perm.capacity_se));
+      CHECK(base.capacity_se < 0.02 * base.capacity);
+    }
+  }
+
   TEST_CASE("a layer: degenerate manifolds give defined values and a warning") {
     auto c = clouds(3, 10, 6, 0.3, 3);
     for (int p = 1; p < 10; ++p)  // class 0: every point equal to its first

@@ -15,14 +15,28 @@ namespace {
 
 Matrix zeros(std::int64_t r, std::int64_t c) { return {r, c, std::vector<double>(static_cast<std::size_t>(r * c), 0.0)}; }
 
-Matrix matmul(const Matrix& a, const Matrix& b, bool ta = false, bool tb = false) {
-  const std::int64_t m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols, n = tb ? b.rows : b.cols;
+Matrix transposed(const Matrix& a) {
+  Matrix t = zeros(a.cols, a.rows);
+  for (std::int64_t i = 0; i < a.rows; ++i)
+    for (std::int64_t j = 0; j < a.cols; ++j) t(j, i) = a(i, j);
+  return t;
+}
+
+// The matrices here are at most P × P (P classes): plain loops beat a BLAS call's overhead, and
+// the CG below calls this hundreds of thousands of times per layer.
+Matrix matmul(const Matrix& a_in, const Matrix& b_in, bool ta = false, bool tb = false) {
+  const Matrix& a = ta ? transposed(a_in) : a_in;
+  const Matrix& b = tb ? transposed(b_in) : b_in;
+  const std::int64_t m = a.rows, k = a.cols, n = b.cols;
   Matrix out = zeros(m, n);
-  for (std::int64_t i = 0; i < m; ++i)
+  for (std::int64_t i = 0; i < m; ++i) {
+    double* row = out.v.data() + i * n;
     for (std::int64_t p = 0; p < k; ++p) {
-      const double av = ta ? a(p, i) : a(i, p);
-      for (std::int64_t j = 0; j < n; ++j) out(i, j) += av * (tb ? b(j, p) : b(p, j));
+      const double av = a.v[static_cast<std::size_t>(i * k + p)];
+      const double* brow = b.v.data() + p * n;
+      for (std::int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
     }
+  }
   return out;
 }
 
@@ -51,6 +65,27 @@ Matrix orthonormalize(Matrix a) {
   return a;
 }
 
+// The same Q by modified Gram–Schmidt, applied twice ("twice is enough"): the retraction of the
+// CG below, on frames of at most P × P that are already near-orthonormal, where LAPACK's
+// per-call overhead cost more than the arithmetic.
+Matrix retract(Matrix a) {
+  const std::int64_t m = a.rows, n = a.cols;
+  for (std::int64_t j = 0; j < n; ++j)
+    for (int pass = 0; pass < 2; ++pass) {
+      for (std::int64_t i = 0; i < j; ++i) {
+        double d = 0;
+        for (std::int64_t r = 0; r < m; ++r) d += a(r, i) * a(r, j);
+        for (std::int64_t r = 0; r < m; ++r) a(r, j) -= d * a(r, i);
+      }
+      double norm = 0;
+      for (std::int64_t r = 0; r < m; ++r) norm += a(r, j) * a(r, j);
+      norm = std::sqrt(norm);
+      GS_CHECK(norm > 0, "center structure: a search direction collapsed the frame (column {} of {})", j, n);
+      for (std::int64_t r = 0; r < m; ++r) a(r, j) /= norm;
+    }
+  return a;
+}
+
 // Projection of a matrix onto the tangent space of the Stiefel manifold at V: G − V sym(VᵀG).
 Matrix tangent(const Matrix& v, const Matrix& g) {
   Matrix vg = matmul(v, g, true, false);
@@ -70,8 +105,9 @@ Matrix axpy(const Matrix& a, double s, const Matrix& b) {
 
 // Riemannian CG from v0.
 Matrix minimize(const Matrix& x, Matrix v) {
+  const Matrix cc = matmul(x, x, false, true);  // X Xᵀ: the same at every evaluation
   Matrix g = zeros(v.rows, v.cols);
-  double f = center_cost(x, v, &g);
+  double f = center_cost_given_gram(x, cc, v, &g), f_previous = INFINITY;
   Matrix grad = tangent(v, g), dir = grad;
   for (double& d : dir.v) d = -d;
   // pymanopt's defaults, which the reference runs with (its own tolerances never reach the solver):
@@ -85,23 +121,27 @@ Matrix minimize(const Matrix& x, Matrix v) {
       for (double& d : dir.v) d = -d;
       slope = -gnorm * gnorm;
     }
-    double step = 1.0 / std::sqrt(dot(dir, dir)), f_new = f;
+    // pymanopt's backtracking: first try twice the step that would repeat the last decrease.
+    double step = f_previous > f ? 4 * (f - f_previous) / slope : 0;
+    if (!(step > 0 && std::isfinite(step))) step = 1.0 / std::sqrt(dot(dir, dir));
+    double f_new = f;
     Matrix v_new;
     for (int back = 0; back < 60; ++back, step *= 0.5) {  // Armijo backtracking
-      v_new = orthonormalize(axpy(v, step, dir));
-      f_new = center_cost(x, v_new);
+      v_new = retract(axpy(v, step, dir));
+      f_new = center_cost_given_gram(x, cc, v_new);
       if (f_new <= f + 1e-4 * step * slope) break;
     }
     if (!(f_new < f)) break;  // no progress left at machine precision
     const bool converged = f - f_new <= 1e-14 * std::max(1.0, std::abs(f));
     Matrix g_new = zeros(v.rows, v.cols);
-    center_cost(x, v_new, &g_new);
+    center_cost_given_gram(x, cc, v_new, &g_new);
     Matrix grad_new = tangent(v_new, g_new);
     // Vector transport by projection onto the new tangent space.
     Matrix old_transported = tangent(v_new, grad), dir_transported = tangent(v_new, dir);
     const double beta = std::max(0.0, dot(grad_new, axpy(grad_new, -1.0, old_transported)) / std::max(dot(grad, grad), 1e-300));
     for (std::size_t i = 0; i < dir.v.size(); ++i) dir.v[i] = -grad_new.v[i] + beta * dir_transported.v[i];
     v = v_new;
+    f_previous = f;
     f = f_new;
     grad = grad_new;
     if (converged) break;
@@ -130,9 +170,12 @@ double mean_abs_cosine(const Matrix& y) {
 }  // namespace
 
 double center_cost(const Matrix& x, const Matrix& v, Matrix* grad) {
+  return center_cost_given_gram(x, matmul(x, x, false, true), v, grad);
+}
+
+double center_cost_given_gram(const Matrix& x, const Matrix& cc, const Matrix& v, Matrix* grad) {
   const std::int64_t p = x.rows, k = v.cols;
   Matrix c = matmul(x, v);  // P × k
-  Matrix cc = matmul(x, x, false, true);
   std::vector<double> c0(static_cast<std::size_t>(p)), w(static_cast<std::size_t>(p));
   for (std::int64_t m = 0; m < p; ++m) {
     double s = 0;
@@ -226,7 +269,7 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
         v0(j, 0) = acc;
         for (std::int64_t c = 1; c < k; ++c) v0(j, c) = v1(j, c - 1);
       }
-      Matrix v = minimize(x, orthonormalize(v0));
+      Matrix v = minimize(x, retract(v0));
       // Stability: the smallest fraction of a center's norm left after removing span(V).
       Matrix xv = matmul(x, v), left = axpy(x, -1.0, matmul(xv, v, false, true));
       double stability = INFINITY;

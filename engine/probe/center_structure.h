@@ -21,6 +21,8 @@ struct Matrix {
 };
 
 double center_cost(const Matrix& x, const Matrix& v, Matrix* euclidean_gradient = nullptr);
+// The same with C = X Xᵀ given, as the minimizer evaluates it many times for one X.
+double center_cost_given_gram(const Matrix& x, const Matrix& gram, const Matrix& v, Matrix* euclidean_gradient = nullptr);
 
 struct CenterStructure {
   std::int64_t k = 0;                       // the argmin over k of the residual correlation

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include <cblas.h>
 #include <lapacke.h>
 
 #include <fmt/format.h>
@@ -113,12 +114,10 @@ ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::v
   GS_CHECK(static_cast<std::int64_t>(tv.size()) == d1 * n_t && n_t >= 1, "analyze_manifold: t vectors must be {} × {}", d1, n_t);
   const double* s = mf.points.data();
   std::vector<double> gram(static_cast<std::size_t>(m * m));
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, static_cast<int>(m), static_cast<int>(d1), 1.0, s,
+              static_cast<int>(d1), 0.0, gram.data(), static_cast<int>(m));
   for (std::int64_t i = 0; i < m; ++i)
-    for (std::int64_t j = 0; j < m; ++j) {
-      double v = 0;
-      for (std::int64_t k = 0; k < d1; ++k) v += s[i * d1 + k] * s[j * d1 + k];
-      gram[static_cast<std::size_t>(i * m + j)] = v;
-    }
+    for (std::int64_t j = 0; j < i; ++j) gram[static_cast<std::size_t>(i * m + j)] = gram[static_cast<std::size_t>(j * m + i)];
   ManifoldGeometry out;
   std::vector<double> s_all(static_cast<std::size_t>(d1 * n_t));
   std::vector<char> interior(static_cast<std::size_t>(n_t), 0);
