@@ -7,16 +7,16 @@ namespace gs::kernels {
 struct ConvGeometry {
   i64 channels = 0, height = 0, width = 0;
   i64 kernel_h = 0, kernel_w = 0, stride = 1, padding = 0;
-  i64 out_h() const { return (height + 2 * padding - kernel_h) / stride + 1; }
-  i64 out_w() const { return (width + 2 * padding - kernel_w) / stride + 1; }
-  i64 patch_size() const { return channels * kernel_h * kernel_w; }  // rows of the column matrix
+  constexpr i64 out_h() const { return (height + 2 * padding - kernel_h) / stride + 1; }
+  constexpr i64 out_w() const { return (width + 2 * padding - kernel_w) / stride + 1; }
+  constexpr i64 patch_size() const { return channels * kernel_h * kernel_w; }  // rows of the column matrix
 };
 
 struct PoolGeometry {
   i64 planes = 0, height = 0, width = 0;  // planes = N * C
   i64 kernel = 2, stride = 2;
-  i64 out_h() const { return (height - kernel) / stride + 1; }
-  i64 out_w() const { return (width - kernel) / stride + 1; }
+  constexpr i64 out_h() const { return (height - kernel) / stride + 1; }
+  constexpr i64 out_w() const { return (width - kernel) / stride + 1; }
 };
 
 class ConvKernels {

@@ -15,7 +15,7 @@ struct Broadcast {
   std::array<i64, 4> out{1, 1, 1, 1};
   std::array<i64, 4> a_stride{0, 0, 0, 0};
   std::array<i64, 4> b_stride{0, 0, 0, 0};
-  i64 numel() const { return out[0] * out[1] * out[2] * out[3]; }
+  constexpr i64 numel() const { return out[0] * out[1] * out[2] * out[3]; }
 };
 
 class ElementwiseKernels {

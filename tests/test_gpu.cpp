@@ -1,11 +1,14 @@
 // CUDA kernels against the float64 reference on fresh random inputs, outputs poisoned first.
 // The runner skips this suite (exit 77) where no CUDA device is usable; see tests/main.cpp.
+#include "backend_checks.h"
 #include "helpers.h"
 #include "kernels/reference/reference.h"
 
 using namespace gs;
 
 TEST_SUITE("gpu") {
+  TEST_CASE("every kernel family against the float64 reference") { test::check_backend_kernels(Device::cuda); }
+
   TEST_CASE("host/device copies, fill and dtype conversion round-trip") {
     for (std::int64_t n : {1, 255, 256, 257, 100003}) {
       CAPTURE(n);
@@ -38,5 +41,9 @@ TEST_SUITE("gpu") {
           return s;
         }(), {0, 1e-7}, "cuda scale");
       }
+  }
+
+  TEST_CASE("training steps of the study's MLP and CNN on the GPU equal the CPU's") {
+    test::check_training_matches_cpu(Device::cuda);
   }
 }

@@ -153,3 +153,11 @@ TEST_SUITE("ops_forward") {
     CHECK(ops::flatten(x).to_vector() == x.to_vector());
   }
 }
+
+#include "backend_checks.h"
+
+TEST_SUITE("ops_forward") {
+  TEST_CASE("the cpu backend's kernels against the reference (the checks the gpu suite runs on cuda)") {
+    test::check_backend_kernels(Device::cpu);
+  }
+}

@@ -94,3 +94,11 @@ TEST_SUITE("train") {
     CHECK(ops::accuracy(net->forward(x), labels) == 1.0);
   }
 }
+
+#include "backend_checks.h"
+
+TEST_SUITE("train") {
+  TEST_CASE("the gpu suite's training comparison, run with the CPU on both sides") {
+    test::check_training_matches_cpu(Device::cpu);
+  }
+}

@@ -1,0 +1,75 @@
+#pragma once
+// The CUDA backend: hand-written kernels for every family, one .cu per family, all on the
+// default stream. Reductions run in a fixed order with no floating-point atomics, so a result
+// does not change from run to run. Scalars the ops read back (count_equal) are synchronous.
+#include <string>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_check.h"
+
+namespace gs::kernels::cuda {
+
+constexpr int threads_per_block = 256;
+inline int blocks_for(i64 n) { return static_cast<int>((n + threads_per_block - 1) / threads_per_block); }
+
+// Calls f.template operator()<T>() with T the C++ type of a floating dtype.
+template <class F>
+void with_float(DType dtype, const char* entry_point, F&& f) {
+  if (dtype == DType::f32) return f.template operator()<float>();
+  if (dtype == DType::f64) return f.template operator()<double>();
+  throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
+}
+
+class CudaBackend final : public Backend {
+ public:
+  const char* name() const override { return "cuda"; }
+
+  void* allocate(std::size_t bytes) override;
+  void release(void* ptr) override;
+  void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override;
+  void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override;
+  void copy(void* dst, const void* src, std::size_t bytes) override;
+  void fill(DType dtype, i64 n, double value, void* y) override;
+  void convert(DType from, DType to, i64 n, const void* x, void* y) override;
+
+  void gemm(DType dtype, const GemmShape& s, double alpha, const void* a, const void* b, double beta,
+            void* c) override;
+
+  void unary(Unary op, DType dtype, i64 n, const void* x, void* y) override;
+  void unary_backward(Unary op, DType dtype, i64 n, const void* x, const void* y, const void* gy,
+                      void* gx) override;
+  void binary(Binary op, DType dtype, const Broadcast& b, const void* x, const void* y, void* out) override;
+  void reduce_to_operand(DType dtype, const Broadcast& b, const std::array<i64, 4>& operand_stride,
+                         i64 operand_numel, double scale, const void* g_out,
+                         const std::array<i64, 4>& other_stride, const void* other, void* g_operand) override;
+  void axpby(DType dtype, i64 n, double alpha, const void* x, double beta, void* y) override;
+  void broadcast_rows(DType dtype, i64 rows, i64 cols, const void* row, void* y) override;
+  void sum_rows(DType dtype, i64 rows, i64 cols, const void* x, void* y) override;
+  void sum(DType dtype, i64 n, const void* x, void* y) override;
+
+  void log_softmax(DType dtype, i64 rows, i64 cols, const void* x, void* y) override;
+  void log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* y, const void* gy, void* gx) override;
+  void nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels, void* out) override;
+  void nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels, const void* g_out,
+                    void* g_logp) override;
+  void mse(DType dtype, i64 n, const void* a, const void* b, void* out) override;
+  void mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out, void* ga) override;
+  void argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) override;
+  i64 count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) override;
+
+  void im2col(DType dtype, const ConvGeometry& g, const void* image, void* col) override;
+  void col2im(DType dtype, const ConvGeometry& g, const void* col, void* image) override;
+  void max_pool2d(DType dtype, const PoolGeometry& g, const void* x, void* y, std::int32_t* argmax) override;
+  void max_pool2d_backward(DType dtype, const PoolGeometry& g, const void* gy, const std::int32_t* argmax,
+                           void* gx) override;
+
+  void sgd_step(DType dtype, i64 n, void* param, const void* grad, void* momentum_buffer, const SgdStep& s) override;
+  void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
+                 const AdamStep& s) override;
+};
+
+// Σ of n doubles on the device into *out (device), in a fixed order: per-block trees over
+// contiguous chunks, then one block over the partial sums. `partial` holds max_sum_blocks.
+constexpr int max_sum_blocks = 1024;
+
+}  // namespace gs::kernels::cuda

@@ -1,0 +1,199 @@
+// Activations, broadcasting binary ops, the deterministic sums back to a broadcast operand,
+// axpby, bias rows and the total sum. Same formulas as kernels/cpu/elementwise.cpp.
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/reduce.cuh"
+
+namespace gs::kernels::cuda {
+
+namespace {
+
+__device__ inline i64 global_index() { return blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; }
+
+template <class T>
+__device__ T gelu_derivative(T x) {
+  const T cdf = T(0.5) * (T(1) + erf(x * T(0.70710678118654752440)));
+  const T pdf = exp(T(-0.5) * x * x) * T(0.39894228040143267794);  // 1/√(2π)
+  return cdf + x * pdf;
+}
+
+template <class T>
+__global__ void unary_kernel(Unary op, i64 n, const T* x, T* y) {
+  const i64 i = global_index();
+  if (i >= n) return;
+  const T v = x[i];
+  switch (op) {
+    case Unary::relu: y[i] = v > T(0) ? v : (v != v ? v : T(0)); break;
+    case Unary::tanh: y[i] = tanh(v); break;
+    case Unary::sigmoid: y[i] = T(1) / (T(1) + exp(-v)); break;
+    case Unary::gelu: y[i] = T(0.5) * v * (T(1) + erf(v * T(0.70710678118654752440))); break;
+  }
+}
+
+template <class T>
+__global__ void unary_backward_kernel(Unary op, i64 n, const T* x, const T* y, const T* gy, T* gx) {
+  const i64 i = global_index();
+  if (i >= n) return;
+  switch (op) {
+    case Unary::relu: gx[i] = x[i] <= T(0) ? T(0) : gy[i]; break;  // NaN passes gy, as torch
+    case Unary::tanh: gx[i] = gy[i] * (T(1) - y[i] * y[i]); break;
+    case Unary::sigmoid: gx[i] = gy[i] * y[i] * (T(1) - y[i]); break;
+    case Unary::gelu: gx[i] = gy[i] * gelu_derivative(x[i]); break;
+  }
+}
+
+// Broadcast shapes travel by value: four extents and two stride sets.
+struct Strides4 {
+  i64 v[4];
+};
+Strides4 strides(const std::array<i64, 4>& a) { return {{a[0], a[1], a[2], a[3]}}; }
+
+template <class T>
+__global__ void binary_kernel(Binary op, i64 n, Strides4 out, Strides4 as, Strides4 bs, const T* x, const T* y, T* o) {
+  const i64 i = global_index();
+  if (i >= n) return;
+  const i64 i3 = i % out.v[3], r2 = i / out.v[3];
+  const i64 i2 = r2 % out.v[2], r1 = r2 / out.v[2];
+  const i64 i1 = r1 % out.v[1], i0 = r1 / out.v[1];
+  const T p = x[i0 * as.v[0] + i1 * as.v[1] + i2 * as.v[2] + i3 * as.v[3]];
+  const T q = y[i0 * bs.v[0] + i1 * bs.v[1] + i2 * bs.v[2] + i3 * bs.v[3]];
+  o[i] = op == Binary::add ? p + q : (op == Binary::sub ? p - q : p * q);
+}
+
+// One thread per operand element: it walks the broadcast dimensions in output order, the order
+// the CPU backend adds in, so the sums come out the same on every run.
+template <class T>
+__global__ void reduce_to_operand_kernel(i64 operand_numel, Strides4 out, Strides4 os, T scale, const T* g_out,
+                                         Strides4 other_s, const T* other, T* g) {
+  const i64 e = global_index();
+  if (e >= operand_numel) return;
+  i64 lo[4], hi[4];
+  for (int d = 0; d < 4; ++d) {
+    if (os.v[d] != 0) {
+      lo[d] = (e / os.v[d]) % out.v[d];
+      hi[d] = lo[d] + 1;
+    } else {
+      lo[d] = 0;
+      hi[d] = out.v[d];
+    }
+  }
+  T acc = T(0);
+  for (i64 i0 = lo[0]; i0 < hi[0]; ++i0)
+    for (i64 i1 = lo[1]; i1 < hi[1]; ++i1)
+      for (i64 i2 = lo[2]; i2 < hi[2]; ++i2)
+        for (i64 i3 = lo[3]; i3 < hi[3]; ++i3) {
+          T v = g_out[((i0 * out.v[1] + i1) * out.v[2] + i2) * out.v[3] + i3];
+          if (other)
+            v *= other[i0 * other_s.v[0] + i1 * other_s.v[1] + i2 * other_s.v[2] + i3 * other_s.v[3]];
+          acc += v;
+        }
+  g[e] = scale == T(1) ? acc : acc * scale;
+}
+
+template <class T>
+__global__ void axpby_kernel(i64 n, T alpha, const T* x, T beta, T* y) {
+  const i64 i = global_index();
+  if (i < n) y[i] = beta == T(0) ? alpha * x[i] : alpha * x[i] + beta * y[i];
+}
+
+template <class T>
+__global__ void broadcast_rows_kernel(i64 rows, i64 cols, const T* row, T* y) {
+  const i64 i = global_index();
+  if (i < rows * cols) y[i] = row[i % cols];
+}
+
+// One thread per column, rows in order: the CPU backend's order.
+template <class T>
+__global__ void sum_rows_kernel(i64 rows, i64 cols, const T* x, T* y) {
+  const i64 c = global_index();
+  if (c >= cols) return;
+  T acc = T(0);
+  for (i64 r = 0; r < rows; ++r) acc += x[r * cols + c];
+  y[c] = acc;
+}
+
+template <class T>
+struct ValueTerm {
+  const T* x;
+  __device__ double operator()(i64 i) const { return static_cast<double>(x[i]); }
+};
+template <class T>
+struct StoreTotal {
+  T* y;
+  __device__ void operator()(double total) const { *y = static_cast<T>(total); }
+};
+
+}  // namespace
+
+void CudaBackend::unary(Unary op, DType dtype, i64 n, const void* x, void* y) {
+  if (n == 0) return;
+  with_float(dtype, "unary", [&]<class T>() {
+    unary_kernel<<<blocks_for(n), threads_per_block>>>(op, n, static_cast<const T*>(x), static_cast<T*>(y));
+  });
+  GS_CUDA_LAUNCH_CHECK("unary", n);
+}
+
+void CudaBackend::unary_backward(Unary op, DType dtype, i64 n, const void* x, const void* y, const void* gy, void* gx) {
+  if (n == 0) return;
+  with_float(dtype, "unary_backward", [&]<class T>() {
+    unary_backward_kernel<<<blocks_for(n), threads_per_block>>>(op, n, static_cast<const T*>(x), static_cast<const T*>(y),
+                                                               static_cast<const T*>(gy), static_cast<T*>(gx));
+  });
+  GS_CUDA_LAUNCH_CHECK("unary_backward", n);
+}
+
+void CudaBackend::binary(Binary op, DType dtype, const Broadcast& b, const void* x, const void* y, void* out) {
+  const i64 n = b.numel();
+  if (n == 0) return;
+  with_float(dtype, "binary", [&]<class T>() {
+    binary_kernel<<<blocks_for(n), threads_per_block>>>(op, n, strides(b.out), strides(b.a_stride), strides(b.b_stride),
+                                                       static_cast<const T*>(x), static_cast<const T*>(y),
+                                                       static_cast<T*>(out));
+  });
+  GS_CUDA_LAUNCH_CHECK("binary", n);
+}
+
+void CudaBackend::reduce_to_operand(DType dtype, const Broadcast& b, const std::array<i64, 4>& operand_stride,
+                                    i64 operand_numel, double scale, const void* g_out,
+                                    const std::array<i64, 4>& other_stride, const void* other, void* g_operand) {
+  if (operand_numel == 0) return;
+  with_float(dtype, "reduce_to_operand", [&]<class T>() {
+    reduce_to_operand_kernel<<<blocks_for(operand_numel), threads_per_block>>>(
+        operand_numel, strides(b.out), strides(operand_stride), static_cast<T>(scale), static_cast<const T*>(g_out),
+        strides(other_stride), static_cast<const T*>(other), static_cast<T*>(g_operand));
+  });
+  GS_CUDA_LAUNCH_CHECK("reduce_to_operand", operand_numel);
+}
+
+void CudaBackend::axpby(DType dtype, i64 n, double alpha, const void* x, double beta, void* y) {
+  if (n == 0) return;
+  with_float(dtype, "axpby", [&]<class T>() {
+    axpby_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<T>(alpha), static_cast<const T*>(x),
+                                                      static_cast<T>(beta), static_cast<T*>(y));
+  });
+  GS_CUDA_LAUNCH_CHECK("axpby", n);
+}
+
+void CudaBackend::broadcast_rows(DType dtype, i64 rows, i64 cols, const void* row, void* y) {
+  if (rows * cols == 0) return;
+  with_float(dtype, "broadcast_rows", [&]<class T>() {
+    broadcast_rows_kernel<<<blocks_for(rows * cols), threads_per_block>>>(rows, cols, static_cast<const T*>(row),
+                                                                         static_cast<T*>(y));
+  });
+  GS_CUDA_LAUNCH_CHECK("broadcast_rows", rows * cols);
+}
+
+void CudaBackend::sum_rows(DType dtype, i64 rows, i64 cols, const void* x, void* y) {
+  if (cols == 0) return;
+  with_float(dtype, "sum_rows", [&]<class T>() {
+    sum_rows_kernel<<<blocks_for(cols), threads_per_block>>>(rows, cols, static_cast<const T*>(x), static_cast<T*>(y));
+  });
+  GS_CUDA_LAUNCH_CHECK("sum_rows", rows * cols);
+}
+
+void CudaBackend::sum(DType dtype, i64 n, const void* x, void* y) {
+  with_float(dtype, "sum", [&]<class T>() {
+    deterministic_sum("sum", n, ValueTerm<T>{static_cast<const T*>(x)}, StoreTotal<T>{static_cast<T*>(y)});
+  });
+}
+
+}  // namespace gs::kernels::cuda

@@ -1,0 +1,173 @@
+// Log-softmax, NLL, MSE, argmax and counts. The study's logits have 10 or 47 classes, so a row
+// is one thread's work, in the CPU backend's order; sums over rows or elements are the
+// deterministic two-pass reduction, in f64 as on the CPU.
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/reduce.cuh"
+
+namespace gs::kernels::cuda {
+
+namespace {
+
+__device__ inline i64 global_index() { return blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; }
+
+template <class T>
+__global__ void log_softmax_kernel(i64 rows, i64 cols, const T* x, T* y) {
+  const i64 r = global_index();
+  if (r >= rows) return;
+  const T* xr = x + r * cols;
+  T m = -INFINITY;
+  for (i64 c = 0; c < cols; ++c) m = (xr[c] > m || xr[c] != xr[c]) ? xr[c] : m;
+  double s = 0;
+  for (i64 c = 0; c < cols; ++c) s += exp(static_cast<double>(xr[c] - m));
+  const T lse = m + static_cast<T>(log(s));
+  for (i64 c = 0; c < cols; ++c) y[r * cols + c] = xr[c] - lse;
+}
+
+template <class T>
+__global__ void log_softmax_backward_kernel(i64 rows, i64 cols, const T* y, const T* gy, T* gx) {
+  const i64 r = global_index();
+  if (r >= rows) return;
+  double s = 0;
+  for (i64 c = 0; c < cols; ++c) s += gy[r * cols + c];
+  for (i64 c = 0; c < cols; ++c) gx[r * cols + c] = gy[r * cols + c] - exp(y[r * cols + c]) * static_cast<T>(s);
+}
+
+template <class T>
+struct PickedLogp {
+  const T* logp;
+  const std::int32_t* labels;
+  i64 cols;
+  __device__ double operator()(i64 r) const { return static_cast<double>(logp[r * cols + labels[r]]); }
+};
+template <class T>
+struct StoreNegativeMean {
+  T* out;
+  double count;
+  __device__ void operator()(double total) const { *out = static_cast<T>(-total / count); }
+};
+
+template <class T>
+__global__ void nll_backward_kernel(i64 rows, i64 cols, const std::int32_t* labels, const T* g_out, T* g) {
+  const i64 i = global_index();
+  if (i >= rows * cols) return;
+  const i64 r = i / cols, c = i % cols;
+  g[i] = c == labels[r] ? -*g_out / static_cast<T>(rows) : T(0);
+}
+
+template <class T>
+struct SquaredDifference {
+  const T* a;
+  const T* b;
+  __device__ double operator()(i64 i) const {
+    const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
+    return d * d;
+  }
+};
+template <class T>
+struct StoreMean {
+  T* out;
+  double count;
+  __device__ void operator()(double total) const { *out = static_cast<T>(total / count); }
+};
+
+template <class T>
+__global__ void mse_backward_kernel(i64 n, const T* a, const T* b, const T* g_out, T* ga) {
+  const i64 i = global_index();
+  if (i >= n) return;
+  const T k = T(2) * *g_out / static_cast<T>(n);
+  ga[i] = k * (a[i] - b[i]);
+}
+
+template <class T>
+__global__ void argmax_rows_kernel(i64 rows, i64 cols, const T* x, std::int32_t* out) {
+  const i64 r = global_index();
+  if (r >= rows) return;
+  const T* xr = x + r * cols;
+  i64 best = 0;
+  for (i64 c = 1; c < cols; ++c) {
+    if (xr[best] != xr[best]) break;  // a NaN wins and stays
+    if (xr[c] > xr[best] || xr[c] != xr[c]) best = c;
+  }
+  out[r] = static_cast<std::int32_t>(best);
+}
+
+struct Equal {
+  const std::int32_t* a;
+  const std::int32_t* b;
+  __device__ double operator()(i64 i) const { return a[i] == b[i] ? 1.0 : 0.0; }
+};
+struct StoreCount {
+  double* out;
+  __device__ void operator()(double total) const { *out = total; }
+};
+
+}  // namespace
+
+void CudaBackend::log_softmax(DType dtype, i64 rows, i64 cols, const void* x, void* y) {
+  if (rows * cols == 0) return;
+  with_float(dtype, "log_softmax", [&]<class T>() {
+    log_softmax_kernel<<<blocks_for(rows), threads_per_block>>>(rows, cols, static_cast<const T*>(x), static_cast<T*>(y));
+  });
+  GS_CUDA_LAUNCH_CHECK("log_softmax", rows * cols);
+}
+
+void CudaBackend::log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* y, const void* gy, void* gx) {
+  if (rows * cols == 0) return;
+  with_float(dtype, "log_softmax_backward", [&]<class T>() {
+    log_softmax_backward_kernel<<<blocks_for(rows), threads_per_block>>>(rows, cols, static_cast<const T*>(y),
+                                                                        static_cast<const T*>(gy), static_cast<T*>(gx));
+  });
+  GS_CUDA_LAUNCH_CHECK("log_softmax_backward", rows * cols);
+}
+
+void CudaBackend::nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels, void* out) {
+  with_float(dtype, "nll", [&]<class T>() {
+    deterministic_sum("nll", rows, PickedLogp<T>{static_cast<const T*>(logp), labels, cols},
+                      StoreNegativeMean<T>{static_cast<T*>(out), static_cast<double>(rows)});
+  });
+}
+
+void CudaBackend::nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels, const void* g_out,
+                               void* g_logp) {
+  if (rows * cols == 0) return;
+  with_float(dtype, "nll_backward", [&]<class T>() {
+    nll_backward_kernel<<<blocks_for(rows * cols), threads_per_block>>>(rows, cols, labels, static_cast<const T*>(g_out),
+                                                                       static_cast<T*>(g_logp));
+  });
+  GS_CUDA_LAUNCH_CHECK("nll_backward", rows * cols);
+}
+
+void CudaBackend::mse(DType dtype, i64 n, const void* a, const void* b, void* out) {
+  with_float(dtype, "mse", [&]<class T>() {
+    deterministic_sum("mse", n, SquaredDifference<T>{static_cast<const T*>(a), static_cast<const T*>(b)},
+                      StoreMean<T>{static_cast<T*>(out), static_cast<double>(n)});
+  });
+}
+
+void CudaBackend::mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out, void* ga) {
+  if (n == 0) return;
+  with_float(dtype, "mse_backward", [&]<class T>() {
+    mse_backward_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<const T*>(a), static_cast<const T*>(b),
+                                                             static_cast<const T*>(g_out), static_cast<T*>(ga));
+  });
+  GS_CUDA_LAUNCH_CHECK("mse_backward", n);
+}
+
+void CudaBackend::argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) {
+  if (rows == 0) return;
+  with_float(dtype, "argmax_rows", [&]<class T>() {
+    argmax_rows_kernel<<<blocks_for(rows), threads_per_block>>>(rows, cols, static_cast<const T*>(x), out);
+  });
+  GS_CUDA_LAUNCH_CHECK("argmax_rows", rows * cols);
+}
+
+i64 CudaBackend::count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) {
+  // Counts below 2^53 are exact in a double; the one value comes back to the host.
+  double* total = sum_scratch() + max_sum_blocks;  // the slot after the partial sums
+  deterministic_sum("count_equal", n, Equal{a, b}, StoreCount{total});
+  double host = 0;
+  GS_CUDA_CHECK(cudaMemcpy(&host, total, sizeof host, cudaMemcpyDeviceToHost), "the count back to the host");
+  return static_cast<i64>(host);
+}
+
+}  // namespace gs::kernels::cuda

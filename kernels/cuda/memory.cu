@@ -1,0 +1,98 @@
+// Device memory, copies, fills and dtype conversion; the backend's entry point.
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/reduce.cuh"
+
+namespace gs::kernels {
+
+namespace cuda {
+
+namespace {
+
+template <class T>
+__global__ void fill_kernel(i64 n, T value, T* y) {
+  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = value;
+}
+
+template <class To, class From>
+__global__ void convert_kernel(i64 n, const From* x, To* y) {
+  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = static_cast<To>(x[i]);
+}
+
+template <class To>
+void convert_to(DType from, i64 n, const void* x, To* y) {
+  switch (from) {
+    case DType::f32: convert_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<const float*>(x), y); break;
+    case DType::f64: convert_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<const double*>(x), y); break;
+    case DType::i32:
+      convert_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<const std::int32_t*>(x), y);
+      break;
+  }
+}
+
+}  // namespace
+
+double* sum_scratch() {
+  static double* scratch = [] {
+    double* p = nullptr;
+    GS_CUDA_CHECK(cudaMalloc(&p, sizeof(double) * (max_sum_blocks + 1)), "the reduction scratch buffer");
+    return p;
+  }();
+  return scratch;
+}
+
+void* CudaBackend::allocate(std::size_t bytes) {
+  void* p = nullptr;
+  GS_CUDA_CHECK(cudaMalloc(&p, bytes), std::to_string(bytes) + " bytes");
+  return p;
+}
+void CudaBackend::release(void* ptr) { GS_CUDA_CHECK(cudaFree(ptr), "freeing a block"); }
+void CudaBackend::copy_from_host(void* dst, const void* src, std::size_t bytes) {
+  GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), std::to_string(bytes) + " bytes to the device");
+}
+void CudaBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {
+  GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), std::to_string(bytes) + " bytes to the host");
+}
+void CudaBackend::copy(void* dst, const void* src, std::size_t bytes) {
+  GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), std::to_string(bytes) + " bytes on the device");
+}
+
+void CudaBackend::fill(DType dtype, i64 n, double value, void* y) {
+  if (n == 0) return;
+  switch (dtype) {
+    case DType::f32:
+      fill_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<float>(value), static_cast<float*>(y));
+      break;
+    case DType::f64: fill_kernel<<<blocks_for(n), threads_per_block>>>(n, value, static_cast<double*>(y)); break;
+    case DType::i32:
+      fill_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<std::int32_t>(value), static_cast<std::int32_t*>(y));
+      break;
+  }
+  GS_CUDA_LAUNCH_CHECK("fill", n);
+}
+
+void CudaBackend::convert(DType from, DType to, i64 n, const void* x, void* y) {
+  if (n == 0) return;
+  switch (to) {
+    case DType::f32: convert_to(from, n, x, static_cast<float*>(y)); break;
+    case DType::f64: convert_to(from, n, x, static_cast<double*>(y)); break;
+    case DType::i32: convert_to(from, n, x, static_cast<std::int32_t*>(y)); break;
+  }
+  GS_CUDA_LAUNCH_CHECK("convert", n);
+}
+
+}  // namespace cuda
+
+Backend* cuda_backend_or_null(const char** reason) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess || count == 0) {
+    *reason = status != cudaSuccess ? cudaGetErrorString(status) : "no CUDA device is present";
+    return nullptr;
+  }
+  static cuda::CudaBackend instance;
+  return &instance;
+}
+
+}  // namespace gs::kernels

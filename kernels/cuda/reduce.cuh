@@ -1,0 +1,59 @@
+#pragma once
+// Deterministic sums on the device: no atomics, a fixed tree order that depends only on n.
+// Pass 1: block b sums the terms of its contiguous chunk (threads stride through it, then a
+// shared-memory tree); pass 2: one block sums the per-block partials and finishes the result.
+#include "kernels/cuda/cuda_backend.h"
+
+namespace gs::kernels::cuda {
+
+template <int Threads>
+__device__ double block_sum(double v) {
+  __shared__ double buf[Threads];
+  buf[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = Threads / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+    __syncthreads();
+  }
+  return buf[0];
+}
+
+// Term(i) -> double; Finish(double total) writes the result.
+template <class Term>
+__global__ void partial_sums_kernel(i64 n, i64 chunk, Term term, double* partial) {
+  const i64 begin = blockIdx.x * chunk, end = begin + chunk < n ? begin + chunk : n;
+  double s = 0;
+  for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) s += term(i);
+  const double total = block_sum<threads_per_block>(s);
+  if (threadIdx.x == 0) partial[blockIdx.x] = total;
+}
+
+template <class Finish>
+__global__ void finish_sum_kernel(int blocks, const double* partial, Finish finish) {
+  double s = 0;
+  for (int i = threadIdx.x; i < blocks; i += blockDim.x) s += partial[i];
+  const double total = block_sum<threads_per_block>(s);
+  if (threadIdx.x == 0) finish(total);
+}
+
+// A device buffer of max_sum_blocks + 1 doubles (the partials, then one result slot), allocated
+// once for the process.
+double* sum_scratch();
+
+template <class Term, class Finish>
+void deterministic_sum(const char* what, i64 n, Term term, Finish finish) {
+  // Enough blocks to fill the device, never more than the scratch holds; the count is a
+  // function of n only, so the order of additions is too.
+  const i64 min_chunk = 4 * threads_per_block;
+  i64 blocks = (n + min_chunk - 1) / min_chunk;
+  if (blocks > max_sum_blocks) blocks = max_sum_blocks;
+  if (blocks < 1) blocks = 1;
+  const i64 chunk = (n + blocks - 1) / blocks;
+  double* partial = sum_scratch();
+  partial_sums_kernel<<<static_cast<int>(blocks), threads_per_block>>>(n, chunk, term, partial);
+  GS_CUDA_LAUNCH_CHECK(what, n);
+  finish_sum_kernel<<<1, threads_per_block>>>(static_cast<int>(blocks), partial, finish);
+  GS_CUDA_LAUNCH_CHECK(what, n);
+}
+
+}  // namespace gs::kernels::cuda

@@ -1,0 +1,393 @@
+#pragma once
+// Every kernel family of a backend against the float64 reference, called through the backend
+// interface on fresh random inputs with NaN-poisoned outputs and odd sizes. The gpu suite runs
+// these on the CUDA backend; the ops_forward suite runs the very same checks on the CPU backend,
+// so the checks themselves are exercised (and can fail) on every machine.
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "engine/optim.h"
+#include "helpers.h"
+#include "models/models.h"
+#include "kernels/backend.h"
+#include "kernels/reference/reference.h"
+
+namespace gs::test {
+
+namespace backend_checks {
+
+inline const double nan_value = std::numeric_limits<double>::quiet_NaN();
+
+inline Tensor on(Device d, const std::vector<double>& v, DType dt) {
+  return Tensor::from(v, Shape{static_cast<std::int64_t>(v.size())}, dt, d);
+}
+inline Tensor poisoned(Device d, std::int64_t n, DType dt) { return Tensor::full(Shape{n}, nan_value, dt, d); }
+inline Tensor labels_on(Device d, const std::vector<std::int32_t>& v) {
+  return Tensor::from(v, Shape{static_cast<std::int64_t>(v.size())}, d);
+}
+// f32 results against f64 truth: rounding of inputs and of k-term sums.
+inline Tolerance tol(DType dt, double terms = 1) {
+  return dt == DType::f32 ? Tolerance{2e-6 * terms, 2e-5} : Tolerance{1e-14 * terms, 1e-12};
+}
+// The inputs rounded to the dtype, as the backend sees them.
+inline std::vector<double> rounded(const std::vector<double>& v, DType dt) {
+  return dt == DType::f32 ? Tensor::from(v, Shape{static_cast<std::int64_t>(v.size())}, DType::f32).to_vector() : v;
+}
+
+inline void gemm(Device d) {
+  auto& be = kernels::backend(d);
+  std::uint64_t seed = 100;
+  for (DType dt : {DType::f32, DType::f64})
+    for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{{1, 1, 1}, {17, 33, 5}, {65, 129, 70}, {200, 10, 200}, {3, 200, 784}})
+      for (bool ta : {false, true})
+        for (bool tb : {false, true})
+          for (double beta : {0.0, 0.7}) {
+            CAPTURE(dtype_name(dt));
+            CAPTURE(m);
+            CAPTURE(n);
+            CAPTURE(k);
+            CAPTURE(ta);
+            CAPTURE(tb);
+            CAPTURE(beta);
+            auto av = rounded(random_values(static_cast<std::size_t>(m * k), ++seed), dt);
+            auto bv = rounded(random_values(static_cast<std::size_t>(k * n), ++seed), dt);
+            auto cv = rounded(random_values(static_cast<std::size_t>(m * n), ++seed), dt);
+            Tensor a = on(d, av, dt), b = on(d, bv, dt);
+            Tensor c = beta == 0 ? poisoned(d, m * n, dt) : on(d, cv, dt);  // beta = 0 must overwrite NaN
+            kernels::GemmShape s{ta, tb, m, n, k, ta ? m : k, tb ? k : n, n};
+            be.gemm(dt, s, 1.3, a.raw(), b.raw(), beta, c.raw());
+            auto want = reference::matmul(av, bv, m, n, k, ta, tb);
+            for (std::size_t i = 0; i < want.size(); ++i) want[i] = 1.3 * want[i] + beta * cv[i];
+            check_close(c, want, tol(dt, static_cast<double>(k)), "gemm");
+          }
+  // k = 0: C = beta C, and beta = 0 zeroes even NaN.
+  Tensor c = poisoned(d, 6, DType::f32);
+  be.gemm(DType::f32, {false, false, 2, 3, 0, 0, 3, 3}, 1.0, nullptr, nullptr, 0.0, c.raw());
+  check_close(c, std::vector<double>(6, 0.0), {0, 0}, "gemm with k = 0");
+}
+
+inline void activations(Device d) {
+  auto& be = kernels::backend(d);
+  using kernels::Unary;
+  for (DType dt : {DType::f32, DType::f64})
+    for (std::int64_t n : {1, 257, 4099})
+      for (Unary op : {Unary::relu, Unary::tanh, Unary::sigmoid, Unary::gelu}) {
+        CAPTURE(static_cast<int>(op));
+        CAPTURE(n);
+        auto xv = rounded(random_values(static_cast<std::size_t>(n), 200 + static_cast<std::uint64_t>(n), -4, 4), dt);
+        auto gv = rounded(random_values(static_cast<std::size_t>(n), 300 + static_cast<std::uint64_t>(n)), dt);
+        Tensor x = on(d, xv, dt), gy = on(d, gv, dt), y = poisoned(d, n, dt), gx = poisoned(d, n, dt);
+        be.unary(op, dt, n, x.raw(), y.raw());
+        be.unary_backward(op, dt, n, x.raw(), y.raw(), gy.raw(), gx.raw());
+        std::vector<double> want(xv.size()), want_g(xv.size());
+        for (std::size_t i = 0; i < xv.size(); ++i) {
+          want[i] = reference::unary(op, xv[i]);
+          want_g[i] = gv[i] * reference::unary_derivative(op, xv[i]);
+        }
+        check_close(y, want, tol(dt, 4), "unary");
+        check_close(gx, want_g, tol(dt, 8), "unary_backward");
+      }
+}
+
+inline void broadcasting(Device d) {
+  auto& be = kernels::backend(d);
+  using kernels::Binary;
+  // out [2, 3, 4, 5] = a [2, 1, 4, 5] op b [3, 1, 1] (b padded to [1, 3, 1, 1]).
+  kernels::Broadcast br;
+  br.out = {2, 3, 4, 5};
+  br.a_stride = {20, 0, 5, 1};
+  br.b_stride = {0, 1, 0, 0};
+  const std::int64_t n = br.numel();
+  for (DType dt : {DType::f32, DType::f64}) {
+    auto av = rounded(random_values(40, 401), dt), bv = rounded(random_values(3, 402), dt);
+    auto gv = rounded(random_values(static_cast<std::size_t>(n), 403), dt);
+    Tensor a = on(d, av, dt), b = on(d, bv, dt), g = on(d, gv, dt);
+    for (Binary op : {Binary::add, Binary::sub, Binary::mul}) {
+      Tensor out = poisoned(d, n, dt);
+      be.binary(op, dt, br, a.raw(), b.raw(), out.raw());
+      std::vector<double> want(static_cast<std::size_t>(n));
+      for (std::int64_t i0 = 0, f = 0; i0 < 2; ++i0)
+        for (std::int64_t i1 = 0; i1 < 3; ++i1)
+          for (std::int64_t i2 = 0; i2 < 4; ++i2)
+            for (std::int64_t i3 = 0; i3 < 5; ++i3, ++f) {
+              const double p = av[i0 * 20 + i2 * 5 + i3], q = bv[i1];
+              want[f] = op == Binary::add ? p + q : op == Binary::sub ? p - q : p * q;
+            }
+      check_close(out, want, tol(dt), "binary");
+    }
+    // Gradient of a in a * b: Σ over dim 1 of g · b, scaled; and of b: Σ over dims 0, 2, 3 of g · a.
+    Tensor ga = poisoned(d, 40, dt), gb = poisoned(d, 3, dt);
+    be.reduce_to_operand(dt, br, br.a_stride, 40, 0.5, g.raw(), br.b_stride, b.raw(), ga.raw());
+    be.reduce_to_operand(dt, br, br.b_stride, 3, 1.0, g.raw(), br.a_stride, a.raw(), gb.raw());
+    std::vector<double> want_a(40, 0.0), want_b(3, 0.0);
+    for (std::int64_t i0 = 0, f = 0; i0 < 2; ++i0)
+      for (std::int64_t i1 = 0; i1 < 3; ++i1)
+        for (std::int64_t i2 = 0; i2 < 4; ++i2)
+          for (std::int64_t i3 = 0; i3 < 5; ++i3, ++f) {
+            want_a[i0 * 20 + i2 * 5 + i3] += 0.5 * gv[f] * bv[i1];
+            want_b[i1] += gv[f] * av[i0 * 20 + i2 * 5 + i3];
+          }
+    check_close(ga, want_a, tol(dt, 3), "reduce_to_operand (broadcast dimension 1)");
+    check_close(gb, want_b, tol(dt, 40), "reduce_to_operand (three broadcast dimensions)");
+    // Without `other`: the plain sum back to the operand.
+    Tensor gs_plain = poisoned(d, 3, dt);
+    be.reduce_to_operand(dt, br, br.b_stride, 3, 1.0, g.raw(), {0, 0, 0, 0}, nullptr, gs_plain.raw());
+    std::vector<double> want_plain(3, 0.0);
+    for (std::int64_t f = 0; f < n; ++f) want_plain[(f / 20) % 3] += gv[f];
+    check_close(gs_plain, want_plain, tol(dt, 40), "reduce_to_operand without a factor");
+  }
+}
+
+inline void rows_and_sums(Device d) {
+  auto& be = kernels::backend(d);
+  for (DType dt : {DType::f32, DType::f64}) {
+    const std::int64_t rows = 37, cols = 11;
+    auto xv = rounded(random_values(static_cast<std::size_t>(rows * cols), 501), dt);
+    auto rv = rounded(random_values(static_cast<std::size_t>(cols), 502), dt);
+    Tensor x = on(d, xv, dt), row = on(d, rv, dt);
+    Tensor y = poisoned(d, rows * cols, dt), s = poisoned(d, cols, dt);
+    be.broadcast_rows(dt, rows, cols, row.raw(), y.raw());
+    be.sum_rows(dt, rows, cols, x.raw(), s.raw());
+    std::vector<double> want_y(static_cast<std::size_t>(rows * cols)), want_s(static_cast<std::size_t>(cols), 0.0);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) {
+        want_y[r * cols + c] = rv[c];
+        want_s[c] += xv[r * cols + c];
+      }
+    check_close(y, want_y, {0, 0}, "broadcast_rows");
+    check_close(s, want_s, tol(dt, rows), "sum_rows");
+    for (std::int64_t n : {1, 1000, 300001}) {  // one block, a few, many (the two-pass path)
+      CAPTURE(n);
+      auto v = rounded(random_values(static_cast<std::size_t>(n), 503 + static_cast<std::uint64_t>(n)), dt);
+      Tensor t = on(d, v, dt), total = poisoned(d, 1, dt);
+      be.sum(dt, n, t.raw(), total.raw());
+      double want = 0;
+      for (double e : v) want += e;
+      check_close(total, {want}, tol(dt, std::sqrt(static_cast<double>(n))), "sum");
+      Tensor again = poisoned(d, 1, dt);
+      be.sum(dt, n, t.raw(), again.raw());
+      CHECK(again.item() == total.item());  // a fixed order: bit-identical on a rerun
+    }
+    auto yv = rounded(random_values(97, 504), dt);
+    const std::vector<double> y0(xv.begin(), xv.begin() + 97);
+    Tensor ax = on(d, yv, dt), ay = on(d, y0, dt);
+    be.axpby(dt, 97, 2.5, ax.raw(), -0.5, ay.raw());
+    std::vector<double> want_axpby(97);
+    for (std::size_t i = 0; i < 97; ++i) want_axpby[i] = 2.5 * yv[i] - 0.5 * y0[i];
+    check_close(ay.to_vector(), want_axpby, tol(dt, 2), "axpby");
+  }
+}
+
+inline void losses(Device d) {
+  auto& be = kernels::backend(d);
+  for (DType dt : {DType::f32, DType::f64})
+    for (std::int64_t cols : {10, 47}) {
+      const std::int64_t rows = 203;
+      auto xv = rounded(random_values(static_cast<std::size_t>(rows * cols), 600 + static_cast<std::uint64_t>(cols), -6, 6), dt);
+      auto gv = rounded(random_values(static_cast<std::size_t>(rows * cols), 601), dt);
+      std::vector<std::int32_t> labels(static_cast<std::size_t>(rows));
+      for (std::int64_t r = 0; r < rows; ++r) labels[r] = static_cast<std::int32_t>((r * 7) % cols);
+      Tensor x = on(d, xv, dt), g = on(d, gv, dt), lab = labels_on(d, labels);
+      Tensor logp = poisoned(d, rows * cols, dt), gx = poisoned(d, rows * cols, dt);
+      be.log_softmax(dt, rows, cols, x.raw(), logp.raw());
+      const auto want_logp = reference::log_softmax(xv, rows, cols);
+      check_close(logp, want_logp, tol(dt, 4), "log_softmax");
+      be.log_softmax_backward(dt, rows, cols, logp.raw(), g.raw(), gx.raw());
+      std::vector<double> want_gx(want_logp.size());
+      for (std::int64_t r = 0; r < rows; ++r) {
+        double s = 0;
+        for (std::int64_t c = 0; c < cols; ++c) s += gv[r * cols + c];
+        for (std::int64_t c = 0; c < cols; ++c) want_gx[r * cols + c] = gv[r * cols + c] - std::exp(want_logp[r * cols + c]) * s;
+      }
+      check_close(gx, want_gx, tol(dt, static_cast<double>(cols)), "log_softmax_backward");
+      Tensor loss = poisoned(d, 1, dt), g_out = on(d, {1.7}, dt), g_logp = poisoned(d, rows * cols, dt);
+      be.nll(dt, rows, cols, logp.raw(), static_cast<const std::int32_t*>(lab.raw()), loss.raw());
+      check_close(loss, {reference::cross_entropy(xv, labels, rows, cols)}, tol(dt, 8), "nll");
+      be.nll_backward(dt, rows, cols, static_cast<const std::int32_t*>(lab.raw()), g_out.raw(), g_logp.raw());
+      std::vector<double> want_gn(static_cast<std::size_t>(rows * cols), 0.0);
+      for (std::int64_t r = 0; r < rows; ++r) want_gn[r * cols + labels[r]] = -1.7 / static_cast<double>(rows);
+      check_close(g_logp, want_gn, tol(dt), "nll_backward");
+      Tensor mse = poisoned(d, 1, dt), gm = poisoned(d, rows * cols, dt);
+      be.mse(dt, rows * cols, x.raw(), g.raw(), mse.raw());
+      check_close(mse, {reference::mse(xv, gv)}, tol(dt, 8), "mse");
+      be.mse_backward(dt, rows * cols, x.raw(), g.raw(), g_out.raw(), gm.raw());
+      std::vector<double> want_gm(xv.size());
+      for (std::size_t i = 0; i < xv.size(); ++i) want_gm[i] = 2 * (xv[i] - gv[i]) * 1.7 / static_cast<double>(rows * cols);
+      check_close(gm, want_gm, tol(dt, 2), "mse_backward");
+      Tensor am = Tensor::full(Shape{rows}, -1, DType::i32, d);
+      be.argmax_rows(dt, rows, cols, x.raw(), static_cast<std::int32_t*>(am.raw()));
+      auto got = am.to_int_vector();
+      std::int64_t expected_equal = 0;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        std::int64_t best = 0;
+        for (std::int64_t c = 1; c < cols; ++c)
+          if (xv[r * cols + c] > xv[r * cols + best]) best = c;
+        CHECK(got[static_cast<std::size_t>(r)] == best);
+        expected_equal += best == labels[r];
+      }
+      CHECK(be.count_equal(rows, static_cast<const std::int32_t*>(am.raw()), static_cast<const std::int32_t*>(lab.raw())) ==
+            expected_equal);
+    }
+}
+
+inline void convolution_and_pooling(Device d) {
+  auto& be = kernels::backend(d);
+  for (DType dt : {DType::f32, DType::f64}) {
+    // im2col then GEMM against the reference's direct convolution: 3 channels 9 × 7, 4 filters
+    // 3 × 3, stride 2, padding 1.
+    kernels::ConvGeometry g{3, 9, 7, 3, 3, 2, 1};
+    const std::int64_t co = 4, cols = g.out_h() * g.out_w(), patch = g.patch_size();
+    auto xv = rounded(random_values(static_cast<std::size_t>(3 * 9 * 7), 701), dt);
+    auto wv = rounded(random_values(static_cast<std::size_t>(co * patch), 702), dt);
+    Tensor x = on(d, xv, dt), w = on(d, wv, dt), col = poisoned(d, patch * cols, dt), y = poisoned(d, co * cols, dt);
+    be.im2col(dt, g, x.raw(), col.raw());
+    be.gemm(dt, {false, false, co, cols, patch, patch, cols, cols}, 1.0, w.raw(), col.raw(), 0.0, y.raw());
+    check_close(y, reference::conv2d(xv, wv, {}, 1, 3, 9, 7, co, 3, 3, 2, 1), tol(dt, static_cast<double>(patch)),
+                "im2col + gemm against the direct convolution");
+    // col2im is im2col's adjoint: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+    auto cv = rounded(random_values(static_cast<std::size_t>(patch * cols), 703), dt);
+    Tensor c = on(d, cv, dt), back = poisoned(d, 3 * 9 * 7, dt);
+    be.col2im(dt, g, c.raw(), back.raw());
+    auto colv = col.to_vector(), backv = back.to_vector();
+    double lhs = 0, rhs = 0;
+    for (std::size_t i = 0; i < cv.size(); ++i) lhs += colv[i] * cv[i];
+    for (std::size_t i = 0; i < xv.size(); ++i) rhs += xv[i] * backv[i];
+    CHECK(rhs == doctest::Approx(lhs).epsilon(dt == DType::f32 ? 1e-5 : 1e-12));
+    // Max pooling, non-overlapping (2/2) and overlapping (3/2) windows, and its backward.
+    for (auto [kernel, stride] : std::vector<std::pair<std::int64_t, std::int64_t>>{{2, 2}, {3, 2}}) {
+      CAPTURE(kernel);
+      kernels::PoolGeometry pg{5, 11, 9, kernel, stride};
+      const std::int64_t outs = pg.out_h() * pg.out_w();
+      auto pv = rounded(random_values(static_cast<std::size_t>(5 * 11 * 9), 704 + static_cast<std::uint64_t>(kernel)), dt);
+      auto gyv = rounded(random_values(static_cast<std::size_t>(5 * outs), 706), dt);
+      Tensor px = on(d, pv, dt), py = poisoned(d, 5 * outs, dt), gy = on(d, gyv, dt), gx = poisoned(d, 5 * 11 * 9, dt);
+      Tensor arg = Tensor::full(Shape{5 * outs}, -1, DType::i32, d);
+      be.max_pool2d(dt, pg, px.raw(), py.raw(), static_cast<std::int32_t*>(arg.raw()));
+      check_close(py, reference::max_pool2d(pv, 5, 11, 9, kernel, stride), {0, 0}, "max_pool2d");
+      be.max_pool2d_backward(dt, pg, gy.raw(), static_cast<const std::int32_t*>(arg.raw()), gx.raw());
+      std::vector<double> want(pv.size(), 0.0);
+      for (std::int64_t p = 0; p < 5; ++p)
+        for (std::int64_t oy = 0; oy < pg.out_h(); ++oy)
+          for (std::int64_t ox = 0; ox < pg.out_w(); ++ox) {
+            std::int64_t best = -1;
+            for (std::int64_t ky = 0; ky < kernel; ++ky)
+              for (std::int64_t kx = 0; kx < kernel; ++kx) {
+                const std::int64_t at = p * 99 + (oy * stride + ky) * 9 + ox * stride + kx;
+                if (best < 0 || pv[at] > pv[best]) best = at;
+              }
+            want[best] += gyv[(p * pg.out_h() + oy) * pg.out_w() + ox];
+          }
+      check_close(gx, want, tol(dt, 4), "max_pool2d_backward");
+    }
+  }
+}
+
+inline void optimizers(Device d) {
+  auto& be = kernels::backend(d);
+  for (DType dt : {DType::f32, DType::f64}) {
+    const std::int64_t n = 1001;
+    auto pv = rounded(random_values(n, 801), dt), gv = rounded(random_values(n, 802), dt);
+    auto mv = rounded(random_values(n, 803, -0.1, 0.1), dt), vv = rounded(random_values(n, 804, 0.0, 0.01), dt);
+    for (bool decoupled : {false, true}) {
+      Tensor p = on(d, pv, dt), g = on(d, gv, dt), m = on(d, mv, dt), v = on(d, vv, dt);
+      kernels::AdamStep s{.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.05,
+                          .decoupled_weight_decay = decoupled, .step = 7};
+      be.adam_step(dt, n, p.raw(), g.raw(), m.raw(), v.raw(), s);
+      std::vector<double> want_p(n), want_m(n), want_v(n);
+      for (std::int64_t i = 0; i < n; ++i) {
+        double pi = pv[i], gi = gv[i];
+        if (decoupled) pi *= 1 - s.lr * s.weight_decay;
+        else gi += s.weight_decay * pi;
+        want_m[i] = 0.9 * mv[i] + 0.1 * gi;
+        want_v[i] = 0.999 * vv[i] + 0.001 * gi * gi;
+        const double mhat = want_m[i] / (1 - std::pow(0.9, 7)), vhat = want_v[i] / (1 - std::pow(0.999, 7));
+        want_p[i] = pi - s.lr * mhat / (std::sqrt(vhat) + s.eps);
+      }
+      check_close(m, want_m, tol(dt, 2), "adam exp_avg");
+      check_close(v, want_v, tol(dt, 2), "adam exp_avg_sq");
+      check_close(p, want_p, tol(dt, 8), "adam param");
+    }
+    for (bool nesterov : {false, true}) {
+      Tensor p = on(d, pv, dt), g = on(d, gv, dt), buf = on(d, mv, dt);
+      kernels::SgdStep s{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01, .nesterov = nesterov,
+                         .first_step = false};
+      be.sgd_step(dt, n, p.raw(), g.raw(), buf.raw(), s);
+      std::vector<double> want_p(n), want_b(n);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const double di = gv[i] + 0.01 * pv[i];
+        want_b[i] = 0.9 * mv[i] + 0.9 * di;
+        want_p[i] = pv[i] - 0.1 * (nesterov ? di + 0.9 * want_b[i] : want_b[i]);
+      }
+      check_close(buf, want_b, tol(dt, 2), "sgd momentum buffer");
+      check_close(p, want_p, tol(dt, 4), "sgd param");
+    }
+  }
+}
+
+}  // namespace backend_checks
+
+// All of the above on one backend.
+inline void check_backend_kernels(Device d) {
+  SUBCASE("gemm") { backend_checks::gemm(d); }
+  SUBCASE("activations") { backend_checks::activations(d); }
+  SUBCASE("broadcasting and its sums") { backend_checks::broadcasting(d); }
+  SUBCASE("rows, sums, axpby") { backend_checks::rows_and_sums(d); }
+  SUBCASE("losses, argmax, counts") { backend_checks::losses(d); }
+  SUBCASE("convolution and pooling") { backend_checks::convolution_and_pooling(d); }
+  SUBCASE("optimizers") { backend_checks::optimizers(d); }
+}
+
+// Three AdamW steps of the study's MLP (MSE) and CNN (cross-entropy) on `device` and on the CPU
+// from the same weights and batch; every loss and parameter compared. The devices sum in
+// different orders, so equality is to f32 rounding accumulated over three steps.
+inline void check_training_matches_cpu(Device device) {
+  // Same initial weights and batch on both devices, three AdamW steps with MSE (the MLP) or
+  // cross-entropy (the CNN); every parameter and loss compared. The devices sum in different
+  // orders, so equality is to f32 rounding accumulated over three steps.
+  for (bool cnn : {false, true}) {
+    CAPTURE(cnn);
+    Generator g_cpu(3), g_gpu(3);
+    std::shared_ptr<nn::Sequential> cpu_net, gpu_net;
+    Shape input_shape;
+    if (cnn) {
+      cpu_net = models::make_cnn({}, g_cpu);
+      gpu_net = models::make_cnn({}, g_gpu);
+      input_shape = Shape{16, 1, 28, 28};
+    } else {
+      cpu_net = models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, g_cpu);
+      gpu_net = models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, g_gpu);
+      input_shape = Shape{200, 784};
+    }
+    gpu_net->to(device);
+    auto cpu_opt = optim::AdamW(cpu_net->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
+    auto gpu_opt = optim::AdamW(gpu_net->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
+    Tensor x = random_tensor(input_shape, 11, DType::f32, 0, 1);
+    std::vector<std::int32_t> y(static_cast<std::size_t>(input_shape[0]));
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(i % 10);
+    Tensor labels = Tensor::from(y, Shape{input_shape[0]});
+    Tensor targets = ops::one_hot(labels, 10);
+    Tensor xg = x.to(device), labels_g = labels.to(device), targets_g = targets.to(device);
+    for (int step = 0; step < 3; ++step) {
+      CAPTURE(step);
+      cpu_opt.zero_grad();
+      gpu_opt.zero_grad();
+      Tensor lc = cnn ? ops::cross_entropy(cpu_net->forward(x), labels) : ops::mse_loss(cpu_net->forward(x), targets);
+      Tensor lg = cnn ? ops::cross_entropy(gpu_net->forward(xg), labels_g) : ops::mse_loss(gpu_net->forward(xg), targets_g);
+      CHECK(lg.item() == doctest::Approx(lc.item()).epsilon(1e-5));
+      lc.backward();
+      lg.backward();
+      cpu_opt.step();
+      gpu_opt.step();
+    }
+    const auto cpu_params = cpu_net->named_parameters(), gpu_params = gpu_net->named_parameters();
+    REQUIRE(cpu_params.size() == gpu_params.size());
+    for (std::size_t i = 0; i < cpu_params.size(); ++i) {
+      CAPTURE(cpu_params[i].first);
+      CHECK(gpu_params[i].second.device() == device);
+      check_close(gpu_params[i].second, cpu_params[i].second.to_vector(), {1e-5, 1e-4}, cpu_params[i].first);
+    }
+  }
+}
+
+}  // namespace gs::test
