@@ -1,0 +1,200 @@
+// The CUDA backend's kernels against the vendor libraries, in one process: grokscope's SGEMM and
+// DGEMM against cuBLAS at the study's shapes (GFLOP/s, ratio, max error against the float64
+// reference or, for shapes too large for it, against cuBLAS), then one eager training step of
+// the MNIST MLP. Prints a markdown table. cuBLAS is loaded at run time (libcublas.so.13, .12 or
+// .so, wherever the loader finds it), so this binary runs where only a Python wheel ships it;
+// without it the baseline columns say so.
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "engine/rng.h"
+#include "engine/tensor.h"
+#include "kernels/backend.h"
+#include "kernels/reference/reference.h"
+#include "models/models.h"
+
+namespace {
+
+using namespace gs;
+
+// The few cuBLAS entry points used, by their C ABI (cublas_api.h): handles are pointers, the
+// operation enum is an int (N = 0, T = 1), and every call returns a status int (0 = success).
+struct Cublas {
+  using Create = int (*)(void**);
+  using Sgemm = int (*)(void*, int, int, int, int, int, const float*, const float*, int, const float*, int,
+                        const float*, float*, int);
+  using Dgemm = int (*)(void*, int, int, int, int, int, const double*, const double*, int, const double*, int,
+                        const double*, double*, int);
+  void* handle = nullptr;
+  Sgemm sgemm = nullptr;
+  Dgemm dgemm = nullptr;
+  std::string origin;
+
+  bool load() {
+    for (const char* name : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
+      void* lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (!lib) continue;
+      auto create = reinterpret_cast<Create>(dlsym(lib, "cublasCreate_v2"));
+      sgemm = reinterpret_cast<Sgemm>(dlsym(lib, "cublasSgemm_v2"));
+      dgemm = reinterpret_cast<Dgemm>(dlsym(lib, "cublasDgemm_v2"));
+      if (create && sgemm && dgemm && create(&handle) == 0) {
+        origin = name;
+        return true;
+      }
+    }
+    return false;
+  }
+  // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands.
+  template <class T>
+  void gemm(const kernels::GemmShape& s, const T* a, const T* b, T* c) const {
+    const T one = 1, zero = 0;
+    const int opa = s.transpose_b ? 1 : 0, opb = s.transpose_a ? 1 : 0;
+    int status;
+    if constexpr (std::is_same_v<T, float>)
+      status = sgemm(handle, opa, opb, int(s.n), int(s.m), int(s.k), &one, b, int(s.ldb), a, int(s.lda), &zero, c, int(s.ldc));
+    else
+      status = dgemm(handle, opa, opb, int(s.n), int(s.m), int(s.k), &one, b, int(s.ldb), a, int(s.lda), &zero, c, int(s.ldc));
+    if (status != 0) std::fprintf(stderr, "cuBLAS gemm returned status %d\n", status);
+  }
+};
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "bench_cuda: %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+// Median over 5 batches of the per-call time of f, in seconds, timed with CUDA events.
+template <class F>
+double median_seconds(F&& f, int calls_per_batch) {
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "event");
+  check(cudaEventCreate(&stop), "event");
+  for (int i = 0; i < 3; ++i) f();  // warm-up
+  std::vector<double> t;
+  for (int batch = 0; batch < 5; ++batch) {
+    check(cudaEventRecord(start), "record");
+    for (int i = 0; i < calls_per_batch; ++i) f();
+    check(cudaEventRecord(stop), "record");
+    check(cudaEventSynchronize(stop), "sync");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+    t.push_back(ms * 1e-3 / calls_per_batch);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(t.begin(), t.end());
+  return t[2];
+}
+
+struct Shape3 {
+  const char* what;
+  std::int64_t m, n, k;
+  bool ta, tb;
+};
+
+template <class T>
+void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
+  const kernels::GemmShape s{sh.ta, sh.tb, sh.m, sh.n, sh.k, sh.ta ? sh.m : sh.k, sh.tb ? sh.k : sh.n, sh.n};
+  Generator gen(5, Stream::test);
+  Tensor a = Tensor::empty(Shape{sh.m * sh.k}, DType::f64), b = Tensor::empty(Shape{sh.k * sh.n}, DType::f64);
+  gen.normal(a, 0, 1);
+  gen.normal(b, 0, 1);
+  Tensor ad = a.to(dt).to(Device::cuda), bd = b.to(dt).to(Device::cuda);
+  Tensor c = Tensor::zeros(Shape{sh.m * sh.n}, dt, Device::cuda), c_ref = Tensor::zeros(Shape{sh.m * sh.n}, dt, Device::cuda);
+  auto& be = kernels::backend(Device::cuda);
+  const double flops = 2.0 * double(sh.m) * double(sh.n) * double(sh.k);
+  const int calls = std::max(1, int(2e10 / std::max(flops, 1.0)));
+  const double ours = median_seconds([&] { be.gemm(dt, s, 1.0, ad.raw(), bd.raw(), 0.0, c.raw()); }, std::min(calls, 2000));
+  double theirs = NAN;
+  if (cublas) {
+    theirs = median_seconds([&] { cublas->gemm<T>(s, static_cast<const T*>(ad.raw()), static_cast<const T*>(bd.raw()),
+                                                  static_cast<T*>(c_ref.raw())); },
+                            std::min(calls, 2000));
+  }
+  // Max error relative to the largest |reference| entry: against f64 truth where that is cheap.
+  const auto got = c.to_vector();
+  std::vector<double> want;
+  std::string against = "f64 reference";
+  if (flops <= 2e9) {
+    want = reference::matmul(a.to(dt).to_vector(), b.to(dt).to_vector(), sh.m, sh.n, sh.k, sh.ta, sh.tb);
+  } else if (cublas) {
+    want = c_ref.to_vector();
+    against = "cuBLAS";
+  }
+  double err = 0, scale = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    err = std::max(err, std::abs(got[i] - want[i]));
+    scale = std::max(scale, std::abs(want[i]));
+  }
+  std::printf("| %s %s | %lld×%lld×%lld%s%s | %.1f | %s | %s | %s |\n", dt == DType::f32 ? "SGEMM" : "DGEMM", sh.what,
+              (long long)sh.m, (long long)sh.n, (long long)sh.k, sh.ta ? " Aᵀ" : "", sh.tb ? " Bᵀ" : "", flops / ours * 1e-9,
+              cublas ? std::to_string(flops / theirs * 1e-9).substr(0, 8).c_str() : "n/a",
+              cublas ? std::to_string(theirs / ours).substr(0, 5).c_str() : "n/a",
+              want.empty() ? "n/a" : (std::to_string(err / std::max(scale, 1e-300)).substr(0, 9) + " vs " + against).c_str());
+}
+
+void bench_training_step() {
+  Generator gen(1);
+  auto net = models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen);
+  net->to(Device::cuda);
+  auto opt = optim::AdamW(net->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
+  Generator data(2, Stream::test);
+  Tensor x = Tensor::empty(Shape{200, 784}, DType::f32);
+  data.uniform(x, 0, 1);
+  std::vector<std::int32_t> y(200);
+  for (int i = 0; i < 200; ++i) y[static_cast<std::size_t>(i)] = i % 10;
+  Tensor targets = ops::one_hot(Tensor::from(y, Shape{200}), 10).to(Device::cuda);
+  Tensor xd = x.to(Device::cuda);
+  auto step = [&] {
+    opt.zero_grad();
+    Tensor loss = ops::mse_loss(net->forward(xd), targets);
+    loss.backward();
+    opt.step();
+  };
+  const double s = median_seconds(step, 200);
+  std::printf("\n| training step, MLP 784-200-200-10, batch 200, AdamW, eager launches | %.1f µs (target with graph replay: ≤ 20 µs) |\n",
+              s * 1e6);
+}
+
+}  // namespace
+
+int main() {
+  if (!kernels::cuda_available()) {
+    std::printf("bench_cuda: no usable CUDA device: %s\n", kernels::cuda_unavailable_reason());
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "device properties");
+  Cublas cublas;
+  const bool have_cublas = cublas.load();
+  std::printf("device: %s (sm_%d%d), cuBLAS: %s\n\n", prop.name, prop.major, prop.minor,
+              have_cublas ? cublas.origin.c_str() : "not found (set LD_LIBRARY_PATH to a libcublas.so.13 or .12)");
+  std::printf("| kernel | m×n×k | GFLOP/s | cuBLAS GFLOP/s | ratio (ours/cuBLAS speed) | max error / max |ref| |\n");
+  std::printf("| --- | --- | ---: | ---: | ---: | --- |\n");
+  const Cublas* base = have_cublas ? &cublas : nullptr;
+  const std::vector<Shape3> shapes{
+      {"MLP forward layer 1", 200, 200, 784, false, true},   // x Wᵀ
+      {"MLP forward layer 2", 200, 200, 200, false, true},
+      {"MLP forward output", 200, 10, 200, false, true},
+      {"MLP weight gradient", 200, 784, 200, true, false},   // gᵀ x
+      {"MLP input gradient", 200, 784, 200, false, false},   // g W
+      {"NTK Gram H Hᵀ, 1280 points", 1280, 1280, 200, false, true},
+      {"NTK Gram tile, EMNIST", 8192, 8192, 200, false, true},
+      {"square", 4096, 4096, 4096, false, false},
+  };
+  for (const auto& s : shapes) bench_gemm<float>(base, s, DType::f32);
+  for (const auto& s : shapes) bench_gemm<double>(base, s, DType::f64);
+  bench_training_step();
+  return 0;
+}
