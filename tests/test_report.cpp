@@ -108,6 +108,11 @@ std::pair<double, double> bracket(const std::vector<double>& steps, double at) {
   return {0, 0};
 }
 
+RunReport write_and_analyze(const SyntheticRun& run, const test::TempDir& dir) {
+  run.write(dir.path());
+  return analyze_run(dir.path());
+}
+
 double decades_off(double measured, double expected) { return std::abs(std::log10(measured / expected)); }
 
 }  // namespace
@@ -117,8 +122,7 @@ TEST_SUITE("report") {
     test::TempDir tmp;
     SyntheticRun run;
     run.test = step_at(0.1, 0.9, 10000);
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     // Train accuracy jumps 0.1 -> 1 between the bracketing steps; 0.99 is 0.89/0.9 of the way.
     const auto [f0, f1] = bracket(run.steps, 100);
     REQUIRE(r.t_fit);
@@ -138,8 +142,7 @@ TEST_SUITE("report") {
     SyntheticRun run;
     const double a0 = 0.2, a1 = 0.9, centre = 4, width = 0.15;
     run.test = log_sigmoid(a0, a1, centre, width);
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     REQUIRE(r.t_fit);
     const double start = run.test(*r.t_fit), final_value = run.test(1e5);
     for (const auto& [q, t] : {std::pair{0.1, r.test.t10}, std::pair{0.5, r.test.t50}, std::pair{0.9, r.test.t90}}) {
@@ -155,8 +158,7 @@ TEST_SUITE("report") {
     test::TempDir tmp;
     SyntheticRun run;
     run.noise = 0.004;
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     REQUIRE(r.test.t50);
     CHECK(decades_off(*r.test.t50, 1e4) < 0.05);
     CHECK(decades_off(*r.test.t10, std::pow(10.0, 4 + 0.15 * logit(0.1))) < 0.1);
@@ -167,8 +169,7 @@ TEST_SUITE("report") {
     SyntheticRun run;
     run.test = constant(0.3);
     run.noise = 0.002;
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     CHECK(r.t_fit);
     CHECK_FALSE(r.test.moved);
     CHECK_FALSE(r.test.t50);
@@ -182,8 +183,7 @@ TEST_SUITE("report") {
     test::TempDir tmp;
     SyntheticRun run;
     run.train = log_sigmoid(0.1, 0.9, 2, 0.2);
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     CHECK_FALSE(r.t_fit);
     CHECK_FALSE(r.test.t50);
     CHECK(r.best_train_accuracy == doctest::Approx(0.9).epsilon(1e-3));
@@ -195,8 +195,7 @@ TEST_SUITE("report") {
     SyntheticRun run;
     run.steps = {0};
     run.train = constant(1.0);
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     REQUIRE(r.t_fit);
     CHECK(*r.t_fit == 0);
     CHECK_FALSE(r.test.moved);
@@ -210,8 +209,7 @@ TEST_SUITE("report") {
     test::TempDir tmp;
     SyntheticRun run;
     run.test = log_sigmoid(0.2, 0.9, std::log10(150.0), 0.05);
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     REQUIRE(r.test.t50);
     CHECK(*r.test.t50 <= 2 * *r.t_fit);
     CHECK(r.verdict.rfind("no delay", 0) == 0);
@@ -221,8 +219,7 @@ TEST_SUITE("report") {
     test::TempDir tmp;
     SyntheticRun run;
     run.test = log_sigmoid(0.1, 0.9, std::log10(40.0), 0.05);
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     CHECK_FALSE(r.test.moved);  // flat after the fit at step ~100
     REQUIRE(r.test_from_start.t50);
     CHECK(decades_off(*r.test_from_start.t50, 40) < 0.02);
@@ -235,8 +232,7 @@ TEST_SUITE("report") {
     run.ntk = log_sigmoid(0, 0.4, 3, 0.1);
     run.capacity = log_sigmoid(0.1, 0.5, 4.1, 0.1);
     run.probe_steps = log_steps(40);
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     REQUIRE(r.ntk);
     CHECK(r.ntk->probe_set == "train");
     CHECK(r.ntk_sets.size() == 2);
@@ -267,8 +263,7 @@ TEST_SUITE("report") {
     run.ntk = log_sigmoid(0, 0.4, 4.05, 0.1);
     run.capacity = log_sigmoid(0.1, 0.5, 4.6, 0.1);
     run.probe_steps = log_steps(40);
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     CHECK_MESSAGE(r.verdict.find("NTK moved with the test rise") != std::string::npos, r.verdict);
     CHECK_MESSAGE(r.verdict.find("output-layer capacity rose 0.6 decades after the test rise") != std::string::npos,
                   r.verdict);
@@ -279,8 +274,7 @@ TEST_SUITE("report") {
     SyntheticRun run;
     run.steps = log_steps(20, 3e4);
     run.status = "running";
-    run.write(tmp.path());
-    const RunReport r = analyze_run(tmp.path());
+    const RunReport r = write_and_analyze(run, tmp);
     CHECK(r.status == "running");
     CHECK(r.last_step == 3e4);
     CHECK(r.verdict.rfind("(in progress at step 30000", 0) == 0);
