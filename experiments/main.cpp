@@ -41,7 +41,7 @@ void add_geometry_probe(gs::experiments::Runner& runner) {
 }
 
 int run_geometry(const std::string& x_path, const std::string& y_path, double kappa, std::int64_t n_t, std::uint64_t seed,
-                 bool json) {
+                 bool json, bool remove_center_structure) {
   using gs::Error;
   gs::Tensor x = gs::io::load_npy(x_path), y = gs::io::load_npy(y_path);
   if (x.rank() != 2) throw Error(x_path + ": activations must be 2-D (samples × features), got " + x.shape().str());
@@ -56,7 +56,7 @@ int run_geometry(const std::string& x_path, const std::string& y_path, double ka
     if (v < 0) throw Error(y_path + ": labels must be non-negative class indices, got " + std::to_string(v));
     classes = std::max(classes, v + 1);
   }
-  auto g = gs::probe::analyze_layer(x.to_vector(), x.size(1), labels, classes, kappa, n_t, seed);
+  auto g = gs::probe::analyze_layer(x.to_vector(), x.size(1), labels, classes, kappa, n_t, seed, remove_center_structure);
   for (const auto& w : g.warnings) fmt::print(stderr, "grokscope: {}\n", w);
   nlohmann::ordered_json out{{"capacity", g.capacity},   {"capacity_se", g.capacity_se},
                              {"radius", g.radius},       {"dimension", g.dimension},
@@ -118,13 +118,14 @@ int main(int argc, char** argv) {
   double geo_kappa = 0;
   std::int64_t geo_nt = 200;
   std::uint64_t geo_seed = 0;
-  bool geo_json = false;
+  bool geo_json = false, geo_keep_centers = false;
   geometry->add_option("--activations", geo_x, "samples × features, .npy, float32 or float64")->required();
   geometry->add_option("--labels", geo_y, "the class of every sample, .npy, int32")->required();
   geometry->add_option("--kappa", geo_kappa, "margin (default 0)")->check(CLI::NonNegativeNumber);
   geometry->add_option("--n-t", geo_nt, "Gaussian vectors per manifold (default 200)")->check(CLI::Range(2, 1000000));
   geometry->add_option("--seed", geo_seed, "seed of the Gaussian vectors and the center-structure restarts");
   geometry->add_flag("--json", geo_json, "print one JSON object");
+  geometry->add_flag("--no-center-structure", geo_keep_centers, "skip step 2 (removing the centers' common structure; K = 0)");
 
   auto* report = app.add_subcommand("report", "onsets, lags, verdicts and figures of finished (or running) runs");
   gs::experiments::ReportCommand report_cmd;
@@ -149,7 +150,7 @@ int main(int argc, char** argv) {
       report_cmd.figures = !report_no_figures;
       return gs::experiments::run_report_command(report_cmd);
     }
-    if (geometry->parsed()) return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json);
+    if (geometry->parsed()) return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json, !geo_keep_centers);
     if (ntk->parsed()) {
       ntk_cmd.recipe = ntk_recipe.empty()
                            ? gs::experiments::parse_recipe(default_recipe, "experiments/default.toml (compiled in)")

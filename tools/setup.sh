@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything grokscope builds and tests with, from Debian's packages. Idempotent.
 #   tools/setup.sh            build and test dependencies
-#   tools/setup.sh --torch    also PyTorch (for tools/bench_vs_torch.sh and the cross-checks)
+#   tools/setup.sh --torch    also PyTorch and cvxopt (the baselines: tools/bench_*_vs_torch.sh,
+#                             tools/geometry_vs_cvxopt.sh, the checkpoint cross-check)
 set -euo pipefail
 
 packages=(
@@ -15,7 +16,7 @@ packages=(
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [[ "${1:-}" == "--torch" ]]; then
   # libopenblas0 first: without it Debian's torch falls back to the reference BLAS, 12x slower.
-  packages+=(libopenblas0 python3-torch)
+  packages+=(libopenblas0 python3-torch python3-cvxopt)
 fi
 
 missing=()
