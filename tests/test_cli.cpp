@@ -169,6 +169,13 @@ TEST_SUITE("cli") {
     CHECK(j["capacity"].get<double>() == doctest::Approx(want.capacity).epsilon(1e-12));
     CHECK(j["K"] == want.k);
     CHECK(j["per_class"].size() == 3);
+    Result kept = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "y.npy").string() +
+                      " --n-t 100 --seed 3 --json --no-center-structure");
+    REQUIRE_MESSAGE(kept.status == 0, kept.out);
+    auto jk = nlohmann::json::parse(kept.out);
+    auto want_kept = probe::analyze_layer(x.to(DType::f32).to_vector(), 9, y, 3, 0.0, 100, 3, false);
+    CHECK(jk["K"] == 0);
+    CHECK(jk["capacity"].get<double>() == doctest::Approx(want_kept.capacity).epsilon(1e-12));
     Result bad = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "x.npy").string());
     CHECK(bad.status == 1);
     CHECK(bad.out.find("labels must be a 1-D int32 array") != std::string::npos);
