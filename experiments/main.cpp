@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
       if (runner.recipe().probe.geometry) add_geometry_probe(runner);
       fmt::print("grokscope: resuming {}\n", resume_dir);
       const int code = runner.run();
-      if (code == 0) fmt::print("grokscope: done; metrics in {}/metrics.csv\n", resume_dir);
+      if (code == 0) fmt::print("grokscope: done; metrics in {0}/metrics.csv; `grokscope report {0}` for onsets and figures\n", resume_dir);
       return code;
     }
     if (train->parsed()) {
@@ -185,7 +185,9 @@ int main(int argc, char** argv) {
       if (recipe.probe.ntk) add_ntk_probe(runner);
       if (recipe.probe.geometry) add_geometry_probe(runner);
       const int code = runner.run();
-      if (code == 0) fmt::print("grokscope: done; metrics in {}/metrics.csv\n", options.out.string());
+      if (code == 0)
+        fmt::print("grokscope: done; metrics in {0}/metrics.csv; `grokscope report {0}` for onsets and figures\n",
+                   options.out.string());
       return code;
     }
   } catch (const gs::Error& e) {
