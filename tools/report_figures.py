@@ -252,9 +252,12 @@ def plot_comparison(runs, out):
             bottom.plot(numbers(rows["step"]), numbers(rows["capacity"]), "s-", ms=3, color="tab:green")
         else:
             bottom.text(0.5, 0.5, "no geometry.csv", ha="center", transform=bottom.transAxes, color="gray")
+        # The test rise after the fit, or for a run that generalized as it fit, from step 0.
+        t50 = ((r["summary"].get("test_accuracy") or {}).get("t50")
+               or (r["summary"].get("test_accuracy_from_start") or {}).get("t50"))
         for ax in (top, mid, bottom):
             log_axis(ax)
-            mark(ax, (r["summary"].get("test_accuracy") or {}).get("t50"), None, "tab:orange")
+            mark(ax, t50, None, "tab:orange")
         if col == 0:
             top.set_ylabel("accuracy")
             top.legend(fontsize=8)
