@@ -14,8 +14,9 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     gemm_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, T alpha, const T* __restrict__ a, i64 lda,
                 const T* __restrict__ b, i64 ldb, T beta, T* __restrict__ c, i64 ldc) {
   constexpr int thread_rows = BM / TM, thread_cols = BN / TN, threads = thread_rows * thread_cols;
-  __shared__ T as[BK][BM + 1];  // +1: transposed stores of A land in distinct banks
-  __shared__ T bs[BK][BN];
+  // +1: stores that walk down a column (A untransposed, B transposed) land in distinct banks.
+  __shared__ T as[BK][BM + 1];
+  __shared__ T bs[BK][BN + 1];
   const int tid = threadIdx.x;
   const int tr = tid / thread_cols, tc = tid % thread_cols;
   const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
