@@ -16,8 +16,13 @@ namespace {
 std::filesystem::path find_file(const std::filesystem::path& dir, const std::string& base) {
   for (const auto& candidate : {dir / base, dir / (base + ".gz")})
     if (std::filesystem::exists(candidate)) return candidate;
-  fail("{}: neither {} nor {}.gz is there; run data/fetch.sh, or point data.path at the folder that holds them",
-       dir.string(), base, base);
+  // data/fetch.sh fetches MNIST and Fashion-MNIST; EMNIST has no mirror it can reach.
+  const bool fetchable = base.find("emnist") == std::string::npos;
+  fail("{}: neither {} nor {}.gz is there; {}, or point data.path at the folder that holds them", dir.string(), base,
+       base,
+       fetchable ? "run data/fetch.sh (mnist or fashion-mnist)"
+                 : "EMNIST is not fetched by data/fetch.sh: download the balanced split's IDX files from NIST (the "
+                   "gzip archive on nist.gov) and put them there");
 }
 
 // Means and standard deviations of the training pixels in [0, 1] (per channel for CIFAR).

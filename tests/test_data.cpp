@@ -121,6 +121,11 @@ TEST_SUITE("data") {
     CHECK(d.classes == 10);
     CHECK_THROWS_WITH_AS(load_named("mnist", dir.path(), Split::test, Normalization::unit),
                          doctest::Contains("t10k-images-idx3-ubyte"), Error);
+    CHECK_THROWS_WITH_AS(load_named("mnist", dir.path(), Split::test, Normalization::unit),
+                         doctest::Contains("run data/fetch.sh"), Error);
+    // EMNIST cannot be fetched: the message says where to get it instead of pointing at fetch.sh.
+    CHECK_THROWS_WITH_AS(load_named("emnist-balanced", dir.path(), Split::train, Normalization::unit),
+                         doctest::Contains("EMNIST is not fetched by data/fetch.sh"), Error);
     CHECK_THROWS_WITH_AS(load_named("cifar", dir.path(), Split::test, Normalization::unit), doctest::Contains("unknown dataset"),
                          Error);
   }
