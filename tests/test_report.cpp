@@ -226,6 +226,32 @@ TEST_SUITE("report") {
     CHECK_MESSAGE(r.verdict.rfind("no delay: test accuracy rose with the fit", 0) == 0, r.verdict);
   }
 
+  TEST_CASE("a test curve that falls after the fit is no rise: no delay, no lead, no lag") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    // Generalizes with the fit (to 0.8 by step ~60), then overfits down to 0.7 around step 10^4.
+    const Curve up = log_sigmoid(0.1, 0.8, std::log10(40.0), 0.05), down = log_sigmoid(0, -0.1, 4, 0.1);
+    run.test = [=](double t) { return up(t) + down(t); };
+    run.ntk = log_sigmoid(0, 0.4, 3, 0.1);
+    run.capacity = log_sigmoid(0.1, 0.5, 4.1, 0.1);
+    const RunReport r = write_and_analyze(run, tmp);
+    CHECK(r.test.moved);
+    CHECK_FALSE(r.test.upwards);
+    CHECK_MESSAGE(r.verdict.rfind("no delay: test accuracy rose with the fit", 0) == 0, r.verdict);
+    CHECK_MESSAGE(r.verdict.find("then fell (0.800 at the fit, 0.700 at the end)") != std::string::npos, r.verdict);
+    REQUIRE(r.ntk);
+    CHECK_FALSE(r.ntk->lead_decades);
+    CHECK_FALSE(r.layers.back().lag_decades);
+    CHECK(report_json(r)["delay_decades"].is_null());
+    // A curve that only falls, never having risen, did not rise.
+    test::TempDir tmp2;
+    SyntheticRun falling;
+    falling.test = log_sigmoid(0.5, 0.3, 3, 0.1);
+    const RunReport f = write_and_analyze(falling, tmp2);
+    CHECK_MESSAGE(f.verdict.find("test accuracy did not rise after it (0.500 -> 0.300)") != std::string::npos, f.verdict);
+    CHECK(report_table({f}).find(" - ") != std::string::npos);
+  }
+
   TEST_CASE("NTK departure and output capacity onset: numbers and the verdict") {
     test::TempDir tmp;
     SyntheticRun run;

@@ -86,6 +86,17 @@ def load_run(run):
     }
 
 
+def rise_t50(summary, from_start=False):
+    """The midpoint of the test rise after the fit (a fall is no rise); with from_start, that of
+    a run that generalized while it fit, measured from step 0, when there was none after."""
+    keys = ("test_accuracy", "test_accuracy_from_start") if from_start else ("test_accuracy",)
+    for key in keys:
+        rise = summary.get(key) or {}
+        if rise.get("moved") and rise.get("direction") == "up" and rise.get("t50") is not None:
+            return rise["t50"]
+    return None
+
+
 def ntk_probe_set(r):
     sets = r["summary"].get("ntk", {})
     return "train" if "train" in sets else next(iter(sets), None)
@@ -107,7 +118,7 @@ def plot_training(r, out):
         loss.plot(step, numbers(m[f"{split}_loss"]), color=color, label=split)
     s = r["summary"]
     mark(acc, s.get("t_fit"), "t_fit", "tab:blue")
-    mark(acc, (s.get("test_accuracy") or {}).get("t50"), "test t_50", "tab:orange")
+    mark(acc, rise_t50(s, from_start=True), "test t_50", "tab:orange")
     acc.set_ylabel("accuracy")
     acc.set_ylim(0, 1.02)
     loss.set_ylabel("loss")
@@ -132,7 +143,7 @@ def plot_ntk(r, out):
         vel.plot(step[1:], prev[1:], "o-", ms=3, color=color, label=f"{probe_set} points")
         onsets = r["summary"].get("ntk", {}).get(probe_set, {})
         mark(dist, onsets.get("t_half_max"), f"{probe_set}: 50% of max", color)
-    mark(dist, (r["summary"].get("test_accuracy") or {}).get("t50"), "test t_50", "black")
+    mark(dist, rise_t50(r["summary"]), "test t_50", "black")
     dist.set_ylabel("kernel distance to init")
     vel.set_ylabel("kernel distance to previous probe step")
     vel.set_yscale("log")
@@ -176,7 +187,7 @@ def plot_geometry(r, out):
         for layer, color in zip(layers, colors):
             rows = where(g, "layer", layer)
             ax.plot(numbers(rows["step"]), numbers(rows[column]), "o-", ms=2.5, color=color, label=layer)
-        mark(ax, (r["summary"].get("test_accuracy") or {}).get("t50"), "test t_50", "black")
+        mark(ax, rise_t50(r["summary"]), "test t_50", "black")
         ax.set_ylabel(label)
         log_axis(ax)
     axes[0, 0].legend(fontsize=7)
@@ -211,7 +222,7 @@ def draw_overlay(ax, r, legend=True):
         ax.plot(numbers(rows["step"]), c, "s-", ms=3, color="tab:green", label="output-layer capacity (0 at t_fit, 1 at end)")
         mark(ax, out_layer["capacity"].get("t50"), "capacity t_50", "tab:green")
     mark(ax, s.get("t_fit"), "t_fit", "tab:blue")
-    mark(ax, test.get("t50"), "test t_50", "tab:orange")
+    mark(ax, rise_t50(s), "test t_50", "tab:orange")
     ax.set_ylabel("normalized")
     ax.set_ylim(-0.15, 1.45)
     log_axis(ax)
@@ -253,8 +264,7 @@ def plot_comparison(runs, out):
         else:
             bottom.text(0.5, 0.5, "no geometry.csv", ha="center", transform=bottom.transAxes, color="gray")
         # The test rise after the fit, or for a run that generalized as it fit, from step 0.
-        t50 = ((r["summary"].get("test_accuracy") or {}).get("t50")
-               or (r["summary"].get("test_accuracy_from_start") or {}).get("t50"))
+        t50 = rise_t50(r["summary"], from_start=True)
         for ax in (top, mid, bottom):
             log_axis(ax)
             mark(ax, t50, None, "tab:orange")
