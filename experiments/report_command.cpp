@@ -42,14 +42,17 @@ std::string python_interpreter() {
   return "python3";
 }
 
+// Where the side-by-side figure goes by default: the runs' deepest common folder, or the current
+// one when they share nothing below the root.
 fs::path common_parent(const std::vector<fs::path>& runs) {
   fs::path parent = fs::absolute(runs.front()).lexically_normal().parent_path();
   for (const auto& r : runs) {
     const fs::path p = fs::absolute(r).lexically_normal();
-    while (!parent.empty() && std::mismatch(parent.begin(), parent.end(), p.begin(), p.end()).first != parent.end())
+    while (!parent.empty() && parent != parent.root_path() &&
+           std::mismatch(parent.begin(), parent.end(), p.begin(), p.end()).first != parent.end())
       parent = parent.parent_path();
   }
-  return parent;
+  return parent.empty() || parent == parent.root_path() ? fs::current_path() : parent;
 }
 
 // Draws every figure; returns false (having said why) when they could not be drawn.
