@@ -1,10 +1,12 @@
 // The CUDA backend's kernels against the vendor libraries, in one process: grokscope's SGEMM and
 // DGEMM against cuBLAS at the study's shapes (GFLOP/s, ratio, max error against the float64
-// reference or, for shapes too large for it, against cuBLAS), then one eager training step of
-// the MNIST MLP. Prints a markdown table. cuBLAS is loaded at run time (libcublas.so.13, .12 or
-// .so, wherever the loader finds it), so this binary runs where only a Python wheel ships it;
-// without it the baseline columns say so.
+// reference or, for shapes too large for it, against cuBLAS), the CNN's convolutions
+// (im2col + our GEMM) against cuDNN, then one eager training step of the MNIST MLP. Prints
+// markdown tables. cuBLAS and cuDNN are loaded at run time (libcublas.so.13 / .12, libcudnn.so.9),
+// so this binary runs where only a Python wheel ships them; without them the baseline columns
+// say so. cudnn.h gives the types; nothing is linked.
 #include <cuda_runtime.h>
+#include <cudnn.h>
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/rng.h"
@@ -64,6 +67,41 @@ struct Cublas {
     else
       status = dgemm(handle, opa, opb, int(s.n), int(s.m), int(s.k), &one, b, int(s.ldb), a, int(s.lda), &zero, c, int(s.ldc));
     if (status != 0) std::fprintf(stderr, "cuBLAS gemm returned status %d\n", status);
+  }
+};
+
+// The legacy cuDNN convolution API (cudnn_cnn.h), resolved by name.
+struct Cudnn {
+  decltype(&cudnnCreate) create = nullptr;
+  decltype(&cudnnCreateTensorDescriptor) create_tensor = nullptr;
+  decltype(&cudnnSetTensor4dDescriptor) set_tensor = nullptr;
+  decltype(&cudnnCreateFilterDescriptor) create_filter = nullptr;
+  decltype(&cudnnSetFilter4dDescriptor) set_filter = nullptr;
+  decltype(&cudnnCreateConvolutionDescriptor) create_conv = nullptr;
+  decltype(&cudnnSetConvolution2dDescriptor) set_conv = nullptr;
+  decltype(&cudnnGetConvolutionForwardAlgorithm_v7) pick_algorithm = nullptr;
+  decltype(&cudnnGetConvolutionForwardWorkspaceSize) workspace_size = nullptr;
+  decltype(&cudnnConvolutionForward) forward = nullptr;
+  cudnnHandle_t handle = nullptr;
+
+  template <class F>
+  static bool resolve(void* lib, const char* name, F& f) {
+    f = reinterpret_cast<F>(dlsym(lib, name));
+    return f != nullptr;
+  }
+  bool load() {
+    void* lib = dlopen("libcudnn.so.9", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return false;
+    const bool ok = resolve(lib, "cudnnCreate", create) && resolve(lib, "cudnnCreateTensorDescriptor", create_tensor) &&
+                    resolve(lib, "cudnnSetTensor4dDescriptor", set_tensor) &&
+                    resolve(lib, "cudnnCreateFilterDescriptor", create_filter) &&
+                    resolve(lib, "cudnnSetFilter4dDescriptor", set_filter) &&
+                    resolve(lib, "cudnnCreateConvolutionDescriptor", create_conv) &&
+                    resolve(lib, "cudnnSetConvolution2dDescriptor", set_conv) &&
+                    resolve(lib, "cudnnGetConvolutionForwardAlgorithm_v7", pick_algorithm) &&
+                    resolve(lib, "cudnnGetConvolutionForwardWorkspaceSize", workspace_size) &&
+                    resolve(lib, "cudnnConvolutionForward", forward);
+    return ok && create(&handle) == CUDNN_STATUS_SUCCESS;
   }
 };
 
@@ -144,6 +182,65 @@ void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
               want.empty() ? "n/a" : (std::to_string(err / std::max(scale, 1e-300)).substr(0, 9) + " vs " + against).c_str());
 }
 
+struct ConvShape {
+  const char* what;
+  std::int64_t n, c, h, w, co, k, pad;
+};
+
+// One convolution forward, no bias: ops::conv2d's path (im2col + our SGEMM per image) against
+// cuDNN's heuristic first choice of algorithm.
+void bench_conv(const Cudnn* cudnn, const ConvShape& sh) {
+  Generator gen(6, Stream::test);
+  Tensor x = Tensor::empty(Shape{sh.n, sh.c, sh.h, sh.w}, DType::f32), w = Tensor::empty(Shape{sh.co, sh.c, sh.k, sh.k}, DType::f32);
+  gen.normal(x, 0, 1);
+  gen.normal(w, 0, 1);
+  Tensor xd = x.to(Device::cuda), wd = w.to(Device::cuda);
+  NoGrad no_tape;
+  Tensor y;
+  const double ours = median_seconds([&] { y = ops::conv2d(xd, wd, Tensor(), 1, sh.pad); }, 20);
+  const std::int64_t oh = sh.h + 2 * sh.pad - sh.k + 1, ow = sh.w + 2 * sh.pad - sh.k + 1;
+  const double flops = 2.0 * double(sh.n * sh.co * oh * ow) * double(sh.c * sh.k * sh.k);
+  double theirs = NAN, err = NAN;
+  if (cudnn) {
+    cudnnTensorDescriptor_t xdesc, ydesc;
+    cudnnFilterDescriptor_t fdesc;
+    cudnnConvolutionDescriptor_t cdesc;
+    cudnn->create_tensor(&xdesc);
+    cudnn->create_tensor(&ydesc);
+    cudnn->create_filter(&fdesc);
+    cudnn->create_conv(&cdesc);
+    cudnn->set_tensor(xdesc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(sh.n), int(sh.c), int(sh.h), int(sh.w));
+    cudnn->set_tensor(ydesc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(sh.n), int(sh.co), int(oh), int(ow));
+    cudnn->set_filter(fdesc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, int(sh.co), int(sh.c), int(sh.k), int(sh.k));
+    cudnn->set_conv(cdesc, int(sh.pad), int(sh.pad), 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
+    cudnnConvolutionFwdAlgoPerf_t perf[8];
+    int found = 0;
+    cudnn->pick_algorithm(cudnn->handle, xdesc, fdesc, cdesc, ydesc, 8, &found, perf);
+    const cudnnConvolutionFwdAlgo_t algo = found > 0 ? perf[0].algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    std::size_t bytes = 0;
+    cudnn->workspace_size(cudnn->handle, xdesc, fdesc, cdesc, ydesc, algo, &bytes);
+    Tensor workspace = Tensor::empty(Shape{std::max<std::int64_t>(1, std::int64_t(bytes))}, DType::f32, Device::cuda);
+    Tensor y_ref = Tensor::zeros(Shape{sh.n, sh.co, oh, ow}, DType::f32, Device::cuda);
+    const float one = 1, zero = 0;
+    theirs = median_seconds([&] {
+      cudnn->forward(cudnn->handle, &one, xdesc, xd.raw(), fdesc, wd.raw(), cdesc, algo, workspace.raw(), bytes, &zero,
+                     ydesc, y_ref.raw());
+    }, 20);
+    const auto a = y.to_vector(), b = y_ref.to_vector();
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      worst = std::max(worst, std::abs(a[i] - b[i]));
+      scale = std::max(scale, std::abs(b[i]));
+    }
+    err = worst / std::max(scale, 1e-300);
+  }
+  std::printf("| conv %s | %lld×%lld×%lld×%lld, %lld filters %lld×%lld | %.1f | %s | %s | %s |\n", sh.what, (long long)sh.n,
+              (long long)sh.c, (long long)sh.h, (long long)sh.w, (long long)sh.co, (long long)sh.k, (long long)sh.k,
+              flops / ours * 1e-9, cudnn ? std::to_string(flops / theirs * 1e-9).substr(0, 8).c_str() : "n/a",
+              cudnn ? std::to_string(theirs / ours).substr(0, 5).c_str() : "n/a",
+              cudnn ? (std::to_string(err).substr(0, 9) + " vs cuDNN").c_str() : "n/a");
+}
+
 void bench_training_step() {
   Generator gen(1);
   auto net = models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen);
@@ -195,6 +292,14 @@ int main() {
   };
   for (const auto& s : shapes) bench_gemm<float>(base, s, DType::f32);
   for (const auto& s : shapes) bench_gemm<double>(base, s, DType::f64);
+
+  Cudnn cudnn;
+  const bool have_cudnn = cudnn.load();
+  std::printf("\ncuDNN: %s\n\n", have_cudnn ? "libcudnn.so.9" : "not found (set LD_LIBRARY_PATH to a libcudnn.so.9)");
+  std::printf("| kernel | input, filters | GFLOP/s | cuDNN GFLOP/s | ratio (ours/cuDNN speed) | max error / max |ref| |\n");
+  std::printf("| --- | --- | ---: | ---: | ---: | --- |\n");
+  for (const ConvShape& c : {ConvShape{"CNN layer 1", 128, 1, 28, 28, 32, 3, 1}, ConvShape{"CNN layer 2", 128, 32, 14, 14, 64, 3, 1}})
+    bench_conv(have_cudnn ? &cudnn : nullptr, c);
   bench_training_step();
   return 0;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: the `gpu` test suite (every CUDA kernel against the float64 reference, training
-# steps against the CPU) and bench_cuda (our GEMMs against cuBLAS, the eager training step),
+# steps against the CPU) and bench_cuda (our GEMMs against cuBLAS, our convolutions against
+# cuDNN, the eager training step),
 # ending with a short summary. Two halves, because the GPU machine has nvcc, CMake and a Python
 # with NVIDIA's wheels but none of the Debian packages grokscope builds against:
 #
@@ -74,19 +75,21 @@ else
   fi
 fi
 
-# 2. cuBLAS for the baselines: the toolkit's, else a pip wheel's (nvidia/cublas/lib).
+# 2. cuBLAS and cuDNN for the baselines: the toolkit's, else a pip wheel's (nvidia/*/lib).
 cublas_dirs=$(
   { ls -d /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib 2>/dev/null
     python3 - <<'EOF' 2>/dev/null
 import glob, site, sys
 roots = site.getsitepackages() + [site.getusersitepackages()] + sys.path
 for r in roots:
-    for d in glob.glob(r + "/nvidia/cu*/lib") + glob.glob(r + "/nvidia/cublas/lib"):
+    for d in glob.glob(r + "/nvidia/*/lib"):
         print(d)
 EOF
-  } | while read -r d; do ls "$d"/libcublas.so* >/dev/null 2>&1 && echo "$d"; done | sort -u | paste -sd: -)
+  } | while read -r d; do
+    { compgen -G "$d/libcublas.so*" || compgen -G "$d/libcudnn.so*"; } >/dev/null && echo "$d"
+  done | sort -u | paste -sd: -)
 [[ -n "$cublas_dirs" ]] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cublas_dirs"
-log "cuBLAS from: ${cublas_dirs:-not found}"
+log "cuBLAS / cuDNN searched in: ${cublas_dirs:-nowhere found}"
 
 # 3. The gpu suite, then the benchmarks.
 "$work/bin/grokscope" info 2>&1 | tee "$out/info.log" | tee -a "$summary"
