@@ -106,6 +106,21 @@ TEST_SUITE("cli") {
     }
     CHECK(layers_at_0 == std::vector<std::string>{"input", "layers.1", "layers.2", "layers.3", "output"});
     CHECK(rows == 5 * experiments_probe_steps(30, 3));
+
+    // The report reads what the runner wrote: every file, every layer, a verdict, no notes of
+    // missing or unreadable files.
+    Result report = run("report " + (dir / "run").string() + " --no-figures --json");
+    REQUIRE_MESSAGE(report.status == 0, report.out);
+    auto summary = nlohmann::json::parse(std::ifstream(dir / "run" / "summary.json"));
+    CHECK(summary["status"] == "finished");
+    CHECK(summary["last_step"] == 30);
+    CHECK(summary["ntk"].contains("train"));
+    CHECK(summary["ntk"].contains("test"));
+    CHECK(summary["layers"].size() == 5);
+    CHECK(summary["layers"][4]["layer"] == "output");
+    CHECK(summary["notes"].empty());
+    CHECK(!summary["verdict"].get<std::string>().empty());
+    CHECK(nlohmann::json::parse(report.out)[0]["verdict"] == summary["verdict"]);
   }
 
   TEST_CASE("SIGINT stops a run after its step with a checkpoint and status 130, and --resume finishes it") {
