@@ -9,16 +9,22 @@ namespace gs::probe {
 namespace {
 
 // Sums f(i) for i in [0, n) in f64, in fixed chunks added in order: parallel, yet the same result
-// for any thread count.
+// for any thread count. Within a chunk, eight running sums (element i goes to sum i mod 8) break
+// the chain of dependent additions, which otherwise bounds the loop at one element per add
+// latency; they are added in a fixed order too.
 template <class F>
 double deterministic_sum(std::int64_t n, F&& f) {
-  constexpr std::int64_t chunks = 64;
+  constexpr std::int64_t chunks = 64, lanes = 8;
   double partial[chunks] = {};
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (std::int64_t c = 0; c < chunks; ++c) {
-    double s = 0;
-    for (std::int64_t i = n * c / chunks; i < n * (c + 1) / chunks; ++i) s += f(i);
-    partial[c] = s;
+    const std::int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+    double s[lanes] = {};
+    std::int64_t i = begin;
+    for (; i + lanes <= end; i += lanes)
+      for (std::int64_t l = 0; l < lanes; ++l) s[l] += f(i + l);
+    for (; i < end; ++i) s[(i - begin) & (lanes - 1)] += f(i);
+    partial[c] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
   }
   double total = 0;
   for (double v : partial) total += v;
