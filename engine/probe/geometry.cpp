@@ -16,71 +16,94 @@ namespace gs::probe {
 
 namespace {
 
-// Solves G_PP x = b_P for the passive set P by Cholesky (G_PP is positive definite: Lawson–Hanson
-// keeps the passive columns independent). Returns false when it is numerically singular.
-bool solve_passive(const std::vector<double>& g, std::int64_t m, const std::vector<std::int64_t>& p,
-                   const std::vector<double>& b, std::vector<double>& x) {
-  const std::size_t k = p.size();
-  std::vector<double> l(k * k, 0.0);
-  for (std::size_t i = 0; i < k; ++i)
-    for (std::size_t j = 0; j <= i; ++j) {
-      double s = g[static_cast<std::size_t>(p[i] * m + p[j])];
-      for (std::size_t q = 0; q < j; ++q) s -= l[i * k + q] * l[j * k + q];
-      if (i == j) {
-        if (!(s > 1e-14 * std::max(1.0, g[static_cast<std::size_t>(p[i] * m + p[i])]))) return false;
-        l[i * k + i] = std::sqrt(s);
-      } else {
-        l[i * k + j] = s / l[j * k + j];
-      }
+// The Cholesky factor of G_PP for Lawson–Hanson's passive set P, kept as P grows: adding a
+// column appends one row (O(k²)) instead of refactoring (O(k³)), which is what the outer loop
+// does one column at a time. A column leaving P (rare) refactors the rest in their order.
+class PassiveCholesky {
+ public:
+  PassiveCholesky(const std::vector<double>& g, std::int64_t m) : g_(g), m_(m) {}
+  const std::vector<std::int64_t>& columns() const { return columns_; }
+
+  // False when column q is numerically dependent on P (G_PP would not be positive definite).
+  bool add(std::int64_t q) {
+    const std::size_t k = columns_.size();
+    if (l_.size() < (k + 1) * static_cast<std::size_t>(m_)) l_.resize((k + 1) * static_cast<std::size_t>(m_));
+    double* row = l_.data() + k * static_cast<std::size_t>(m_);
+    double diag = g(q, q);
+    for (std::size_t i = 0; i < k; ++i) {
+      const double* li = l_.data() + i * static_cast<std::size_t>(m_);
+      double s = g(q, columns_[i]);
+      for (std::size_t t = 0; t < i; ++t) s -= row[t] * li[t];
+      row[i] = s / li[i];
+      diag -= row[i] * row[i];
     }
-  std::vector<double> y(k);
-  for (std::size_t i = 0; i < k; ++i) {
-    double s = b[static_cast<std::size_t>(p[i])];
-    for (std::size_t q = 0; q < i; ++q) s -= l[i * k + q] * y[q];
-    y[i] = s / l[i * k + i];
+    if (!(diag > 1e-14 * std::max(1.0, g(q, q)))) return false;
+    row[k] = std::sqrt(diag);
+    columns_.push_back(q);
+    return true;
   }
-  x.assign(k, 0.0);
-  for (std::size_t i = k; i-- > 0;) {
-    double s = y[i];
-    for (std::size_t q = i + 1; q < k; ++q) s -= l[q * k + i] * x[q];
-    x[i] = s / l[i * k + i];
+
+  // Keeps the columns `keep` says to, in their order; false if the rest stopped being independent.
+  bool keep_only(const std::vector<char>& keep) {
+    std::vector<std::int64_t> kept;
+    for (auto q : columns_)
+      if (keep[static_cast<std::size_t>(q)]) kept.push_back(q);
+    columns_.clear();
+    for (auto q : kept)
+      if (!add(q)) return false;
+    return true;
   }
-  return true;
-}
+
+  // x = G_PP⁻¹ b_P, in the order of columns().
+  void solve(const std::vector<double>& b, std::vector<double>& x) const {
+    const std::size_t k = columns_.size(), ld = static_cast<std::size_t>(m_);
+    x.resize(k);
+    for (std::size_t i = 0; i < k; ++i) {  // L y = b
+      double s = b[static_cast<std::size_t>(columns_[i])];
+      for (std::size_t t = 0; t < i; ++t) s -= l_[i * ld + t] * x[t];
+      x[i] = s / l_[i * ld + i];
+    }
+    for (std::size_t i = k; i-- > 0;) {  // Lᵀ x = y
+      double s = x[i];
+      for (std::size_t t = i + 1; t < k; ++t) s -= l_[t * ld + i] * x[t];
+      x[i] = s / l_[i * ld + i];
+    }
+  }
+
+ private:
+  double g(std::int64_t i, std::int64_t j) const { return g_[static_cast<std::size_t>(i * m_ + j)]; }
+  const std::vector<double>& g_;
+  std::int64_t m_;
+  std::vector<std::int64_t> columns_;
+  std::vector<double> l_;  // row i of L at i·m, its first i + 1 entries used
+};
 
 }  // namespace
 
 std::vector<double> nnls_gram(const std::vector<double>& g, const std::vector<double>& aty, std::int64_t m, double tol) {
-  std::vector<double> z(static_cast<std::size_t>(m), 0.0);
+  std::vector<double> z(static_cast<std::size_t>(m), 0.0), x;
   std::vector<char> passive(static_cast<std::size_t>(m), 0);
+  PassiveCholesky chol(g, m);
   const std::int64_t max_outer = 3 * m + 10;
   for (std::int64_t outer = 0; outer < max_outer; ++outer) {
-    // w = Aᵀ(y − A z) = Aᵀy − G z, the negative gradient; z is sparse (at most D + 1 nonzeros).
-    std::vector<std::int64_t> support;
-    for (std::int64_t q = 0; q < m; ++q)
-      if (z[static_cast<std::size_t>(q)] != 0) support.push_back(q);
+    // w = Aᵀ(y − A z) = Aᵀy − G z, the negative gradient; z is nonzero on P only.
     std::int64_t best = -1;
     double best_w = tol;
     for (std::int64_t j = 0; j < m; ++j) {
       if (passive[static_cast<std::size_t>(j)]) continue;
       double w = aty[static_cast<std::size_t>(j)];
-      for (auto q : support) w -= g[static_cast<std::size_t>(j * m + q)] * z[static_cast<std::size_t>(q)];
+      for (auto q : chol.columns()) w -= g[static_cast<std::size_t>(j * m + q)] * z[static_cast<std::size_t>(q)];
       if (w > best_w) {
         best_w = w;
         best = j;
       }
     }
-    if (best < 0) break;  // KKT: every active multiplier's gradient is ≤ tol
+    if (best < 0) break;                // KKT: every active multiplier's gradient is ≤ tol
+    if (!chol.add(best)) return z;      // the new column depends on the others: z is optimal to rounding
     passive[static_cast<std::size_t>(best)] = 1;
     for (int inner = 0; inner < 3 * m + 10; ++inner) {
-      std::vector<std::int64_t> p;
-      for (std::int64_t j = 0; j < m; ++j)
-        if (passive[static_cast<std::size_t>(j)]) p.push_back(j);
-      std::vector<double> x;
-      if (!solve_passive(g, m, p, aty, x)) {  // the new column depends on the others: drop it
-        passive[static_cast<std::size_t>(best)] = 0;
-        return z;
-      }
+      chol.solve(aty, x);
+      const auto& p = chol.columns();
       bool feasible = true;
       for (double v : x) feasible = feasible && v > 0;
       if (feasible) {
@@ -102,6 +125,7 @@ std::vector<double> nnls_gram(const std::vector<double>& g, const std::vector<do
           passive[static_cast<std::size_t>(p[i])] = 0;
         }
       }
+      if (!chol.keep_only(passive)) return z;
     }
   }
   return z;

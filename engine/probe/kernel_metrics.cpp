@@ -81,8 +81,11 @@ double kernel_distance(const Tensor& a, const Tensor& b) {
   GS_CHECK(na > 0 && nb > 0, "kernel_distance: a kernel is zero");
   return with_values(a, [&](const auto* pa) {
     return with_values(b, [&](const auto* pb) {
+      // Multiplying by the reciprocal norms instead of dividing keeps the loop vectorizable; the
+      // difference is rounding (a relative 1e-16 per term).
+      const double ia = 1 / na, ib = 1 / nb;
       return 0.5 * deterministic_sum(a.numel(), [=](std::int64_t i) {
-               const double d = static_cast<double>(pa[i]) / na - static_cast<double>(pb[i]) / nb;
+               const double d = static_cast<double>(pa[i]) * ia - static_cast<double>(pb[i]) * ib;
                return d * d;
              });
     });
