@@ -146,57 +146,62 @@ ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::v
   std::vector<double> s_all(static_cast<std::size_t>(d1 * n_t));
   std::vector<char> interior(static_cast<std::size_t>(n_t), 0);
   std::vector<QpCheck> checks(static_cast<std::size_t>(n_t));
+  const auto at = [](std::int64_t i) { return static_cast<std::size_t>(i); };
+  // Every product of the points with the t vectors in one GEMM: proj[μ, q] = s_μ · t_q.
+  std::vector<double> proj(at(m * n_t)), zs(at(n_t * m), 0.0);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n_t), static_cast<int>(d1), 1.0,
+              s, static_cast<int>(d1), tv.data(), static_cast<int>(d1), 0.0, proj.data(), static_cast<int>(n_t));
   // The t vectors are independent: in parallel, each writing only its own slots.
 #pragma omp parallel
   {
-    std::vector<double> aty(static_cast<std::size_t>(m)), v(static_cast<std::size_t>(d1));
+    std::vector<double> aty(at(m));
 #pragma omp for schedule(dynamic, 4)
     for (std::int64_t q = 0; q < n_t; ++q) {
       const double* t = tv.data() + q * d1;
-      double* st = s_all.data() + q * d1;
       // The point of largest projection on t's first D coordinates (the reference's maxproj).
       std::int64_t best = 0;
       double best_proj = -INFINITY;
       for (std::int64_t mu = 0; mu < m; ++mu) {
-        double p = 0;
-        for (std::int64_t k = 0; k < d; ++k) p += t[k] * s[mu * d1 + k];
+        const double p = proj[at(mu * n_t + q)] - s[mu * d1 + d] * t[d];
         if (p > best_proj) {
           best_proj = p;
           best = mu;
         }
       }
-      double gt = t[d];  // t · (s_best[0:D], 1)
-      for (std::int64_t k = 0; k < d; ++k) gt += t[k] * s[best * d1 + k];
-      if (gt + kappa < 0) {  // t itself is feasible: v = t, the anchor is the max-projection point
-        for (std::int64_t k = 0; k < d; ++k) st[k] = s[best * d1 + k];
-        st[d] = 1;
-        interior[static_cast<std::size_t>(q)] = 1;
+      if (t[d] + best_proj + kappa < 0) {  // t itself is feasible: v = t, the anchor is the max-projection point
+        double* anchor = s_all.data() + q * d1;
+        for (std::int64_t k = 0; k < d; ++k) anchor[k] = s[best * d1 + k];
+        anchor[d] = 1;
+        interior[at(q)] = 1;
         continue;
       }
       // Aᵀy with y = t + κ ê (ê the center direction, the last coordinate).
-      for (std::int64_t mu = 0; mu < m; ++mu) {
-        double p = kappa * s[mu * d1 + d];
-        for (std::int64_t k = 0; k < d1; ++k) p += s[mu * d1 + k] * t[k];
-        aty[static_cast<std::size_t>(mu)] = p;
-      }
+      for (std::int64_t mu = 0; mu < m; ++mu) aty[at(mu)] = proj[at(mu * n_t + q)] + kappa * s[mu * d1 + d];
       const auto z = nnls_gram(gram, aty, m);
-      double zsum = 0;
-      for (double zi : z) zsum += zi;
-      for (std::int64_t k = 0; k < d1; ++k) {
-        double sz = 0;
-        for (std::int64_t mu = 0; mu < m; ++mu) sz += s[mu * d1 + k] * z[static_cast<std::size_t>(mu)];
-        v[static_cast<std::size_t>(k)] = t[k] - sz;
-        st[k] = zsum > 0 ? sz / zsum : 0;
-      }
-      // KKT of the primal: s_μ·v ≤ −κ, z ≥ 0, z_μ (s_μ·v + κ) = 0.
-      QpCheck& chk = checks[static_cast<std::size_t>(q)];
-      for (std::int64_t mu = 0; mu < m; ++mu) {
-        double sv = 0;
-        for (std::int64_t k = 0; k < d1; ++k) sv += s[mu * d1 + k] * v[static_cast<std::size_t>(k)];
-        chk.max_violation = std::max(chk.max_violation, sv + kappa);
-        chk.min_multiplier = std::min(chk.min_multiplier, z[static_cast<std::size_t>(mu)]);
-        chk.max_complementarity = std::max(chk.max_complementarity, std::abs(z[static_cast<std::size_t>(mu)] * (sv + kappa)));
-      }
+      std::copy(z.begin(), z.end(), zs.begin() + q * m);
+    }
+  }
+  // Then, again for every t at once: Sᵀz (the anchor, once normalized) and G z, from which
+  // s_μ·v = s_μ·t − (G z)_μ for v = t − Sᵀz.
+  std::vector<double> sz(at(n_t * d1)), gz(at(n_t * m));
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n_t), static_cast<int>(d1), static_cast<int>(m), 1.0,
+              zs.data(), static_cast<int>(m), s, static_cast<int>(d1), 0.0, sz.data(), static_cast<int>(d1));
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n_t), static_cast<int>(m), static_cast<int>(m), 1.0,
+              zs.data(), static_cast<int>(m), gram.data(), static_cast<int>(m), 0.0, gz.data(), static_cast<int>(m));
+  for (std::int64_t q = 0; q < n_t; ++q) {
+    if (interior[at(q)]) continue;
+    const double* z = zs.data() + q * m;
+    double zsum = 0;
+    for (std::int64_t mu = 0; mu < m; ++mu) zsum += z[mu];
+    double* anchor = s_all.data() + q * d1;
+    for (std::int64_t k = 0; k < d1; ++k) anchor[k] = zsum > 0 ? sz[at(q * d1 + k)] / zsum : 0;
+    // KKT of the primal: s_μ·v ≤ −κ, z ≥ 0, z_μ (s_μ·v + κ) = 0.
+    QpCheck& chk = checks[at(q)];
+    for (std::int64_t mu = 0; mu < m; ++mu) {
+      const double sv = proj[at(mu * n_t + q)] - gz[at(q * m + mu)];
+      chk.max_violation = std::max(chk.max_violation, sv + kappa);
+      chk.min_multiplier = std::min(chk.min_multiplier, z[mu]);
+      chk.max_complementarity = std::max(chk.max_complementarity, std::abs(z[mu] * (sv + kappa)));
     }
   }
   for (std::int64_t q = 0; q < n_t; ++q) {
