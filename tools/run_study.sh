@@ -4,7 +4,7 @@
 # output-scale pair (α = 0.5 and 0.001, wd 0).
 #   tools/run_study.sh [mnist|fashion] [OUT]     (default: mnist into runs/study-<dataset>)
 # A run that already finished is kept; one that was stopped is resumed; so the script can be
-# rerun after an interruption. Each run takes about 4 minutes on 2 cores.
+# rerun after an interruption. Each run takes about 3 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset="${1:-mnist}"
