@@ -200,11 +200,16 @@ void NtkProbe::write_pairwise(const ProbeContext& c) {
     for (auto s : steps)
       with_checkpoint(c.model, c.run_dir / "ckpt" / fmt::format("step_{}.safetensors", s),
                       [&] { kernels.push_back(probe::empirical_ntk(c.model, data->images).kernel); });
+    // Each norm once, not once per pair: a third of the passes over the kernels.
+    std::vector<double> norms;
+    for (const auto& k : kernels) norms.push_back(probe::frobenius_norm(k));
     std::vector<double> d(static_cast<std::size_t>(count * count), 0.0);
     for (std::int64_t i = 0; i < count; ++i)
-      for (std::int64_t j = i + 1; j < count; ++j)
-        d[static_cast<std::size_t>(i * count + j)] = d[static_cast<std::size_t>(j * count + i)] =
-            probe::kernel_distance(kernels[static_cast<std::size_t>(i)], kernels[static_cast<std::size_t>(j)]);
+      for (std::int64_t j = i + 1; j < count; ++j) {
+        const auto a = static_cast<std::size_t>(i), b = static_cast<std::size_t>(j);
+        d[a * static_cast<std::size_t>(count) + b] = d[b * static_cast<std::size_t>(count) + a] =
+            probe::kernel_distance(kernels[a], norms[a], kernels[b], norms[b]);
+      }
     io::save_npy(c.run_dir / fmt::format("ntk_pairwise_{}.npy", name), Tensor::from(d, Shape{count, count}, DType::f64));
   }
 }

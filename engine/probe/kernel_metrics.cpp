@@ -77,7 +77,11 @@ double trace(const Tensor& square) {
 
 double kernel_distance(const Tensor& a, const Tensor& b) {
   GS_CHECK(a.shape() == b.shape(), "kernel_distance: kernels {} and {} differ in shape", a.describe(), b.describe());
-  const double na = frobenius_norm(a), nb = frobenius_norm(b);
+  return kernel_distance(a, frobenius_norm(a), b, frobenius_norm(b));
+}
+
+double kernel_distance(const Tensor& a, double na, const Tensor& b, double nb) {
+  GS_CHECK(a.shape() == b.shape(), "kernel_distance: kernels {} and {} differ in shape", a.describe(), b.describe());
   GS_CHECK(na > 0 && nb > 0, "kernel_distance: a kernel is zero");
   return with_values(a, [&](const auto* pa) {
     return with_values(b, [&](const auto* pb) {

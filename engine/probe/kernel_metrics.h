@@ -11,6 +11,8 @@ namespace gs::probe {
 Tensor trace_kernel(const Tensor& kernel, std::int64_t classes);
 // d(K, K′) = 1 − ⟨K, K′⟩_F / (‖K‖_F ‖K′‖_F), as ½‖K/‖K‖ − K′/‖K′‖‖²_F in f64: accurate near 0.
 double kernel_distance(const Tensor& a, const Tensor& b);
+// The same with the norms given (frobenius_norm of each), for many comparisons of few kernels.
+double kernel_distance(const Tensor& a, double norm_a, const Tensor& b, double norm_b);
 // Kernel-target alignment ⟨K, Y Yᵀ⟩ / (‖K‖ ‖Y Yᵀ‖) with Y the centred one-hot labels, one entry
 // per row (i, a): Y_(i,a) = [a = y_i] − 1/C.
 double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes);
