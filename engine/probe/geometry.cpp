@@ -81,23 +81,26 @@ class PassiveCholesky {
 }  // namespace
 
 std::vector<double> nnls_gram(const std::vector<double>& g, const std::vector<double>& aty, std::int64_t m, double tol) {
-  std::vector<double> z(static_cast<std::size_t>(m), 0.0), x;
+  std::vector<double> z(static_cast<std::size_t>(m), 0.0), x, w(static_cast<std::size_t>(m));
   std::vector<char> passive(static_cast<std::size_t>(m), 0);
   PassiveCholesky chol(g, m);
   const std::int64_t max_outer = 3 * m + 10;
   for (std::int64_t outer = 0; outer < max_outer; ++outer) {
-    // w = Aᵀ(y − A z) = Aᵀy − G z, the negative gradient; z is nonzero on P only.
+    // w = Aᵀ(y − A z) = Aᵀy − G z, the negative gradient; z is nonzero on P only, and G is
+    // symmetric, so G z is a sum of G's (contiguous) rows.
+    std::copy(aty.begin(), aty.end(), w.begin());
+    for (auto q : chol.columns()) {
+      const double zq = z[static_cast<std::size_t>(q)];
+      const double* row = g.data() + q * m;
+      for (std::int64_t j = 0; j < m; ++j) w[static_cast<std::size_t>(j)] -= zq * row[j];
+    }
     std::int64_t best = -1;
     double best_w = tol;
-    for (std::int64_t j = 0; j < m; ++j) {
-      if (passive[static_cast<std::size_t>(j)]) continue;
-      double w = aty[static_cast<std::size_t>(j)];
-      for (auto q : chol.columns()) w -= g[static_cast<std::size_t>(j * m + q)] * z[static_cast<std::size_t>(q)];
-      if (w > best_w) {
-        best_w = w;
+    for (std::int64_t j = 0; j < m; ++j)
+      if (!passive[static_cast<std::size_t>(j)] && w[static_cast<std::size_t>(j)] > best_w) {
+        best_w = w[static_cast<std::size_t>(j)];
         best = j;
       }
-    }
     if (best < 0) break;                // KKT: every active multiplier's gradient is ≤ tol
     if (!chol.add(best)) return z;      // the new column depends on the others: z is optimal to rounding
     passive[static_cast<std::size_t>(best)] = 1;
