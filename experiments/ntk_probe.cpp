@@ -78,6 +78,9 @@ NtkProbe::Measurement NtkProbe::measure(nn::Sequential& model, const Tensor& x) 
   m.trace = probe::trace_kernel(k.kernel, k.classes);
   m.output_gram = k.output_gram;
   m.rest = without_output_block(k.kernel, k.output_gram, k.classes);
+  // Each norm once: it enters every distance of its step, and of the steps that compare with it.
+  m.kernel_norm = probe::frobenius_norm(m.kernel);
+  m.rest_norm = probe::frobenius_norm(m.rest);
   return m;
 }
 
@@ -135,10 +138,11 @@ void NtkProbe::operator()(const ProbeContext& c) {
     double to_init = 0, to_previous = nan, rest_to_init = 0, alignment = nan;
     if (!streamed_) {
       if (!st.have_init) st.init = now;
-      to_init = probe::kernel_distance(now.kernel, st.init.kernel);
-      if (st.have_previous) to_previous = probe::kernel_distance(now.kernel, st.previous.kernel);
-      rest_to_init = probe::kernel_distance(now.rest, st.init.rest);
-      alignment = probe::kernel_alignment(now.kernel, data->labels, classes);
+      to_init = probe::kernel_distance(now.kernel, now.kernel_norm, st.init.kernel, st.init.kernel_norm);
+      if (st.have_previous)
+        to_previous = probe::kernel_distance(now.kernel, now.kernel_norm, st.previous.kernel, st.previous.kernel_norm);
+      rest_to_init = probe::kernel_distance(now.rest, now.rest_norm, st.init.rest, st.init.rest_norm);
+      alignment = probe::kernel_alignment(now.kernel, data->labels, classes, now.kernel_norm);
     } else {
       std::vector<const probe::KernelFactors*> refs;
       if (st.have_init) refs.push_back(&st.init.factors);

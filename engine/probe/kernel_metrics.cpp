@@ -96,7 +96,7 @@ double kernel_distance(const Tensor& a, double na, const Tensor& b, double nb) {
   });
 }
 
-double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes) {
+double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes, double kernel_norm) {
   const auto y = labels.to_int_vector();
   const std::int64_t rows = kernel.size(0);
   GS_CHECK(static_cast<std::int64_t>(y.size()) * classes == rows, "kernel_alignment: {} labels for a kernel of {} rows",
@@ -116,7 +116,8 @@ double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t
       return tv[r] * s;
     });
   });
-  return yky / (frobenius_norm(kernel) * yy);  // ‖Y Yᵀ‖_F = ‖Y‖²
+  if (kernel_norm < 0) kernel_norm = frobenius_norm(kernel);
+  return yky / (kernel_norm * yy);  // ‖Y Yᵀ‖_F = ‖Y‖²
 }
 
 }  // namespace gs::probe

@@ -15,7 +15,8 @@ double kernel_distance(const Tensor& a, const Tensor& b);
 double kernel_distance(const Tensor& a, double norm_a, const Tensor& b, double norm_b);
 // Kernel-target alignment ⟨K, Y Yᵀ⟩ / (‖K‖ ‖Y Yᵀ‖) with Y the centred one-hot labels, one entry
 // per row (i, a): Y_(i,a) = [a = y_i] − 1/C.
-double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes);
+// `kernel_norm`: ‖K‖_F when already known (computed here when negative).
+double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes, double kernel_norm = -1);
 double frobenius_norm(const Tensor& t);  // in f64
 double trace(const Tensor& square);      // in f64
 
