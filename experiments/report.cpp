@@ -51,6 +51,13 @@ std::optional<double> rise_t50(const RunReport& r) {
   return r.test.moved && r.test.upwards ? r.test.t50 : std::nullopt;
 }
 
+// The layer the verdict speaks of: the network's output, as geometry.csv names it.
+const LayerOnsets* output_layer(const RunReport& r) {
+  for (const auto& l : r.layers)
+    if (l.layer == "output") return &l;
+  return nullptr;
+}
+
 void analyze_ntk(RunReport& r, const ReportRules& rules) {
   const fs::path file = r.dir / "ntk.csv";
   if (!fs::exists(file)) {
@@ -174,9 +181,7 @@ std::string verdict_of(const RunReport& r, const ReportRules& rules) {
     v += "; NTK moved " +
          relation(lead, rules, fmt::format("with the test rise (lead {:.1f} decades)", lead), "the test rise");
   }
-  const LayerOnsets* output = nullptr;
-  for (const auto& l : r.layers)
-    if (l.layer == "output") output = &l;
+  const LayerOnsets* output = output_layer(r);
   if (output) {
     const char* verb = output->capacity.upwards ? "rose" : "fell";
     if (!output->capacity.moved)
@@ -285,9 +290,7 @@ std::string report_table(const std::vector<RunReport>& runs) {
   std::string out = fmt::format("{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", "run", "t_fit",
                                 "t_10", "t_50", "t_90", "ntk_50%", "ntk>0.1", "cap_50%", "ntk_lead", "cap_lag");
   for (const auto& r : runs) {
-    const LayerOnsets* output = nullptr;
-    for (const auto& l : r.layers)
-      if (l.layer == "output") output = &l;
+    const LayerOnsets* output = output_layer(r);
     std::string name = r.dir.filename().string();
     if (name.empty()) name = r.dir.parent_path().filename().string();
     if (name.size() > 28) name = name.substr(0, 27) + "~";
