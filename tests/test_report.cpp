@@ -10,7 +10,9 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <random>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -249,7 +251,19 @@ TEST_SUITE("report") {
     falling.test = log_sigmoid(0.5, 0.3, 3, 0.1);
     const RunReport f = write_and_analyze(falling, tmp2);
     CHECK_MESSAGE(f.verdict.find("test accuracy did not rise after it (0.500 -> 0.300)") != std::string::npos, f.verdict);
-    CHECK(report_table({f}).find(" - ") != std::string::npos);
+    // Its table row shows no rise: t_10, t_50 and t_90 are empty even though the fall has them.
+    REQUIRE(f.test.t50);
+    std::istringstream table(report_table({f}));
+    std::string header, row;
+    std::getline(table, header);
+    std::getline(table, row);
+    std::istringstream cells(row);
+    std::vector<std::string> cell{std::istream_iterator<std::string>(cells), {}};
+    REQUIRE(cell.size() == 10);
+    CHECK(cell[1] != "-");  // t_fit
+    CHECK(cell[2] == "-");
+    CHECK(cell[3] == "-");
+    CHECK(cell[4] == "-");
   }
 
   TEST_CASE("NTK departure and output capacity onset: numbers and the verdict") {
