@@ -199,7 +199,7 @@ def normalized(values, start, final):
     return (values - start) / (final - start) if final != start else None
 
 
-def draw_overlay(ax, r, legend=True):
+def draw_overlay(ax, r):
     """Test accuracy, kernel distance and output capacity, each scaled to run from 0 to 1."""
     s = r["summary"]
     m = r["metrics"]
@@ -226,8 +226,7 @@ def draw_overlay(ax, r, legend=True):
     ax.set_ylabel("normalized")
     ax.set_ylim(-0.15, 1.45)
     log_axis(ax)
-    if legend:
-        ax.legend(fontsize=7, loc="upper left", ncol=2, framealpha=0.9)
+    ax.legend(fontsize=7, loc="upper left", ncol=2, framealpha=0.9)
 
 
 def plot_overlay(r, out):

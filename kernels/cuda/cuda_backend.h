@@ -69,7 +69,8 @@ class CudaBackend final : public Backend {
 };
 
 // Σ of n doubles on the device into *out (device), in a fixed order: per-block trees over
-// contiguous chunks, then one block over the partial sums. `partial` holds max_sum_blocks.
+// contiguous chunks, then one block over the partial sums (kernels/cuda/reduce.cuh); at most
+// this many blocks, whose partials live in sum_scratch().
 constexpr int max_sum_blocks = 1024;
 
 }  // namespace gs::kernels::cuda
