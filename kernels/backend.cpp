@@ -5,8 +5,12 @@
 
 namespace gs::kernels {
 
+// kernels/cuda/memory.cu. Without nvcc's build it is weak: absent, unless a binary links the CPU
+// emulation of the CUDA backend (the gpu_emulated tests do).
 #ifdef GROKSCOPE_WITH_CUDA
-Backend* cuda_backend_or_null(const char** reason);  // kernels/cuda/backend.cu
+Backend* cuda_backend_or_null(const char** reason);
+#else
+[[gnu::weak]] Backend* cuda_backend_or_null(const char** reason);
 #endif
 
 void missing_kernel(const char* backend_name, const char* entry_point) {
@@ -23,6 +27,7 @@ Backend* probe_cuda(const char** reason) {
 #ifdef GROKSCOPE_WITH_CUDA
   return cuda_backend_or_null(reason);
 #else
+  if (cuda_backend_or_null) return cuda_backend_or_null(reason);
   *reason =
       "this grokscope was built without CUDA; configure it with `cmake --preset cuda` on a machine "
       "with nvcc to use the cuda device";

@@ -91,27 +91,27 @@ void CudaBackend::im2col(DType dtype, const ConvGeometry& g, const void* image, 
   const i64 total = g.patch_size() * g.out_h() * g.out_w();
   if (total == 0) return;
   with_float(dtype, "im2col", [&]<class T>() {
-    im2col_kernel<<<blocks_for(total), threads_per_block>>>(g, static_cast<const T*>(image), static_cast<T*>(col));
+    launch("im2col", total, blocks_for(total), threads_per_block, im2col_kernel<T>, g, static_cast<const T*>(image),
+           static_cast<T*>(col));
   });
-  GS_CUDA_LAUNCH_CHECK("im2col", total);
 }
 
 void CudaBackend::col2im(DType dtype, const ConvGeometry& g, const void* col, void* image) {
   const i64 pixels = g.channels * g.height * g.width;
   if (pixels == 0) return;
   with_float(dtype, "col2im", [&]<class T>() {
-    col2im_kernel<<<blocks_for(pixels), threads_per_block>>>(g, static_cast<const T*>(col), static_cast<T*>(image));
+    launch("col2im", pixels, blocks_for(pixels), threads_per_block, col2im_kernel<T>, g, static_cast<const T*>(col),
+           static_cast<T*>(image));
   });
-  GS_CUDA_LAUNCH_CHECK("col2im", pixels);
 }
 
 void CudaBackend::max_pool2d(DType dtype, const PoolGeometry& g, const void* x, void* y, std::int32_t* argmax) {
   const i64 outs = g.planes * g.out_h() * g.out_w();
   if (outs == 0) return;
   with_float(dtype, "max_pool2d", [&]<class T>() {
-    max_pool2d_kernel<<<blocks_for(outs), threads_per_block>>>(g, static_cast<const T*>(x), static_cast<T*>(y), argmax);
+    launch("max_pool2d", outs, blocks_for(outs), threads_per_block, max_pool2d_kernel<T>, g, static_cast<const T*>(x),
+           static_cast<T*>(y), argmax);
   });
-  GS_CUDA_LAUNCH_CHECK("max_pool2d", outs);
 }
 
 void CudaBackend::max_pool2d_backward(DType dtype, const PoolGeometry& g, const void* gy, const std::int32_t* argmax,
@@ -119,10 +119,9 @@ void CudaBackend::max_pool2d_backward(DType dtype, const PoolGeometry& g, const 
   const i64 pixels = g.planes * g.height * g.width;
   if (pixels == 0) return;
   with_float(dtype, "max_pool2d_backward", [&]<class T>() {
-    max_pool2d_backward_kernel<<<blocks_for(pixels), threads_per_block>>>(g, static_cast<const T*>(gy), argmax,
-                                                                         static_cast<T*>(gx));
+    launch("max_pool2d_backward", pixels, blocks_for(pixels), threads_per_block, max_pool2d_backward_kernel<T>, g,
+           static_cast<const T*>(gy), argmax, static_cast<T*>(gx));
   });
-  GS_CUDA_LAUNCH_CHECK("max_pool2d_backward", pixels);
 }
 
 }  // namespace gs::kernels::cuda

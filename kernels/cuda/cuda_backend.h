@@ -3,6 +3,7 @@
 // default stream. Reductions run in a fixed order with no floating-point atomics, so a result
 // does not change from run to run. Scalars the ops read back (count_equal) are synchronous.
 #include <string>
+#include <utility>
 
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_check.h"
@@ -20,9 +21,35 @@ void with_float(DType dtype, const char* entry_point, F&& f) {
   throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
 }
 
+// Every launch goes through here, so that a launch is spelled in one place only: the CPU
+// emulation of this backend (kernels/cuda/emulator/) runs the very same kernels through it.
+// Arguments convert to the kernel's parameter types first, as a <<<>>> launch does; a failed
+// launch is an error naming the kernel and its element count.
+template <class... Params, class... Args>
+void launch(const char* what, i64 n, dim3 grid, dim3 block, void (*kernel)(Params...), Args&&... args) {
+#ifdef GROKSCOPE_CUDA_EMULATED
+  int index = 0;
+  if ((cuda_emulator::argument_ok(what, index++, static_cast<Params>(args)) && ...))
+    cuda_emulator::launch(what, grid, block,
+                          [kernel, ... a = static_cast<Params>(std::forward<Args>(args))] { kernel(a...); });
+#else
+  // cudaLaunchKernel takes the addresses of the converted arguments, in the kernel's order.
+  [&](Params... converted) {
+    void* slots[] = {static_cast<void*>(&converted)...};
+    GS_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(kernel), grid, block, slots, 0, nullptr),
+                  std::string("launch of ") + what + ", n = " + std::to_string(n));
+  }(static_cast<Params>(std::forward<Args>(args))...);
+#endif
+  GS_CUDA_LAUNCH_CHECK(what, n);
+}
+
 class CudaBackend final : public Backend {
  public:
+#ifdef GROKSCOPE_CUDA_EMULATED
+  const char* name() const override { return "cuda (emulated on the CPU)"; }
+#else
   const char* name() const override { return "cuda"; }
+#endif
 
   void* allocate(std::size_t bytes) override;
   void release(void* ptr) override;

@@ -127,29 +127,26 @@ struct StoreTotal {
 void CudaBackend::unary(Unary op, DType dtype, i64 n, const void* x, void* y) {
   if (n == 0) return;
   with_float(dtype, "unary", [&]<class T>() {
-    unary_kernel<<<blocks_for(n), threads_per_block>>>(op, n, static_cast<const T*>(x), static_cast<T*>(y));
+    launch("unary", n, blocks_for(n), threads_per_block, unary_kernel<T>, op, n, static_cast<const T*>(x),
+           static_cast<T*>(y));
   });
-  GS_CUDA_LAUNCH_CHECK("unary", n);
 }
 
 void CudaBackend::unary_backward(Unary op, DType dtype, i64 n, const void* x, const void* y, const void* gy, void* gx) {
   if (n == 0) return;
   with_float(dtype, "unary_backward", [&]<class T>() {
-    unary_backward_kernel<<<blocks_for(n), threads_per_block>>>(op, n, static_cast<const T*>(x), static_cast<const T*>(y),
-                                                               static_cast<const T*>(gy), static_cast<T*>(gx));
+    launch("unary_backward", n, blocks_for(n), threads_per_block, unary_backward_kernel<T>, op, n,
+           static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(gy), static_cast<T*>(gx));
   });
-  GS_CUDA_LAUNCH_CHECK("unary_backward", n);
 }
 
 void CudaBackend::binary(Binary op, DType dtype, const Broadcast& b, const void* x, const void* y, void* out) {
   const i64 n = b.numel();
   if (n == 0) return;
   with_float(dtype, "binary", [&]<class T>() {
-    binary_kernel<<<blocks_for(n), threads_per_block>>>(op, n, strides(b.out), strides(b.a_stride), strides(b.b_stride),
-                                                       static_cast<const T*>(x), static_cast<const T*>(y),
-                                                       static_cast<T*>(out));
+    launch("binary", n, blocks_for(n), threads_per_block, binary_kernel<T>, op, n, strides(b.out), strides(b.a_stride),
+           strides(b.b_stride), static_cast<const T*>(x), static_cast<const T*>(y), static_cast<T*>(out));
   });
-  GS_CUDA_LAUNCH_CHECK("binary", n);
 }
 
 void CudaBackend::reduce_to_operand(DType dtype, const Broadcast& b, const std::array<i64, 4>& operand_stride,
@@ -157,37 +154,35 @@ void CudaBackend::reduce_to_operand(DType dtype, const Broadcast& b, const std::
                                     const std::array<i64, 4>& other_stride, const void* other, void* g_operand) {
   if (operand_numel == 0) return;
   with_float(dtype, "reduce_to_operand", [&]<class T>() {
-    reduce_to_operand_kernel<<<blocks_for(operand_numel), threads_per_block>>>(
-        operand_numel, strides(b.out), strides(operand_stride), static_cast<T>(scale), static_cast<const T*>(g_out),
-        strides(other_stride), static_cast<const T*>(other), static_cast<T*>(g_operand));
+    launch("reduce_to_operand", operand_numel, blocks_for(operand_numel), threads_per_block,
+           reduce_to_operand_kernel<T>, operand_numel, strides(b.out), strides(operand_stride), static_cast<T>(scale),
+           static_cast<const T*>(g_out), strides(other_stride), static_cast<const T*>(other),
+           static_cast<T*>(g_operand));
   });
-  GS_CUDA_LAUNCH_CHECK("reduce_to_operand", operand_numel);
 }
 
 void CudaBackend::axpby(DType dtype, i64 n, double alpha, const void* x, double beta, void* y) {
   if (n == 0) return;
   with_float(dtype, "axpby", [&]<class T>() {
-    axpby_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<T>(alpha), static_cast<const T*>(x),
-                                                      static_cast<T>(beta), static_cast<T*>(y));
+    launch("axpby", n, blocks_for(n), threads_per_block, axpby_kernel<T>, n, static_cast<T>(alpha),
+           static_cast<const T*>(x), static_cast<T>(beta), static_cast<T*>(y));
   });
-  GS_CUDA_LAUNCH_CHECK("axpby", n);
 }
 
 void CudaBackend::broadcast_rows(DType dtype, i64 rows, i64 cols, const void* row, void* y) {
   if (rows * cols == 0) return;
   with_float(dtype, "broadcast_rows", [&]<class T>() {
-    broadcast_rows_kernel<<<blocks_for(rows * cols), threads_per_block>>>(rows, cols, static_cast<const T*>(row),
-                                                                         static_cast<T*>(y));
+    launch("broadcast_rows", rows * cols, blocks_for(rows * cols), threads_per_block, broadcast_rows_kernel<T>, rows,
+           cols, static_cast<const T*>(row), static_cast<T*>(y));
   });
-  GS_CUDA_LAUNCH_CHECK("broadcast_rows", rows * cols);
 }
 
 void CudaBackend::sum_rows(DType dtype, i64 rows, i64 cols, const void* x, void* y) {
   if (cols == 0) return;
   with_float(dtype, "sum_rows", [&]<class T>() {
-    sum_rows_kernel<<<blocks_for(cols), threads_per_block>>>(rows, cols, static_cast<const T*>(x), static_cast<T*>(y));
+    launch("sum_rows", rows * cols, blocks_for(cols), threads_per_block, sum_rows_kernel<T>, rows, cols,
+           static_cast<const T*>(x), static_cast<T*>(y));
   });
-  GS_CUDA_LAUNCH_CHECK("sum_rows", rows * cols);
 }
 
 void CudaBackend::sum(DType dtype, i64 n, const void* x, void* y) {

@@ -79,12 +79,12 @@ __global__ void scale_matrix_kernel(i64 m, i64 n, i64 ldc, T beta, T* c) {
 }
 
 template <class T, int BM, int BN, int BK, int TM, int TN>
-void launch(const GemmShape& s, double alpha, const void* a, const void* b, double beta, void* c) {
+void launch_tiles(const GemmShape& s, double alpha, const void* a, const void* b, double beta, void* c) {
   const dim3 grid(static_cast<unsigned>((s.n + BN - 1) / BN), static_cast<unsigned>((s.m + BM - 1) / BM));
   constexpr int threads = (BM / TM) * (BN / TN);
-  gemm_kernel<T, BM, BN, BK, TM, TN><<<grid, threads>>>(s.transpose_a, s.transpose_b, s.m, s.n, s.k, static_cast<T>(alpha),
-                                                       static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb,
-                                                       static_cast<T>(beta), static_cast<T*>(c), s.ldc);
+  launch("gemm", s.m * s.n, grid, threads, gemm_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n,
+         s.k, static_cast<T>(alpha), static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb,
+         static_cast<T>(beta), static_cast<T*>(c), s.ldc);
 }
 
 }  // namespace
@@ -94,21 +94,19 @@ void CudaBackend::gemm(DType dtype, const GemmShape& s, double alpha, const void
   if (s.m == 0 || s.n == 0) return;
   if (s.k == 0) {
     with_float(dtype, "gemm", [&]<class T>() {
-      scale_matrix_kernel<<<blocks_for(s.m * s.n), threads_per_block>>>(s.m, s.n, s.ldc, static_cast<T>(beta),
-                                                                       static_cast<T*>(c));
+      launch("gemm (k = 0)", s.m * s.n, blocks_for(s.m * s.n), threads_per_block, scale_matrix_kernel<T>, s.m, s.n,
+             s.ldc, static_cast<T>(beta), static_cast<T*>(c));
     });
-    GS_CUDA_LAUNCH_CHECK("gemm (k = 0)", s.m * s.n);
     return;
   }
   // Square 64 × 64 tiles with 4 × 4 per thread (256 threads) for FP32; FP64 holds twice the
   // bytes per value, so half the depth keeps shared memory the same.
   if (dtype == DType::f32)
-    launch<float, 64, 64, 16, 4, 4>(s, alpha, a, b, beta, c);
+    launch_tiles<float, 64, 64, 16, 4, 4>(s, alpha, a, b, beta, c);
   else if (dtype == DType::f64)
-    launch<double, 64, 64, 8, 4, 4>(s, alpha, a, b, beta, c);
+    launch_tiles<double, 64, 64, 8, 4, 4>(s, alpha, a, b, beta, c);
   else
     throw Error(std::string("gemm works on f32 or f64 tensors, got ") + dtype_name(dtype));
-  GS_CUDA_LAUNCH_CHECK("gemm", s.m * s.n);
 }
 
 }  // namespace gs::kernels::cuda

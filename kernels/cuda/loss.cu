@@ -106,18 +106,17 @@ struct StoreCount {
 void CudaBackend::log_softmax(DType dtype, i64 rows, i64 cols, const void* x, void* y) {
   if (rows * cols == 0) return;
   with_float(dtype, "log_softmax", [&]<class T>() {
-    log_softmax_kernel<<<blocks_for(rows), threads_per_block>>>(rows, cols, static_cast<const T*>(x), static_cast<T*>(y));
+    launch("log_softmax", rows * cols, blocks_for(rows), threads_per_block, log_softmax_kernel<T>, rows, cols,
+           static_cast<const T*>(x), static_cast<T*>(y));
   });
-  GS_CUDA_LAUNCH_CHECK("log_softmax", rows * cols);
 }
 
 void CudaBackend::log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* y, const void* gy, void* gx) {
   if (rows * cols == 0) return;
   with_float(dtype, "log_softmax_backward", [&]<class T>() {
-    log_softmax_backward_kernel<<<blocks_for(rows), threads_per_block>>>(rows, cols, static_cast<const T*>(y),
-                                                                        static_cast<const T*>(gy), static_cast<T*>(gx));
+    launch("log_softmax_backward", rows * cols, blocks_for(rows), threads_per_block, log_softmax_backward_kernel<T>,
+           rows, cols, static_cast<const T*>(y), static_cast<const T*>(gy), static_cast<T*>(gx));
   });
-  GS_CUDA_LAUNCH_CHECK("log_softmax_backward", rows * cols);
 }
 
 void CudaBackend::nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels, void* out) {
@@ -131,10 +130,9 @@ void CudaBackend::nll_backward(DType dtype, i64 rows, i64 cols, const std::int32
                                void* g_logp) {
   if (rows * cols == 0) return;
   with_float(dtype, "nll_backward", [&]<class T>() {
-    nll_backward_kernel<<<blocks_for(rows * cols), threads_per_block>>>(rows, cols, labels, static_cast<const T*>(g_out),
-                                                                       static_cast<T*>(g_logp));
+    launch("nll_backward", rows * cols, blocks_for(rows * cols), threads_per_block, nll_backward_kernel<T>, rows, cols,
+           labels, static_cast<const T*>(g_out), static_cast<T*>(g_logp));
   });
-  GS_CUDA_LAUNCH_CHECK("nll_backward", rows * cols);
 }
 
 void CudaBackend::mse(DType dtype, i64 n, const void* a, const void* b, void* out) {
@@ -147,18 +145,17 @@ void CudaBackend::mse(DType dtype, i64 n, const void* a, const void* b, void* ou
 void CudaBackend::mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out, void* ga) {
   if (n == 0) return;
   with_float(dtype, "mse_backward", [&]<class T>() {
-    mse_backward_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<const T*>(a), static_cast<const T*>(b),
-                                                             static_cast<const T*>(g_out), static_cast<T*>(ga));
+    launch("mse_backward", n, blocks_for(n), threads_per_block, mse_backward_kernel<T>, n, static_cast<const T*>(a),
+           static_cast<const T*>(b), static_cast<const T*>(g_out), static_cast<T*>(ga));
   });
-  GS_CUDA_LAUNCH_CHECK("mse_backward", n);
 }
 
 void CudaBackend::argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) {
   if (rows == 0) return;
   with_float(dtype, "argmax_rows", [&]<class T>() {
-    argmax_rows_kernel<<<blocks_for(rows), threads_per_block>>>(rows, cols, static_cast<const T*>(x), out);
+    launch("argmax_rows", rows * cols, blocks_for(rows), threads_per_block, argmax_rows_kernel<T>, rows, cols,
+           static_cast<const T*>(x), out);
   });
-  GS_CUDA_LAUNCH_CHECK("argmax_rows", rows * cols);
 }
 
 i64 CudaBackend::count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) {

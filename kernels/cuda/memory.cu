@@ -23,10 +23,17 @@ __global__ void convert_kernel(i64 n, const From* x, To* y) {
 template <class To>
 void convert_to(DType from, i64 n, const void* x, To* y) {
   switch (from) {
-    case DType::f32: convert_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<const float*>(x), y); break;
-    case DType::f64: convert_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<const double*>(x), y); break;
+    case DType::f32:
+      launch("convert", n, blocks_for(n), threads_per_block, convert_kernel<To, float>, n, static_cast<const float*>(x),
+             y);
+      break;
+    case DType::f64:
+      launch("convert", n, blocks_for(n), threads_per_block, convert_kernel<To, double>, n,
+             static_cast<const double*>(x), y);
+      break;
     case DType::i32:
-      convert_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<const std::int32_t*>(x), y);
+      launch("convert", n, blocks_for(n), threads_per_block, convert_kernel<To, std::int32_t>, n,
+             static_cast<const std::int32_t*>(x), y);
       break;
   }
 }
@@ -62,14 +69,17 @@ void CudaBackend::fill(DType dtype, i64 n, double value, void* y) {
   if (n == 0) return;
   switch (dtype) {
     case DType::f32:
-      fill_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<float>(value), static_cast<float*>(y));
+      launch("fill", n, blocks_for(n), threads_per_block, fill_kernel<float>, n, static_cast<float>(value),
+             static_cast<float*>(y));
       break;
-    case DType::f64: fill_kernel<<<blocks_for(n), threads_per_block>>>(n, value, static_cast<double*>(y)); break;
+    case DType::f64:
+      launch("fill", n, blocks_for(n), threads_per_block, fill_kernel<double>, n, value, static_cast<double*>(y));
+      break;
     case DType::i32:
-      fill_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<std::int32_t>(value), static_cast<std::int32_t*>(y));
+      launch("fill", n, blocks_for(n), threads_per_block, fill_kernel<std::int32_t>, n,
+             static_cast<std::int32_t>(value), static_cast<std::int32_t*>(y));
       break;
   }
-  GS_CUDA_LAUNCH_CHECK("fill", n);
 }
 
 void CudaBackend::convert(DType from, DType to, i64 n, const void* x, void* y) {
@@ -79,7 +89,6 @@ void CudaBackend::convert(DType from, DType to, i64 n, const void* x, void* y) {
     case DType::f64: convert_to(from, n, x, static_cast<double*>(y)); break;
     case DType::i32: convert_to(from, n, x, static_cast<std::int32_t*>(y)); break;
   }
-  GS_CUDA_LAUNCH_CHECK("convert", n);
 }
 
 }  // namespace cuda

@@ -45,12 +45,10 @@ __global__ void adam_kernel(i64 n, T* p, const T* g, T* m, T* v, T step_size, T 
 void CudaBackend::sgd_step(DType dtype, i64 n, void* param, const void* grad, void* momentum_buffer, const SgdStep& s) {
   if (n == 0) return;
   with_float(dtype, "sgd_step", [&]<class T>() {
-    sgd_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<T*>(param), static_cast<const T*>(grad),
-                                                    static_cast<T*>(momentum_buffer), T(s.lr), T(s.weight_decay),
-                                                    T(s.momentum), T(1 - s.dampening), s.weight_decay != 0,
-                                                    s.momentum != 0, s.first_step, s.nesterov);
+    launch("sgd_step", n, blocks_for(n), threads_per_block, sgd_kernel<T>, n, static_cast<T*>(param),
+           static_cast<const T*>(grad), static_cast<T*>(momentum_buffer), T(s.lr), T(s.weight_decay), T(s.momentum),
+           T(1 - s.dampening), s.weight_decay != 0, s.momentum != 0, s.first_step, s.nesterov);
   });
-  GS_CUDA_LAUNCH_CHECK("sgd_step", n);
 }
 
 void CudaBackend::adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
@@ -61,12 +59,11 @@ void CudaBackend::adam_step(DType dtype, i64 n, void* param, const void* grad, v
   const double step_size = s.lr / (1 - std::pow(s.beta1, t)), sqrt_bc2 = std::sqrt(1 - std::pow(s.beta2, t));
   const bool decoupled = s.decoupled_weight_decay, coupled = !decoupled && s.weight_decay != 0;
   with_float(dtype, "adam_step", [&]<class T>() {
-    adam_kernel<<<blocks_for(n), threads_per_block>>>(n, static_cast<T*>(param), static_cast<const T*>(grad),
-                                                     static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq), T(step_size),
-                                                     T(sqrt_bc2), T(s.beta1), T(s.beta2), T(s.eps),
-                                                     T(1 - s.lr * s.weight_decay), T(s.weight_decay), decoupled, coupled);
+    launch("adam_step", n, blocks_for(n), threads_per_block, adam_kernel<T>, n, static_cast<T*>(param),
+           static_cast<const T*>(grad), static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq), T(step_size),
+           T(sqrt_bc2), T(s.beta1), T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay), T(s.weight_decay), decoupled,
+           coupled);
   });
-  GS_CUDA_LAUNCH_CHECK("adam_step", n);
 }
 
 }  // namespace gs::kernels::cuda

@@ -50,10 +50,8 @@ void deterministic_sum(const char* what, i64 n, Term term, Finish finish) {
   if (blocks < 1) blocks = 1;
   const i64 chunk = (n + blocks - 1) / blocks;
   double* partial = sum_scratch();
-  partial_sums_kernel<<<static_cast<int>(blocks), threads_per_block>>>(n, chunk, term, partial);
-  GS_CUDA_LAUNCH_CHECK(what, n);
-  finish_sum_kernel<<<1, threads_per_block>>>(static_cast<int>(blocks), partial, finish);
-  GS_CUDA_LAUNCH_CHECK(what, n);
+  launch(what, n, static_cast<int>(blocks), threads_per_block, partial_sums_kernel<Term>, n, chunk, term, partial);
+  launch(what, n, 1, threads_per_block, finish_sum_kernel<Finish>, static_cast<int>(blocks), partial, finish);
 }
 
 }  // namespace gs::kernels::cuda

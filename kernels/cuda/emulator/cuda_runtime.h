@@ -1,0 +1,125 @@
+#pragma once
+// A CPU stand-in for the part of the CUDA runtime that kernels/cuda/*.cu uses, so that the very
+// same kernel source builds with g++ and runs on a machine without a GPU (the cuda_emulated
+// tests). It is found instead of the real <cuda_runtime.h> by include order only.
+//
+// What it models, because a GPU would punish it:
+//   - kernels become plain functions; every thread of a block runs as a fiber on the calling
+//     thread, and __syncthreads() switches fibers, in a different order after every barrier, so
+//     a missing barrier shows up as a wrong result instead of passing by luck;
+//   - a barrier reached by some threads of a block and not others is a launch failure;
+//   - fresh device memory holds NaN bytes (all ones) until written;
+//   - device memory lives in one reserved region that is inaccessible (PROT_NONE) except while a
+//     kernel or a cudaMemcpy runs: host code that dereferences a device pointer crashes here as
+//     it would on a GPU, and a kernel handed a host pointer is refused at launch;
+//   - launch configurations outside CUDA's limits fail as cudaErrorInvalidConfiguration;
+//   - cudaMemcpy checks that its direction matches where the pointers live;
+//   - in an AddressSanitizer build, a kernel that reads or writes past its allocation, or memory
+//     already freed, is reported as ASan reports a heap overflow;
+// What it does not model: timing, warps (no warp-synchronous code is used), the device's
+// floating-point contractions, streams beyond one in-order queue, and garbage in shared memory
+// (a block finds what the previous block left; g++ cannot place a template's static locals in
+// a section the emulator could poison).
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <type_traits>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+// One block runs at a time (launches are serialized), so a static is that block's shared memory.
+#define __shared__ static
+
+struct uint3 {
+  unsigned x, y, z;
+};
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorNoDevice = 100,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchFailure = 719,
+};
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+cudaError_t cudaMalloc(void** ptr, std::size_t bytes);
+template <class T>
+cudaError_t cudaMalloc(T** ptr, std::size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
+}
+cudaError_t cudaFree(void* ptr);
+cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes);
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaGetLastError();
+cudaError_t cudaPeekAtLastError();
+const char* cudaGetErrorString(cudaError_t status);
+
+// Device code calls the math functions unqualified on float or double; the float overloads must
+// be found, as the device's are.
+using std::erf;
+using std::exp;
+using std::fabs;
+using std::log;
+using std::sqrt;
+using std::tanh;
+
+namespace gs::cuda_emulator {
+
+struct ThreadContext {
+  uint3 thread_idx{0, 0, 0}, block_idx{0, 0, 0};
+  dim3 block_dim, grid_dim;
+};
+ThreadContext& context();
+
+void sync_threads();
+
+// Runs body once per thread of the grid; failures are left for cudaGetLastError, as a launch.
+void launch(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body);
+
+// True for a pointer inside a live device allocation.
+bool is_device_pointer(const void* ptr);
+// Records cudaErrorInvalidValue for the next cudaGetLastError, with a message naming the kernel.
+void refuse_launch(const char* kernel, const char* why);
+
+template <class P>
+bool argument_ok(const char* kernel, int index, const P& value) {
+  if constexpr (std::is_pointer_v<P>) {
+    if (value != nullptr && !is_device_pointer(value)) {
+      static thread_local char why[96];
+      std::snprintf(why, sizeof why, "argument %d is not a device pointer", index);
+      refuse_launch(kernel, why);
+      return false;
+    }
+  }
+  (void)kernel, (void)index, (void)value;
+  return true;
+}
+
+}  // namespace gs::cuda_emulator
+
+#define threadIdx (::gs::cuda_emulator::context().thread_idx)
+#define blockIdx (::gs::cuda_emulator::context().block_idx)
+#define blockDim (::gs::cuda_emulator::context().block_dim)
+#define gridDim (::gs::cuda_emulator::context().grid_dim)
+
+inline void __syncthreads() { ::gs::cuda_emulator::sync_threads(); }

@@ -1,0 +1,462 @@
+// The CPU emulation of the CUDA runtime declared in cuda_runtime.h: device memory in a guarded
+// region, and blocks of fibers that switch at __syncthreads. Single device, one in-order queue:
+// every launch and copy completes before it returns.
+#include "kernels/cuda/emulator/cuda_runtime.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define GS_EMULATOR_ASAN 1
+#endif
+
+namespace gs::cuda_emulator {
+
+namespace {
+
+// ---- errors --------------------------------------------------------------------------------
+
+thread_local cudaError_t last_error = cudaSuccess;
+// The detail of the most recent failure, returned by cudaGetErrorString for that code.
+thread_local cudaError_t detail_code = cudaSuccess;
+thread_local std::string detail_message;
+
+cudaError_t fail(cudaError_t code, std::string message) {
+  last_error = code;
+  detail_code = code;
+  detail_message = std::move(message) + " [cuda emulator]";
+  return code;
+}
+
+// ---- device memory ---------------------------------------------------------------------------
+
+// One reserved range of address space; allocations are carved from it, and the part in use is
+// readable only while a kernel or a copy runs.
+class DeviceMemory {
+ public:
+  static constexpr std::size_t reserved = std::size_t(64) << 30;  // address space, not memory
+  static constexpr std::size_t alignment = 256;                   // cudaMalloc's guarantee
+#if defined(GS_EMULATOR_ASAN)
+  // Unaddressable bytes after every allocation, so that ASan reports a kernel running past it.
+  static constexpr std::size_t redzone = 256;
+#else
+  static constexpr std::size_t redzone = 0;
+#endif
+
+  DeviceMemory() {
+    void* p = mmap(nullptr, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    base_ = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+    page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  }
+
+  void* allocate(std::size_t bytes) {
+    if (!base_) return nullptr;
+    const std::size_t size = ((bytes == 0 ? 1 : bytes) + redzone + alignment - 1) / alignment * alignment;
+    std::size_t offset = top_;
+    auto hole = free_.begin();
+    while (hole != free_.end() && hole->second < size) ++hole;
+    if (hole != free_.end()) {
+      offset = hole->first;
+      if (hole->second > size) free_.emplace(offset + size, hole->second - size);
+      free_.erase(hole);
+    } else {
+      if (top_ + size > reserved) return nullptr;
+      top_ += size;
+    }
+    live_.emplace(offset, Live{size, bytes});
+    // Fresh device memory holds garbage; all-ones bytes are NaN in f32 and f64 and -1 in i32,
+    // so a kernel that reads before it writes gives itself away.
+    Open open(*this);
+#if defined(GS_EMULATOR_ASAN)
+    ASAN_UNPOISON_MEMORY_REGION(base_ + offset, size);
+    std::memset(base_ + offset, 0xff, size);
+    ASAN_POISON_MEMORY_REGION(base_ + offset + (bytes == 0 ? 1 : bytes), size - (bytes == 0 ? 1 : bytes));
+#else
+    std::memset(base_ + offset, 0xff, size);
+#endif
+    return base_ + offset;
+  }
+
+  bool release(void* ptr) {
+    if (!contains(ptr)) return false;
+    auto it = live_.find(static_cast<std::size_t>(static_cast<char*>(ptr) - base_));
+    if (it == live_.end()) return false;
+    std::size_t offset = it->first, size = it->second.size;
+    live_.erase(it);
+#if defined(GS_EMULATOR_ASAN)
+    ASAN_POISON_MEMORY_REGION(base_ + offset, size);  // a kernel that uses it after cudaFree is reported
+#endif
+    // Coalesce with the free neighbours; the hole at the top shrinks the used range instead.
+    auto next = free_.find(offset + size);
+    if (next != free_.end()) {
+      size += next->second;
+      free_.erase(next);
+    }
+    auto prev = free_.lower_bound(offset);
+    if (prev != free_.begin() && (--prev, prev->first + prev->second == offset)) {
+      offset = prev->first;
+      size += prev->second;
+      free_.erase(prev);
+    }
+    if (offset + size == top_)
+      top_ = offset;
+    else
+      free_.emplace(offset, size);
+    return true;
+  }
+
+  // The live allocation holding [ptr, ptr + bytes), if one does.
+  bool holds(const void* ptr, std::size_t bytes) const {
+    if (!contains(ptr)) return false;
+    const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(ptr) - base_);
+    auto it = live_.upper_bound(at);
+    if (it == live_.begin()) return false;
+    --it;
+    return at + bytes <= it->first + it->second.requested && at < it->first + it->second.requested;
+  }
+  bool contains(const void* ptr) const {
+    const char* p = static_cast<const char*>(ptr);
+    return base_ && p >= base_ && p < base_ + reserved;
+  }
+
+  // Device memory is accessible while one of these lives.
+  class Open {
+   public:
+    explicit Open(DeviceMemory& m) : m_(m) {
+      if (m_.open_++ == 0) m_.protect(PROT_READ | PROT_WRITE);
+    }
+    ~Open() {
+      if (--m_.open_ == 0) m_.protect(PROT_NONE);
+    }
+    Open(const Open&) = delete;
+    Open& operator=(const Open&) = delete;
+
+   private:
+    DeviceMemory& m_;
+  };
+
+ private:
+  void protect(int how) {
+    // The whole used range, including holes: one call, whatever the number of allocations.
+    const std::size_t extent = (std::max(top_, protected_extent_) + page_ - 1) / page_ * page_;
+    if (extent) mprotect(base_, extent, how);
+    protected_extent_ = how == PROT_NONE ? 0 : extent;
+  }
+
+  char* base_ = nullptr;
+  std::size_t page_ = 4096, top_ = 0, protected_extent_ = 0;
+  int open_ = 0;
+  struct Live {
+    std::size_t size, requested;  // the carved size, and the bytes cudaMalloc was asked for
+  };
+  std::map<std::size_t, Live> live_;          // by offset
+  std::map<std::size_t, std::size_t> free_;  // offset -> size
+};
+
+DeviceMemory& memory() {
+  static DeviceMemory m;
+  return m;
+}
+
+// One device, one in-order queue: every runtime call holds this, so launches and copies from
+// different host threads run one after the other (the shared-memory statics are the device's).
+std::recursive_mutex& device_queue() {
+  static std::recursive_mutex m;
+  return m;
+}
+
+// ---- blocks of fibers ------------------------------------------------------------------------
+
+#if defined(GS_EMULATOR_ASAN)
+constexpr std::size_t stack_bytes = 512 << 10;
+#else
+constexpr std::size_t stack_bytes = 128 << 10;
+#endif
+
+struct Fiber {
+  enum class State { fresh, running, at_barrier, done };
+  ucontext_t context{};
+  std::unique_ptr<char[]> stack;
+  State state = State::fresh;
+  unsigned index = 0;  // the thread's linear index in its block
+};
+
+struct Block {
+  ucontext_t scheduler{};
+  std::vector<Fiber> fibers;  // a pool: stacks are kept from launch to launch
+  const std::function<void()>* body = nullptr;
+  Fiber* running = nullptr;
+  bool plain = false;             // threads run as plain calls (the kernel has no barrier)
+  bool barrier_when_plain = false;
+#if defined(GS_EMULATOR_ASAN)
+  const void* scheduler_stack = nullptr;
+  std::size_t scheduler_stack_size = 0;
+  void* scheduler_fake_stack = nullptr;
+#endif
+};
+
+ThreadContext thread_context;
+Block* active = nullptr;  // the block being run, under the device queue's lock
+
+void set_thread_index(unsigned linear) {
+  const dim3& d = thread_context.block_dim;
+  thread_context.thread_idx = {linear % d.x, (linear / d.x) % d.y, linear / (d.x * d.y)};
+}
+
+// Switches from a fiber back to the scheduler; `exiting` when the fiber will not be resumed.
+void switch_to_scheduler(Block& b, Fiber& f, bool exiting) {
+#if defined(GS_EMULATOR_ASAN)
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(exiting ? nullptr : &fake, b.scheduler_stack, b.scheduler_stack_size);
+  if (exiting) {
+    setcontext(&b.scheduler);
+    return;
+  }
+  swapcontext(&f.context, &b.scheduler);
+  __sanitizer_finish_switch_fiber(fake, &b.scheduler_stack, &b.scheduler_stack_size);
+#else
+  if (exiting)
+    setcontext(&b.scheduler);
+  else
+    swapcontext(&f.context, &b.scheduler);
+#endif
+}
+
+void fiber_main() {
+  Block& b = *active;
+#if defined(GS_EMULATOR_ASAN)
+  __sanitizer_finish_switch_fiber(nullptr, &b.scheduler_stack, &b.scheduler_stack_size);
+#endif
+  (*b.body)();
+  b.running->state = Fiber::State::done;
+  switch_to_scheduler(b, *b.running, true);
+}
+
+void resume(Block& b, Fiber& f) {
+  set_thread_index(f.index);
+  b.running = &f;
+  if (f.state == Fiber::State::fresh) {
+    getcontext(&f.context);
+    f.context.uc_stack.ss_sp = f.stack.get();
+    f.context.uc_stack.ss_size = stack_bytes;
+    f.context.uc_link = nullptr;
+    makecontext(&f.context, fiber_main, 0);
+  }
+  f.state = Fiber::State::running;  // until it reaches a barrier or its end
+#if defined(GS_EMULATOR_ASAN)
+  __sanitizer_start_switch_fiber(&b.scheduler_fake_stack, f.stack.get(), stack_bytes);
+  swapcontext(&b.scheduler, &f.context);
+  __sanitizer_finish_switch_fiber(b.scheduler_fake_stack, nullptr, nullptr);
+#else
+  swapcontext(&b.scheduler, &f.context);
+#endif
+  b.running = nullptr;
+}
+
+// The order the threads of a block run in after a barrier: ascending, descending and shuffled in
+// turn, so that code reading another thread's shared-memory write without a barrier in between
+// sees the stale value under one of them.
+void phase_order(std::vector<unsigned>& order, unsigned phase, std::uint64_t block) {
+  if (phase % 3 == 1) std::reverse(order.begin(), order.end());
+  if (phase % 3 == 2) {
+    std::uint64_t s = (block + 1) * 0x9e3779b97f4a7c15ull + phase;
+    for (std::size_t i = order.size(); i > 1; --i) {
+      s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+      std::swap(order[i - 1], order[s % i]);
+    }
+  }
+}
+
+// Runs one block; false (with the error recorded) when its threads disagreed on a barrier.
+bool run_block(const char* kernel, Block& b, unsigned threads, std::uint64_t block_linear) {
+  if (b.fibers.size() < threads) {
+    const std::size_t had = b.fibers.size();
+    b.fibers.resize(threads);
+    for (std::size_t i = had; i < threads; ++i) b.fibers[i].stack = std::make_unique<char[]>(stack_bytes);
+  }
+  for (unsigned t = 0; t < threads; ++t) {
+    b.fibers[t].state = Fiber::State::fresh;
+    b.fibers[t].index = t;
+  }
+  // Thread 0 first, as a fiber. A barrier must be reached by every thread of a block or none,
+  // so if thread 0 ends without one the others can run as plain calls, which is much faster.
+  resume(b, b.fibers[0]);
+  if (b.fibers[0].state == Fiber::State::done) {
+    b.plain = true;
+    b.barrier_when_plain = false;
+    for (unsigned t = 1; t < threads && !b.barrier_when_plain; ++t) {
+      set_thread_index(t);
+      (*b.body)();
+    }
+    b.plain = false;
+    if (b.barrier_when_plain) {
+      fail(cudaErrorLaunchFailure, std::string(kernel) + ": a thread reached __syncthreads() that thread 0 of its block never reached");
+      return false;
+    }
+    return true;
+  }
+  std::vector<unsigned> order;
+  for (unsigned phase = 0;; ++phase) {
+    order.clear();
+    for (unsigned t = 0; t < threads; ++t)
+      if (b.fibers[t].state != Fiber::State::done && !(phase == 0 && t == 0)) order.push_back(t);
+    phase_order(order, phase, block_linear);
+    for (unsigned t : order) resume(b, b.fibers[t]);
+    unsigned waiting = 0, finished = 0;
+    for (unsigned t = 0; t < threads; ++t) (b.fibers[t].state == Fiber::State::done ? finished : waiting) += 1;
+    if (waiting == 0) return true;
+    if (finished != 0) {
+      fail(cudaErrorLaunchFailure, std::string(kernel) + ": " + std::to_string(finished) + " of " +
+                                       std::to_string(threads) + " threads of a block ended while the others waited at __syncthreads()");
+      return false;
+    }
+  }
+}
+
+}  // namespace
+
+ThreadContext& context() { return thread_context; }
+
+void sync_threads() {
+  Block* b = active;
+  if (!b || b->plain || !b->running) {
+    if (b) b->barrier_when_plain = true;
+    return;
+  }
+  Fiber& f = *b->running;
+  f.state = Fiber::State::at_barrier;
+  switch_to_scheduler(*b, f, false);
+}
+
+void launch(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
+  const std::uint64_t threads = std::uint64_t(block.x) * block.y * block.z;
+  if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+      grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+    fail(cudaErrorInvalidConfiguration, std::string(kernel) + ": grid " + std::to_string(grid.x) + "×" +
+                                            std::to_string(grid.y) + "×" + std::to_string(grid.z) + ", block " +
+                                            std::to_string(block.x) + "×" + std::to_string(block.y) + "×" +
+                                            std::to_string(block.z) + " is outside CUDA's limits");
+    return;
+  }
+  if (active) {
+    fail(cudaErrorLaunchFailure, std::string(kernel) + ": launched from inside a kernel");
+    return;
+  }
+  std::lock_guard lock(device_queue());
+  static Block b;
+  b.body = &body;
+  active = &b;
+  DeviceMemory::Open open(memory());
+  thread_context.grid_dim = grid;
+  thread_context.block_dim = block;
+  std::uint64_t linear = 0;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x, ++linear) {
+        thread_context.block_idx = {x, y, z};
+        if (!run_block(kernel, b, static_cast<unsigned>(threads), linear)) {
+          active = nullptr;
+          return;
+        }
+      }
+  active = nullptr;
+}
+
+bool is_device_pointer(const void* ptr) {
+  std::lock_guard lock(device_queue());
+  return memory().holds(ptr, 1);
+}
+
+void refuse_launch(const char* kernel, const char* why) { fail(cudaErrorInvalidValue, std::string(kernel) + ": " + why); }
+
+}  // namespace gs::cuda_emulator
+
+// ---- the runtime API -------------------------------------------------------------------------
+
+using gs::cuda_emulator::device_queue;
+using gs::cuda_emulator::fail;
+using gs::cuda_emulator::memory;
+
+cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
+  std::lock_guard lock(device_queue());
+  *ptr = memory().allocate(bytes);
+  if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* ptr) {
+  if (!ptr) return cudaSuccess;
+  std::lock_guard lock(device_queue());
+  if (!memory().release(ptr)) return fail(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+  if (bytes == 0) return cudaSuccess;
+  std::lock_guard lock(device_queue());
+  auto& m = memory();
+  const bool dst_device = m.holds(dst, bytes), src_device = m.holds(src, bytes);
+  const bool dst_ok = (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice) ? dst_device
+                      : kind == cudaMemcpyDefault                                        ? true
+                                                                                        : !m.contains(dst);
+  const bool src_ok = (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice) ? src_device
+                      : kind == cudaMemcpyDefault                                        ? true
+                                                                                        : !m.contains(src);
+  if (!dst_ok || !src_ok)
+    return fail(cudaErrorInvalidValue, "cudaMemcpy of " + std::to_string(bytes) + " bytes: the " +
+                                           (dst_ok ? "source" : "destination") +
+                                           " is not where the copy's direction says (or runs past its allocation)");
+  gs::cuda_emulator::DeviceMemory::Open open(m);
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) {
+  if (bytes == 0) return cudaSuccess;
+  std::lock_guard lock(device_queue());
+  if (!memory().holds(ptr, bytes)) return fail(cudaErrorInvalidValue, "cudaMemset outside a device allocation");
+  gs::cuda_emulator::DeviceMemory::Open open(memory());
+  std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = gs::cuda_emulator::last_error;
+  gs::cuda_emulator::last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t cudaPeekAtLastError() { return gs::cuda_emulator::last_error; }
+
+const char* cudaGetErrorString(cudaError_t status) {
+  if (status == gs::cuda_emulator::detail_code && !gs::cuda_emulator::detail_message.empty())
+    return gs::cuda_emulator::detail_message.c_str();
+  switch (status) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+  }
+  return "unknown error";
+}

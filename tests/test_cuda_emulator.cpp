@@ -1,0 +1,208 @@
+// The CPU emulation of the CUDA runtime (kernels/cuda/emulator/) must catch what a GPU would
+// punish, or the gpu_emulated run of the gpu suite proves less than it seems. Each case here
+// runs a small kernel that is wrong in one way and checks that the emulator notices.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "engine/error_type.h"
+#include "kernels/cuda/cuda_backend.h"
+
+using gs::Error;
+using gs::kernels::i64;
+using gs::kernels::cuda::launch;
+
+namespace {
+
+constexpr int block_threads = 256;
+
+// y[t] = x[255 - t] through shared memory; without the barrier a thread may read a slot that its
+// owner has not written yet.
+template <bool Barrier>
+__global__ void reverse_kernel(const float* x, float* y) {
+  __shared__ float s[block_threads];
+  const int t = static_cast<int>(threadIdx.x);
+  s[t] = x[t];
+  if (Barrier) __syncthreads();
+  y[t] = s[block_threads - 1 - t];
+}
+
+// Half of the block waits at a barrier that the other half never reaches.
+__global__ void divergent_barrier_kernel(int waiting, float* y) {
+  if (static_cast<int>(threadIdx.x) < waiting) __syncthreads();
+  y[threadIdx.x] = 1;
+}
+
+// Every thread writes its coordinates, to check the grid's and blocks' indexing.
+__global__ void coordinates_kernel(int* out) {
+  const unsigned block = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+  const unsigned thread = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+  const unsigned i = block * blockDim.x * blockDim.y * blockDim.z + thread;
+  out[4 * i + 0] = static_cast<int>(blockIdx.x + 10 * blockIdx.y + 100 * blockIdx.z);
+  out[4 * i + 1] = static_cast<int>(threadIdx.x);
+  out[4 * i + 2] = static_cast<int>(threadIdx.y);
+  out[4 * i + 3] = static_cast<int>(threadIdx.z);
+}
+
+template <class T>
+T* device_array(std::size_t n) {
+  void* p = nullptr;
+  REQUIRE(cudaMalloc(&p, n * sizeof(T)) == cudaSuccess);
+  return static_cast<T*>(p);
+}
+
+template <class T>
+std::vector<T> to_host(const T* device, std::size_t n) {
+  std::vector<T> v(n);
+  REQUIRE(cudaMemcpy(v.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
+  return v;
+}
+
+std::string error_of(auto&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Runs f in a child process, its stderr (a sanitizer's report) discarded; its exit status, a
+// killing signal as 128 + signal.
+int status_of_child(auto&& f) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (std::freopen("/dev/null", "w", stderr) == nullptr) _exit(3);
+    f();
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+__global__ void write_past_end_kernel(i64 n, float* y) {
+  if (threadIdx.x == 0) y[n] = 1;  // one element past the allocation
+}
+#endif
+
+}  // namespace
+
+TEST_SUITE("cuda_emulator") {
+  TEST_CASE("a missing barrier gives a wrong result, a present one the right result") {
+    std::vector<float> x(block_threads);
+    for (int i = 0; i < block_threads; ++i) x[i] = 1.0f + static_cast<float>(i);
+    float* dx = device_array<float>(block_threads);
+    float* dy = device_array<float>(block_threads);
+    REQUIRE(cudaMemcpy(dx, x.data(), sizeof(float) * block_threads, cudaMemcpyHostToDevice) == cudaSuccess);
+    auto reversed_correctly = [&] {
+      auto y = to_host(dy, block_threads);
+      for (int i = 0; i < block_threads; ++i)
+        if (y[i] != x[block_threads - 1 - i]) return false;
+      return true;
+    };
+    launch("reverse with a barrier", block_threads, 1, block_threads, reverse_kernel<true>, dx, dy);
+    CHECK(reversed_correctly());
+    launch("reverse without a barrier", block_threads, 1, block_threads, reverse_kernel<false>, dx, dy);
+    CHECK_FALSE(reversed_correctly());
+    cudaFree(dx);
+    cudaFree(dy);
+  }
+
+  TEST_CASE("threads of a block that disagree on a barrier fail the launch") {
+    float* dy = device_array<float>(block_threads);
+    for (int waiting : {128, 255, 1}) {
+      CAPTURE(waiting);
+      const std::string e = error_of([&] { launch("divergent", block_threads, 1, block_threads, divergent_barrier_kernel, waiting, dy); });
+      CHECK(e.find("__syncthreads") != std::string::npos);
+      CHECK(e.find("divergent") != std::string::npos);
+    }
+    // The same kernel with every thread at the barrier is fine.
+    CHECK(error_of([&] { launch("uniform", block_threads, 1, block_threads, divergent_barrier_kernel, block_threads, dy); }) == "");
+    cudaFree(dy);
+  }
+
+  TEST_CASE("grids and blocks of up to three dimensions are indexed as CUDA's") {
+    const dim3 grid(3, 2, 2), block(4, 2, 3);
+    const int threads = 3 * 2 * 2 * 4 * 2 * 3;
+    int* out = device_array<int>(4 * threads);
+    launch("coordinates", threads, grid, block, coordinates_kernel, out);
+    auto v = to_host(out, 4 * threads);
+    int i = 0;
+    for (int bz = 0; bz < 2; ++bz)
+      for (int by = 0; by < 2; ++by)
+        for (int bx = 0; bx < 3; ++bx)
+          for (int tz = 0; tz < 3; ++tz)
+            for (int ty = 0; ty < 2; ++ty)
+              for (int tx = 0; tx < 4; ++tx, ++i) {
+                CHECK(v[4 * i] == bx + 10 * by + 100 * bz);
+                CHECK(v[4 * i + 1] == tx);
+                CHECK(v[4 * i + 2] == ty);
+                CHECK(v[4 * i + 3] == tz);
+              }
+    cudaFree(out);
+  }
+
+  TEST_CASE("a kernel handed a host pointer is refused, naming the argument") {
+    std::vector<float> host(block_threads, 1.0f);
+    float* dy = device_array<float>(block_threads);
+    const std::string e =
+        error_of([&] { launch("reverse", block_threads, 1, block_threads, reverse_kernel<true>, host.data(), dy); });
+    CHECK(e.find("argument 0 is not a device pointer") != std::string::npos);
+    CHECK(e.find("reverse") != std::string::npos);
+    cudaFree(dy);
+  }
+
+  TEST_CASE("launches outside CUDA's limits fail as on a GPU") {
+    float* dy = device_array<float>(block_threads);
+    for (auto [grid, block] : std::vector<std::pair<dim3, dim3>>{{dim3(0), dim3(256)}, {dim3(1), dim3(2048)},
+                                                                 {dim3(1), dim3(0)}, {dim3(1, 70000), dim3(1)}}) {
+      const std::string e = error_of([&] { launch("oversized", 1, grid, block, divergent_barrier_kernel, 0, dy); });
+      CHECK(e.find("outside CUDA's limits") != std::string::npos);
+    }
+    cudaFree(dy);
+  }
+
+  TEST_CASE("fresh device memory is NaN, and copies must go the way they say") {
+    float* d = device_array<float>(1000);
+    for (float v : to_host(d, 1000)) CHECK(std::isnan(v));
+    std::vector<float> host(1000);
+    CHECK(cudaMemcpy(host.data(), d, 4000, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
+    CHECK(cudaMemcpy(d, host.data(), 4000, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);
+    CHECK(cudaMemcpy(host.data(), d, 4004, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);  // past its end
+    CHECK(std::string(cudaGetErrorString(cudaErrorInvalidValue)).find("cudaMemcpy") != std::string::npos);
+    CHECK(cudaFree(host.data()) == cudaErrorInvalidValue);
+    (void)cudaGetLastError();
+    cudaFree(d);
+  }
+
+  TEST_CASE("host code that dereferences a device pointer crashes, as on a GPU") {
+    float* d = device_array<float>(16);
+    const int status = status_of_child([&] {
+      volatile float* p = d;
+      p[0] = 1;
+    });
+    CHECK(status != 0);
+#if !defined(__SANITIZE_ADDRESS__)
+    CHECK(status == 128 + SIGSEGV);  // under ASan its handler reports the fault and exits instead
+#endif
+    cudaFree(d);
+  }
+
+#if defined(__SANITIZE_ADDRESS__)
+  TEST_CASE("a kernel writing past its allocation is reported by AddressSanitizer") {
+    float* d = device_array<float>(100);
+    const int status = status_of_child([&] { launch("past the end", 1, 1, 32, write_past_end_kernel, i64{100}, d); });
+    CHECK(status != 0);
+    cudaFree(d);
+  }
+#endif
+}
