@@ -1,6 +1,6 @@
 // The grokscope command line.
-//   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...]
-//   grokscope train --resume DIR
+//   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...] [--device cpu|cuda]
+//   grokscope train --resume DIR [--device cpu|cuda]
 //   grokscope ntk --checkpoint A.safetensors [--against B.safetensors] [--recipe R] [--probe train|test] [--n N] [--inputs X.npy] [--json]
 //   grokscope report RUN_DIR [RUN_DIR ...] [--out DIR] [--no-figures] [--json]
 //   grokscope info
@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
   train->add_option("--resume", resume_dir, "continue the run in this directory where it stopped");
   bool quiet = false;
   train->add_flag("--quiet", quiet, "no progress output");
+  std::string device = "cpu";
+  train->add_option("--device", device, "train on cpu or cuda (the probes run on the cpu either way)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 
   auto* ntk = app.add_subcommand("ntk", "the NTK of a checkpoint, and its distance to another");
   std::string ntk_recipe;
@@ -157,12 +160,18 @@ int main(int argc, char** argv) {
                            : gs::experiments::load_recipe(ntk_recipe);
       return gs::experiments::run_ntk_command(ntk_cmd);
     }
+    // Asked for the GPU: say at once if there is none, before any data is read.
+    const gs::Device train_device = device == "cuda" ? gs::Device::cuda : gs::Device::cpu;
+    if (train->parsed() && train_device == gs::Device::cuda && !gs::kernels::cuda_available())
+      throw gs::Error(std::string("--device cuda: ") + gs::kernels::cuda_unavailable_reason() +
+                      "; train with --device cpu (the default) instead");
     if (train->parsed() && !resume_dir.empty()) {
       if (!recipe_path.empty() || !overrides.empty() || !out.empty())
         throw gs::Error("--resume continues the recipe the run recorded: give no recipe, --set or --out with it");
       gs::experiments::RunOptions options;
       options.command_line.assign(argv, argv + argc);
       options.quiet = quiet;
+      options.device = train_device;
       auto runner = gs::experiments::Runner::resume(resume_dir, options);
       if (runner.recipe().probe.ntk) add_ntk_probe(runner);
       if (runner.recipe().probe.geometry) add_geometry_probe(runner);
@@ -179,7 +188,9 @@ int main(int argc, char** argv) {
       options.out = out.empty() ? "runs/" + recipe.name + "-" + timestamp() : out;
       options.command_line.assign(argv, argv + argc);
       options.quiet = quiet;
-      fmt::print("grokscope: training {} into {}\n", recipe.name, options.out.string());
+      options.device = train_device;
+      fmt::print("grokscope: training {} into {}{}\n", recipe.name, options.out.string(),
+                 train_device == gs::Device::cpu ? "" : " on the cuda device");
       if (!recipe.description.empty()) fmt::print("  {}\n", recipe.description);
       gs::experiments::Runner runner(recipe, options);
       if (recipe.probe.ntk) add_ntk_probe(runner);

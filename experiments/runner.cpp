@@ -186,10 +186,29 @@ int Runner::run() {
 
   RunData d = load_run_data(r);
   Generator init_gen(r.train.seed, Stream::init);
+  // `model` lives on the CPU: the probes and checkpoints read it. Training on another device
+  // trains `trained` there, a copy whose weights are copied back before every probe step.
   auto model = make_model(r, d.train, init_gen);
-  auto params = model->named_parameters("layers.");
+  const Device device = options_.device;
+  std::shared_ptr<nn::Sequential> trained = model;
+  data::Dataset train_set = d.train, test_set = d.test;  // where `trained` evaluates
+  if (device != Device::cpu) {
+    Generator same_init(r.train.seed, Stream::init);
+    trained = make_model(r, d.train, same_init);
+    trained->to(device);
+    for (data::Dataset* set : {&train_set, &test_set}) {
+      set->images = set->images.to(device);
+      set->labels = set->labels.to(device);
+    }
+  }
+  auto params = trained->named_parameters("layers.");
+  auto cpu_params = model->named_parameters("layers.");
+  auto sync_probe_model = [&] {
+    if (trained == model) return;
+    for (std::size_t i = 0; i < params.size(); ++i) cpu_params[i].second.copy_(params[i].second);
+  };
   const std::string output_prefix = "layers." + models::output_layer_prefix(*model) + ".";
-  auto optimizer = make_optimizer(r.optimizer, model->parameters());
+  auto optimizer = make_optimizer(r.optimizer, trained->parameters());
   data::Batches batches(d.train, r.train.batch_size, r.train.drop_last, Generator(r.train.seed, Stream::shuffle));
 
   // Where the loop starts, and whether that step's metrics and probes are already done.
@@ -217,6 +236,7 @@ int Runner::run() {
     truncate_metrics(dir / "metrics.csv", first_step, metrics_done);
     info = nlohmann::ordered_json::parse(std::ifstream(dir / "run.json"));
     info["resumed_at"].push_back(first_step);
+    info["resumed_on"].push_back(device_name(device));
   } else {
     io::write_file_atomically(dir / "recipe.toml", r.to_toml());
     info = {{"recipe", r.name},
@@ -224,6 +244,7 @@ int Runner::run() {
             {"git_revision", git_revision()},
             {"command_line", options_.command_line},
             {"parameters", model->parameter_count()},
+            {"device", device_name(device)},
             {"train_rows", d.train.size()},
             {"test_rows", d.test.size()}};
   }
@@ -280,8 +301,8 @@ int Runner::run() {
   for (std::int64_t step = first_step;; ++step) {
     const bool resumed_here = step == first_step;
     if (metric_steps.count(step) && !(resumed_here && metrics_done)) {
-      train_eval = evaluate(*model, d.train, r.train.loss);
-      test_eval = evaluate(*model, d.test, r.train.loss);
+      train_eval = evaluate(*trained, train_set, r.train.loss);
+      test_eval = evaluate(*trained, test_set, r.train.loss);
       const double norm = weight_norm(params, ""), out_norm = weight_norm(params, output_prefix);
       if (!std::isfinite(norm)) {
         write_info("diverged", step);
@@ -295,6 +316,7 @@ int Runner::run() {
       progress.report(step, r.train.steps, elapsed(), train_eval, test_eval, step == r.train.steps);
     }
     if (probe_steps.count(step) && !(resumed_here && probes_done)) {
+      sync_probe_model();
       checkpoint(step);
       for (auto& [name, hook] : probes_)
         hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps});
@@ -303,8 +325,12 @@ int Runner::run() {
     if (step == r.train.steps) break;
 
     data::Batch batch = batches.next();
+    if (device != Device::cpu) {
+      batch.images = batch.images.to(device);
+      batch.labels = batch.labels.to(device);
+    }
     optimizer->zero_grad();
-    Tensor loss = recipe_loss(r.train.loss, model->forward(batch.images), batch.labels, d.train.classes);
+    Tensor loss = recipe_loss(r.train.loss, trained->forward(batch.images), batch.labels, d.train.classes);
     loss.backward();
     optimizer->step();
     const double value = loss.item();

@@ -32,6 +32,9 @@ struct RunOptions {
   std::vector<std::string> command_line;  // recorded in run.json
   bool quiet = false;                     // no progress output
   std::int64_t stop_after_step = -1;      // behave as if a stop signal arrived after this step (tests)
+  // Where training runs. The weights are drawn on the CPU either way, so every device starts
+  // from the same network; the probes run on the CPU, on a copy of the trained weights.
+  Device device = Device::cpu;
 };
 
 struct Evaluation {
