@@ -14,7 +14,9 @@ void check_logits(const char* op, const Tensor& x) {
   GS_CHECK(x.rank() == 2, "{}: the input must be 2-D [rows, classes], got {}", op, x.describe());
 }
 
-// Labels must be i32 [rows] with every value in [0, classes); checked on the host.
+// Labels must be i32 [rows] with every value in [0, classes). Values are checked where they live
+// on the host; labels on a GPU are not read back (a training step there makes no round trip to
+// the host), and an out-of-range one makes the loss NaN instead, which the runner reports.
 void check_labels(const char* op, const Tensor& logits, const Tensor& labels) {
   check_defined(op, labels, "labels");
   GS_CHECK(labels.dtype() == DType::i32 && labels.rank() == 1 && labels.size(0) == logits.size(0),
@@ -22,6 +24,7 @@ void check_labels(const char* op, const Tensor& logits, const Tensor& labels) {
            labels.describe());
   GS_CHECK(labels.device() == logits.device(), "{}: labels {} and logits {} are on different devices", op,
            labels.describe(), logits.describe());
+  if (labels.device() != Device::cpu) return;
   const auto values = labels.to_int_vector();
   for (std::size_t i = 0; i < values.size(); ++i)
     GS_CHECK(values[i] >= 0 && values[i] < logits.size(1),
@@ -104,15 +107,17 @@ Tensor one_hot(const Tensor& labels, std::int64_t classes, DType dtype) {
   GS_CHECK(labels.dtype() == DType::i32 && labels.rank() == 1, "one_hot: labels must be i32[n], got {}",
            labels.describe());
   GS_CHECK(classes > 0, "one_hot: the number of classes must be positive, got {}", classes);
-  const auto values = labels.to_int_vector();
-  std::vector<double> dense(values.size() * static_cast<std::size_t>(classes), 0.0);
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    GS_CHECK(values[i] >= 0 && values[i] < classes,
-             "one_hot: label {} at row {} is out of range for {} classes (labels must be in [0, {}))", values[i], i,
-             classes, classes);
-    dense[i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(values[i])] = 1.0;
+  GS_CHECK(dtype == DType::f32 || dtype == DType::f64, "one_hot: the targets must be f32 or f64, got {}", dtype_name(dtype));
+  if (labels.device() == Device::cpu) {  // as check_labels: only host labels are read to be checked
+    const auto values = labels.to_int_vector();
+    for (std::size_t i = 0; i < values.size(); ++i)
+      GS_CHECK(values[i] >= 0 && values[i] < classes,
+               "one_hot: label {} at row {} is out of range for {} classes (labels must be in [0, {}))", values[i], i,
+               classes, classes);
   }
-  return Tensor::from(dense, Shape{labels.size(0), classes}, dtype, labels.device());
+  Tensor y = Tensor::empty(Shape{labels.size(0), classes}, dtype, labels.device());
+  backend_of(labels).one_hot(dtype, labels.size(0), classes, static_cast<const std::int32_t*>(labels.raw()), y.raw());
+  return y;
 }
 
 }  // namespace gs::ops

@@ -11,7 +11,8 @@ class LossKernels {
   // gx = gy - exp(y) Σ_row gy, with y the log-softmax output.
   virtual void log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* y, const void* gy,
                                     void* gx) = 0;
-  // out[0] = -mean_r logp[r, label_r]; labels are checked in range by the op.
+  // out[0] = -mean_r logp[r, label_r]. A label outside [0, cols) makes the loss NaN: the ops check
+  // labels on the host, but labels on a GPU are not read back (no host round trip in a step).
   virtual void nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels,
                    void* out) = 0;
   virtual void nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels,
@@ -23,6 +24,8 @@ class LossKernels {
                             void* ga) = 0;
   // out[r] = the first index of the row's maximum (NaN counts as maximal, as torch.argmax).
   virtual void argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) = 0;
+  // y[r, c] = 1 where labels[r] == c, else 0; a label outside [0, classes) makes its row NaN.
+  virtual void one_hot(DType dtype, i64 rows, i64 classes, const std::int32_t* labels, void* y) = 0;
   // The number of positions where a[i] == b[i].
   virtual i64 count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) = 0;
 };

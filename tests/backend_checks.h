@@ -208,6 +208,29 @@ inline void losses(Device d) {
       std::vector<double> want_gn(static_cast<std::size_t>(rows * cols), 0.0);
       for (std::int64_t r = 0; r < rows; ++r) want_gn[r * cols + labels[r]] = -1.7 / static_cast<double>(rows);
       check_close(g_logp, want_gn, tol(dt), "nll_backward");
+      // one_hot; and labels out of range (which the ops check only on the host): the row, and the
+      // loss, become NaN, and nothing is read outside the row.
+      std::vector<std::int32_t> bad = labels;
+      bad[5] = static_cast<std::int32_t>(cols);
+      bad[9] = -1;
+      Tensor bad_lab = labels_on(d, bad);
+      for (const auto* which : {&labels, &bad}) {
+        Tensor oh = poisoned(d, rows * cols, dt);
+        be.one_hot(dt, rows, cols, static_cast<const std::int32_t*>((which == &bad ? bad_lab : lab).raw()), oh.raw());
+        auto got_oh = oh.to_vector();
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (std::int64_t c = 0; c < cols; ++c) {
+            const double v = got_oh[static_cast<std::size_t>(r * cols + c)];
+            if (which == &bad && (r == 5 || r == 9))
+              CHECK(std::isnan(v));
+            else
+              CHECK(v == (c == (*which)[static_cast<std::size_t>(r)] ? 1.0 : 0.0));
+          }
+      }
+      Tensor bad_loss = poisoned(d, 1, dt);
+      be.fill(dt, 1, 0.0, bad_loss.raw());
+      be.nll(dt, rows, cols, logp.raw(), static_cast<const std::int32_t*>(bad_lab.raw()), bad_loss.raw());
+      CHECK(std::isnan(bad_loss.item()));
       Tensor mse = poisoned(d, 1, dt), gm = poisoned(d, rows * cols, dt);
       be.mse(dt, rows * cols, x.raw(), g.raw(), mse.raw());
       check_close(mse, {reference::mse(xv, gv)}, tol(dt, 8), "mse");

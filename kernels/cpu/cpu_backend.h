@@ -77,6 +77,7 @@ class CpuBackend final : public Backend {
                             void* gx) override;
   void nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels,
            void* out) override;
+  void one_hot(DType dtype, i64 rows, i64 classes, const std::int32_t* labels, void* y) override;
   void nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels, const void* g_out,
                     void* g_logp) override;
   void mse(DType dtype, i64 n, const void* a, const void* b, void* out) override;

@@ -47,8 +47,19 @@ void CpuBackend::nll(DType dtype, i64 rows, i64 cols, const void* logpv, const s
   with_float_type(dtype, "nll", [&]<class T>() {
     auto logp = static_cast<const T*>(logpv);
     double s = 0;
-    for (i64 r = 0; r < rows; ++r) s += logp[r * cols + labels[r]];
+    for (i64 r = 0; r < rows; ++r)
+      s += labels[r] >= 0 && labels[r] < cols ? static_cast<double>(logp[r * cols + labels[r]]) : std::nan("");
     *static_cast<T*>(outv) = static_cast<T>(-s / static_cast<double>(rows));
+  });
+}
+
+void CpuBackend::one_hot(DType dtype, i64 rows, i64 classes, const std::int32_t* labels, void* yv) {
+  with_float_type(dtype, "one_hot", [&]<class T>() {
+    auto y = static_cast<T*>(yv);
+    for (i64 r = 0; r < rows; ++r) {
+      const bool valid = labels[r] >= 0 && labels[r] < classes;
+      for (i64 c = 0; c < classes; ++c) y[r * classes + c] = valid ? T(c == labels[r]) : std::numeric_limits<T>::quiet_NaN();
+    }
   });
 }
 
@@ -58,7 +69,8 @@ void CpuBackend::nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_
     auto g = static_cast<T*>(gv);
     const T v = -*static_cast<const T*>(g_outv) / static_cast<T>(rows);
     std::fill_n(g, rows * cols, T(0));
-    for (i64 r = 0; r < rows; ++r) g[r * cols + labels[r]] = v;
+    for (i64 r = 0; r < rows; ++r)
+      if (labels[r] >= 0 && labels[r] < cols) g[r * cols + labels[r]] = v;
   });
 }
 

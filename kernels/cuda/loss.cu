@@ -37,7 +37,10 @@ struct PickedLogp {
   const T* logp;
   const std::int32_t* labels;
   i64 cols;
-  __device__ double operator()(i64 r) const { return static_cast<double>(logp[r * cols + labels[r]]); }
+  __device__ double operator()(i64 r) const {
+    const std::int32_t c = labels[r];
+    return c >= 0 && c < cols ? static_cast<double>(logp[r * cols + c]) : NAN;  // an invalid label: a NaN loss
+  }
 };
 template <class T>
 struct StoreNegativeMean {
@@ -45,6 +48,14 @@ struct StoreNegativeMean {
   double count;
   __device__ void operator()(double total) const { *out = static_cast<T>(-total / count); }
 };
+
+template <class T>
+__global__ void one_hot_kernel(i64 rows, i64 classes, const std::int32_t* labels, T* y) {
+  const i64 i = global_index();
+  if (i >= rows * classes) return;
+  const i64 label = labels[i / classes];
+  y[i] = label >= 0 && label < classes ? T(i % classes == label) : T(NAN);
+}
 
 template <class T>
 __global__ void nll_backward_kernel(i64 rows, i64 cols, const std::int32_t* labels, const T* g_out, T* g) {
@@ -132,6 +143,14 @@ void CudaBackend::nll_backward(DType dtype, i64 rows, i64 cols, const std::int32
   with_float(dtype, "nll_backward", [&]<class T>() {
     launch("nll_backward", rows * cols, blocks_for(rows * cols), threads_per_block, nll_backward_kernel<T>, rows, cols,
            labels, static_cast<const T*>(g_out), static_cast<T*>(g_logp));
+  });
+}
+
+void CudaBackend::one_hot(DType dtype, i64 rows, i64 classes, const std::int32_t* labels, void* y) {
+  if (rows * classes == 0) return;
+  with_float(dtype, "one_hot", [&]<class T>() {
+    launch("one_hot", rows * classes, blocks_for(rows * classes), threads_per_block, one_hot_kernel<T>, rows, classes,
+           labels, static_cast<T*>(y));
   });
 }
 

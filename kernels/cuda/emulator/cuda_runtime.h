@@ -96,6 +96,13 @@ void sync_threads();
 // Runs body once per thread of the grid; failures are left for cudaGetLastError, as a launch.
 void launch(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body);
 
+// Copies across the host boundary since the process started: a training step that makes none
+// can run as one captured graph, and a test can tell.
+struct CopyCounts {
+  std::int64_t host_to_device = 0, device_to_host = 0;
+};
+CopyCounts copy_counts();
+
 // True for a pointer inside a live device allocation.
 bool is_device_pointer(const void* ptr);
 // Records cudaErrorInvalidValue for the next cudaGetLastError, with a message naming the kernel.

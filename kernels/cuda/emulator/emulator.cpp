@@ -164,6 +164,8 @@ class DeviceMemory {
   std::map<std::size_t, std::size_t> free_;  // offset -> size
 };
 
+CopyCounts counts;
+
 DeviceMemory& memory() {
   static DeviceMemory m;
   return m;
@@ -373,6 +375,11 @@ void launch(const char* kernel, dim3 grid, dim3 block, const std::function<void(
   active = nullptr;
 }
 
+CopyCounts copy_counts() {
+  std::lock_guard lock(device_queue());
+  return counts;
+}
+
 bool is_device_pointer(const void* ptr) {
   std::lock_guard lock(device_queue());
   return memory().holds(ptr, 1);
@@ -385,6 +392,7 @@ void refuse_launch(const char* kernel, const char* why) { fail(cudaErrorInvalidV
 // ---- the runtime API -------------------------------------------------------------------------
 
 using gs::cuda_emulator::device_queue;
+using gs::cuda_emulator::counts;
 using gs::cuda_emulator::fail;
 using gs::cuda_emulator::memory;
 
@@ -417,6 +425,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
     return fail(cudaErrorInvalidValue, "cudaMemcpy of " + std::to_string(bytes) + " bytes: the " +
                                            (dst_ok ? "source" : "destination") +
                                            " is not where the copy's direction says (or runs past its allocation)");
+  if (src_device != dst_device) ++(dst_device ? counts.host_to_device : counts.device_to_host);
   gs::cuda_emulator::DeviceMemory::Open open(m);
   std::memmove(dst, src, bytes);
   return cudaSuccess;
