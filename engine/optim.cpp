@@ -35,6 +35,7 @@ void Optimizer::load_state(const nn::NamedTensors& saved, std::int64_t steps_tak
                                                                                : saved[i].second.to(mine[i].second.device()));
   }
   steps_ = steps_taken;
+  steps_restored();
 }
 
 SGD::SGD(std::vector<Tensor> params, const SgdOptions& o) : Optimizer(std::move(params)), options_(o) {
@@ -75,19 +76,30 @@ Adam::Adam(std::vector<Tensor> params, const AdamOptions& o, bool decoupled)
     exp_avg_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
     exp_avg_sq_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
   }
+  const Device device = params_.front().device();
+  for (const auto& p : params_)
+    GS_CHECK(p.device() == device, "Adam: the parameters are on more than one device ({} and {}); move the model with "
+             "Module::to first", device_name(device), device_name(p.device()));
+  counters_ = Tensor::zeros(Shape{3}, DType::f64, device);
+}
+
+void Adam::steps_restored() {
+  counters_.copy_(Tensor::from(std::vector<double>{static_cast<double>(steps_), 0, 0}, Shape{3}, DType::f64));
 }
 
 void Adam::step() {
   NoGrad no_tape;
   ++steps_;
-  kernels::AdamStep s{lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, decoupled_, steps_};
+  const kernels::AdamStep s{lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, decoupled_};
+  auto& be = kernels::backend(counters_.device());
+  auto* counters = static_cast<kernels::AdamCounters*>(counters_.raw());
+  be.adam_advance(s, counters);
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
     check_grad(i, params_[i], g);
-    kernels::backend(params_[i].device())
-        .adam_step(params_[i].dtype(), params_[i].numel(), params_[i].raw(), g.raw(), exp_avg_[i].raw(),
-                   exp_avg_sq_[i].raw(), s);
+    be.adam_step(params_[i].dtype(), params_[i].numel(), params_[i].raw(), g.raw(), exp_avg_[i].raw(),
+                 exp_avg_sq_[i].raw(), s, counters);
   }
 }
 

@@ -25,6 +25,8 @@ class Optimizer {
   void load_state(const nn::NamedTensors& saved, std::int64_t steps_taken);
 
  protected:
+  // Called by load_state after steps_ is set: for counters an optimizer keeps on the device.
+  virtual void steps_restored() {}
   std::vector<Tensor> params_;
   std::int64_t steps_ = 0;
   double lr_ = 0;
@@ -59,9 +61,12 @@ class Adam final : public Optimizer {
   nn::NamedTensors state() const override;
 
  private:
+  void steps_restored() override;
+
   AdamOptions options_;
   bool decoupled_;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  Tensor counters_;  // kernels::AdamCounters as f64 [3], on the parameters' device
 };
 
 inline Adam AdamW(std::vector<Tensor> params, AdamOptions options) { return Adam(std::move(params), options, true); }

@@ -15,16 +15,27 @@ struct SgdStep {
 struct AdamStep {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
   bool decoupled_weight_decay = false;  // false: Adam (wd added to the gradient); true: AdamW
-  std::int64_t step = 1;                // 1-based, after increment, as torch's state['step']
 };
+
+// Adam's step count and bias corrections, three doubles kept with the parameters (device memory
+// on a GPU). adam_advance counts the step and computes the corrections from the count in f64,
+// as torch does from Python floats; adam_step reads them. So the launches of one step are the
+// same as the next's, which is what a replayed CUDA graph needs.
+struct AdamCounters {
+  double step;             // 1-based after adam_advance, as torch's state['step']
+  double step_size;        // lr / (1 − β1^t)
+  double bias_correction2_sqrt;  // √(1 − β2^t)
+};
+static_assert(sizeof(AdamCounters) == 3 * sizeof(double), "AdamCounters is stored as an f64 tensor of 3");
 
 class OptimKernels {
  public:
   virtual ~OptimKernels() = default;
   virtual void sgd_step(DType dtype, i64 n, void* param, const void* grad, void* momentum_buffer,
                         const SgdStep& s) = 0;
+  virtual void adam_advance(const AdamStep& s, AdamCounters* counters) = 0;
   virtual void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg,
-                         void* exp_avg_sq, const AdamStep& s) = 0;
+                         void* exp_avg_sq, const AdamStep& s, const AdamCounters* counters) = 0;
 };
 
 }  // namespace gs::kernels

@@ -315,8 +315,14 @@ inline void optimizers(Device d) {
     for (bool decoupled : {false, true}) {
       Tensor p = on(d, pv, dt), g = on(d, gv, dt), m = on(d, mv, dt), v = on(d, vv, dt);
       kernels::AdamStep s{.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.05,
-                          .decoupled_weight_decay = decoupled, .step = 7};
-      be.adam_step(dt, n, p.raw(), g.raw(), m.raw(), v.raw(), s);
+                          .decoupled_weight_decay = decoupled};
+      // The counters after six steps (garbage corrections: adam_advance must recompute them).
+      Tensor counters = on(d, {6, nan_value, nan_value}, DType::f64);
+      auto* c = static_cast<kernels::AdamCounters*>(counters.raw());
+      be.adam_advance(s, c);
+      check_close(counters, {7, s.lr / (1 - std::pow(0.9, 7)), std::sqrt(1 - std::pow(0.999, 7))}, {0, 1e-15},
+                  "adam counters");
+      be.adam_step(dt, n, p.raw(), g.raw(), m.raw(), v.raw(), s, c);
       std::vector<double> want_p(n), want_m(n), want_v(n);
       for (std::int64_t i = 0; i < n; ++i) {
         double pi = pv[i], gi = gv[i];

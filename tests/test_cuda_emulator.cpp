@@ -77,12 +77,12 @@ std::string error_of(auto&& f) {
   return "";
 }
 
-// Runs f in a child process, its stderr (a sanitizer's report) discarded; its exit status, a
+// Runs f in a child process, its output (a sanitizer's or doctest's report) discarded; its exit status, a
 // killing signal as 128 + signal.
 int status_of_child(auto&& f) {
   const pid_t pid = fork();
   if (pid == 0) {
-    if (std::freopen("/dev/null", "w", stderr) == nullptr) _exit(3);
+    if (std::freopen("/dev/null", "w", stderr) == nullptr || std::freopen("/dev/null", "w", stdout) == nullptr) _exit(3);
     f();
     _exit(0);
   }
@@ -210,8 +210,9 @@ TEST_SUITE("cuda_emulator") {
 #endif
 
   // What makes a step capturable as one CUDA graph, and keeps eager steps from stalling on the
-  // host: no copy across the host boundary between the batch's upload and the loss read-back.
-  TEST_CASE("a training step on the device makes no round trip to the host") {
+  // host: no copy across the host boundary between the batch's upload and the loss read-back,
+  // and no host value that changes from step to step baked into a launch (Adam's step count was).
+  TEST_CASE("a training step on the device makes no round trip to the host, and launches what the next one does") {
     for (const char* loss_kind : {"mse", "ce"})
       for (bool cnn : {false, true}) {
         CAPTURE(loss_kind);
@@ -240,6 +241,16 @@ TEST_SUITE("cuda_emulator") {
         CHECK(after.device_to_host == before.device_to_host);
         CHECK(std::isfinite(loss.item()));
         CHECK(gs::cuda_emulator::copy_counts().device_to_host == after.device_to_host + 1);  // the counter counts
+
+        gs::cuda_emulator::record_launches(true);
+        step();
+        const auto third = gs::cuda_emulator::recorded_launches();
+        gs::cuda_emulator::record_launches(true);
+        step();
+        const auto fourth = gs::cuda_emulator::recorded_launches();
+        gs::cuda_emulator::record_launches(false);
+        CHECK(third.size() > 20);
+        CHECK(third == fourth);
       }
   }
 }

@@ -95,8 +95,9 @@ class CpuBackend final : public Backend {
 
   void sgd_step(DType dtype, i64 n, void* param, const void* grad, void* momentum_buffer,
                 const SgdStep& s) override;
+  void adam_advance(const AdamStep& s, AdamCounters* counters) override;
   void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
-                 const AdamStep& s) override;
+                 const AdamStep& s, const AdamCounters* counters) override;
 };
 
 }  // namespace gs::kernels::cpu

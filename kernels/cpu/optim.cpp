@@ -34,16 +34,21 @@ void CpuBackend::sgd_step(DType dtype, i64 n, void* pv, const void* gv, void* bu
 // Adam adds wd·p to the gradient. Then m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g²,
 // p ← p − (lr / (1−β1^t)) · m / (√v / √(1−β2^t) + ε). Bias corrections are computed in f64, as
 // torch computes them from Python floats.
+void CpuBackend::adam_advance(const AdamStep& s, AdamCounters* c) {
+  c->step += 1;
+  c->step_size = s.lr / (1 - std::pow(s.beta1, c->step));
+  c->bias_correction2_sqrt = std::sqrt(1 - std::pow(s.beta2, c->step));
+}
+
 void CpuBackend::adam_step(DType dtype, i64 n, void* pv, const void* gv, void* mv, void* vv,
-                           const AdamStep& s) {
+                           const AdamStep& s, const AdamCounters* c) {
   with_float_type(dtype, "adam_step", [&]<class T>() {
     auto p = static_cast<T*>(pv);
     auto g = static_cast<const T*>(gv);
     auto m = static_cast<T*>(mv);
     auto v = static_cast<T*>(vv);
-    const double t = static_cast<double>(s.step);
-    const T step_size = T(s.lr / (1 - std::pow(s.beta1, t)));
-    const T sqrt_bc2 = T(std::sqrt(1 - std::pow(s.beta2, t)));
+    const T step_size = T(c->step_size);
+    const T sqrt_bc2 = T(c->bias_correction2_sqrt);
     const T b1 = T(s.beta1), b2 = T(s.beta2), eps = T(s.eps);
     const T decay = T(1 - s.lr * s.weight_decay), wd = T(s.weight_decay);
     const bool decoupled = s.decoupled_weight_decay, coupled = !decoupled && s.weight_decay != 0;

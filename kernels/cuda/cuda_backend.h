@@ -29,6 +29,9 @@ template <class... Params, class... Args>
 void launch(const char* what, i64 n, dim3 grid, dim3 block, void (*kernel)(Params...), Args&&... args) {
 #ifdef GROKSCOPE_CUDA_EMULATED
   int index = 0;
+  std::string described;
+  (cuda_emulator::describe_argument(described, static_cast<Params>(args)), ...);
+  cuda_emulator::note_launch(what, std::move(described));
   if ((cuda_emulator::argument_ok(what, index++, static_cast<Params>(args)) && ...))
     cuda_emulator::launch(what, grid, block,
                           [kernel, ... a = static_cast<Params>(std::forward<Args>(args))] { kernel(a...); });
@@ -92,8 +95,9 @@ class CudaBackend final : public Backend {
                            void* gx) override;
 
   void sgd_step(DType dtype, i64 n, void* param, const void* grad, void* momentum_buffer, const SgdStep& s) override;
+  void adam_advance(const AdamStep& s, AdamCounters* counters) override;
   void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
-                 const AdamStep& s) override;
+                 const AdamStep& s, const AdamCounters* counters) override;
 };
 
 // Σ of n doubles on the device into *out (device), in a fixed order: per-block trees over

@@ -23,11 +23,19 @@ __global__ void sgd_kernel(i64 n, T* p, const T* g, T* buf, T lr, T wd, T mom, T
   p[i] -= lr * d;
 }
 
+// One thread: the step count and the bias corrections, in f64, as the CPU backend computes them.
+__global__ void adam_advance_kernel(double lr, double beta1, double beta2, AdamCounters* c) {
+  c->step += 1;
+  c->step_size = lr / (1 - pow(beta1, c->step));
+  c->bias_correction2_sqrt = sqrt(1 - pow(beta2, c->step));
+}
+
 template <class T>
-__global__ void adam_kernel(i64 n, T* p, const T* g, T* m, T* v, T step_size, T sqrt_bc2, T b1, T b2, T eps, T decay,
+__global__ void adam_kernel(i64 n, T* p, const T* g, T* m, T* v, const AdamCounters* c, T b1, T b2, T eps, T decay,
                             T wd, bool decoupled, bool coupled) {
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
+  const T step_size = static_cast<T>(c->step_size), sqrt_bc2 = static_cast<T>(c->bias_correction2_sqrt);
   T gi = g[i];
   T pi = p[i];
   if (decoupled) pi *= decay;
@@ -51,18 +59,18 @@ void CudaBackend::sgd_step(DType dtype, i64 n, void* param, const void* grad, vo
   });
 }
 
+void CudaBackend::adam_advance(const AdamStep& s, AdamCounters* counters) {
+  launch("adam_advance", 1, 1, 1, adam_advance_kernel, s.lr, s.beta1, s.beta2, counters);
+}
+
 void CudaBackend::adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
-                            const AdamStep& s) {
+                            const AdamStep& s, const AdamCounters* counters) {
   if (n == 0) return;
-  // Bias corrections in f64 on the host, as torch computes them from Python floats.
-  const double t = static_cast<double>(s.step);
-  const double step_size = s.lr / (1 - std::pow(s.beta1, t)), sqrt_bc2 = std::sqrt(1 - std::pow(s.beta2, t));
   const bool decoupled = s.decoupled_weight_decay, coupled = !decoupled && s.weight_decay != 0;
   with_float(dtype, "adam_step", [&]<class T>() {
     launch("adam_step", n, blocks_for(n), threads_per_block, adam_kernel<T>, n, static_cast<T*>(param),
-           static_cast<const T*>(grad), static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq), T(step_size),
-           T(sqrt_bc2), T(s.beta1), T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay), T(s.weight_decay), decoupled,
-           coupled);
+           static_cast<const T*>(grad), static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq), counters, T(s.beta1),
+           T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay), T(s.weight_decay), decoupled, coupled);
   });
 }
 

@@ -24,8 +24,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #define __global__
 #define __device__
@@ -80,6 +83,7 @@ using std::erf;
 using std::exp;
 using std::fabs;
 using std::log;
+using std::pow;
 using std::sqrt;
 using std::tanh;
 
@@ -102,6 +106,26 @@ struct CopyCounts {
   std::int64_t host_to_device = 0, device_to_host = 0;
 };
 CopyCounts copy_counts();
+
+// While recording, every launch is logged as its kernel's name and its arithmetic arguments
+// (pointers and structs left out: addresses move from step to step until a graph pins them).
+// Two training steps whose logs differ bake a changing host value into a launch, which a
+// replayed graph would repeat.
+void record_launches(bool on);
+std::vector<std::string> recorded_launches();
+void note_launch(const char* kernel, std::string arguments);
+
+template <class P>
+void describe_argument(std::string& out, const P& value) {
+  if constexpr (std::is_arithmetic_v<P> || std::is_enum_v<P>) {
+    char bytes[sizeof(P)];
+    std::memcpy(bytes, &value, sizeof(P));
+    for (char b : bytes) out += "0123456789abcdef"[(b >> 4) & 15], out += "0123456789abcdef"[b & 15];
+    out += ' ';
+  } else {
+    out += "_ ";
+  }
+}
 
 // True for a pointer inside a live device allocation.
 bool is_device_pointer(const void* ptr);

@@ -375,6 +375,25 @@ void launch(const char* kernel, dim3 grid, dim3 block, const std::function<void(
   active = nullptr;
 }
 
+static bool recording = false;
+static std::vector<std::string> launch_log;
+
+void record_launches(bool on) {
+  std::lock_guard lock(device_queue());
+  recording = on;
+  launch_log.clear();
+}
+
+std::vector<std::string> recorded_launches() {
+  std::lock_guard lock(device_queue());
+  return launch_log;
+}
+
+void note_launch(const char* kernel, std::string arguments) {
+  std::lock_guard lock(device_queue());
+  if (recording) launch_log.push_back(std::string(kernel) + "(" + arguments + ")");
+}
+
 CopyCounts copy_counts() {
   std::lock_guard lock(device_queue());
   return counts;
