@@ -29,9 +29,11 @@ template <class... Params, class... Args>
 void launch(const char* what, i64 n, dim3 grid, dim3 block, void (*kernel)(Params...), Args&&... args) {
 #ifdef GROKSCOPE_CUDA_EMULATED
   int index = 0;
-  std::string described;
-  (cuda_emulator::describe_argument(described, static_cast<Params>(args)), ...);
-  cuda_emulator::note_launch(what, std::move(described));
+  if (cuda_emulator::recording_launches()) {
+    std::string described;
+    (cuda_emulator::describe_argument(described, static_cast<Params>(args)), ...);
+    cuda_emulator::note_launch(what, std::move(described));
+  }
   if ((cuda_emulator::argument_ok(what, index++, static_cast<Params>(args)) && ...))
     cuda_emulator::launch(what, grid, block,
                           [kernel, ... a = static_cast<Params>(std::forward<Args>(args))] { kernel(a...); });

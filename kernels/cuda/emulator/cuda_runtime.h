@@ -112,6 +112,7 @@ CopyCounts copy_counts();
 // Two training steps whose logs differ bake a changing host value into a launch, which a
 // replayed graph would repeat.
 void record_launches(bool on);
+bool recording_launches();
 std::vector<std::string> recorded_launches();
 void note_launch(const char* kernel, std::string arguments);
 

@@ -384,6 +384,11 @@ void record_launches(bool on) {
   launch_log.clear();
 }
 
+bool recording_launches() {
+  std::lock_guard lock(device_queue());
+  return recording;
+}
+
 std::vector<std::string> recorded_launches() {
   std::lock_guard lock(device_queue());
   return launch_log;
@@ -391,7 +396,7 @@ std::vector<std::string> recorded_launches() {
 
 void note_launch(const char* kernel, std::string arguments) {
   std::lock_guard lock(device_queue());
-  if (recording) launch_log.push_back(std::string(kernel) + "(" + arguments + ")");
+  launch_log.push_back(std::string(kernel) + "(" + arguments + ")");
 }
 
 CopyCounts copy_counts() {
