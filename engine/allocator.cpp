@@ -2,8 +2,11 @@
 
 #include <map>
 #include <mutex>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
+#include "engine/error.h"
 #include "kernels/backend.h"
 
 namespace gs {
@@ -17,11 +20,37 @@ constexpr std::size_t cache_limit = std::size_t(2) << 30;
 
 std::size_t round_up(std::size_t bytes) { return (bytes + granule - 1) / granule * granule; }
 
+}  // namespace
+
+struct GraphPool {
+  std::multimap<std::size_t, void*> free_blocks;
+  std::unordered_map<void*, std::size_t> blocks;  // every block the pool owns, by size
+};
+
+namespace {
+
 struct Cache {
   std::mutex mutex;
   std::multimap<std::size_t, void*> free_blocks;
   std::size_t bytes = 0;
   bool host = false;
+  std::unordered_map<void*, GraphPool*> pool_of;  // blocks that belong to a graph's pool
+  GraphPool* capturing = nullptr;
+  std::thread::id capturing_thread;
+  bool capturing_here() const { return capturing && capturing_thread == std::this_thread::get_id(); }
+  void adopt(GraphPool* pool, void* ptr, std::size_t size) {
+    pool_of[ptr] = pool;
+    pool->blocks[ptr] = size;
+  }
+  // A free block for `size` from the shared cache, or null.
+  void* take_free(std::size_t size) {
+    auto it = free_blocks.find(size);
+    if (it == free_blocks.end()) return nullptr;
+    void* p = it->second;
+    free_blocks.erase(it);
+    bytes -= size;
+    return p;
+  }
   ~Cache() {
     // Host blocks go back at exit; device blocks go with the CUDA context, which may already be gone.
     if (host)
@@ -46,13 +75,20 @@ void* allocate(Device device, std::size_t bytes) {
   Cache& c = cache(device);
   {
     std::lock_guard lock(c.mutex);
-    auto it = c.free_blocks.find(size);
-    if (it != c.free_blocks.end()) {
-      void* p = it->second;
-      c.free_blocks.erase(it);
-      c.bytes -= size;
+    if (c.capturing_here()) {
+      GraphPool* pool = c.capturing;
+      auto it = pool->free_blocks.find(size);
+      if (it != pool->free_blocks.end()) {
+        void* p = it->second;
+        pool->free_blocks.erase(it);
+        return p;
+      }
+      void* p = c.take_free(size);
+      if (!p) p = kernels::backend(device).allocate(size);
+      c.adopt(pool, p, size);
       return p;
     }
+    if (void* p = c.take_free(size)) return p;
   }
   return kernels::backend(device).allocate(size);
 }
@@ -63,6 +99,16 @@ void release(Device device, void* ptr, std::size_t bytes) {
   Cache& c = cache(device);
   {
     std::lock_guard lock(c.mutex);
+    auto owner = c.pool_of.find(ptr);
+    if (owner == c.pool_of.end() && c.capturing_here()) {
+      // Released during capture: the graph may have read it earlier, so it stays the graph's.
+      c.adopt(c.capturing, ptr, size);
+      owner = c.pool_of.find(ptr);
+    }
+    if (owner != c.pool_of.end()) {
+      owner->second->free_blocks.emplace(size, ptr);
+      return;
+    }
     if (c.bytes + size <= cache_limit) {
       c.free_blocks.emplace(size, ptr);
       c.bytes += size;
@@ -78,6 +124,42 @@ void release_cached_memory(Device device) {
   for (auto& [size, ptr] : c.free_blocks) kernels::backend(device).release(ptr);
   c.free_blocks.clear();
   c.bytes = 0;
+}
+
+GraphPool* begin_graph_pool_capture(Device device) {
+  Cache& c = cache(device);
+  std::lock_guard lock(c.mutex);
+  GS_CHECK(!c.capturing, "a graph is already being captured on the {} device; captures do not nest", device_name(device));
+  c.capturing = new GraphPool;
+  c.capturing_thread = std::this_thread::get_id();
+  return c.capturing;
+}
+
+void end_graph_pool_capture(Device device) {
+  Cache& c = cache(device);
+  std::lock_guard lock(c.mutex);
+  c.capturing = nullptr;
+}
+
+void release_graph_pool(Device device, GraphPool* pool) {
+  if (!pool) return;
+  Cache& c = cache(device);
+  {
+    std::lock_guard lock(c.mutex);
+    if (c.capturing == pool) c.capturing = nullptr;
+    // Blocks still in use become ordinary: released later, they go to the cache.
+    for (auto& [ptr, size] : pool->blocks) c.pool_of.erase(ptr);
+  }
+  for (auto& [size, ptr] : pool->free_blocks) release(device, ptr, size);
+  delete pool;
+}
+
+std::size_t graph_pool_bytes(Device device, const GraphPool* pool) {
+  Cache& c = cache(device);
+  std::lock_guard lock(c.mutex);
+  std::size_t total = 0;
+  for (auto& [ptr, size] : pool->blocks) total += size;
+  return total;
 }
 
 std::size_t cached_bytes(Device device) {

@@ -13,4 +13,18 @@ void release(Device device, void* ptr, std::size_t bytes);
 void release_cached_memory(Device device);
 std::size_t cached_bytes(Device device);
 
+// The private pool of a captured graph (engine/step_graph.h). A graph replays on the addresses
+// it recorded, so no block it may touch can be handed to other code while it lives:
+//   - while a pool captures, the capturing thread's allocations on its device come from the
+//     pool (then from the cache's free blocks, then the system), and every block that thread
+//     releases joins the pool, the pool's own and older ones alike;
+//   - after the capture, a pool block that is released goes back to its pool, not the cache;
+//   - release_graph_pool, once the graph is gone, hands the pool's blocks to the cache.
+struct GraphPool;
+GraphPool* begin_graph_pool_capture(Device device);
+void end_graph_pool_capture(Device device);
+void release_graph_pool(Device device, GraphPool* pool);
+// Bytes a pool holds, free or in use (tests).
+std::size_t graph_pool_bytes(Device device, const GraphPool* pool);
+
 }  // namespace gs

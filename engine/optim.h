@@ -16,6 +16,10 @@ class Optimizer {
   virtual void step() = 0;
   void zero_grad();  // set_to_none, torch's default
   std::int64_t steps_taken() const { return steps_; }
+  // Sets the host's step count only, leaving any counters on the device alone: a captured step
+  // (engine/step_graph.h) runs step()'s host code once, at capture, and its device work at every
+  // replay, so the caller counts the replays here (and undoes the count of a failed capture).
+  void set_step_count(std::int64_t steps) { steps_ = steps; }
   double learning_rate() const { return lr_; }
   void set_learning_rate(double lr) { lr_ = lr; }
   // The tensors of the optimizer state, named "<param index>.<buffer>", and the step count:

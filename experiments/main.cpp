@@ -1,6 +1,6 @@
 // The grokscope command line.
-//   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...] [--device cpu|cuda]
-//   grokscope train --resume DIR [--device cpu|cuda]
+//   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...] [--device cpu|cuda] [--no-graph]
+//   grokscope train --resume DIR [--device cpu|cuda] [--no-graph]
 //   grokscope ntk --checkpoint A.safetensors [--against B.safetensors] [--recipe R] [--probe train|test] [--n N] [--inputs X.npy] [--json]
 //   grokscope report RUN_DIR [RUN_DIR ...] [--out DIR] [--no-figures] [--json]
 //   grokscope info
@@ -104,6 +104,9 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   train->add_option("--device", device, "train on cpu or cuda (the probes run on the cpu either way)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  bool no_graph = false;
+  train->add_flag("--no-graph", no_graph,
+                  "on cuda, run the training step kernel by kernel instead of replaying it as one CUDA graph");
 
   auto* ntk = app.add_subcommand("ntk", "the NTK of a checkpoint, and its distance to another");
   std::string ntk_recipe;
@@ -172,6 +175,7 @@ int main(int argc, char** argv) {
       options.command_line.assign(argv, argv + argc);
       options.quiet = quiet;
       options.device = train_device;
+      options.step_graph = !no_graph;
       auto runner = gs::experiments::Runner::resume(resume_dir, options);
       if (runner.recipe().probe.ntk) add_ntk_probe(runner);
       if (runner.recipe().probe.geometry) add_geometry_probe(runner);
@@ -189,6 +193,7 @@ int main(int argc, char** argv) {
       options.command_line.assign(argv, argv + argc);
       options.quiet = quiet;
       options.device = train_device;
+      options.step_graph = !no_graph;
       fmt::print("grokscope: training {} into {}{}\n", recipe.name, options.out.string(),
                  train_device == gs::Device::cpu ? "" : " on the cuda device");
       if (!recipe.description.empty()) fmt::print("  {}\n", recipe.description);

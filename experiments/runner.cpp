@@ -9,6 +9,8 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -17,6 +19,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "engine/step_graph.h"
 #include "experiments/console.h"
 #include "experiments/schedule.h"
 #include "models/models.h"
@@ -295,6 +298,69 @@ int Runner::run() {
                           {"seconds", fmt::format("{:.17g}", elapsed())}});
   };
 
+  // One training step on `batch`. On the CPU the ops run as they are called. On a GPU the step
+  // reads the batch from buffers kept per batch shape (the last batch of an epoch may be
+  // shorter), runs eagerly once per shape, and is then captured as a graph and replayed: the
+  // same kernels on the same data, one launch per step. A capture that fails says why, once,
+  // and the steps run kernel by kernel from then on.
+  struct DeviceStep {
+    Tensor images, labels, loss;
+    std::unique_ptr<StepGraph> graph;
+    bool warmed_up = false;
+  };
+  std::map<std::int64_t, DeviceStep> device_steps;
+  bool capture_refused = !options_.step_graph;
+  if (device != Device::cpu) info["training_step"] = capture_refused ? "kernel by kernel (--no-graph)" : "not captured yet";
+  auto train_step = [&](const data::Batch& batch) -> Tensor {
+    auto forward_backward = [&](const Tensor& images, const Tensor& labels) {
+      optimizer->zero_grad();
+      Tensor loss = recipe_loss(r.train.loss, trained->forward(images), labels, d.train.classes);
+      loss.backward();
+      optimizer->step();
+      return loss;
+    };
+    if (device == Device::cpu) return forward_backward(batch.images, batch.labels);
+    DeviceStep& s = device_steps[batch.images.size(0)];
+    if (!s.images.defined()) {
+      s.images = Tensor::empty(batch.images.shape(), batch.images.dtype(), device);
+      s.labels = Tensor::empty(batch.labels.shape(), batch.labels.dtype(), device);
+    }
+    s.images.copy_(batch.images);
+    s.labels.copy_(batch.labels);
+    if (s.graph) {
+      optimizer->set_step_count(optimizer->steps_taken() + 1);
+      s.graph->replay();
+      return s.loss;
+    }
+    auto work = [&] { s.loss = forward_backward(s.images, s.labels); };
+    if (!s.warmed_up || capture_refused) {
+      work();
+      s.warmed_up = true;
+      return s.loss;
+    }
+    const std::int64_t steps_before = optimizer->steps_taken();
+    std::string why_not;
+    s.graph = StepGraph::capture(device, work, why_not);
+    if (!s.graph) {
+      optimizer->set_step_count(steps_before);
+      capture_refused = true;
+      info["training_step"] = "kernel by kernel: " + why_not;
+      fmt::print(stderr, "grokscope: the training step could not be captured as a CUDA graph ({}); it runs kernel by kernel\n",
+                 why_not);
+      work();
+      return s.loss;
+    }
+    s.graph->replay();
+    std::string captured;
+    for (const auto& [rows, step] : device_steps)
+      if (step.graph) captured += fmt::format("{}batch {}: {} operations", captured.empty() ? "" : ", ", rows, step.graph->operations());
+    info["training_step"] = "one CUDA graph per batch shape (" + captured + ")";
+    if (!options_.quiet)
+      fmt::print(stderr, "grokscope: the training step on batches of {} is one CUDA graph of {} operations, replayed every step\n",
+                 batch.images.size(0), s.graph->operations());
+    return s.loss;
+  };
+
   StopSignals signals;
   Progress progress(options_.quiet);
   Evaluation train_eval, test_eval;
@@ -324,16 +390,7 @@ int Runner::run() {
     }
     if (step == r.train.steps) break;
 
-    data::Batch batch = batches.next();
-    if (device != Device::cpu) {
-      batch.images = batch.images.to(device);
-      batch.labels = batch.labels.to(device);
-    }
-    optimizer->zero_grad();
-    Tensor loss = recipe_loss(r.train.loss, trained->forward(batch.images), batch.labels, d.train.classes);
-    loss.backward();
-    optimizer->step();
-    const double value = loss.item();
+    const double value = train_step(batches.next()).item();
     if (!std::isfinite(value)) {
       write_info("diverged", step + 1);
       fail("step {}: the training loss is {}; the run stopped there. The last good checkpoint is {}. Lower optimizer.lr or "

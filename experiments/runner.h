@@ -35,6 +35,9 @@ struct RunOptions {
   // Where training runs. The weights are drawn on the CPU either way, so every device starts
   // from the same network; the probes run on the CPU, on a copy of the trained weights.
   Device device = Device::cpu;
+  // On a device that can (cuda), replay the training step as one captured graph per batch shape
+  // (engine/step_graph.h); false runs it kernel by kernel. Either way the numbers are the same.
+  bool step_graph = true;
 };
 
 struct Evaluation {

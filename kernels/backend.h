@@ -4,6 +4,7 @@
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/graph.h"
 #include "kernels/loss.h"
 #include "kernels/memory.h"
 #include "kernels/optim.h"
@@ -15,7 +16,8 @@ class Backend : public MemoryKernels,
                 public ElementwiseKernels,
                 public LossKernels,
                 public ConvKernels,
-                public OptimKernels {
+                public OptimKernels,
+                public GraphKernels {
  public:
   virtual const char* name() const = 0;
 };

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,25 @@ int status_of_child(auto&& f) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+__global__ void accumulate_kernel(i64 n, const float* x, float* y) {
+  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] += x[i];
+}
+
+template <class T>
+void to_device(T* device, const std::vector<T>& host) {
+  REQUIRE(cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
+}
+
+// Ends the capture on the backend's stream; the graph, or null with the error's text in `why`.
+cudaGraph_t end_capture(std::string& why) {
+  cudaGraph_t graph = nullptr;
+  const cudaError_t status = cudaStreamEndCapture(gs::kernels::cuda::stream(), &graph);
+  why = status == cudaSuccess ? "" : cudaGetErrorString(status);
+  (void)cudaGetLastError();
+  return graph;
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -208,6 +228,120 @@ TEST_SUITE("cuda_emulator") {
     cudaFree(d);
   }
 #endif
+
+  TEST_CASE("work on a stream being captured is recorded, not run, and every replay runs it on the data of the moment") {
+    const i64 n = 300;  // two blocks, the second partial
+    std::vector<float> x(n), zeros(n, 0.0f);
+    for (i64 i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = 1.0f + static_cast<float>(i);
+    float* dx = device_array<float>(n);
+    float* dy = device_array<float>(n);
+    float* dz = device_array<float>(n);
+    to_device(dx, x);
+    to_device(dy, zeros);
+    to_device(dz, zeros);
+    cudaStream_t s = gs::kernels::cuda::stream();
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    cudaStreamCaptureStatus status{};
+    REQUIRE(cudaStreamIsCapturing(s, &status) == cudaSuccess);
+    CHECK(status == cudaStreamCaptureStatusActive);
+    launch("accumulate", n, 2, block_threads, accumulate_kernel, n, dx, dy);
+    REQUIRE(cudaMemcpyAsync(dz, dy, n * sizeof(float), cudaMemcpyDeviceToDevice, s) == cudaSuccess);
+    std::string why;
+    cudaGraph_t graph = end_capture(why);
+    REQUIRE(graph != nullptr);
+    CHECK(why == "");
+    std::size_t nodes = 0;
+    REQUIRE(cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess);
+    CHECK(nodes == 2);
+    CHECK(to_host(dy, n) == zeros);  // recorded, not run
+    CHECK(to_host(dz, n) == zeros);
+    cudaGraphExec_t exec = nullptr;
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    CHECK(to_host(dy, n) == x);
+    CHECK(to_host(dz, n) == x);  // the copy ran after the kernel, in capture order
+    // A replay reads what its buffers hold now: new inputs copied in between steps are used.
+    std::vector<float> x2(n), want(n);
+    for (i64 i = 0; i < n; ++i) {
+      x2[static_cast<std::size_t>(i)] = -0.5f * static_cast<float>(i);
+      want[static_cast<std::size_t>(i)] = x[static_cast<std::size_t>(i)] + x2[static_cast<std::size_t>(i)];
+    }
+    to_device(dx, x2);
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    CHECK(to_host(dy, n) == want);
+    CHECK(to_host(dz, n) == want);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    for (float* p : {dx, dy, dz}) cudaFree(p);
+  }
+
+  TEST_CASE("a capture-unsafe call fails and invalidates the capture, naming the call") {
+    float* d = device_array<float>(64);
+    std::vector<float> host(64, 1.0f);
+    cudaStream_t s = gs::kernels::cuda::stream();
+    const std::vector<std::pair<std::string, std::function<cudaError_t()>>> unsafe = {
+        {"cudaMemcpy", [&] { return cudaMemcpy(d, host.data(), 256, cudaMemcpyHostToDevice); }},
+        {"cudaMemcpyAsync", [&] { return cudaMemcpyAsync(host.data(), d, 256, cudaMemcpyDeviceToHost, s); }},
+        {"cudaMalloc", [&] {
+           void* p = nullptr;
+           return cudaMalloc(&p, 64);
+         }},
+        {"cudaFree", [&] { return cudaFree(d); }},
+        {"cudaStreamSynchronize", [&] { return cudaStreamSynchronize(s); }},
+        {"cudaDeviceSynchronize", [&] { return cudaDeviceSynchronize(); }},
+        {"legacy stream", [&] {
+           gs::cuda_emulator::launch("accumulate", dim3(1), dim3(64), nullptr, [] {}, {});
+           return cudaGetLastError();
+         }},
+    };
+    for (const auto& [call, f] : unsafe) {
+      CAPTURE(call);
+      REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+      CHECK(f() == cudaErrorStreamCaptureUnsupported);
+      std::string why;
+      CHECK(end_capture(why) == nullptr);
+      CHECK(why.find(call) != std::string::npos);
+      CHECK(why.find("invalidated") != std::string::npos);
+    }
+    CHECK(gs::cuda_emulator::is_device_pointer(d));  // the refused cudaFree freed nothing
+    // A thread that says so may allocate during capture (the caching allocator does); a capture
+    // by another thread's rules does not stop this one.
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    void* p = nullptr;
+    CHECK(cudaMalloc(&p, 64) == cudaSuccess);
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    CHECK(mode == cudaStreamCaptureModeRelaxed);
+    std::string why;
+    cudaGraph_t graph = end_capture(why);
+    CHECK(graph != nullptr);
+    cudaGraphDestroy(graph);
+    cudaFree(p);
+    cudaFree(d);
+  }
+
+  TEST_CASE("a replay that would touch memory freed since its capture fails as an illegal address") {
+    const i64 n = 64;
+    float* dx = device_array<float>(n);
+    float* dy = device_array<float>(n);
+    cudaStream_t s = gs::kernels::cuda::stream();
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    launch("accumulate", n, 1, block_threads, accumulate_kernel, n, dx, dy);
+    std::string why;
+    cudaGraph_t graph = end_capture(why);
+    REQUIRE(graph != nullptr);
+    cudaGraphExec_t exec = nullptr;
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+    CHECK(cudaGraphLaunch(exec, s) == cudaSuccess);
+    cudaFree(dy);
+    CHECK(cudaGraphLaunch(exec, s) == cudaErrorIllegalAddress);
+    CHECK(std::string(cudaGetErrorString(cudaErrorIllegalAddress)).find("freed since the capture") != std::string::npos);
+    (void)cudaGetLastError();
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaFree(dx);
+  }
 
   // What makes a step capturable as one CUDA graph, and keeps eager steps from stalling on the
   // host: no copy across the host boundary between the batch's upload and the loss read-back,

@@ -1,10 +1,30 @@
 // CUDA kernels against the float64 reference on fresh random inputs, outputs poisoned first.
 // The runner skips this suite (exit 77) where no CUDA device is usable; see tests/main.cpp.
+#include <memory>
+
 #include "backend_checks.h"
+#include "engine/step_graph.h"
+#include "experiments/runner.h"
 #include "helpers.h"
 #include "kernels/reference/reference.h"
 
 using namespace gs;
+
+namespace {
+
+// The two optimizers of the study's recipes, on one network.
+std::unique_ptr<optim::Optimizer> study_optimizer(nn::Sequential& net, bool adam) {
+  if (adam) return std::make_unique<optim::Adam>(net.parameters(), optim::AdamOptions{.lr = 1e-3, .weight_decay = 0.01}, true);
+  return std::make_unique<optim::SGD>(net.parameters(), optim::SgdOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01});
+}
+
+std::vector<std::vector<double>> parameter_values(nn::Sequential& net) {
+  std::vector<std::vector<double>> v;
+  for (const auto& p : net.parameters()) v.push_back(p.to_vector());
+  return v;
+}
+
+}  // namespace
 
 TEST_SUITE("gpu") {
   TEST_CASE("every kernel family against the float64 reference") { test::check_backend_kernels(Device::cuda); }
@@ -45,5 +65,110 @@ TEST_SUITE("gpu") {
 
   TEST_CASE("training steps of the study's MLP and CNN on the GPU equal the CPU's") {
     test::check_training_matches_cpu(Device::cuda);
+  }
+
+  // A replay runs the kernels the capture recorded, on the same buffers, so every step of a
+  // replayed graph must equal the eager step on the same batch to the last bit.
+  TEST_CASE("a training step replayed as a CUDA graph computes what the same steps run eagerly compute") {
+    struct Case {
+      bool cnn;
+      const char* loss;
+      bool adam;
+    };
+    for (const Case c : {Case{false, "mse", true}, Case{false, "ce", false}, Case{true, "ce", true}, Case{true, "mse", false}}) {
+      CAPTURE(c.cnn);
+      CAPTURE(c.loss);
+      CAPTURE(c.adam);
+      auto make_net = [&] {
+        Generator g(7);
+        auto net = c.cnn ? models::make_cnn({}, g) : models::make_mlp({.widths = {784, 64, 10}}, g);
+        net->to(Device::cuda);
+        return net;
+      };
+      auto eager = make_net(), replayed = make_net();
+      auto eager_opt = study_optimizer(*eager, c.adam), replayed_opt = study_optimizer(*replayed, c.adam);
+      const std::int64_t n = c.cnn ? 4 : 16;
+      const Shape shape = c.cnn ? Shape{n, 1, 28, 28} : Shape{n, 784};
+      // The batch buffers the graph reads: each step's batch is copied into them.
+      Tensor images = Tensor::empty(shape, DType::f32, Device::cuda);
+      Tensor labels = Tensor::empty(Shape{n}, DType::i32, Device::cuda);
+      Tensor replayed_loss;
+      auto work = [&] {
+        replayed_opt->zero_grad();
+        replayed_loss = experiments::recipe_loss(c.loss, replayed->forward(images), labels, 10);
+        replayed_loss.backward();
+        replayed_opt->step();
+      };
+      std::unique_ptr<StepGraph> graph;
+      for (int step = 0; step < 5; ++step) {
+        CAPTURE(step);
+        Tensor x = test::random_tensor(shape, 100 + static_cast<std::uint64_t>(step), DType::f32, 0, 1);
+        std::vector<std::int32_t> y(static_cast<std::size_t>(n));
+        for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>((i * 7 + static_cast<std::size_t>(step)) % 10);
+        Tensor y_host = Tensor::from(y, Shape{n});
+
+        eager_opt->zero_grad();
+        Tensor eager_loss = experiments::recipe_loss(c.loss, eager->forward(x.to(Device::cuda)), y_host.to(Device::cuda), 10);
+        eager_loss.backward();
+        eager_opt->step();
+
+        images.copy_(x);
+        labels.copy_(y_host);
+        if (step == 0) {
+          work();  // once eagerly: SGD's first step is a different update, and state is created
+        } else if (step == 1) {
+          const auto before = parameter_values(*replayed);
+          std::string why_not;
+          graph = StepGraph::capture(Device::cuda, work, why_not);
+          REQUIRE_MESSAGE(graph, why_not);
+          CHECK(graph->operations() > 20);
+          CHECK(parameter_values(*replayed) == before);  // captured, not run
+          CHECK(replayed_opt->steps_taken() == 2);       // the host code did run
+          graph->replay();
+        } else {
+          replayed_opt->set_step_count(replayed_opt->steps_taken() + 1);
+          graph->replay();
+        }
+        REQUIRE(std::isfinite(eager_loss.item()));
+        CHECK(replayed_loss.item() == eager_loss.item());
+      }
+      CHECK(parameter_values(*replayed) == parameter_values(*eager));
+      const auto eager_state = eager_opt->state(), replayed_state = replayed_opt->state();
+      for (std::size_t i = 0; i < eager_state.size(); ++i) {
+        CAPTURE(eager_state[i].first);
+        CHECK(replayed_state[i].second.to_vector() == eager_state[i].second.to_vector());
+      }
+    }
+  }
+
+  TEST_CASE("a step that reads a value back cannot be captured: the capture says why and changes nothing") {
+    Generator g(8);
+    auto net = models::make_mlp({.widths = {784, 32, 10}}, g);
+    net->to(Device::cuda);
+    optim::Adam opt(net->parameters(), {}, true);
+    Tensor x = test::random_tensor(Shape{8, 784}, 9, DType::f32, 0, 1).to(Device::cuda);
+    Tensor labels = Tensor::from(std::vector<std::int32_t>{0, 1, 2, 3, 4, 5, 6, 7}, Shape{8}, Device::cuda);
+    double loss_value = 0;
+    auto work = [&] {
+      opt.zero_grad();
+      Tensor loss = ops::cross_entropy(net->forward(x), labels);
+      loss.backward();
+      opt.step();
+      loss_value = loss.item();  // a wait for the device: no graph can hold it
+    };
+    work();
+    const auto before = parameter_values(*net);
+    const auto steps = opt.steps_taken();
+    std::string why_not;
+    auto graph = StepGraph::capture(Device::cuda, work, why_not);
+    CHECK(graph == nullptr);
+    CAPTURE(why_not);
+    CHECK(why_not.find("captur") != std::string::npos);
+    CHECK(parameter_values(*net) == before);
+    opt.set_step_count(steps);
+    // The device is usable again, and the step runs eagerly as before.
+    work();
+    CHECK(std::isfinite(loss_value));
+    CHECK(parameter_values(*net) != before);
   }
 }

@@ -1,3 +1,7 @@
+#include <thread>
+
+#include "engine/allocator.h"
+#include "engine/step_graph.h"
 #include "helpers.h"
 #include "kernels/backend.h"
 
@@ -74,5 +78,64 @@ TEST_SUITE("tensor") {
       Tensor t = Tensor::full(Shape{3}, 1.5, DType::f32, Device::cuda);
       CHECK(t.to_vector() == std::vector<double>{1.5, 1.5, 1.5});
     }
+  }
+}
+
+// A captured graph replays on the addresses it recorded, so the caching allocator must never hand
+// a block the graph may touch to other code while the graph lives. The pool logic is the same on
+// every device; the cpu's cache shows it here.
+TEST_SUITE("allocator") {
+  TEST_CASE("a graph's pool keeps its blocks, and those released during capture, from the shared cache") {
+    const Device cpu = Device::cpu;
+    release_cached_memory(cpu);
+    const std::size_t bytes = 4096;
+    void* before = allocate(cpu, bytes);  // in use before the capture, released during it
+    GraphPool* pool = begin_graph_pool_capture(cpu);
+    void* a = allocate(cpu, bytes);
+    void* b = allocate(cpu, bytes);
+    release(cpu, a, bytes);
+    CHECK(allocate(cpu, bytes) == a);  // the pool reuses its own blocks during capture
+    release(cpu, before, bytes);
+    // Another thread is not capturing: its allocations stay out of the pool.
+    std::thread([&] {
+      void* other = allocate(cpu, bytes);
+      CHECK(other != a);
+      CHECK(other != before);
+      release(cpu, other, bytes);
+    }).join();
+    CHECK(cached_bytes(cpu) == bytes);  // the other thread's block, in the shared cache
+    end_graph_pool_capture(cpu);
+    CHECK(graph_pool_bytes(cpu, pool) == 3 * bytes);  // a, b and the adopted block
+    release(cpu, a, bytes);
+    release(cpu, b, bytes);
+    CHECK(cached_bytes(cpu) == bytes);  // released after capture: back to the pool, not the cache
+    for (int i = 0; i < 4; ++i) {       // nothing after the capture is handed a pool block
+      void* p = allocate(cpu, bytes);
+      CHECK(p != a);
+      CHECK(p != b);
+      CHECK(p != before);
+      release(cpu, p, bytes);
+    }
+    release_graph_pool(cpu, pool);  // the graph is gone: its blocks are ordinary cached memory
+    CHECK(cached_bytes(cpu) == 4 * bytes);
+    release_cached_memory(cpu);
+  }
+
+  TEST_CASE("the cpu cannot capture a step: it says why, and the step's host code does not run") {
+    int ran = 0;
+    std::string why_not;
+    CHECK(StepGraph::capture(Device::cpu, [&] { ++ran; }, why_not) == nullptr);
+    CHECK(ran == 0);
+    CHECK(why_not.find("cpu") != std::string::npos);
+    CHECK_THROWS_WITH_AS(
+        [] {
+          GraphPool* p = begin_graph_pool_capture(Device::cpu);
+          struct End {
+            GraphPool* p;
+            ~End() { release_graph_pool(Device::cpu, p); }
+          } end{p};
+          begin_graph_pool_capture(Device::cpu);
+        }(),
+        doctest::Contains("captures do not nest"), Error);
   }
 }

@@ -1,7 +1,8 @@
 #pragma once
-// The CUDA backend: hand-written kernels for every family, one .cu per family, all on the
-// default stream. Reductions run in a fixed order with no floating-point atomics, so a result
-// does not change from run to run. Scalars the ops read back (count_equal) are synchronous.
+// The CUDA backend: hand-written kernels for every family, one .cu per family, all on one
+// stream (stream() below), which graph.cu can capture. Reductions run in a fixed order with no
+// floating-point atomics, so a result does not change from run to run. Scalars the ops read
+// back (count_equal) and copies to and from the host are synchronous.
 #include <string>
 #include <utility>
 
@@ -21,6 +22,11 @@ void with_float(DType dtype, const char* entry_point, F&& f) {
   throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
 }
 
+// The one stream all of the backend's work goes to, so that it can be captured as a graph (the
+// legacy default stream cannot be). It is a blocking stream: work on the legacy stream, where
+// synchronous copies and the vendor libraries of the benchmarks run, still orders with it.
+cudaStream_t stream();
+
 // Every launch goes through here, so that a launch is spelled in one place only: the CPU
 // emulation of this backend (kernels/cuda/emulator/) runs the very same kernels through it.
 // Arguments convert to the kernel's parameter types first, as a <<<>>> launch does; a failed
@@ -34,14 +40,18 @@ void launch(const char* what, i64 n, dim3 grid, dim3 block, void (*kernel)(Param
     (cuda_emulator::describe_argument(described, static_cast<Params>(args)), ...);
     cuda_emulator::note_launch(what, std::move(described));
   }
-  if ((cuda_emulator::argument_ok(what, index++, static_cast<Params>(args)) && ...))
-    cuda_emulator::launch(what, grid, block,
-                          [kernel, ... a = static_cast<Params>(std::forward<Args>(args))] { kernel(a...); });
+  if ((cuda_emulator::argument_ok(what, index++, static_cast<Params>(args)) && ...)) {
+    std::vector<const void*> pointers;
+    (cuda_emulator::note_pointer(pointers, static_cast<Params>(args)), ...);
+    cuda_emulator::launch(what, grid, block, stream(),
+                          [kernel, ... a = static_cast<Params>(std::forward<Args>(args))] { kernel(a...); },
+                          std::move(pointers));
+  }
 #else
   // cudaLaunchKernel takes the addresses of the converted arguments, in the kernel's order.
   [&](Params... converted) {
     void* slots[] = {static_cast<void*>(&converted)...};
-    GS_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(kernel), grid, block, slots, 0, nullptr),
+    GS_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(kernel), grid, block, slots, 0, stream()),
                   std::string("launch of ") + what + ", n = " + std::to_string(n));
   }(static_cast<Params>(std::forward<Args>(args))...);
 #endif
@@ -100,6 +110,12 @@ class CudaBackend final : public Backend {
   void adam_advance(const AdamStep& s, AdamCounters* counters) override;
   void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
                  const AdamStep& s, const AdamCounters* counters) override;
+
+  bool begin_capture(std::string& why_not) override;
+  CapturedWork* end_capture(std::string& why_not) override;
+  void replay(CapturedWork* work) override;
+  void destroy(CapturedWork* work) override;
+  i64 recorded_operations(const CapturedWork* work) const override;
 };
 
 // Σ of n doubles on the device into *out (device), in a fixed order: per-block trees over

@@ -49,9 +49,25 @@ double* sum_scratch() {
   return scratch;
 }
 
+cudaStream_t stream() {
+  static cudaStream_t s = [] {
+    cudaStream_t created = nullptr;
+    GS_CUDA_CHECK(cudaStreamCreate(&created), "the backend's stream");
+    return created;
+  }();
+  return s;
+}
+
 void* CudaBackend::allocate(std::size_t bytes) {
+  // cudaMalloc is not stream work, so a graph being captured may use it: the caching allocator
+  // grows a graph's private pool this way. CUDA calls it unsafe during capture unless the thread
+  // says so; this thread does, for this call only.
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  GS_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode), "allowing cudaMalloc during capture");
   void* p = nullptr;
-  GS_CUDA_CHECK(cudaMalloc(&p, bytes), std::to_string(bytes) + " bytes");
+  const cudaError_t status = cudaMalloc(&p, bytes);
+  GS_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode), "restoring the capture mode");
+  GS_CUDA_CHECK(status, std::to_string(bytes) + " bytes");
   return p;
 }
 void CudaBackend::release(void* ptr) { GS_CUDA_CHECK(cudaFree(ptr), "freeing a block"); }
@@ -62,7 +78,9 @@ void CudaBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {
   GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), std::to_string(bytes) + " bytes to the host");
 }
 void CudaBackend::copy(void* dst, const void* src, std::size_t bytes) {
-  GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), std::to_string(bytes) + " bytes on the device");
+  // Stream work, unlike a synchronous cudaMemcpy: a captured graph may hold it.
+  GS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()),
+                std::to_string(bytes) + " bytes on the device");
 }
 
 void CudaBackend::fill(DType dtype, i64 n, double value, void* y) {

@@ -16,10 +16,15 @@
 //   - cudaMemcpy checks that its direction matches where the pointers live;
 //   - in an AddressSanitizer build, a kernel that reads or writes past its allocation, or memory
 //     already freed, is reported as ASan reports a heap overflow;
+//   - streams and graphs: work issued to a stream that is being captured is recorded, not run,
+//     and cudaGraphLaunch runs the recording again; a capture-unsafe call made while a capture
+//     is active (cudaMalloc, cudaFree, a synchronous copy, a wait for the device, a copy from
+//     host memory, any work on the legacy stream) fails and invalidates the capture, and a
+//     replayed kernel whose memory was freed since its capture fails as an illegal address;
 // What it does not model: timing, warps (no warp-synchronous code is used), the device's
-// floating-point contractions, streams beyond one in-order queue, and garbage in shared memory
-// (a block finds what the previous block left; g++ cannot place a template's static locals in
-// a section the emulator could poison).
+// floating-point contractions, concurrency between streams (every stream is one in-order queue),
+// and garbage in shared memory (a block finds what the previous block left; g++ cannot place a
+// template's static locals in a section the emulator could poison).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +33,7 @@
 #include <functional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #define __global__
@@ -52,8 +58,12 @@ enum cudaError_t {
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorNoDevice = 100,
+  cudaErrorIllegalState = 401,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureWrongThread = 908,
 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
@@ -62,6 +72,24 @@ enum cudaMemcpyKind {
   cudaMemcpyDeviceToDevice = 3,
   cudaMemcpyDefault = 4,
 };
+
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+constexpr unsigned cudaStreamDefault = 0x00;
+constexpr unsigned cudaStreamNonBlocking = 0x01;
+// As in CUDA: opaque handles; a null stream is the legacy default stream.
+typedef struct CUstream_st* cudaStream_t;
+typedef struct CUgraph_st* cudaGraph_t;
+typedef struct CUgraphExec_st* cudaGraphExec_t;
+typedef struct CUgraphNode_st* cudaGraphNode_t;
 
 cudaError_t cudaMalloc(void** ptr, std::size_t bytes);
 template <class T>
@@ -76,6 +104,21 @@ cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
 cudaError_t cudaPeekAtLastError();
 const char* cudaGetErrorString(cudaError_t status);
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = nullptr);
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode);
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, std::size_t* count);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 // Device code calls the math functions unqualified on float or double; the float overloads must
 // be found, as the device's are.
@@ -97,8 +140,18 @@ ThreadContext& context();
 
 void sync_threads();
 
-// Runs body once per thread of the grid; failures are left for cudaGetLastError, as a launch.
-void launch(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body);
+// Runs body once per thread of the grid, or records it when `stream` is being captured;
+// failures are left for cudaGetLastError, as a launch. `pointers` are the kernel's device
+// pointers: a replay checks that they still point into live memory.
+void launch(const char* kernel, dim3 grid, dim3 block, cudaStream_t stream, std::function<void()> body,
+            std::vector<const void*> pointers);
+
+template <class P>
+void note_pointer(std::vector<const void*>& pointers, const P& value) {
+  if constexpr (std::is_pointer_v<P>)
+    if (value != nullptr) pointers.push_back(value);
+  (void)pointers, (void)value;
+}
 
 // Copies across the host boundary since the process started: a training step that makes none
 // can run as one captured graph, and a test can tell.

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -326,6 +327,59 @@ bool run_block(const char* kernel, Block& b, unsigned threads, std::uint64_t blo
   }
 }
 
+// ---- streams and graphs ------------------------------------------------------------------------
+
+// A recorded kernel launch (body set) or device-to-device copy (body empty).
+struct Operation {
+  std::string kernel;
+  dim3 grid, block;
+  std::function<void()> body;
+  std::vector<const void*> pointers;
+  void* dst;
+  const void* src;
+  std::size_t bytes;
+};
+
+}  // namespace
+
+}  // namespace gs::cuda_emulator
+
+struct CUstream_st {
+  bool capturing = false, invalidated = false;
+  std::string why_invalidated;
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+  std::thread::id thread;
+  std::vector<gs::cuda_emulator::Operation> operations;
+};
+struct CUgraph_st {
+  std::vector<gs::cuda_emulator::Operation> operations;
+};
+struct CUgraphExec_st {
+  std::vector<gs::cuda_emulator::Operation> operations;
+};
+
+namespace gs::cuda_emulator {
+
+namespace {
+
+CUstream_st* capture_in_progress = nullptr;  // one capture at a time, under the device queue's lock
+thread_local cudaStreamCaptureMode thread_capture_mode = cudaStreamCaptureModeGlobal;
+
+// A call that is unsafe while a capture is active (CUDA's "potentially unsafe API calls"): if it
+// conflicts with the capture in progress, the capture is invalidated and the call must fail with
+// cudaErrorStreamCaptureUnsupported. Relaxed captures, or a relaxed calling thread, allow it.
+bool unsafe_during_capture(const char* call) {
+  CUstream_st* s = capture_in_progress;
+  if (!s || s->mode == cudaStreamCaptureModeRelaxed || thread_capture_mode == cudaStreamCaptureModeRelaxed) return false;
+  if (s->mode == cudaStreamCaptureModeThreadLocal && s->thread != std::this_thread::get_id()) return false;
+  if (!s->invalidated) {
+    s->invalidated = true;
+    s->why_invalidated = std::string(call) + " while the stream was being captured";
+  }
+  fail(cudaErrorStreamCaptureUnsupported, std::string(call) + " is not allowed while a stream is being captured");
+  return true;
+}
+
 }  // namespace
 
 ThreadContext& context() { return thread_context; }
@@ -341,7 +395,34 @@ void sync_threads() {
   switch_to_scheduler(*b, f, false);
 }
 
-void launch(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
+namespace {
+
+// Runs a kernel whose configuration was checked, under the device queue's lock.
+void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
+  static Block b;
+  b.body = &body;
+  active = &b;
+  DeviceMemory::Open open(memory());
+  thread_context.grid_dim = grid;
+  thread_context.block_dim = block;
+  const unsigned threads = block.x * block.y * block.z;
+  std::uint64_t linear = 0;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x, ++linear) {
+        thread_context.block_idx = {x, y, z};
+        if (!run_block(kernel, b, threads, linear)) {
+          active = nullptr;
+          return;
+        }
+      }
+  active = nullptr;
+}
+
+}  // namespace
+
+void launch(const char* kernel, dim3 grid, dim3 block, cudaStream_t stream, std::function<void()> body,
+            std::vector<const void*> pointers) {
   const std::uint64_t threads = std::uint64_t(block.x) * block.y * block.z;
   if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
       grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
@@ -356,23 +437,12 @@ void launch(const char* kernel, dim3 grid, dim3 block, const std::function<void(
     return;
   }
   std::lock_guard lock(device_queue());
-  static Block b;
-  b.body = &body;
-  active = &b;
-  DeviceMemory::Open open(memory());
-  thread_context.grid_dim = grid;
-  thread_context.block_dim = block;
-  std::uint64_t linear = 0;
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x, ++linear) {
-        thread_context.block_idx = {x, y, z};
-        if (!run_block(kernel, b, static_cast<unsigned>(threads), linear)) {
-          active = nullptr;
-          return;
-        }
-      }
-  active = nullptr;
+  if (!stream && unsafe_during_capture((std::string("a launch of ") + kernel + " on the legacy stream").c_str())) return;
+  if (stream && stream->capturing) {
+    stream->operations.push_back({kernel, grid, block, std::move(body), std::move(pointers), nullptr, nullptr, 0});
+    return;
+  }
+  run_kernel(kernel, grid, block, body);
 }
 
 static bool recording = false;
@@ -415,13 +485,16 @@ void refuse_launch(const char* kernel, const char* why) { fail(cudaErrorInvalidV
 
 // ---- the runtime API -------------------------------------------------------------------------
 
-using gs::cuda_emulator::device_queue;
+using gs::cuda_emulator::capture_in_progress;
 using gs::cuda_emulator::counts;
+using gs::cuda_emulator::device_queue;
 using gs::cuda_emulator::fail;
 using gs::cuda_emulator::memory;
+using gs::cuda_emulator::unsafe_during_capture;
 
 cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   std::lock_guard lock(device_queue());
+  if (unsafe_during_capture("cudaMalloc")) return cudaErrorStreamCaptureUnsupported;
   *ptr = memory().allocate(bytes);
   if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");
   return cudaSuccess;
@@ -430,15 +503,19 @@ cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
 cudaError_t cudaFree(void* ptr) {
   if (!ptr) return cudaSuccess;
   std::lock_guard lock(device_queue());
+  if (unsafe_during_capture("cudaFree")) return cudaErrorStreamCaptureUnsupported;
   if (!memory().release(ptr)) return fail(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
-  if (bytes == 0) return cudaSuccess;
-  std::lock_guard lock(device_queue());
+namespace {
+
+// Checks a copy's pointers against its direction; on success says which side is device memory.
+cudaError_t check_copy(const char* call, void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
+                       bool& dst_device, bool& src_device) {
   auto& m = memory();
-  const bool dst_device = m.holds(dst, bytes), src_device = m.holds(src, bytes);
+  dst_device = m.holds(dst, bytes);
+  src_device = m.holds(src, bytes);
   const bool dst_ok = (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice) ? dst_device
                       : kind == cudaMemcpyDefault                                        ? true
                                                                                         : !m.contains(dst);
@@ -446,21 +523,178 @@ cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
                       : kind == cudaMemcpyDefault                                        ? true
                                                                                         : !m.contains(src);
   if (!dst_ok || !src_ok)
-    return fail(cudaErrorInvalidValue, "cudaMemcpy of " + std::to_string(bytes) + " bytes: the " +
+    return fail(cudaErrorInvalidValue, std::string(call) + " of " + std::to_string(bytes) + " bytes: the " +
                                            (dst_ok ? "source" : "destination") +
                                            " is not where the copy's direction says (or runs past its allocation)");
+  return cudaSuccess;
+}
+
+void copy_now(void* dst, const void* src, std::size_t bytes, bool dst_device, bool src_device) {
   if (src_device != dst_device) ++(dst_device ? counts.host_to_device : counts.device_to_host);
-  gs::cuda_emulator::DeviceMemory::Open open(m);
+  gs::cuda_emulator::DeviceMemory::Open open(memory());
   std::memmove(dst, src, bytes);
+}
+
+}  // namespace
+
+cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+  if (bytes == 0) return cudaSuccess;
+  std::lock_guard lock(device_queue());
+  if (unsafe_during_capture("a synchronous cudaMemcpy")) return cudaErrorStreamCaptureUnsupported;
+  bool dst_device = false, src_device = false;
+  if (const cudaError_t e = check_copy("cudaMemcpy", dst, src, bytes, kind, dst_device, src_device)) return e;
+  copy_now(dst, src, bytes, dst_device, src_device);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (bytes == 0) return cudaSuccess;
+  std::lock_guard lock(device_queue());
+  if (!stream && unsafe_during_capture("a cudaMemcpyAsync on the legacy stream")) return cudaErrorStreamCaptureUnsupported;
+  bool dst_device = false, src_device = false;
+  if (const cudaError_t e = check_copy("cudaMemcpyAsync", dst, src, bytes, kind, dst_device, src_device)) return e;
+  if (stream && stream->capturing) {
+    // A graph may copy between device buffers only: host memory that is not pinned cannot be.
+    if (!dst_device || !src_device) {
+      if (!stream->invalidated) {
+        stream->invalidated = true;
+        stream->why_invalidated = "a cudaMemcpyAsync between host and device memory while the stream was being captured";
+      }
+      return fail(cudaErrorStreamCaptureUnsupported, "cudaMemcpyAsync from or to host memory during stream capture");
+    }
+    stream->operations.push_back({"device-to-device copy", dim3(), dim3(), {}, {dst, src}, dst, src, bytes});
+    return cudaSuccess;
+  }
+  copy_now(dst, src, bytes, dst_device, src_device);
   return cudaSuccess;
 }
 
 cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) {
   if (bytes == 0) return cudaSuccess;
   std::lock_guard lock(device_queue());
+  if (unsafe_during_capture("cudaMemset")) return cudaErrorStreamCaptureUnsupported;
   if (!memory().holds(ptr, bytes)) return fail(cudaErrorInvalidValue, "cudaMemset outside a device allocation");
   gs::cuda_emulator::DeviceMemory::Open open(memory());
   std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
+  (void)flags;  // one queue: blocking or not, every stream is ordered with every other
+  std::lock_guard lock(device_queue());
+  *stream = new CUstream_st;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  std::lock_guard lock(device_queue());
+  if (!stream || stream->capturing) return fail(cudaErrorInvalidValue, "cudaStreamDestroy of the legacy stream or of a stream being captured");
+  delete stream;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  std::lock_guard lock(device_queue());
+  if (stream && stream->capturing) {
+    if (!stream->invalidated) {
+      stream->invalidated = true;
+      stream->why_invalidated = "cudaStreamSynchronize of the stream being captured";
+    }
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamSynchronize of a stream being captured");
+  }
+  if (unsafe_during_capture("cudaStreamSynchronize")) return cudaErrorStreamCaptureUnsupported;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  std::lock_guard lock(device_queue());
+  if (!stream) return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the legacy stream");
+  if (capture_in_progress) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture while another capture is in progress");
+  stream->capturing = true;
+  stream->invalidated = false;
+  stream->why_invalidated.clear();
+  stream->mode = mode;
+  stream->thread = std::this_thread::get_id();
+  stream->operations.clear();
+  capture_in_progress = stream;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  std::lock_guard lock(device_queue());
+  *graph = nullptr;
+  if (!stream || !stream->capturing) return fail(cudaErrorIllegalState, "cudaStreamEndCapture of a stream that is not being captured");
+  if (stream->mode != cudaStreamCaptureModeRelaxed && stream->thread != std::this_thread::get_id())
+    return fail(cudaErrorStreamCaptureWrongThread, "cudaStreamEndCapture from another thread than the one that began it");
+  stream->capturing = false;
+  capture_in_progress = nullptr;
+  auto operations = std::move(stream->operations);
+  stream->operations.clear();
+  if (stream->invalidated) return fail(cudaErrorStreamCaptureInvalidated, "the capture was invalidated by " + stream->why_invalidated);
+  *graph = new CUgraph_st{std::move(operations)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  std::lock_guard lock(device_queue());
+  *status = !stream || !stream->capturing ? cudaStreamCaptureStatusNone
+            : stream->invalidated         ? cudaStreamCaptureStatusInvalidated
+                                          : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode) {
+  std::swap(*mode, gs::cuda_emulator::thread_capture_mode);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, std::size_t* count) {
+  if (!graph || nodes) return fail(cudaErrorInvalidValue, "cudaGraphGetNodes: the emulator only counts a graph's nodes");
+  *count = graph->operations.size();
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags) {
+  (void)flags;
+  if (!graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate of a null graph");
+  std::lock_guard lock(device_queue());
+  *exec = new CUgraphExec_st{graph->operations};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (!exec) return fail(cudaErrorInvalidValue, "cudaGraphLaunch of a null graph");
+  std::lock_guard lock(device_queue());
+  if (stream && stream->capturing) return fail(cudaErrorStreamCaptureUnsupported, "cudaGraphLaunch into a stream being captured");
+  if (!stream && unsafe_during_capture("cudaGraphLaunch on the legacy stream")) return cudaErrorStreamCaptureUnsupported;
+  for (const auto& op : exec->operations) {
+    // A graph runs on the addresses it was captured with: memory freed since is an illegal access.
+    for (const void* p : op.pointers)
+      if (!memory().holds(p, 1))
+        return fail(cudaErrorIllegalAddress, "graph replay: " + op.kernel + " uses device memory freed since the capture");
+    if (!op.body) {
+      if (!memory().holds(op.dst, op.bytes) || !memory().holds(op.src, op.bytes))
+        return fail(cudaErrorIllegalAddress, "graph replay: a device-to-device copy runs past memory freed since the capture");
+      copy_now(op.dst, op.src, op.bytes, true, true);
+      continue;
+    }
+    gs::cuda_emulator::run_kernel(op.kernel.c_str(), op.grid, op.block, op.body);
+    if (gs::cuda_emulator::last_error != cudaSuccess) return gs::cuda_emulator::last_error;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  std::lock_guard lock(device_queue());
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  std::lock_guard lock(device_queue());
+  delete graph;
   return cudaSuccess;
 }
 
@@ -469,7 +703,11 @@ cudaError_t cudaGetDeviceCount(int* count) {
   return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() {
+  std::lock_guard lock(device_queue());
+  if (unsafe_during_capture("cudaDeviceSynchronize")) return cudaErrorStreamCaptureUnsupported;
+  return cudaSuccess;
+}
 
 cudaError_t cudaGetLastError() {
   const cudaError_t e = gs::cuda_emulator::last_error;
@@ -490,6 +728,10 @@ const char* cudaGetErrorString(cudaError_t status) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorIllegalState: return "the operation is not permitted in the current state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
   }
   return "unknown error";
 }
