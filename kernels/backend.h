@@ -8,6 +8,7 @@
 #include "kernels/loss.h"
 #include "kernels/memory.h"
 #include "kernels/optim.h"
+#include "kernels/probe.h"
 
 namespace gs::kernels {
 
@@ -17,6 +18,7 @@ class Backend : public MemoryKernels,
                 public LossKernels,
                 public ConvKernels,
                 public OptimKernels,
+                public ProbeKernels,
                 public GraphKernels {
  public:
   virtual const char* name() const = 0;

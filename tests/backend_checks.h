@@ -43,7 +43,8 @@ inline void gemm(Device d) {
       for (bool ta : {false, true})
         for (bool tb : {false, true})
           for (double beta : {0.0, 0.7}) {
-            CAPTURE(dtype_name(dt));
+            const std::string dtype = dtype_name(dt);
+    CAPTURE(dtype);
             CAPTURE(m);
             CAPTURE(n);
             CAPTURE(k);
@@ -354,6 +355,60 @@ inline void optimizers(Device d) {
   }
 }
 
+// The NTK probe's tile kernels against tiles built from materialized parameter gradients
+// (reference::dense_layer_kernel_tile), on a tile that is off the diagonal, not square and
+// inside a wider kernel (ldk > its columns, whose padding must stay as it was); and the f64 dot.
+inline void ntk_tiles(Device d) {
+  auto& be = kernels::backend(d);
+  for (DType dt : {DType::f32, DType::f64}) {
+    const std::string dtype = dtype_name(dt);
+    CAPTURE(dtype);
+    const std::int64_t n = 9, c = 3, out = 5, in = 4;
+    const kernels::KernelTile tile{2, 3, 1, 5, c, 5 * c + 2};
+    const std::int64_t rows = tile.rows(), cols = tile.cols();
+    const auto dv = rounded(random_values(static_cast<std::size_t>(n * c * out), 601), dt);
+    const auto hv = rounded(random_values(static_cast<std::size_t>(n * in), 602), dt);
+    auto gv = reference::matmul(hv, hv, n, n, in, false, true);  // G = H Hᵀ + 1
+    for (auto& v : gv) v += 1;
+    gv = rounded(gv, dt);
+    const std::vector<double> di(dv.begin() + tile.i0 * c * out, dv.begin() + (tile.i0 + tile.ni) * c * out);
+    const std::vector<double> dj(dv.begin() + tile.j0 * c * out, dv.begin() + (tile.j0 + tile.nj) * c * out);
+    Tensor t = on(d, rounded(reference::matmul(di, dj, rows, cols, out, false, true), dt), dt), g = on(d, gv, dt);
+    const auto k0 = rounded(random_values(static_cast<std::size_t>(rows * tile.ldk), 603), dt);  // added to, not overwritten
+    auto add_tile = [&](const reference::Array& block) {
+      auto want = k0;
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t q = 0; q < cols; ++q) want[r * tile.ldk + q] += block[r * cols + q];
+      return want;
+    };
+    Tensor k = on(d, k0, dt);
+    be.add_gram_weighted(dt, tile, t.raw(), g.raw(), n, k.raw());
+    check_close(k, add_tile(reference::dense_layer_kernel_tile(dv, hv, c, out, in, tile.i0, tile.ni, tile.j0, tile.nj)),
+                tol(dt, out * in), "add_gram_weighted");
+    // The output layer's signals are α·δ_ab: its block is α² δ_ab (h_i·h_j + 1).
+    const double alpha = 0.7;
+    std::vector<double> scaled_identity(static_cast<std::size_t>(n * c * c), 0.0);
+    for (std::int64_t r = 0; r < n * c; ++r) scaled_identity[r * c + r % c] = alpha;
+    Tensor k2 = on(d, k0, dt);
+    be.add_output_block(dt, tile, alpha * alpha, g.raw(), n, k2.raw());
+    check_close(k2, add_tile(reference::dense_layer_kernel_tile(scaled_identity, hv, c, c, in, tile.i0, tile.ni, tile.j0, tile.nj)),
+                tol(dt, in), "add_output_block");
+    for (std::int64_t m : {1, 1000, 300001}) {  // one block, a few, many
+      CAPTURE(m);
+      const auto xv = rounded(random_values(static_cast<std::size_t>(m), 604), dt);
+      const auto yv = rounded(random_values(static_cast<std::size_t>(m), 605), dt);
+      Tensor x = on(d, xv, dt), y = on(d, yv, dt), dot = poisoned(d, 1, DType::f64), again = poisoned(d, 1, DType::f64);
+      be.dot_f64(dt, m, x.raw(), y.raw(), static_cast<double*>(dot.raw()));
+      be.dot_f64(dt, m, x.raw(), y.raw(), static_cast<double*>(again.raw()));
+      double want = 0;
+      for (std::size_t q = 0; q < xv.size(); ++q) want += xv[q] * yv[q];
+      // f64 products and sums whatever the dtype: far inside f32's rounding.
+      check_close(dot, {want}, {1e-13 * std::sqrt(static_cast<double>(m)), 1e-13}, "dot_f64");
+      CHECK(again.item() == dot.item());
+    }
+  }
+}
+
 }  // namespace backend_checks
 
 // All of the above on one backend.
@@ -365,6 +420,7 @@ inline void check_backend_kernels(Device d) {
   SUBCASE("losses, argmax, counts") { backend_checks::losses(d); }
   SUBCASE("convolution and pooling") { backend_checks::convolution_and_pooling(d); }
   SUBCASE("optimizers") { backend_checks::optimizers(d); }
+  SUBCASE("NTK probe tiles") { backend_checks::ntk_tiles(d); }
 }
 
 // Three training steps of the study's MLP (MSE) and CNN (cross-entropy) on `device` and on the

@@ -187,6 +187,10 @@ std::vector<LayerFactors> jacobian_factors(nn::Sequential& net, const Tensor& x)
       signals = ops::mul(signals.view(Shape{n, classes, width}), deriv.view(Shape{n, 1, width})).view(Shape{n * classes, width});
     } else if (dynamic_cast<const nn::Flatten*>(layer)) {
       // signals stay [nC, features]; the layers below read their own shapes
+    } else if (x.device() != Device::cpu &&
+               (dynamic_cast<const nn::MaxPool2d*>(layer) || dynamic_cast<const nn::Conv2d*>(layer))) {
+      fail("NTK probe: {} has no {} factors yet (dense layers do); probe this network on the cpu", layer->describe(),
+           device_name(x.device()));
     } else if (auto* pool = dynamic_cast<const nn::MaxPool2d*>(layer)) {
       identity = false;
       signals = pool_backward(*pool, in, signals, classes);
@@ -209,8 +213,8 @@ namespace {
 // run on one thread, so the work is spread without nesting BLAS threads.
 template <class T>
 void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int64_t c, std::int64_t tile, T* k) {
-  std::vector<std::vector<T>> grams;
-  for (const auto& f : factors) grams.push_back(f.plain_gram ? std::vector<T>() : tiles::input_gram<T>(f.inputs));
+  std::vector<Tensor> grams;
+  for (const auto& f : factors) grams.push_back(f.plain_gram ? Tensor() : tiles::input_gram(f.inputs));
   const std::int64_t rows = n * c, blocks = (n + tile - 1) / tile;
   std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
   for (std::int64_t bi = 0; bi < blocks; ++bi)
@@ -224,8 +228,9 @@ void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int
       const std::int64_t j0 = tiles[t].second * tile, j1 = std::min(n, j0 + tile);
       T* block = k + i0 * c * rows + j0 * c;
       for (std::int64_t r = 0; r < (i1 - i0) * c; ++r) std::fill_n(block + r * rows, (j1 - j0) * c, T(0));
-      for (std::size_t l = 0; l < factors.size(); ++l)
-        tiles::add_layer_tile(factors[l], grams[l], n, c, i0, i1, j0, j1, block, rows, scratch);
+      const kernels::KernelTile kt{i0, i1 - i0, j0, j1 - j0, c, rows};
+      scratch.resize(static_cast<std::size_t>(kt.rows() * kt.cols()));
+      for (std::size_t l = 0; l < factors.size(); ++l) tiles::add_layer_tile(factors[l], grams[l], kt, block, scratch.data());
     }
   }
   // Mirror the upper tiles into the lower ones, block by block so that reads and writes stay in cache.
@@ -243,7 +248,7 @@ void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int
 
 // trace(K_l) = Σ_(i,a) ‖d_(i,a)‖² · G[i, i]: each layer's share without its kernel.
 template <class T>
-double layer_trace(const LayerFactors& f, const std::vector<T>& g, std::int64_t n, std::int64_t c) {
+double layer_trace(const LayerFactors& f, const T* g, std::int64_t n, std::int64_t c) {
   if (f.plain_gram) {
     const T* d = static_cast<const T*>(f.signals.raw());
     double s = 0;
@@ -252,7 +257,7 @@ double layer_trace(const LayerFactors& f, const std::vector<T>& g, std::int64_t 
   }
   if (f.output_layer) {
     double s = 0;
-    for (std::int64_t i = 0; i < n; ++i) s += static_cast<double>(g[static_cast<std::size_t>(i * n + i)]);
+    for (std::int64_t i = 0; i < n; ++i) s += static_cast<double>(g[i * n + i]);
     return f.output_scale * f.output_scale * static_cast<double>(c) * s;
   }
   const std::int64_t width = f.signals.size(1);
@@ -261,7 +266,7 @@ double layer_trace(const LayerFactors& f, const std::vector<T>& g, std::int64_t 
   for (std::int64_t r = 0; r < n * c; ++r) {
     double norm2 = 0;
     for (std::int64_t q = 0; q < width; ++q) norm2 += static_cast<double>(d[r * width + q]) * d[r * width + q];
-    s += norm2 * static_cast<double>(g[static_cast<std::size_t>((r / c) * n + r / c)]);
+    s += norm2 * static_cast<double>(g[(r / c) * n + r / c]);
   }
   return s;
 }
@@ -275,13 +280,14 @@ Ntk build(const std::vector<LayerFactors>& factors, std::int64_t n, std::int64_t
   out.kernel = Tensor::empty(Shape{rows, rows}, dtype);
   assemble(factors, n, c, o.tile_samples, out.kernel.template data<T>());
   for (const auto& f : factors) {
-    auto g = f.plain_gram ? std::vector<T>() : tiles::input_gram<T>(f.inputs);
+    const Tensor g = f.plain_gram ? Tensor() : tiles::input_gram(f.inputs);
     out.layer_names.push_back(f.name);
-    out.layer_traces.push_back(layer_trace(f, g, n, c));
+    out.layer_traces.push_back(layer_trace(f, f.plain_gram ? nullptr : g.template data<T>(), n, c));
     if (f.output_layer) {
       out.output_gram = Tensor::empty(Shape{n, n}, DType::f64);
       double* og = out.output_gram.template data<double>();
-      for (std::size_t q = 0; q < g.size(); ++q) og[q] = f.output_scale * f.output_scale * static_cast<double>(g[q]);
+      const T* gv = g.template data<T>();
+      for (std::int64_t q = 0; q < n * n; ++q) og[q] = f.output_scale * f.output_scale * static_cast<double>(gv[q]);
     }
     if (o.per_layer) {
       Tensor k = Tensor::empty(Shape{rows, rows}, dtype);

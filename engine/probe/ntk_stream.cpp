@@ -17,81 +17,113 @@ KernelFactors kernel_factors(nn::Sequential& net, const Tensor& x) {
   return f;
 }
 
+KernelFactors KernelFactors::to(Device device) const {
+  KernelFactors out = *this;
+  for (auto& l : out.layers) {
+    if (l.signals.defined()) l.signals = l.signals.to(device);
+    if (l.inputs.defined()) l.inputs = l.inputs.to(device);
+  }
+  return out;
+}
+
 Tensor output_gram(const KernelFactors& f) {
   const LayerFactors& out = f.layers.back();
-  const double a2 = out.output_scale * out.output_scale;
-  std::vector<double> g(static_cast<std::size_t>(f.samples * f.samples));
-  if (out.inputs.dtype() == DType::f32) {
-    auto v = tiles::input_gram<float>(out.inputs);
-    for (std::size_t q = 0; q < g.size(); ++q) g[q] = a2 * v[q];
-  } else {
-    auto v = tiles::input_gram<double>(out.inputs);
-    for (std::size_t q = 0; q < g.size(); ++q) g[q] = a2 * v[q];
-  }
-  return Tensor::from(g, Shape{f.samples, f.samples}, DType::f64);
+  Tensor g = tiles::input_gram(out.inputs).to(Device::cpu).to(DType::f64);
+  double* p = g.data<double>();
+  for (std::int64_t q = 0; q < g.numel(); ++q) p[q] *= out.output_scale * out.output_scale;
+  return g;
 }
 
 double StreamedComparison::distance() const { return 1.0 - inner / std::sqrt(norm2_a * norm2_b); }
 
 namespace {
 
-template <class T>
-std::vector<std::vector<T>> grams_of(const KernelFactors& f) {
-  std::vector<std::vector<T>> g;
-  for (const auto& l : f.layers) g.push_back(l.plain_gram ? std::vector<T>() : tiles::input_gram<T>(l.inputs));
+std::vector<Tensor> grams_of(const KernelFactors& f) {
+  std::vector<Tensor> g;
+  for (const auto& l : f.layers) g.push_back(l.plain_gram ? Tensor() : tiles::input_gram(l.inputs));
   return g;
 }
 
-template <class T>
-StreamedSums compare_many(const KernelFactors& cur, const std::vector<const KernelFactors*>& refs, std::int64_t tile) {
-  const std::int64_t n = cur.samples, c = cur.classes, blocks = (n + tile - 1) / tile;
-  const std::size_t m = refs.size();
-  auto grams_cur = grams_of<T>(cur);
-  std::vector<std::vector<std::vector<T>>> grams_ref;
-  for (const auto* r : refs) grams_ref.push_back(grams_of<T>(*r));
-  std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
-  for (std::int64_t bi = 0; bi < blocks; ++bi)
-    for (std::int64_t bj = bi; bj < blocks; ++bj) pairs.emplace_back(bi, bj);
-  // Per-tile sums, added in tile order afterwards: the result does not depend on the threads.
-  std::vector<std::vector<double>> per_tile(pairs.size(), std::vector<double>(1 + 2 * m, 0.0));
-#pragma omp parallel
-  {
-    std::vector<T> tk, tr, scratch;
-#pragma omp for schedule(dynamic)
-    for (std::size_t p = 0; p < pairs.size(); ++p) {
-      const std::int64_t i0 = pairs[p].first * tile, i1 = std::min(n, i0 + tile);
-      const std::int64_t j0 = pairs[p].second * tile, j1 = std::min(n, j0 + tile);
-      const std::int64_t rj = (j1 - j0) * c;
-      const std::size_t size = static_cast<std::size_t>((i1 - i0) * c * rj);
-      const double w = pairs[p].first == pairs[p].second ? 1.0 : 2.0;  // an upper tile stands for its mirror too
-      tk.assign(size, T(0));
-      for (std::size_t l = 0; l < cur.layers.size(); ++l)
-        tiles::add_layer_tile(cur.layers[l], grams_cur[l], n, c, i0, i1, j0, j1, tk.data(), rj, scratch);
-      double kk = 0;
-      for (std::size_t q = 0; q < size; ++q) kk += static_cast<double>(tk[q]) * tk[q];
-      per_tile[p][0] = w * kk;
-      for (std::size_t r = 0; r < m; ++r) {
-        tr.assign(size, T(0));
-        for (std::size_t l = 0; l < refs[r]->layers.size(); ++l)
-          tiles::add_layer_tile(refs[r]->layers[l], grams_ref[r][l], n, c, i0, i1, j0, j1, tr.data(), rj, scratch);
-        double rr = 0, kr = 0;
-        for (std::size_t q = 0; q < size; ++q) {
-          rr += static_cast<double>(tr[q]) * tr[q];
-          kr += static_cast<double>(tk[q]) * tr[q];
-        }
-        per_tile[p][1 + 2 * r] = w * rr;
-        per_tile[p][2 + 2 * r] = w * kr;
-      }
-    }
+struct TilePairs {
+  std::vector<std::pair<std::int64_t, std::int64_t>> blocks;  // (bi, bj) with bi ≤ bj
+  kernels::KernelTile tile(std::size_t p, std::int64_t n, std::int64_t c, std::int64_t size) const {
+    const std::int64_t i0 = blocks[p].first * size, j0 = blocks[p].second * size;
+    const std::int64_t nj = std::min(n, j0 + size) - j0;
+    return {i0, std::min(n, i0 + size) - i0, j0, nj, c, nj * c};
   }
+  // An upper tile stands for its mirror below the diagonal too.
+  double weight(std::size_t p) const { return blocks[p].first == blocks[p].second ? 1.0 : 2.0; }
+};
+
+TilePairs upper_tiles(std::int64_t n, std::int64_t size) {
+  TilePairs t;
+  const std::int64_t count = (n + size - 1) / size;
+  for (std::int64_t bi = 0; bi < count; ++bi)
+    for (std::int64_t bj = bi; bj < count; ++bj) t.blocks.emplace_back(bi, bj);
+  return t;
+}
+
+// Per-tile sums [tiles][1 + 2m], unweighted: ‖K_t‖², then ‖R_t‖² and ⟨K_t, R_t⟩ per reference.
+// On the cpu, tiles run in parallel, each on one thread; on a GPU, one after the other, each
+// tile's kernels using the whole device. The sums of a tile stay on its device until the end.
+std::vector<double> tile_sums(const KernelFactors& cur, const std::vector<const KernelFactors*>& refs, const TilePairs& pairs,
+                              std::int64_t size) {
+  const std::int64_t n = cur.samples, c = cur.classes;
+  const std::size_t m = refs.size(), stride = 1 + 2 * m;
+  const Device device = cur.layers.front().signals.device();
+  const DType dtype = cur.layers.front().signals.dtype();
+  auto& be = kernels::backend(device);
+  const auto grams_cur = grams_of(cur);
+  std::vector<std::vector<Tensor>> grams_ref;
+  for (const auto* r : refs) grams_ref.push_back(grams_of(*r));
+  const std::int64_t tile_elements = size * c * size * c;
+  Tensor sums = Tensor::empty(Shape{static_cast<std::int64_t>(pairs.blocks.size() * stride)}, DType::f64, device);
+  auto* out = static_cast<double*>(sums.raw());
+  auto one_tile = [&](std::size_t p, void* tk, void* tr, void* scratch) {
+    const kernels::KernelTile t = pairs.tile(p, n, c, size);
+    const std::int64_t elements = t.rows() * t.cols();
+    be.fill(dtype, elements, 0.0, tk);
+    for (std::size_t l = 0; l < cur.layers.size(); ++l) tiles::add_layer_tile(cur.layers[l], grams_cur[l], t, tk, scratch);
+    be.dot_f64(dtype, elements, tk, tk, out + p * stride);
+    for (std::size_t r = 0; r < m; ++r) {
+      be.fill(dtype, elements, 0.0, tr);
+      for (std::size_t l = 0; l < refs[r]->layers.size(); ++l)
+        tiles::add_layer_tile(refs[r]->layers[l], grams_ref[r][l], t, tr, scratch);
+      be.dot_f64(dtype, elements, tr, tr, out + p * stride + 1 + 2 * r);
+      be.dot_f64(dtype, elements, tk, tr, out + p * stride + 2 + 2 * r);
+    }
+  };
+  if (device == Device::cpu) {
+#pragma omp parallel
+    {
+      Tensor tk = Tensor::empty(Shape{tile_elements}, dtype), tr = Tensor::empty(Shape{tile_elements}, dtype);
+      Tensor scratch = Tensor::empty(Shape{tile_elements}, dtype);
+#pragma omp for schedule(dynamic)
+      for (std::size_t p = 0; p < pairs.blocks.size(); ++p) one_tile(p, tk.raw(), tr.raw(), scratch.raw());
+    }
+  } else {
+    Tensor tk = Tensor::empty(Shape{tile_elements}, dtype, device), tr = Tensor::empty(Shape{tile_elements}, dtype, device);
+    Tensor scratch = Tensor::empty(Shape{tile_elements}, dtype, device);
+    for (std::size_t p = 0; p < pairs.blocks.size(); ++p) one_tile(p, tk.raw(), tr.raw(), scratch.raw());
+  }
+  return sums.to_vector();
+}
+
+StreamedSums compare_many(const KernelFactors& cur, const std::vector<const KernelFactors*>& refs, std::int64_t size) {
+  const TilePairs pairs = upper_tiles(cur.samples, size);
+  const std::size_t m = refs.size(), stride = 1 + 2 * m;
+  const auto per_tile = tile_sums(cur, refs, pairs, size);
+  // Added in tile order: the result does not depend on the threads.
   StreamedSums total;
   total.norm2_ref.assign(m, 0.0);
   total.inner.assign(m, 0.0);
-  for (const auto& t : per_tile) {
-    total.norm2 += t[0];
+  for (std::size_t p = 0; p < pairs.blocks.size(); ++p) {
+    const double w = pairs.weight(p);
+    const double* t = per_tile.data() + p * stride;
+    total.norm2 += w * t[0];
     for (std::size_t r = 0; r < m; ++r) {
-      total.norm2_ref[r] += t[1 + 2 * r];
-      total.inner[r] += t[2 + 2 * r];
+      total.norm2_ref[r] += w * t[1 + 2 * r];
+      total.inner[r] += w * t[2 + 2 * r];
     }
   }
   return total;
@@ -101,6 +133,9 @@ void check_same_points(const KernelFactors& a, const KernelFactors& b) {
   GS_CHECK(a.samples == b.samples && a.classes == b.classes && a.layers.size() == b.layers.size(),
            "compare_streamed: the two kernels are not over the same points and logits ({}×{} vs {}×{})", a.samples,
            a.classes, b.samples, b.classes);
+  GS_CHECK(a.layers.front().signals.dtype() == b.layers.front().signals.dtype(),
+           "compare_streamed: the kernels' factors are {} and {}; compare factors of one dtype",
+           dtype_name(a.layers.front().signals.dtype()), dtype_name(b.layers.front().signals.dtype()));
 }
 
 // Row (i, a) of a layer's signals (or a convolution's gradients), as doubles.
@@ -112,13 +147,7 @@ void for_each_row(const LayerFactors& l, F&& f) {
   for (std::int64_t r = 0; r < rows; ++r) f(r, p + r * width, width);
 }
 
-std::vector<double> input_gram_f64(const LayerFactors& l) {
-  if (l.inputs.dtype() == DType::f32) {
-    auto g = tiles::input_gram<float>(l.inputs);
-    return std::vector<double>(g.begin(), g.end());
-  }
-  return tiles::input_gram<double>(l.inputs);
-}
+std::vector<double> input_gram_f64(const LayerFactors& l) { return tiles::input_gram(l.inputs).to(Device::cpu).to_vector(); }
 
 }  // namespace
 
@@ -126,8 +155,11 @@ StreamedSums compare_streamed(const KernelFactors& current, const std::vector<co
                               std::int64_t tile_samples) {
   GS_CHECK(tile_samples >= 1, "compare_streamed: tile_samples must be at least 1");
   for (const auto* r : refs) check_same_points(current, *r);
-  return current.layers.front().signals.dtype() == DType::f32 ? compare_many<float>(current, refs, tile_samples)
-                                                              : compare_many<double>(current, refs, tile_samples);
+  for (const auto* r : refs)
+    GS_CHECK(r->layers.front().signals.device() == current.layers.front().signals.device(),
+             "compare_streamed: the kernels' factors are on different devices ({} and {}); move one with KernelFactors::to",
+             device_name(current.layers.front().signals.device()), device_name(r->layers.front().signals.device()));
+  return compare_many(current, refs, tile_samples);
 }
 
 StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples) {
@@ -136,6 +168,7 @@ StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors&
 }
 
 Tensor trace_kernel(const KernelFactors& f) {
+  if (f.device() != Device::cpu) return trace_kernel(f.to(Device::cpu));
   const std::int64_t n = f.samples, c = f.classes;
   std::vector<double> t(static_cast<std::size_t>(n * n), 0.0);
   for (const auto& l : f.layers) {
@@ -158,6 +191,7 @@ Tensor trace_kernel(const KernelFactors& f) {
 }
 
 double target_quadratic_form(const KernelFactors& f, const Tensor& labels) {
+  if (f.device() != Device::cpu) return target_quadratic_form(f.to(Device::cpu), labels);
   const std::int64_t n = f.samples, c = f.classes;
   const auto y = labels.to_int_vector();
   GS_CHECK(static_cast<std::int64_t>(y.size()) == n, "target_quadratic_form: {} labels for {} samples", y.size(), n);

@@ -9,7 +9,11 @@ namespace gs::probe {
 struct KernelFactors {
   std::vector<LayerFactors> layers;
   std::int64_t samples = 0, classes = 0;
+  Device device() const { return layers.front().signals.device(); }
+  KernelFactors to(Device device) const;  // a copy whose tensors live on `device`
 };
+// On the device of the network and x (a GPU computes the factors of an MLP there; the
+// convolutions' and pooling's factors are the cpu's).
 KernelFactors kernel_factors(nn::Sequential& net, const Tensor& x);
 
 struct StreamedComparison {
@@ -21,7 +25,8 @@ struct StreamedComparison {
 // The output layer's block is output_gram ⊗ I_C: α² (H Hᵀ + 1), f64 [n, n].
 Tensor output_gram(const KernelFactors& f);
 
-// Both factor sets must be for the same points (same n, C and layer shapes).
+// Both factor sets must be for the same points (same n, C and layer shapes) and on one device:
+// the tiles are built and summed there (kernels/probe.h), and only the sums come back.
 StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples = 64);
 
 // One kernel against several references in one pass (each tile of the current kernel is built
@@ -33,7 +38,8 @@ struct StreamedSums {
 StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
                               std::int64_t tile_samples = 64);
 
-// Cheap companions, from the factors alone (n × n work, never n·C × n·C):
+// Cheap companions, from the factors alone (n × n work, never n·C × n·C), on the cpu (factors
+// elsewhere are copied there first):
 Tensor trace_kernel(const KernelFactors& f);  // f64 [n, n], Σ_a K[(i,a),(j,a)]
 // Yᵀ K Y with Y the centred one-hot labels (the numerator of the kernel-target alignment).
 double target_quadratic_form(const KernelFactors& f, const Tensor& labels);

@@ -111,6 +111,10 @@ class CudaBackend final : public Backend {
   void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
                  const AdamStep& s, const AdamCounters* counters) override;
 
+  void add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k) override;
+  void add_output_block(DType dtype, const KernelTile& tile, double alpha2, const void* g, i64 ldg, void* k) override;
+  void dot_f64(DType dtype, i64 n, const void* x, const void* y, double* out) override;
+
   bool begin_capture(std::string& why_not) override;
   CapturedWork* end_capture(std::string& why_not) override;
   void replay(CapturedWork* work) override;

@@ -105,4 +105,28 @@ double mse(const Array& a, const Array& b) {
   return s / static_cast<double>(a.size());
 }
 
+Array dense_layer_kernel_tile(const Array& d, const Array& h, i64 c, i64 out, i64 in, i64 i0, i64 ni, i64 j0, i64 nj) {
+  auto gradient = [&](i64 i, i64 a) {  // vec(d hᵀ) then d: the layer's weight and bias gradients
+    Array g;
+    const double* di = d.data() + (i * c + a) * out;
+    for (i64 o = 0; o < out; ++o)
+      for (i64 p = 0; p < in; ++p) g.push_back(di[o] * h[static_cast<std::size_t>(i * in + p)]);
+    for (i64 o = 0; o < out; ++o) g.push_back(di[o]);
+    return g;
+  };
+  Array k(static_cast<std::size_t>(ni * c * nj * c));
+  for (i64 i = 0; i < ni; ++i)
+    for (i64 a = 0; a < c; ++a) {
+      const Array gi = gradient(i0 + i, a);
+      for (i64 j = 0; j < nj; ++j)
+        for (i64 b = 0; b < c; ++b) {
+          const Array gj = gradient(j0 + j, b);
+          double s = 0;
+          for (std::size_t q = 0; q < gi.size(); ++q) s += gi[q] * gj[q];
+          k[static_cast<std::size_t>((i * c + a) * nj * c + j * c + b)] = s;
+        }
+    }
+  return k;
+}
+
 }  // namespace gs::reference

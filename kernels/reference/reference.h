@@ -27,4 +27,9 @@ Array log_softmax(const Array& x, i64 rows, i64 cols);
 double cross_entropy(const Array& logits, const std::vector<std::int32_t>& labels, i64 rows, i64 cols);
 double mse(const Array& a, const Array& b);
 
+// One dense layer's block of the NTK, rows of samples [i0, i0 + ni), columns [j0, j0 + nj):
+// each row (i, a) materializes its parameter gradient d_(i,a) [h_i, 1]ᵀ (weight, then bias)
+// and the entries are their dot products. d [n·c, out], h [n, in]; returns [ni·c, nj·c].
+Array dense_layer_kernel_tile(const Array& d, const Array& h, i64 c, i64 out, i64 in, i64 i0, i64 ni, i64 j0, i64 nj);
+
 }  // namespace gs::reference
