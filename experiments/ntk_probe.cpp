@@ -61,10 +61,15 @@ double inner(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
+nn::Sequential& NtkProbe::probe_model(const ProbeContext& c) const {
+  return streamed_ && c.device_model && probe::factors_supported_off_cpu(*c.device_model) ? *c.device_model : c.model;
+}
+
 NtkProbe::Measurement NtkProbe::measure(nn::Sequential& model, const Tensor& x) const {
   Measurement m;
   if (streamed_) {
-    m.factors = probe::kernel_factors(model, x);
+    const auto params = model.parameters();
+    m.factors = probe::kernel_factors(model, x.to(params.front().device()));
     for (const auto& l : m.factors.layers) m.layer_names.push_back(l.name);
     m.layer_traces = layer_traces_of(m.factors);
     m.trace = probe::trace_kernel(m.factors);
@@ -94,11 +99,14 @@ void NtkProbe::recover(const ProbeContext& c) {
     if (s < c.step) previous = s;
   for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
     SetState& st = sets_[name];
+    nn::Sequential& model = probe_model(c);
     auto compute = [&](std::int64_t step, Measurement& into) {
-      with_checkpoint(c.model, c.run_dir / "ckpt" / fmt::format("step_{}.safetensors", step),
-                      [&] { into = measure(c.model, data->images); });
+      with_checkpoint(model, c.run_dir / "ckpt" / fmt::format("step_{}.safetensors", step),
+                      [&] { into = measure(model, data->images); });
     };
     compute(0, st.init);
+    // Its ‖K‖², which the rest distance needs, is otherwise known only from the step that made it.
+    if (streamed_) st.init.norm2 = probe::compare_streamed(st.init.factors, std::vector<const probe::KernelFactors*>{}).norm2;
     st.have_init = true;
     if (previous >= 0) {
       compute(previous, st.previous);
@@ -127,10 +135,14 @@ void NtkProbe::operator()(const ProbeContext& c) {
       fmt::print(stderr, "grokscope: the NTK probe's kernels would need {:.1f} GiB ({:.1f} GiB free): they are compared "
                  "streamed, from their factors (slower, about 3 kernel evaluations per probe step and set)\n",
                  need / (1 << 30), free_bytes / (1 << 30));
+    measured_off_cpu_ = &probe_model(c) != &c.model;
+    if (measured_off_cpu_)
+      fmt::print(stderr, "grokscope: the NTK probe computes and compares its streamed kernels on the {} device\n",
+                 device_name(c.device_model->parameters().front().device()));
     recover(c);
   }
   for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
-    Measurement now = measure(c.model, data->images);
+    Measurement now = measure(probe_model(c), data->images);
     if (!csv_.is_open()) open_csv(c, now);
     SetState& st = sets_[name];
     const std::int64_t classes = data->classes;

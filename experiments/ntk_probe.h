@@ -10,7 +10,8 @@
 // recomputing each step's kernel from its checkpoint.
 //
 // Kernels that fit in memory are held; larger ones (EMNIST's 1280 points × 47 logits) are kept
-// as their factors and compared streamed, tile by tile (engine/probe/ntk_stream.h).
+// as their factors and compared streamed, tile by tile (engine/probe/ntk_stream.h). A run that
+// trains an MLP on a GPU computes and compares the streamed factors there.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,6 +26,8 @@ class NtkProbe {
   explicit NtkProbe(bool save_kernels = false, bool force_streamed = false)
       : save_kernels_(save_kernels), force_streamed_(force_streamed) {}
   void operator()(const ProbeContext& context);
+  bool streamed() const { return streamed_; }
+  bool measured_off_cpu() const { return measured_off_cpu_; }  // the factors were the device's
 
   // One kernel as the probe keeps it.
   struct Measurement {
@@ -43,12 +46,15 @@ class NtkProbe {
     bool have_init = false, have_previous = false;
   };
   Measurement measure(nn::Sequential& model, const Tensor& x) const;
+  // The network the probe measures: the device copy where streamed factors can be computed
+  // there, else the cpu model.
+  nn::Sequential& probe_model(const ProbeContext& context) const;
   void recover(const ProbeContext& context);  // after --resume: rebuild init and previous from checkpoints
   void open_csv(const ProbeContext& context, const Measurement& first);
   void write_pairwise(const ProbeContext& context);
 
   bool save_kernels_, force_streamed_;
-  bool streamed_ = false;
+  bool streamed_ = false, measured_off_cpu_ = false;
   std::map<std::string, SetState> sets_;
   std::ofstream csv_;
   bool recovered_ = false;

@@ -385,7 +385,8 @@ int Runner::run() {
       sync_probe_model();
       checkpoint(step);
       for (auto& [name, hook] : probes_)
-        hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps});
+        hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps,
+              trained == model ? nullptr : trained.get()});
       save_resume_state(step, true, true, step == r.train.steps);
     }
     if (step == r.train.steps) break;

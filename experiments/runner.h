@@ -24,6 +24,9 @@ struct ProbeContext {
   const data::Dataset& probe_geometry;  // probe.geometry_per_class test points of every class
   const std::filesystem::path& run_dir;
   bool final_step = false;  // the run's last step: probes may summarize the whole run here
+  // Where training runs on a GPU: the trained network there, with the same weights as `model`.
+  // Probes that can run on the device use it; they leave its weights as they found them.
+  nn::Sequential* device_model = nullptr;
 };
 using ProbeHook = std::function<void(const ProbeContext&)>;
 

@@ -14,19 +14,33 @@ using namespace gs::experiments;
 
 namespace {
 
-void train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device device, std::int64_t stop_after = -1,
-                bool step_graph = true) {
+struct TinyRun {
+  std::int64_t stop_after = -1;
+  bool step_graph = true;
+  bool streamed_ntk = false;  // the NTK probe's factor path, which an MLP's run on a GPU takes there
+};
+
+// Returns whether the NTK probe computed its factors on the device.
+bool train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device device, const TinyRun& how) {
+  const std::int64_t stop_after = how.stop_after;
+  const bool step_graph = how.step_graph;
   RunOptions options{out, {}, true, stop_after};
   options.device = device;
   options.step_graph = step_graph;
   Runner runner = stop_after < 0 && std::filesystem::exists(out / "ckpt" / "resume.safetensors")
                       ? Runner::resume(out, options)
                       : Runner(recipe, options);
-  auto ntk = std::make_shared<NtkProbe>();
+  auto ntk = std::make_shared<NtkProbe>(false, how.streamed_ntk);
   runner.add_probe("ntk", [ntk](const ProbeContext& c) { (*ntk)(c); });
   auto geometry = std::make_shared<GeometryProbe>(0.0, 50, recipe.train.seed);
   runner.add_probe("geometry", [geometry](const ProbeContext& c) { (*geometry)(c); });
   runner.run();
+  return ntk->measured_off_cpu();
+}
+
+void train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device device, std::int64_t stop_after = -1,
+                bool step_graph = true) {
+  train_tiny(recipe, out, device, TinyRun{stop_after, step_graph, false});
 }
 
 // Every numeric cell of two CSV files of the same shape agrees to a relative `tolerance` (0: the
@@ -108,5 +122,20 @@ TEST_SUITE("gpu") {
       train_tiny(recipe, out / "part", Device::cuda);
       check_same_csv(out / "graph" / "metrics.csv", out / "part" / "metrics.csv", 0, "seconds");
     }
+  }
+
+  // The streamed NTK probe (what EMNIST's probe sets take) of a run trained on the GPU builds and
+  // compares its kernels there, from the device copy of the weights; the numbers are the CPU's.
+  TEST_CASE("the streamed NTK probe of a run on the GPU runs there and logs what the CPU's logs") {
+    test::TempDir dir;
+    test::write_tiny_mnist(dir.path(), 64, 24);
+    const Recipe recipe = test::tiny_recipe(dir.path(), 30);
+    CHECK_FALSE(train_tiny(recipe, dir / "cpu", Device::cpu, TinyRun{-1, true, true}));
+    CHECK(train_tiny(recipe, dir / "cuda", Device::cuda, TinyRun{-1, true, true}));
+    check_same_csv(dir / "cpu" / "ntk.csv", dir / "cuda" / "ntk.csv", 1e-3);
+    // Resumed on the device: the step-0 and previous kernels are rebuilt there from checkpoints.
+    CHECK(train_tiny(recipe, dir / "part", Device::cuda, TinyRun{11, true, true}));
+    CHECK(train_tiny(recipe, dir / "part", Device::cuda, TinyRun{-1, true, true}));
+    check_same_csv(dir / "cuda" / "ntk.csv", dir / "part" / "ntk.csv", 1e-6);
   }
 }

@@ -210,6 +210,15 @@ TEST_SUITE("runner") {
         }
         CHECK(std::stod(srows[i][j]) == doctest::Approx(std::stod(rows[i][j])).epsilon(1e-5).scale(1e-9));
       }
+    // Resumed streamed: the step-0 and previous factors are rebuilt from checkpoints, ‖K₀‖² too.
+    auto streamed_run = [&](Runner r) {
+      auto p = std::make_shared<NtkProbe>(/*save_kernels=*/false, /*force_streamed=*/true);
+      r.add_probe("ntk", [p](const ProbeContext& c) { (*p)(c); });
+      return r.run();
+    };
+    CHECK(streamed_run(Runner(recipe, {dir / "streamed_part", {}, true, 12})) == 130);
+    REQUIRE(streamed_run(Runner::resume(dir / "streamed_part", {{}, {}, true})) == 0);
+    CHECK(read_csv(dir / "streamed_part" / "ntk.csv") == srows);
 
     RunOptions stop{dir / "part", {}, true, 12};
     Runner part(recipe, stop);

@@ -15,6 +15,9 @@ struct KernelFactors {
 // On the device of the network and x (a GPU computes the factors of an MLP there; the
 // convolutions' and pooling's factors are the cpu's).
 KernelFactors kernel_factors(nn::Sequential& net, const Tensor& x);
+// Whether kernel_factors runs on a device other than the cpu for this network: dense layers,
+// activations, Flatten and Scale only.
+bool factors_supported_off_cpu(const nn::Sequential& net);
 
 struct StreamedComparison {
   double norm2_a = 0, norm2_b = 0, inner = 0;  // f64 sums over every entry
