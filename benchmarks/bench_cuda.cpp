@@ -1,7 +1,7 @@
 // The CUDA backend's kernels against the vendor libraries, in one process: grokscope's SGEMM and
 // DGEMM against cuBLAS at the study's shapes (GFLOP/s, ratio, max error against the float64
-// reference or, for shapes too large for it, against cuBLAS), the CNN's convolutions
-// (im2col + our GEMM) against cuDNN, then one training step of the MNIST MLP, eager and replayed
+// reference or, for shapes too large for it, against cuBLAS), the CNN's convolutions (implicit
+// GEMM: forward, input and weight gradients) against cuDNN, then one training step of the MNIST MLP, eager and replayed
 // as one CUDA graph. Prints markdown tables. cuBLAS and cuDNN are loaded at run time
 // (libcublas.so.13 / .12, libcudnn.so.9), so this binary runs where only a Python wheel ships
 // them; without them the baseline columns say so. cudnn.h gives the types; nothing is linked.
@@ -80,9 +80,16 @@ struct Cudnn {
   decltype(&cudnnSetFilter4dDescriptor) set_filter = nullptr;
   decltype(&cudnnCreateConvolutionDescriptor) create_conv = nullptr;
   decltype(&cudnnSetConvolution2dDescriptor) set_conv = nullptr;
+  decltype(&cudnnSetConvolutionMathType) set_math = nullptr;
   decltype(&cudnnGetConvolutionForwardAlgorithm_v7) pick_algorithm = nullptr;
   decltype(&cudnnGetConvolutionForwardWorkspaceSize) workspace_size = nullptr;
   decltype(&cudnnConvolutionForward) forward = nullptr;
+  decltype(&cudnnGetConvolutionBackwardDataAlgorithm_v7) pick_data_algorithm = nullptr;
+  decltype(&cudnnGetConvolutionBackwardDataWorkspaceSize) data_workspace_size = nullptr;
+  decltype(&cudnnConvolutionBackwardData) backward_data = nullptr;
+  decltype(&cudnnGetConvolutionBackwardFilterAlgorithm_v7) pick_filter_algorithm = nullptr;
+  decltype(&cudnnGetConvolutionBackwardFilterWorkspaceSize) filter_workspace_size = nullptr;
+  decltype(&cudnnConvolutionBackwardFilter) backward_filter = nullptr;
   cudnnHandle_t handle = nullptr;
 
   template <class F>
@@ -99,9 +106,16 @@ struct Cudnn {
                     resolve(lib, "cudnnSetFilter4dDescriptor", set_filter) &&
                     resolve(lib, "cudnnCreateConvolutionDescriptor", create_conv) &&
                     resolve(lib, "cudnnSetConvolution2dDescriptor", set_conv) &&
+                    resolve(lib, "cudnnSetConvolutionMathType", set_math) &&
                     resolve(lib, "cudnnGetConvolutionForwardAlgorithm_v7", pick_algorithm) &&
                     resolve(lib, "cudnnGetConvolutionForwardWorkspaceSize", workspace_size) &&
-                    resolve(lib, "cudnnConvolutionForward", forward);
+                    resolve(lib, "cudnnConvolutionForward", forward) &&
+                    resolve(lib, "cudnnGetConvolutionBackwardDataAlgorithm_v7", pick_data_algorithm) &&
+                    resolve(lib, "cudnnGetConvolutionBackwardDataWorkspaceSize", data_workspace_size) &&
+                    resolve(lib, "cudnnConvolutionBackwardData", backward_data) &&
+                    resolve(lib, "cudnnGetConvolutionBackwardFilterAlgorithm_v7", pick_filter_algorithm) &&
+                    resolve(lib, "cudnnGetConvolutionBackwardFilterWorkspaceSize", filter_workspace_size) &&
+                    resolve(lib, "cudnnConvolutionBackwardFilter", backward_filter);
     return ok && create(&handle) == CUDNN_STATUS_SUCCESS;
   }
 };
@@ -188,20 +202,45 @@ struct ConvShape {
   std::int64_t n, c, h, w, co, k, pad;
 };
 
-// One convolution forward, no bias: ops::conv2d's path (im2col + our SGEMM per image) against
-// cuDNN's heuristic first choice of algorithm.
+// max |a − b| / max |b| over two device tensors of the same size.
+double relative_error(const Tensor& a, const Tensor& b) {
+  const auto av = a.to_vector(), bv = b.to_vector();
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < av.size(); ++i) {
+    worst = std::max(worst, std::abs(av[i] - bv[i]));
+    scale = std::max(scale, std::abs(bv[i]));
+  }
+  return worst / std::max(scale, 1e-300);
+}
+
+// One convolution layer's three passes, no bias: the backend's implicit-GEMM kernels (what
+// ops::conv2d and its backward call) against cuDNN's heuristic first choice of algorithm for
+// each. All three passes have the forward's multiply-adds.
 void bench_conv(const Cudnn* cudnn, const ConvShape& sh) {
   Generator gen(6, Stream::test);
+  const std::int64_t oh = sh.h + 2 * sh.pad - sh.k + 1, ow = sh.w + 2 * sh.pad - sh.k + 1;
   Tensor x = Tensor::empty(Shape{sh.n, sh.c, sh.h, sh.w}, DType::f32), w = Tensor::empty(Shape{sh.co, sh.c, sh.k, sh.k}, DType::f32);
+  Tensor gy = Tensor::empty(Shape{sh.n, sh.co, oh, ow}, DType::f32);
   gen.normal(x, 0, 1);
   gen.normal(w, 0, 1);
-  Tensor xd = x.to(Device::cuda), wd = w.to(Device::cuda);
-  NoGrad no_tape;
-  Tensor y;
-  const double ours = median_seconds([&] { y = ops::conv2d(xd, wd, Tensor(), 1, sh.pad); }, 20);
-  const std::int64_t oh = sh.h + 2 * sh.pad - sh.k + 1, ow = sh.w + 2 * sh.pad - sh.k + 1;
+  gen.normal(gy, 0, 1);
+  Tensor xd = x.to(Device::cuda), wd = w.to(Device::cuda), gyd = gy.to(Device::cuda);
+  Tensor y = Tensor::empty(gy.shape(), DType::f32, Device::cuda), gx = Tensor::empty(x.shape(), DType::f32, Device::cuda);
+  Tensor gw = Tensor::empty(w.shape(), DType::f32, Device::cuda);
+  auto& be = kernels::backend(Device::cuda);
+  const kernels::ConvGeometry g{sh.c, sh.h, sh.w, sh.k, sh.k, 1, sh.pad};
   const double flops = 2.0 * double(sh.n * sh.co * oh * ow) * double(sh.c * sh.k * sh.k);
-  double theirs = NAN, err = NAN;
+  struct Pass {
+    const char* name;
+    double ours, theirs = NAN, err = NAN;
+  };
+  Pass passes[3] = {
+      {"forward", median_seconds([&] { be.conv2d_forward(DType::f32, g, sh.n, sh.co, xd.raw(), wd.raw(), y.raw(), nullptr); }, 20)},
+      {"input gradient",
+       median_seconds([&] { be.conv2d_backward_data(DType::f32, g, sh.n, sh.co, gyd.raw(), wd.raw(), gx.raw()); }, 20)},
+      {"weight gradient",
+       median_seconds([&] { be.conv2d_backward_weight(DType::f32, g, sh.n, sh.co, xd.raw(), gyd.raw(), nullptr, gw.raw()); }, 20)},
+  };
   if (cudnn) {
     cudnnTensorDescriptor_t xdesc, ydesc;
     cudnnFilterDescriptor_t fdesc;
@@ -214,55 +253,86 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh) {
     cudnn->set_tensor(ydesc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(sh.n), int(sh.co), int(oh), int(ow));
     cudnn->set_filter(fdesc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, int(sh.co), int(sh.c), int(sh.k), int(sh.k));
     cudnn->set_conv(cdesc, int(sh.pad), int(sh.pad), 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
-    cudnnConvolutionFwdAlgoPerf_t perf[8];
-    int found = 0;
-    cudnn->pick_algorithm(cudnn->handle, xdesc, fdesc, cdesc, ydesc, 8, &found, perf);
-    const cudnnConvolutionFwdAlgo_t algo = found > 0 ? perf[0].algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
-    std::size_t bytes = 0;
-    cudnn->workspace_size(cudnn->handle, xdesc, fdesc, cdesc, ydesc, algo, &bytes);
-    Tensor workspace = Tensor::empty(Shape{std::max<std::int64_t>(1, std::int64_t(bytes))}, DType::f32, Device::cuda);
-    Tensor y_ref = Tensor::zeros(Shape{sh.n, sh.co, oh, ow}, DType::f32, Device::cuda);
+    // FP32 arithmetic, as ours: cuDNN's default math lets FP32 convolutions run in TF32 on tensor cores.
+    cudnn->set_math(cdesc, CUDNN_FMA_MATH);
     const float one = 1, zero = 0;
-    theirs = median_seconds([&] {
-      cudnn->forward(cudnn->handle, &one, xdesc, xd.raw(), fdesc, wd.raw(), cdesc, algo, workspace.raw(), bytes, &zero,
-                     ydesc, y_ref.raw());
-    }, 20);
-    const auto a = y.to_vector(), b = y_ref.to_vector();
-    double worst = 0, scale = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      worst = std::max(worst, std::abs(a[i] - b[i]));
-      scale = std::max(scale, std::abs(b[i]));
+    auto workspace_of = [](std::size_t bytes) {
+      return Tensor::empty(Shape{std::max<std::int64_t>(1, std::int64_t(bytes / 4 + 1))}, DType::f32, Device::cuda);
+    };
+    int found = 0;
+    {
+      cudnnConvolutionFwdAlgoPerf_t perf[8];
+      cudnn->pick_algorithm(cudnn->handle, xdesc, fdesc, cdesc, ydesc, 8, &found, perf);
+      const auto algo = found > 0 ? perf[0].algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+      std::size_t bytes = 0;
+      cudnn->workspace_size(cudnn->handle, xdesc, fdesc, cdesc, ydesc, algo, &bytes);
+      Tensor workspace = workspace_of(bytes), ref = Tensor::zeros(y.shape(), DType::f32, Device::cuda);
+      passes[0].theirs = median_seconds([&] {
+        cudnn->forward(cudnn->handle, &one, xdesc, xd.raw(), fdesc, wd.raw(), cdesc, algo, workspace.raw(), bytes, &zero,
+                       ydesc, ref.raw());
+      }, 20);
+      passes[0].err = relative_error(y, ref);
     }
-    err = worst / std::max(scale, 1e-300);
+    {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[8];
+      cudnn->pick_data_algorithm(cudnn->handle, fdesc, ydesc, cdesc, xdesc, 8, &found, perf);
+      const auto algo = found > 0 ? perf[0].algo : CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+      std::size_t bytes = 0;
+      cudnn->data_workspace_size(cudnn->handle, fdesc, ydesc, cdesc, xdesc, algo, &bytes);
+      Tensor workspace = workspace_of(bytes), ref = Tensor::zeros(x.shape(), DType::f32, Device::cuda);
+      passes[1].theirs = median_seconds([&] {
+        cudnn->backward_data(cudnn->handle, &one, fdesc, wd.raw(), ydesc, gyd.raw(), cdesc, algo, workspace.raw(), bytes,
+                             &zero, xdesc, ref.raw());
+      }, 20);
+      passes[1].err = relative_error(gx, ref);
+    }
+    {
+      cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
+      cudnn->pick_filter_algorithm(cudnn->handle, xdesc, ydesc, cdesc, fdesc, 8, &found, perf);
+      const auto algo = found > 0 ? perf[0].algo : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+      std::size_t bytes = 0;
+      cudnn->filter_workspace_size(cudnn->handle, xdesc, ydesc, cdesc, fdesc, algo, &bytes);
+      Tensor workspace = workspace_of(bytes), ref = Tensor::zeros(w.shape(), DType::f32, Device::cuda);
+      passes[2].theirs = median_seconds([&] {
+        cudnn->backward_filter(cudnn->handle, &one, xdesc, xd.raw(), ydesc, gyd.raw(), cdesc, algo, workspace.raw(), bytes,
+                               &zero, fdesc, ref.raw());
+      }, 20);
+      passes[2].err = relative_error(gw, ref);
+    }
   }
-  std::printf("| conv %s | %lld×%lld×%lld×%lld, %lld filters %lld×%lld | %.1f | %s | %s | %s |\n", sh.what, (long long)sh.n,
-              (long long)sh.c, (long long)sh.h, (long long)sh.w, (long long)sh.co, (long long)sh.k, (long long)sh.k,
-              flops / ours * 1e-9, cudnn ? std::to_string(flops / theirs * 1e-9).substr(0, 8).c_str() : "n/a",
-              cudnn ? std::to_string(theirs / ours).substr(0, 5).c_str() : "n/a",
-              cudnn ? (std::to_string(err).substr(0, 9) + " vs cuDNN").c_str() : "n/a");
+  for (const Pass& p : passes)
+    std::printf("| conv %s, %s | %lld×%lld×%lld×%lld, %lld filters %lld×%lld | %.1f | %s | %s | %s |\n", sh.what, p.name,
+                (long long)sh.n, (long long)sh.c, (long long)sh.h, (long long)sh.w, (long long)sh.co, (long long)sh.k,
+                (long long)sh.k, flops / p.ours * 1e-9,
+                cudnn ? std::to_string(flops / p.theirs * 1e-9).substr(0, 8).c_str() : "n/a",
+                cudnn ? std::to_string(p.theirs / p.ours).substr(0, 5).c_str() : "n/a",
+                cudnn ? (std::to_string(p.err).substr(0, 9) + " vs cuDNN").c_str() : "n/a");
 }
 
-void bench_training_step() {
-  Generator gen(1);
-  auto net = models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen);
+// One AdamW training step, eager (a launch per kernel) and replayed as one CUDA graph.
+void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, Shape input, bool mse,
+                         const char* target) {
   net->to(Device::cuda);
   auto opt = optim::AdamW(net->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
   Generator data(2, Stream::test);
-  Tensor x = Tensor::empty(Shape{200, 784}, DType::f32);
+  Tensor x = Tensor::empty(input, DType::f32);
   data.uniform(x, 0, 1);
-  std::vector<std::int32_t> y(200);
-  for (int i = 0; i < 200; ++i) y[static_cast<std::size_t>(i)] = i % 10;
-  Tensor targets = ops::one_hot(Tensor::from(y, Shape{200}), 10).to(Device::cuda);
+  const std::int64_t batch = input[0];
+  std::vector<std::int32_t> y(static_cast<std::size_t>(batch));
+  for (std::int64_t i = 0; i < batch; ++i) y[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % 10);
+  Tensor labels = Tensor::from(y, Shape{batch}).to(Device::cuda);
+  Tensor targets = ops::one_hot(Tensor::from(y, Shape{batch}), 10).to(Device::cuda);
   Tensor xd = x.to(Device::cuda);
   auto step = [&] {
     opt.zero_grad();
-    Tensor loss = ops::mse_loss(net->forward(xd), targets);
+    Tensor out = net->forward(xd);
+    Tensor loss = mse ? ops::mse_loss(out, targets) : ops::cross_entropy(out, labels);
     loss.backward();
     opt.step();
   };
   step();  // SGD and Adam state exist before a capture; see engine/step_graph.h
   const double eager = median_seconds(step, 200);
-  std::printf("\n| training step, MLP 784-200-200-10, batch 200, AdamW | time per step | ratio (eager / graph) |\n");
+  std::printf("\n| training step, %s | time per step | ratio (eager / graph) |\n", what);
   std::printf("| --- | ---: | ---: |\n");
   std::printf("| eager: one launch per kernel | %.1f µs | |\n", eager * 1e6);
   std::string why_not;
@@ -272,8 +342,8 @@ void bench_training_step() {
     return;
   }
   const double replayed = median_seconds([&] { graph->replay(); }, 200);
-  std::printf("| one CUDA graph of %lld operations, replayed (target ≤ 20 µs) | %.1f µs | %.2f |\n",
-              static_cast<long long>(graph->operations()), replayed * 1e6, eager / replayed);
+  std::printf("| one CUDA graph of %lld operations, replayed%s | %.1f µs | %.2f |\n",
+              static_cast<long long>(graph->operations()), target, replayed * 1e6, eager / replayed);
 }
 
 }  // namespace
@@ -312,6 +382,9 @@ int main() {
   std::printf("| --- | --- | ---: | ---: | ---: | --- |\n");
   for (const ConvShape& c : {ConvShape{"CNN layer 1", 128, 1, 28, 28, 32, 3, 1}, ConvShape{"CNN layer 2", 128, 32, 14, 14, 64, 3, 1}})
     bench_conv(have_cudnn ? &cudnn : nullptr, c);
-  bench_training_step();
+  Generator gen(1);
+  bench_training_step("MLP 784-200-200-10, batch 200, MSE, AdamW", models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen),
+                      Shape{200, 784}, true, " (target ≤ 20 µs)");
+  bench_training_step("the study's CNN, batch 64, cross-entropy, AdamW", models::make_cnn({}, gen), Shape{64, 1, 28, 28}, false, "");
   return 0;
 }

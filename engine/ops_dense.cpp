@@ -33,29 +33,21 @@ void check_rank(const char* op, const Tensor& t, int rank, const char* role, con
   GS_CHECK(t.rank() == rank, "{}: the {} must be {}-D {}, got {}", op, role, rank, layout, t.describe());
 }
 
-// gW = Σ_i g_i col_iᵀ (images in order: deterministic), gx_i = col2im(Wᵀ g_i), gb = Σ g.
-std::vector<Tensor> conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& cols,
-                                    const kernels::ConvGeometry& geo, const Tensor& g,
-                                    const std::vector<bool>& needs) {
+// The input, weight and bias gradients of conv2d. `patches`: the forward pass's im2col matrices
+// where the backend keeps them (the cpu), else undefined (CUDA gathers them again on the fly).
+std::vector<Tensor> conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& patches,
+                                    const kernels::ConvGeometry& geo, const Tensor& g, const std::vector<bool>& needs) {
   auto& be = backend_of(g);
-  const std::int64_t n = x.size(0), co = w.size(0), patch = geo.patch_size();
-  const std::int64_t pixels = geo.out_h() * geo.out_w(), in_plane = geo.channels * geo.height * geo.width;
-  const std::size_t elt = dtype_size(g.dtype());
+  const std::int64_t n = x.size(0), co = w.size(0), pixels = geo.out_h() * geo.out_w();
   std::vector<Tensor> grads(3);
   if (needs[1]) {
-    grads[1] = Tensor::zeros(w.shape(), w.dtype(), w.device());
-    for (std::int64_t i = 0; i < n; ++i)  // gW += g_i col_iᵀ, images in order
-      gemm_raw(g, false, true, co, patch, pixels, static_cast<const char*>(g.raw()) + i * co * pixels * elt,
-               static_cast<const char*>(cols.raw()) + i * patch * pixels * elt, 1.0, grads[1].raw());
+    grads[1] = empty_like(w);
+    be.conv2d_backward_weight(g.dtype(), geo, n, co, x.raw(), g.raw(), patches.defined() ? patches.raw() : nullptr,
+                              grads[1].raw());
   }
   if (needs[0]) {
     grads[0] = empty_like(x);
-    Tensor col = Tensor::empty(Shape{patch, pixels}, g.dtype(), g.device());
-    for (std::int64_t i = 0; i < n; ++i) {  // gx_i = col2im(Wᵀ g_i)
-      gemm_raw(w, true, false, patch, pixels, co, w.raw(),
-               static_cast<const char*>(g.raw()) + i * co * pixels * elt, 0.0, col.raw());
-      be.col2im(g.dtype(), geo, col.raw(), static_cast<char*>(grads[0].raw()) + i * in_plane * elt);
-    }
+    be.conv2d_backward_data(g.dtype(), geo, n, co, g.raw(), w.raw(), grads[0].raw());
   }
   if (needs[2]) {
     grads[2] = Tensor::empty(Shape{co}, g.dtype(), g.device());
@@ -147,19 +139,15 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, std::int64_t
     GS_CHECK(bias.rank() == 1 && bias.size(0) == w.size(0), "conv2d: the bias must be [{}], got {}", w.size(0),
              bias.describe());
   }
-  const std::int64_t n = x.size(0), co = w.size(0), oh = geo.out_h(), ow = geo.out_w();
-  const std::int64_t patch = geo.patch_size(), pixels = oh * ow, in_plane = geo.channels * geo.height * geo.width;
+  const std::int64_t n = x.size(0), co = w.size(0), oh = geo.out_h(), ow = geo.out_w(), pixels = oh * ow;
   auto& be = backend_of(x);
-  const std::size_t elt = dtype_size(x.dtype());
-  // Columns of every image, kept for the weight gradient: [n, patch, pixels].
-  Tensor cols = Tensor::empty(Shape{n, patch, pixels}, x.dtype(), x.device());
   Tensor y = Tensor::empty(Shape{n, co, oh, ow}, x.dtype(), x.device());
-  for (std::int64_t i = 0; i < n; ++i) {
-    void* col = static_cast<char*>(cols.raw()) + i * patch * pixels * elt;
-    be.im2col(x.dtype(), geo, static_cast<const char*>(x.raw()) + i * in_plane * elt, col);
-    void* yi = static_cast<char*>(y.raw()) + i * co * pixels * elt;
-    gemm_raw(w, false, false, co, pixels, patch, w.raw(), col, 0.0, yi);  // y_i = W col_i
-  }
+  // Kept for the weight gradient where the backend builds them anyway, and a gradient will be taken.
+  Tensor patches;
+  if (be.conv2d_keeps_patches() && grad_enabled() && w.requires_grad())
+    patches = Tensor::empty(Shape{n, geo.patch_size(), pixels}, x.dtype(), x.device());
+  if (y.numel() > 0)
+    be.conv2d_forward(x.dtype(), geo, n, co, x.raw(), w.raw(), y.raw(), patches.defined() ? patches.raw() : nullptr);
   if (has_bias && y.numel() > 0) {
     kernels::Broadcast b;
     b.out = {n, co, pixels, 1};
@@ -167,8 +155,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, std::int64_t
     b.b_stride = {0, 1, 0, 0};
     be.binary(kernels::Binary::add, x.dtype(), b, y.raw(), bias.raw(), y.raw());
   }
-  return record(y, "conv2d", {x, w, bias}, [x, w, cols, geo](const Tensor& g, const std::vector<bool>& needs) {
-    return conv2d_backward(x, w, cols, geo, g, needs);
+  return record(y, "conv2d", {x, w, bias}, [x, w, patches, geo](const Tensor& g, const std::vector<bool>& needs) {
+    return conv2d_backward(x, w, patches, geo, g, needs);
   });
 }
 

@@ -255,6 +255,65 @@ inline void losses(Device d) {
     }
 }
 
+// The batched convolution and both its gradients against the reference's direct sums, on
+// geometries that reach every edge of the implicit GEMM: padding wider than the kernel's reach,
+// stride 2 with windows that skip pixels, non-square kernels, a 1 × 1 kernel, one filter and more
+// filters than a tile holds, one image, and a weight gradient deep enough to be split.
+inline void batched_convolution(Device d) {
+  auto& be = kernels::backend(d);
+  struct Case {
+    std::int64_t images, channels, height, width, filters, kh, kw, stride, padding;
+  };
+  const std::vector<Case> cases{
+      {1, 1, 5, 5, 1, 3, 3, 1, 0},   {3, 2, 9, 7, 5, 3, 3, 1, 1},  {2, 3, 9, 7, 4, 3, 3, 2, 1},
+      {2, 3, 8, 6, 70, 5, 3, 2, 2},  {5, 4, 6, 6, 3, 1, 1, 1, 0},  {2, 67, 5, 4, 3, 2, 2, 1, 1},
+      {40, 2, 14, 14, 6, 3, 3, 1, 1},  // depth 40·196: the weight gradient is split on a GPU
+  };
+  std::uint64_t seed = 900;
+  for (DType dt : {DType::f32, DType::f64})
+    for (const Case& t : cases) {
+      const std::string dtype = dtype_name(dt);
+      CAPTURE(dtype);
+      CAPTURE(t.images);
+      CAPTURE(t.channels);
+      CAPTURE(t.height);
+      CAPTURE(t.filters);
+      CAPTURE(t.kh);
+      CAPTURE(t.stride);
+      CAPTURE(t.padding);
+      const kernels::ConvGeometry g{t.channels, t.height, t.width, t.kh, t.kw, t.stride, t.padding};
+      const std::int64_t in = t.images * t.channels * t.height * t.width, out = t.images * t.filters * g.out_h() * g.out_w();
+      const std::int64_t weights = t.filters * g.patch_size();
+      auto xv = rounded(random_values(static_cast<std::size_t>(in), ++seed), dt);
+      auto wv = rounded(random_values(static_cast<std::size_t>(weights), ++seed), dt);
+      auto gyv = rounded(random_values(static_cast<std::size_t>(out), ++seed), dt);
+      Tensor x = on(d, xv, dt), w = on(d, wv, dt), gy = on(d, gyv, dt);
+      Tensor y = poisoned(d, out, dt), gx = poisoned(d, in, dt), gw = poisoned(d, weights, dt);
+      // Where the backend keeps the forward pass's patches, the weight gradient is checked from them too.
+      Tensor patches;
+      if (be.conv2d_keeps_patches()) patches = poisoned(d, t.images * g.patch_size() * g.out_h() * g.out_w(), dt);
+      be.conv2d_forward(dt, g, t.images, t.filters, x.raw(), w.raw(), y.raw(), patches.defined() ? patches.raw() : nullptr);
+      check_close(y, reference::conv2d(xv, wv, {}, t.images, t.channels, t.height, t.width, t.filters, t.kh, t.kw, t.stride, t.padding),
+                  tol(dt, static_cast<double>(g.patch_size())), "conv2d_forward");
+      be.conv2d_backward_data(dt, g, t.images, t.filters, gy.raw(), w.raw(), gx.raw());
+      check_close(gx, reference::conv2d_input_grad(gyv, wv, t.images, t.channels, t.height, t.width, t.filters, t.kh, t.kw, t.stride, t.padding),
+                  tol(dt, static_cast<double>(t.filters * t.kh * t.kw)), "conv2d_backward_data");
+      be.conv2d_backward_weight(dt, g, t.images, t.filters, x.raw(), gy.raw(), nullptr, gw.raw());
+      const auto want_gw = reference::conv2d_weight_grad(xv, gyv, t.images, t.channels, t.height, t.width, t.filters, t.kh, t.kw, t.stride, t.padding);
+      check_close(gw, want_gw, tol(dt, static_cast<double>(t.images * g.out_h() * g.out_w())), "conv2d_backward_weight");
+      // Deterministic: the same sum in the same order, bit for bit (from the kept patches too).
+      Tensor again = poisoned(d, weights, dt);
+      be.conv2d_backward_weight(dt, g, t.images, t.filters, x.raw(), gy.raw(), patches.defined() ? patches.raw() : nullptr,
+                                again.raw());
+      CHECK(again.to_vector() == gw.to_vector());
+    }
+  // No images: the weight gradient is zero, even over NaN.
+  const kernels::ConvGeometry g{2, 5, 5, 3, 3, 1, 1};
+  Tensor gw = poisoned(d, 4 * g.patch_size(), DType::f32);
+  be.conv2d_backward_weight(DType::f32, g, 0, 4, nullptr, nullptr, nullptr, gw.raw());
+  check_close(gw, std::vector<double>(static_cast<std::size_t>(4 * g.patch_size()), 0.0), {0, 0}, "conv2d_backward_weight of no images");
+}
+
 inline void convolution_and_pooling(Device d) {
   auto& be = kernels::backend(d);
   for (DType dt : {DType::f32, DType::f64}) {
@@ -418,6 +477,7 @@ inline void check_backend_kernels(Device d) {
   SUBCASE("broadcasting and its sums") { backend_checks::broadcasting(d); }
   SUBCASE("rows, sums, axpby") { backend_checks::rows_and_sums(d); }
   SUBCASE("losses, argmax, counts") { backend_checks::losses(d); }
+  SUBCASE("batched convolution and its gradients") { backend_checks::batched_convolution(d); }
   SUBCASE("convolution and pooling") { backend_checks::convolution_and_pooling(d); }
   SUBCASE("optimizers") { backend_checks::optimizers(d); }
   SUBCASE("NTK probe tiles") { backend_checks::ntk_tiles(d); }

@@ -1,9 +1,68 @@
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 
 namespace gs::kernels::cpu {
+
+// The batched convolutions, image by image: im2col into a [patch, pixels] buffer, then one BLAS
+// GEMM with the filters (which spreads over the threads); images in order, so the weight
+// gradient's sum is deterministic.
+namespace {
+
+struct ImageStrides {
+  std::size_t in, out, bytes;  // elements per input image and per output image; bytes per element
+};
+
+ImageStrides strides_of(DType dtype, const ConvGeometry& g, i64 filters) {
+  return {static_cast<std::size_t>(g.channels * g.height * g.width), static_cast<std::size_t>(filters * g.out_h() * g.out_w()),
+          dtype_size(dtype)};
+}
+
+}  // namespace
+
+void CpuBackend::conv2d_forward(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* x,
+                                const void* w, void* y, void* patches) {
+  const i64 pixels = g.out_h() * g.out_w(), patch = g.patch_size();
+  const ImageStrides st = strides_of(dtype, g, filters);
+  const std::size_t col_bytes = static_cast<std::size_t>(patch * pixels) * st.bytes;
+  std::vector<char> scratch(patches ? 0 : col_bytes);
+  for (i64 i = 0; i < images; ++i) {  // y_i = W col_i
+    char* col = patches ? static_cast<char*>(patches) + static_cast<std::size_t>(i) * col_bytes : scratch.data();
+    im2col(dtype, g, static_cast<const char*>(x) + static_cast<std::size_t>(i) * st.in * st.bytes, col);
+    gemm(dtype, {false, false, filters, pixels, patch, patch, pixels, pixels}, 1.0, w, col, 0.0,
+         static_cast<char*>(y) + static_cast<std::size_t>(i) * st.out * st.bytes);
+  }
+}
+
+void CpuBackend::conv2d_backward_data(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* gy,
+                                      const void* w, void* gx) {
+  const i64 pixels = g.out_h() * g.out_w(), patch = g.patch_size();
+  const ImageStrides st = strides_of(dtype, g, filters);
+  std::vector<char> col(static_cast<std::size_t>(patch * pixels) * st.bytes);
+  for (i64 i = 0; i < images; ++i) {  // gx_i = col2im(Wᵀ gy_i)
+    gemm(dtype, {true, false, patch, pixels, filters, patch, pixels, pixels}, 1.0, w,
+         static_cast<const char*>(gy) + static_cast<std::size_t>(i) * st.out * st.bytes, 0.0, col.data());
+    col2im(dtype, g, col.data(), static_cast<char*>(gx) + static_cast<std::size_t>(i) * st.in * st.bytes);
+  }
+}
+
+void CpuBackend::conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* x,
+                                        const void* gy, const void* patches, void* gw) {
+  const i64 pixels = g.out_h() * g.out_w(), patch = g.patch_size();
+  const ImageStrides st = strides_of(dtype, g, filters);
+  const std::size_t col_bytes = static_cast<std::size_t>(patch * pixels) * st.bytes;
+  std::vector<char> scratch(patches ? 0 : col_bytes);
+  fill(dtype, filters * patch, 0.0, gw);
+  for (i64 i = 0; i < images; ++i) {  // gw += gy_i col_iᵀ, images in order
+    const char* col = patches ? static_cast<const char*>(patches) + static_cast<std::size_t>(i) * col_bytes : scratch.data();
+    if (!patches)
+      im2col(dtype, g, static_cast<const char*>(x) + static_cast<std::size_t>(i) * st.in * st.bytes, scratch.data());
+    gemm(dtype, {false, true, filters, patch, pixels, pixels, pixels, patch}, 1.0,
+         static_cast<const char*>(gy) + static_cast<std::size_t>(i) * st.out * st.bytes, col, 1.0, gw);
+  }
+}
 
 void CpuBackend::im2col(DType dtype, const ConvGeometry& g, const void* imagev, void* colv) {
   with_float_type(dtype, "im2col", [&]<class T>() {

@@ -86,6 +86,13 @@ class CpuBackend final : public Backend {
   void argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) override;
   i64 count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) override;
 
+  bool conv2d_keeps_patches() const override { return true; }
+  void conv2d_forward(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* x, const void* w,
+                      void* y, void* patches) override;
+  void conv2d_backward_data(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* gy,
+                            const void* w, void* gx) override;
+  void conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* x,
+                              const void* gy, const void* patches, void* gw) override;
   void im2col(DType dtype, const ConvGeometry& g, const void* image, void* col) override;
   void col2im(DType dtype, const ConvGeometry& g, const void* col, void* image) override;
   void max_pool2d(DType dtype, const PoolGeometry& g, const void* x, void* y,

@@ -1,11 +1,171 @@
-// im2col / col2im for convolution as GEMM, and 2-D max pooling. col2im and the pooling backward
-// gather (one thread per input pixel, its contributions in the CPU backend's order) rather than
-// scatter with atomics, so they are deterministic.
-#include "kernels/cuda/cuda_backend.h"
+// Convolution as implicit GEMM: the batch's forward pass and both gradients are each one tiled
+// GEMM (tiled_gemm.cuh) whose image operand is gathered on the fly, so no column matrix is
+// written and a layer is one launch, not one per image. The weight gradient's depth (images ×
+// pixels) is split across blocks and the partial sums added in split order by a second kernel:
+// deterministic, no atomics. Also im2col / col2im (the NTK probe's convolution factors) and 2-D
+// max pooling; col2im and the pooling backward gather (one thread per input pixel, in the CPU
+// backend's order) rather than scatter with atomics, so they are deterministic too.
+#include <algorithm>
+#include <climits>
+#include <string>
+
+#include "kernels/cuda/tiled_gemm.cuh"
 
 namespace gs::kernels::cuda {
 
 namespace {
+
+// Index arithmetic of the gathers in 32 bits (a 64-bit division costs several 32-bit ones);
+// conv_shape() below refuses tensors too large for that.
+using u32 = unsigned;
+
+// The sizes a convolution's gathers need, as 32-bit values.
+struct ConvShape {
+  u32 channels, height, width, kernel_h, kernel_w, stride, padding;
+  u32 out_h, out_w, filters;
+  __device__ u32 taps() const { return kernel_h * kernel_w; }
+  __device__ u32 pixels() const { return out_h * out_w; }
+};
+
+// B[(c, ky, kx), (image, oy, ox)] = x[image, c, oy·stride + ky − pad, ox·stride + kx − pad]: the
+// column matrices of all images side by side (forward; along the pixels).
+template <class T>
+struct ImagePatches {
+  const T* x;
+  ConvShape s;
+  bool along_k;
+  __device__ T operator()(i64 p, i64 j) const {
+    const u32 tap = static_cast<u32>(p) % s.taps(), c = static_cast<u32>(p) / s.taps();
+    const u32 pixel = static_cast<u32>(j) % s.pixels(), image = static_cast<u32>(j) / s.pixels();
+    return at(c, tap, image, pixel);
+  }
+  __device__ T at(u32 c, u32 tap, u32 image, u32 pixel) const {
+    const int iy = static_cast<int>((pixel / s.out_w) * s.stride + tap / s.kernel_w) - static_cast<int>(s.padding);
+    const int ix = static_cast<int>((pixel % s.out_w) * s.stride + tap % s.kernel_w) - static_cast<int>(s.padding);
+    if (iy < 0 || ix < 0 || iy >= static_cast<int>(s.height) || ix >= static_cast<int>(s.width)) return T(0);
+    return x[((image * s.channels + c) * s.height + static_cast<u32>(iy)) * s.width + static_cast<u32>(ix)];
+  }
+};
+
+// The same patches indexed the other way round, B[(image, oy, ox), (c, ky, kx)]: the weight
+// gradient's operand, whose depth runs over images and pixels (contiguous along it).
+template <class T>
+struct PatchesByPixel {
+  ImagePatches<T> patches;
+  bool along_k;
+  __device__ T operator()(i64 p, i64 j) const {
+    const u32 pixel = static_cast<u32>(p) % patches.s.pixels(), image = static_cast<u32>(p) / patches.s.pixels();
+    const u32 tap = static_cast<u32>(j) % patches.s.taps(), c = static_cast<u32>(j) / patches.s.taps();
+    return patches.at(c, tap, image, pixel);
+  }
+};
+
+// A[c, (co, ky, kx)] = w[co, c, ky, kx]: the filters seen from their input channel (input gradient).
+template <class T>
+struct FiltersByInput {
+  const T* w;
+  ConvShape s;
+  bool along_k;
+  __device__ T operator()(i64 i, i64 p) const {
+    const u32 tap = static_cast<u32>(p) % s.taps(), co = static_cast<u32>(p) / s.taps();
+    return w[(co * s.channels + static_cast<u32>(i)) * s.taps() + tap];
+  }
+};
+
+// B[(co, ky, kx), (image, iy, ix)] = gy[image, co, oy, ox] where oy·stride − pad + ky = iy (and
+// likewise ox), 0 where no output pixel's window puts tap (ky, kx) on (iy, ix).
+template <class T>
+struct OutputGradsByTap {
+  const T* gy;
+  ConvShape s;
+  bool along_k;
+  __device__ T operator()(i64 p, i64 j) const {
+    const u32 tap = static_cast<u32>(p) % s.taps(), co = static_cast<u32>(p) / s.taps();
+    const u32 in_pixels = s.height * s.width;
+    const u32 pixel = static_cast<u32>(j) % in_pixels, image = static_cast<u32>(j) / in_pixels;
+    const int ty = static_cast<int>(pixel / s.width + s.padding) - static_cast<int>(tap / s.kernel_w);
+    const int tx = static_cast<int>(pixel % s.width + s.padding) - static_cast<int>(tap % s.kernel_w);
+    if (ty < 0 || tx < 0) return T(0);
+    const u32 uy = static_cast<u32>(ty), ux = static_cast<u32>(tx);
+    if (uy % s.stride != 0 || ux % s.stride != 0 || uy / s.stride >= s.out_h || ux / s.stride >= s.out_w) return T(0);
+    return gy[((image * s.filters + co) * s.out_h + uy / s.stride) * s.out_w + ux / s.stride];
+  }
+};
+
+// A[co, (image, oy, ox)] = gy[image, co, oy, ox] (weight gradient).
+template <class T>
+struct OutputGradsByFilter {
+  const T* gy;
+  ConvShape s;
+  bool along_k;
+  __device__ T operator()(i64 i, i64 p) const {
+    const u32 pixel = static_cast<u32>(p) % s.pixels(), image = static_cast<u32>(p) / s.pixels();
+    return gy[(image * s.filters + static_cast<u32>(i)) * s.pixels() + pixel];
+  }
+};
+
+// One tile configuration for every convolution for now: the SGEMM's (64 × 64, 4 × 4 per thread),
+// half the depth for f64. Shapes to tune against cuDNN in bench_cuda once a GPU run has timed them.
+template <class T>
+struct ConvTiles {
+  static constexpr int bm = 64, bn = 64, bk = sizeof(T) == 4 ? 16 : 8, tm = 4, tn = 4;
+  static constexpr int threads = (bm / tm) * (bn / tn);
+};
+
+// y[image, co, pixel] = Σ_(c,ky,kx) w[co, (c,ky,kx)] · patches: m = filters, n = images · pixels.
+template <class T>
+__global__ void __launch_bounds__(ConvTiles<T>::threads)
+    conv2d_forward_kernel(ConvShape s, i64 images, const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y) {
+  using P = ConvTiles<T>;
+  const i64 patch = static_cast<i64>(s.channels) * s.kernel_h * s.kernel_w, pixels = static_cast<i64>(s.out_h) * s.out_w;
+  gemm_tile<T, P::bm, P::bn, P::bk, P::tm, P::tn>(
+      static_cast<i64>(blockIdx.y) * P::bm, static_cast<i64>(blockIdx.x) * P::bn, s.filters, images * pixels, 0, patch,
+      dense_a(w, patch, false), ImagePatches<T>{x, s, false}, [&](i64 co, i64 j, T value) {
+        y[((j / pixels) * s.filters + co) * pixels + j % pixels] = value;
+      });
+}
+
+// gx[image, c, pixel] = Σ_(co,ky,kx) w[co, c, ky, kx] · gy at the output pixel that tap puts on it:
+// m = channels, n = images · height · width, depth = filters · taps.
+template <class T>
+__global__ void __launch_bounds__(ConvTiles<T>::threads)
+    conv2d_backward_data_kernel(ConvShape s, i64 images, const T* __restrict__ gy, const T* __restrict__ w,
+                                T* __restrict__ gx) {
+  using P = ConvTiles<T>;
+  const i64 in_pixels = static_cast<i64>(s.height) * s.width;
+  gemm_tile<T, P::bm, P::bn, P::bk, P::tm, P::tn>(
+      static_cast<i64>(blockIdx.y) * P::bm, static_cast<i64>(blockIdx.x) * P::bn, s.channels, images * in_pixels, 0,
+      static_cast<i64>(s.filters) * s.kernel_h * s.kernel_w, FiltersByInput<T>{w, s, true},
+      OutputGradsByTap<T>{gy, s, false}, [&](i64 c, i64 j, T value) {
+        gx[((j / in_pixels) * s.channels + c) * in_pixels + j % in_pixels] = value;
+      });
+}
+
+// Split blockIdx.z of gw = Σ_(image,pixel) gy ⊗ patches over its slice [z·chunk, (z+1)·chunk) of
+// the depth, into partial[z] (or straight into gw when there is one split).
+template <class T>
+__global__ void __launch_bounds__(ConvTiles<T>::threads)
+    conv2d_backward_weight_kernel(ConvShape s, i64 images, i64 chunk, const T* __restrict__ x,
+                                  const T* __restrict__ gy, T* __restrict__ partial) {
+  using P = ConvTiles<T>;
+  const i64 patch = static_cast<i64>(s.channels) * s.kernel_h * s.kernel_w;
+  const i64 depth = images * s.out_h * s.out_w, begin = static_cast<i64>(blockIdx.z) * chunk;
+  T* out = partial + static_cast<i64>(blockIdx.z) * s.filters * patch;
+  gemm_tile<T, P::bm, P::bn, P::bk, P::tm, P::tn>(
+      static_cast<i64>(blockIdx.y) * P::bm, static_cast<i64>(blockIdx.x) * P::bn, s.filters, patch, begin,
+      begin + chunk < depth ? begin + chunk : depth, OutputGradsByFilter<T>{gy, s, true},
+      PatchesByPixel<T>{ImagePatches<T>{x, s, true}, true}, [&](i64 co, i64 q, T value) { out[co * patch + q] = value; });
+}
+
+// gw[q] = Σ_z partial[z][q], z in order, in f64.
+template <class T>
+__global__ void sum_splits_kernel(i64 n, i64 splits, const T* __restrict__ partial, T* __restrict__ gw) {
+  const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (q >= n) return;
+  double acc = 0;
+  for (i64 z = 0; z < splits; ++z) acc += static_cast<double>(partial[z * n + q]);
+  gw[q] = static_cast<T>(acc);
+}
 
 __device__ inline i64 global_index() { return blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; }
 
@@ -86,6 +246,97 @@ __global__ void max_pool2d_backward_kernel(PoolGeometry g, const T* gy, const st
 }
 
 }  // namespace
+
+namespace {
+
+// The 32-bit shape of a convolution, refusing (with the sizes and the fix) a batch whose
+// tensors have 2³¹ elements or more.
+ConvShape conv_shape(const char* what, const ConvGeometry& g, i64 images, i64 filters) {
+  const i64 largest = std::max({images * g.channels * g.height * g.width, images * filters * g.out_h() * g.out_w(),
+                                filters * g.patch_size()});
+  if (largest >= INT_MAX)
+    throw Error(std::string(what) + ": a tensor of " + std::to_string(largest) +
+                " elements is too large for the CUDA convolution's 32-bit indexing; convolve fewer images at once");
+  auto u = [](i64 v) { return static_cast<u32>(v); };
+  return {u(g.channels), u(g.height), u(g.width), u(g.kernel_h), u(g.kernel_w), u(g.stride), u(g.padding),
+          u(g.out_h()), u(g.out_w()), u(filters)};
+}
+
+// Where the weight gradient's split partial sums live: one buffer for the process, allocated at
+// the first split (an eager step: a graph is captured only after one), never resized, so a
+// captured graph's pointer into it stays valid.
+constexpr std::size_t weight_split_scratch_bytes = std::size_t(16) << 20;
+void* weight_split_scratch() {
+  static void* scratch = [] {
+    void* p = nullptr;
+    GS_CUDA_CHECK(cudaMalloc(&p, weight_split_scratch_bytes), "the convolution weight gradient's split buffer");
+    return p;
+  }();
+  return scratch;
+}
+
+// How many slices the weight gradient's depth is cut into: enough blocks for about two waves of
+// an H200's 132 SMs, each slice at least eight slabs deep, all partials within the scratch. A
+// function of the sizes only, so the sum's order never changes between runs.
+i64 weight_splits(i64 tiles, i64 depth, i64 slab, std::size_t partial_bytes) {
+  constexpr i64 target_blocks = 264;
+  i64 splits = std::max<i64>(1, target_blocks / std::max<i64>(1, tiles));
+  splits = std::min(splits, std::max<i64>(1, depth / (8 * slab)));
+  splits = std::min<i64>(splits, static_cast<i64>(weight_split_scratch_bytes / std::max<std::size_t>(1, partial_bytes)));
+  return std::max<i64>(1, splits);
+}
+
+}  // namespace
+
+void CudaBackend::conv2d_forward(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* x,
+                                 const void* w, void* y, void* /*patches: gathered on the fly, none kept*/) {
+  const i64 outputs = images * filters * g.out_h() * g.out_w();
+  if (outputs == 0) return;
+  const ConvShape s = conv_shape("conv2d_forward", g, images, filters);
+  with_float(dtype, "conv2d_forward", [&]<class T>() {
+    using P = ConvTiles<T>;
+    const i64 n = images * g.out_h() * g.out_w();
+    const dim3 grid(static_cast<unsigned>((n + P::bn - 1) / P::bn), static_cast<unsigned>((filters + P::bm - 1) / P::bm));
+    launch("conv2d_forward", outputs, grid, P::threads, conv2d_forward_kernel<T>, s, images, static_cast<const T*>(x),
+           static_cast<const T*>(w), static_cast<T*>(y));
+  });
+}
+
+void CudaBackend::conv2d_backward_data(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* gy,
+                                       const void* w, void* gx) {
+  const i64 n = images * g.height * g.width;
+  if (n * g.channels == 0) return;
+  const ConvShape s = conv_shape("conv2d_backward_data", g, images, filters);
+  with_float(dtype, "conv2d_backward_data", [&]<class T>() {
+    using P = ConvTiles<T>;
+    const dim3 grid(static_cast<unsigned>((n + P::bn - 1) / P::bn), static_cast<unsigned>((g.channels + P::bm - 1) / P::bm));
+    launch("conv2d_backward_data", n * g.channels, grid, P::threads, conv2d_backward_data_kernel<T>, s, images,
+           static_cast<const T*>(gy), static_cast<const T*>(w), static_cast<T*>(gx));
+  });
+}
+
+void CudaBackend::conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* x,
+                                         const void* gy, const void* /*patches: none kept*/, void* gw) {
+  const i64 patch = g.patch_size(), weights = filters * patch, depth = images * g.out_h() * g.out_w();
+  if (weights == 0) return;
+  if (depth == 0) return fill(dtype, weights, 0.0, gw);
+  const ConvShape s = conv_shape("conv2d_backward_weight", g, images, filters);
+  with_float(dtype, "conv2d_backward_weight", [&]<class T>() {
+    using P = ConvTiles<T>;
+    const i64 tiles_n = (patch + P::bn - 1) / P::bn, tiles_m = (filters + P::bm - 1) / P::bm;
+    i64 splits = weight_splits(tiles_n * tiles_m, depth, P::bk, static_cast<std::size_t>(weights) * sizeof(T));
+    // Each slice a whole number of slabs; the count again from the rounded length.
+    const i64 chunk = ((depth + splits - 1) / splits + P::bk - 1) / P::bk * P::bk;
+    splits = (depth + chunk - 1) / chunk;
+    T* partial = splits == 1 ? static_cast<T*>(gw) : static_cast<T*>(weight_split_scratch());
+    const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(tiles_m), static_cast<unsigned>(splits));
+    launch("conv2d_backward_weight", weights * splits, grid, P::threads, conv2d_backward_weight_kernel<T>, s, images,
+           chunk, static_cast<const T*>(x), static_cast<const T*>(gy), partial);
+    if (splits > 1)
+      launch("conv2d_backward_weight (sum of splits)", weights, blocks_for(weights), threads_per_block,
+             sum_splits_kernel<T>, weights, splits, static_cast<const T*>(partial), static_cast<T*>(gw));
+  });
+}
 
 void CudaBackend::im2col(DType dtype, const ConvGeometry& g, const void* image, void* col) {
   const i64 total = g.patch_size() * g.out_h() * g.out_w();

@@ -1,9 +1,8 @@
 // Tiled GEMM, row-major, C = alpha op(A) op(B) + beta C, in FP32 (SGEMM) or FP64 (DGEMM), no
 // tensor cores: full FP32 accuracy, the default the NTK and geometry probes are checked against.
-// Each block computes a BM × BN tile of C from BK-deep slabs of A and B staged in shared memory;
-// each thread holds TM × TN accumulators, its rows and columns interleaved by the thread grid so
-// that shared-memory reads are conflict-free and stores to C are coalesced.
+// The tiling itself (shared-memory slabs, per-thread accumulators) is tiled_gemm.cuh's.
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/tiled_gemm.cuh"
 
 namespace gs::kernels::cuda {
 
@@ -13,60 +12,13 @@ template <class T, int BM, int BN, int BK, int TM, int TN>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     gemm_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, T alpha, const T* __restrict__ a, i64 lda,
                 const T* __restrict__ b, i64 ldb, T beta, T* __restrict__ c, i64 ldc) {
-  constexpr int thread_rows = BM / TM, thread_cols = BN / TN, threads = thread_rows * thread_cols;
-  // +1: stores that walk down a column (A untransposed, B transposed) land in distinct banks.
-  __shared__ T as[BK][BM + 1];
-  __shared__ T bs[BK][BN + 1];
-  const int tid = threadIdx.x;
-  const int tr = tid / thread_cols, tc = tid % thread_cols;
   const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
-  T acc[TM][TN];
-#pragma unroll
-  for (int x = 0; x < TM; ++x)
-#pragma unroll
-    for (int y = 0; y < TN; ++y) acc[x][y] = T(0);
-
-  for (i64 p0 = 0; p0 < k; p0 += BK) {
-    // Stage op(A)[row0 : row0+BM, p0 : p0+BK] and op(B)[p0 : p0+BK, col0 : col0+BN], zero outside,
-    // walking each operand along its contiguous dimension so the loads coalesce.
-    for (int e = tid; e < BM * BK; e += threads) {
-      const int i = ta ? e % BM : e / BK, p = ta ? e / BM : e % BK;
-      const i64 gi = row0 + i, gp = p0 + p;
-      as[p][i] = (gi < m && gp < k) ? (ta ? a[gp * lda + gi] : a[gi * lda + gp]) : T(0);
-    }
-    for (int e = tid; e < BK * BN; e += threads) {
-      const int p = tb ? e % BK : e / BN, j = tb ? e / BK : e % BN;
-      const i64 gp = p0 + p, gj = col0 + j;
-      bs[p][j] = (gp < k && gj < n) ? (tb ? b[gj * ldb + gp] : b[gp * ldb + gj]) : T(0);
-    }
-    __syncthreads();
-#pragma unroll
-    for (int p = 0; p < BK; ++p) {
-      T ar[TM], br[TN];
-#pragma unroll
-      for (int x = 0; x < TM; ++x) ar[x] = as[p][tr + x * thread_rows];
-#pragma unroll
-      for (int y = 0; y < TN; ++y) br[y] = bs[p][tc + y * thread_cols];
-#pragma unroll
-      for (int x = 0; x < TM; ++x)
-#pragma unroll
-        for (int y = 0; y < TN; ++y) acc[x][y] += ar[x] * br[y];
-    }
-    __syncthreads();
-  }
-#pragma unroll
-  for (int x = 0; x < TM; ++x) {
-    const i64 gi = row0 + tr + x * thread_rows;
-    if (gi >= m) continue;
-#pragma unroll
-    for (int y = 0; y < TN; ++y) {
-      const i64 gj = col0 + tc + y * thread_cols;
-      if (gj >= n) continue;
-      T* out = c + gi * ldc + gj;
-      // beta = 0 overwrites: NaN or garbage in C does not leak, as BLAS promises.
-      *out = beta == T(0) ? alpha * acc[x][y] : alpha * acc[x][y] + beta * *out;
-    }
-  }
+  gemm_tile<T, BM, BN, BK, TM, TN>(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
+                                   [&](i64 i, i64 j, T value) {
+                                     T* out = c + i * ldc + j;
+                                     // beta = 0 overwrites: NaN or garbage in C does not leak, as BLAS promises.
+                                     *out = beta == T(0) ? alpha * value : alpha * value + beta * *out;
+                                   });
 }
 
 // k = 0: C = beta C (beta = 0 zeroes it).

@@ -65,6 +65,49 @@ Array conv2d(const Array& x, const Array& w, const Array& bias, i64 n, i64 c, i6
   return y;
 }
 
+Array conv2d_input_grad(const Array& gy, const Array& w, i64 n, i64 c, i64 h, i64 width, i64 co, i64 kh, i64 kw,
+                        i64 stride, i64 padding) {
+  const i64 oh = (h + 2 * padding - kh) / stride + 1, ow = (width + 2 * padding - kw) / stride + 1;
+  Array gx(static_cast<std::size_t>(n * c * h * width), 0.0);
+  // Each input pixel (iy, ix) gathers the outputs whose window covers it: oy·stride − padding + ky = iy.
+  for (i64 b = 0; b < n; ++b)
+    for (i64 ci = 0; ci < c; ++ci)
+      for (i64 iy = 0; iy < h; ++iy)
+        for (i64 ix = 0; ix < width; ++ix) {
+          double s = 0;
+          for (i64 o = 0; o < co; ++o)
+            for (i64 oy = 0; oy < oh; ++oy)
+              for (i64 ox = 0; ox < ow; ++ox) {
+                const i64 ky = iy + padding - oy * stride, kx = ix + padding - ox * stride;
+                if (ky < 0 || ky >= kh || kx < 0 || kx >= kw) continue;
+                s += gy[((b * co + o) * oh + oy) * ow + ox] * w[((o * c + ci) * kh + ky) * kw + kx];
+              }
+          gx[((b * c + ci) * h + iy) * width + ix] = s;
+        }
+  return gx;
+}
+
+Array conv2d_weight_grad(const Array& x, const Array& gy, i64 n, i64 c, i64 h, i64 width, i64 co, i64 kh, i64 kw,
+                         i64 stride, i64 padding) {
+  const i64 oh = (h + 2 * padding - kh) / stride + 1, ow = (width + 2 * padding - kw) / stride + 1;
+  Array gw(static_cast<std::size_t>(co * c * kh * kw), 0.0);
+  for (i64 o = 0; o < co; ++o)
+    for (i64 ci = 0; ci < c; ++ci)
+      for (i64 ky = 0; ky < kh; ++ky)
+        for (i64 kx = 0; kx < kw; ++kx) {
+          double s = 0;
+          for (i64 b = 0; b < n; ++b)
+            for (i64 oy = 0; oy < oh; ++oy)
+              for (i64 ox = 0; ox < ow; ++ox) {
+                const i64 iy = oy * stride - padding + ky, ix = ox * stride - padding + kx;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= width) continue;
+                s += gy[((b * co + o) * oh + oy) * ow + ox] * x[((b * c + ci) * h + iy) * width + ix];
+              }
+          gw[((o * c + ci) * kh + ky) * kw + kx] = s;
+        }
+  return gw;
+}
+
 Array max_pool2d(const Array& x, i64 planes, i64 h, i64 w, i64 kernel, i64 stride) {
   const i64 oh = (h - kernel) / stride + 1, ow = (w - kernel) / stride + 1;
   Array y(static_cast<std::size_t>(planes * oh * ow));

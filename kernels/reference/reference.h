@@ -21,6 +21,12 @@ double unary_derivative(kernels::Unary op, double x);
 // x [n, c, h, w], w [co, c, kh, kw], bias [co] (may be empty) -> [n, co, oh, ow]
 Array conv2d(const Array& x, const Array& w, const Array& bias, i64 n, i64 c, i64 h, i64 width,
              i64 co, i64 kh, i64 kw, i64 stride, i64 padding);
+// The gradients of conv2d's ⟨gy, y⟩, gy [n, co, oh, ow]: with respect to x -> [n, c, h, w], and
+// with respect to w -> [co, c, kh, kw]. Direct sums over the pixels each entry touches.
+Array conv2d_input_grad(const Array& gy, const Array& w, i64 n, i64 c, i64 h, i64 width, i64 co, i64 kh, i64 kw,
+                        i64 stride, i64 padding);
+Array conv2d_weight_grad(const Array& x, const Array& gy, i64 n, i64 c, i64 h, i64 width, i64 co, i64 kh, i64 kw,
+                         i64 stride, i64 padding);
 // x [planes, h, w] -> [planes, oh, ow]
 Array max_pool2d(const Array& x, i64 planes, i64 h, i64 w, i64 kernel, i64 stride);
 Array log_softmax(const Array& x, i64 rows, i64 cols);

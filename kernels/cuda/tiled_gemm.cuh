@@ -1,0 +1,97 @@
+#pragma once
+// The tiling every GEMM-shaped kernel of the backend shares: the dense GEMM (gemm.cu) and the
+// implicit-GEMM convolutions (conv.cu), whose operands are gathered from images on the fly.
+//
+// A block computes a BM × BN tile of C = op(A) op(B) over the depth range [k_begin, k_end),
+// staging BK-deep slabs of both operands in shared memory; each thread holds TM × TN
+// accumulators, its rows and columns interleaved by the thread grid so that shared-memory reads
+// are conflict-free and stores are coalesced. The operands are read through loaders:
+//   T operator()(i64 row, i64 col) const   A: (i, p) with i < m;  B: (p, j) with j < n
+//   bool along_k                            the loader's memory is contiguous along the depth p,
+//                                           so consecutive threads should walk p (else i or j)
+// The body does the bounds checks (zero outside m, n and the depth range); the loaders only map
+// an in-range index to memory (and return 0 in a convolution's padding).
+#include "kernels/cuda/cuda_backend.h"
+
+namespace gs::kernels::cuda {
+
+// Row-major op(A) [m, k] (transposed: A is [k, m]) or op(B) [k, n] (transposed: B is [n, k]).
+template <class T>
+struct DenseA {
+  const T* a;
+  i64 lda;
+  bool transposed;
+  bool along_k;
+  __device__ T operator()(i64 i, i64 p) const { return transposed ? a[p * lda + i] : a[i * lda + p]; }
+};
+template <class T>
+struct DenseB {
+  const T* b;
+  i64 ldb;
+  bool transposed;
+  bool along_k;
+  __device__ T operator()(i64 p, i64 j) const { return transposed ? b[j * ldb + p] : b[p * ldb + j]; }
+};
+template <class T>
+__device__ DenseA<T> dense_a(const T* a, i64 lda, bool transposed) { return {a, lda, transposed, !transposed}; }
+template <class T>
+__device__ DenseB<T> dense_b(const T* b, i64 ldb, bool transposed) { return {b, ldb, transposed, transposed}; }
+
+// The tile at (row0, col0); store(i, j, value) is called once for every i < m, j < n of it.
+template <class T, int BM, int BN, int BK, int TM, int TN, class LoadA, class LoadB, class Store>
+__device__ void gemm_tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_end, const LoadA& a, const LoadB& b,
+                          const Store& store) {
+  constexpr int thread_rows = BM / TM, thread_cols = BN / TN, threads = thread_rows * thread_cols;
+  // +1: stores that walk down a column (an operand contiguous along its other index) land in
+  // distinct banks.
+  __shared__ T as[BK][BM + 1];
+  __shared__ T bs[BK][BN + 1];
+  const int tid = threadIdx.x;
+  const int tr = tid / thread_cols, tc = tid % thread_cols;
+  T acc[TM][TN];
+#pragma unroll
+  for (int x = 0; x < TM; ++x)
+#pragma unroll
+    for (int y = 0; y < TN; ++y) acc[x][y] = T(0);
+
+  for (i64 p0 = k_begin; p0 < k_end; p0 += BK) {
+    // Stage op(A)[row0 : row0+BM, p0 : p0+BK] and op(B)[p0 : p0+BK, col0 : col0+BN], zero
+    // outside, each walked along its contiguous index so that the loads coalesce.
+    for (int e = tid; e < BM * BK; e += threads) {
+      const int i = a.along_k ? e / BK : e % BM, p = a.along_k ? e % BK : e / BM;
+      const i64 gi = row0 + i, gp = p0 + p;
+      as[p][i] = (gi < m && gp < k_end) ? a(gi, gp) : T(0);
+    }
+    for (int e = tid; e < BK * BN; e += threads) {
+      const int p = b.along_k ? e % BK : e / BN, j = b.along_k ? e / BK : e % BN;
+      const i64 gp = p0 + p, gj = col0 + j;
+      bs[p][j] = (gp < k_end && gj < n) ? b(gp, gj) : T(0);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int p = 0; p < BK; ++p) {
+      T ar[TM], br[TN];
+#pragma unroll
+      for (int x = 0; x < TM; ++x) ar[x] = as[p][tr + x * thread_rows];
+#pragma unroll
+      for (int y = 0; y < TN; ++y) br[y] = bs[p][tc + y * thread_cols];
+#pragma unroll
+      for (int x = 0; x < TM; ++x)
+#pragma unroll
+        for (int y = 0; y < TN; ++y) acc[x][y] += ar[x] * br[y];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int x = 0; x < TM; ++x) {
+    const i64 gi = row0 + tr + x * thread_rows;
+    if (gi >= m) continue;
+#pragma unroll
+    for (int y = 0; y < TN; ++y) {
+      const i64 gj = col0 + tc + y * thread_cols;
+      if (gj < n) store(gi, gj, acc[x][y]);
+    }
+  }
+}
+
+}  // namespace gs::kernels::cuda
