@@ -130,8 +130,13 @@ void NtkProbe::operator()(const ProbeContext& c) {
     const double rows = static_cast<double>(std::max(c.probe_train.size(), c.probe_test.size()) * c.probe_train.classes);
     const double need = 2 * rows * rows * (4 * 4 + 2 * 8);
     const double free_bytes = static_cast<double>(probe::available_memory_bytes());
-    streamed_ = force_streamed_ || (free_bytes > 0 && need > free_bytes / 2);
-    if (streamed_ && !force_streamed_)
+    const bool too_large = free_bytes > 0 && need > free_bytes / 2;
+    // A run on a GPU keeps the probe there where it can: the factors are computed on the device
+    // and each comparison's tiles built there, so no kernel is copied to the host. Held kernels
+    // (probe.save_kernels writes them) are the cpu's.
+    const bool on_device = c.device_model && probe::factors_supported_off_cpu(*c.device_model) && !save_kernels_;
+    streamed_ = force_streamed_ || too_large || on_device;
+    if (too_large && !force_streamed_)
       fmt::print(stderr, "grokscope: the NTK probe's kernels would need {:.1f} GiB ({:.1f} GiB free): they are compared "
                  "streamed, from their factors (slower, about 3 kernel evaluations per probe step and set)\n",
                  need / (1 << 30), free_bytes / (1 << 30));

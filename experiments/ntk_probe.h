@@ -11,7 +11,8 @@
 //
 // Kernels that fit in memory are held; larger ones (EMNIST's 1280 points × 47 logits) are kept
 // as their factors and compared streamed, tile by tile (engine/probe/ntk_stream.h). A run that
-// trains an MLP on a GPU computes and compares the streamed factors there.
+// trains an MLP on a GPU keeps its kernels as factors too, computed and compared on the device
+// (unless probe.save_kernels asks for held kernels, which are the cpu's).
 #include <filesystem>
 #include <fstream>
 #include <map>

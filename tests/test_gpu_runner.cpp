@@ -17,7 +17,8 @@ namespace {
 struct TinyRun {
   std::int64_t stop_after = -1;
   bool step_graph = true;
-  bool streamed_ntk = false;  // the NTK probe's factor path, which an MLP's run on a GPU takes there
+  bool streamed_ntk = false;  // force the NTK probe's factor path (an MLP's run on a GPU takes it anyway)
+  bool save_kernels = false;  // probe.save_kernels: held kernels, written as .npy
 };
 
 // Returns whether the NTK probe computed its factors on the device.
@@ -30,7 +31,7 @@ bool train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device d
   Runner runner = stop_after < 0 && std::filesystem::exists(out / "ckpt" / "resume.safetensors")
                       ? Runner::resume(out, options)
                       : Runner(recipe, options);
-  auto ntk = std::make_shared<NtkProbe>(false, how.streamed_ntk);
+  auto ntk = std::make_shared<NtkProbe>(how.save_kernels, how.streamed_ntk);
   runner.add_probe("ntk", [ntk](const ProbeContext& c) { (*ntk)(c); });
   auto geometry = std::make_shared<GeometryProbe>(0.0, 50, recipe.train.seed);
   runner.add_probe("geometry", [geometry](const ProbeContext& c) { (*geometry)(c); });
@@ -40,7 +41,7 @@ bool train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device d
 
 void train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device device, std::int64_t stop_after = -1,
                 bool step_graph = true) {
-  train_tiny(recipe, out, device, TinyRun{stop_after, step_graph, false});
+  train_tiny(recipe, out, device, TinyRun{stop_after, step_graph, false, false});
 }
 
 // Every numeric cell of two CSV files of the same shape agrees to a relative `tolerance` (0: the
@@ -124,18 +125,24 @@ TEST_SUITE("gpu") {
     }
   }
 
-  // The streamed NTK probe (what EMNIST's probe sets take) of a run trained on the GPU builds and
-  // compares its kernels there, from the device copy of the weights; the numbers are the CPU's.
-  TEST_CASE("the streamed NTK probe of a run on the GPU runs there and logs what the CPU's logs") {
+  // A run trained on the GPU keeps its NTK probe there: the factors of the device's weights, each
+  // comparison's tiles built on the device; the numbers are the CPU's (held or streamed).
+  TEST_CASE("the NTK probe of a run on the GPU runs there and logs what the CPU's logs") {
     test::TempDir dir;
     test::write_tiny_mnist(dir.path(), 64, 24);
     const Recipe recipe = test::tiny_recipe(dir.path(), 30);
-    CHECK_FALSE(train_tiny(recipe, dir / "cpu", Device::cpu, TinyRun{-1, true, true}));
-    CHECK(train_tiny(recipe, dir / "cuda", Device::cuda, TinyRun{-1, true, true}));
+    CHECK_FALSE(train_tiny(recipe, dir / "cpu", Device::cpu, TinyRun{}));
+    CHECK_FALSE(train_tiny(recipe, dir / "cpu_streamed", Device::cpu, TinyRun{-1, true, true, false}));
+    CHECK(train_tiny(recipe, dir / "cuda", Device::cuda, TinyRun{}));
     check_same_csv(dir / "cpu" / "ntk.csv", dir / "cuda" / "ntk.csv", 1e-3);
+    check_same_csv(dir / "cpu_streamed" / "ntk.csv", dir / "cuda" / "ntk.csv", 1e-3);
+    // Asked to save its kernels, the probe holds them on the cpu and writes them.
+    CHECK_FALSE(train_tiny(recipe, dir / "held", Device::cuda, TinyRun{-1, true, false, true}));
+    CHECK(std::filesystem::exists(dir / "held" / "ntk_kernels" / "step_0_train.npy"));
+    check_same_csv(dir / "cpu" / "ntk.csv", dir / "held" / "ntk.csv", 1e-3);
     // Resumed on the device: the step-0 and previous kernels are rebuilt there from checkpoints.
-    CHECK(train_tiny(recipe, dir / "part", Device::cuda, TinyRun{11, true, true}));
-    CHECK(train_tiny(recipe, dir / "part", Device::cuda, TinyRun{-1, true, true}));
+    CHECK(train_tiny(recipe, dir / "part", Device::cuda, TinyRun{11, true, false, false}));
+    CHECK(train_tiny(recipe, dir / "part", Device::cuda, TinyRun{}));
     check_same_csv(dir / "cuda" / "ntk.csv", dir / "part" / "ntk.csv", 1e-6);
   }
 }
