@@ -138,6 +138,37 @@ inline void broadcasting(Device d) {
     for (std::int64_t f = 0; f < n; ++f) want_plain[(f / 20) % 3] += gv[f];
     check_close(gs_plain, want_plain, tol(dt, 40), "reduce_to_operand without a factor");
   }
+  // Long reductions (a convolution's bias gradient: out [images, filters, pixels, 1], the bias
+  // [filters] broadcast along images and pixels), with and without a factor, and a reduction
+  // along the last dimension, whose terms are contiguous.
+  for (DType dt : {DType::f32, DType::f64}) {
+    kernels::Broadcast conv;
+    conv.out = {9, 5, 301, 1};
+    const std::int64_t terms = conv.numel();
+    auto gv = rounded(random_values(static_cast<std::size_t>(terms), 404), dt);
+    auto ov = rounded(random_values(static_cast<std::size_t>(terms), 405), dt);
+    Tensor g = on(d, gv, dt), o = on(d, ov, dt);
+    Tensor plain = poisoned(d, 5, dt), weighted = poisoned(d, 5, dt), again = poisoned(d, 5, dt);
+    be.reduce_to_operand(dt, conv, {0, 1, 0, 0}, 5, 1.0, g.raw(), {}, nullptr, plain.raw());
+    be.reduce_to_operand(dt, conv, {0, 1, 0, 0}, 5, 0.25, g.raw(), {5 * 301, 301, 1, 0}, o.raw(), weighted.raw());
+    be.reduce_to_operand(dt, conv, {0, 1, 0, 0}, 5, 0.25, g.raw(), {5 * 301, 301, 1, 0}, o.raw(), again.raw());
+    std::vector<double> want_plain(5, 0.0), want_weighted(5, 0.0);
+    for (std::int64_t f = 0; f < terms; ++f) {
+      want_plain[static_cast<std::size_t>((f / 301) % 5)] += gv[static_cast<std::size_t>(f)];
+      want_weighted[static_cast<std::size_t>((f / 301) % 5)] += 0.25 * gv[static_cast<std::size_t>(f)] * ov[static_cast<std::size_t>(f)];
+    }
+    check_close(plain, want_plain, tol(dt, 9 * 301), "reduce_to_operand, 2709 terms per element");
+    check_close(weighted, want_weighted, tol(dt, 9 * 301), "reduce_to_operand, 2709 terms per element, with a factor");
+    CHECK(again.to_vector() == weighted.to_vector());  // the same partition, the same sums
+    kernels::Broadcast rows;
+    rows.out = {1, 3, 1, 2000};
+    Tensor gr = on(d, rounded(random_values(6000, 406), dt), dt), sums = poisoned(d, 3, dt);
+    be.reduce_to_operand(dt, rows, {0, 1, 0, 0}, 3, 1.0, gr.raw(), {}, nullptr, sums.raw());
+    const auto grv = gr.to_vector();
+    std::vector<double> want_rows(3, 0.0);
+    for (std::size_t f = 0; f < grv.size(); ++f) want_rows[f / 2000] += grv[f];
+    check_close(sums, want_rows, tol(dt, 2000), "reduce_to_operand along the last dimension");
+  }
 }
 
 inline void rows_and_sums(Device d) {

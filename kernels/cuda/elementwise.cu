@@ -59,8 +59,8 @@ __global__ void binary_kernel(Binary op, i64 n, Strides4 out, Strides4 as, Strid
   o[i] = op == Binary::add ? p + q : (op == Binary::sub ? p - q : p * q);
 }
 
-// One thread per operand element: it walks the broadcast dimensions in output order, the order
-// the CPU backend adds in, so the sums come out the same on every run.
+// One thread per operand element, for short reductions: it walks the broadcast dimensions in
+// output order, the order the CPU backend adds in, so the sums come out the same on every run.
 template <class T>
 __global__ void reduce_to_operand_kernel(i64 operand_numel, Strides4 out, Strides4 os, T scale, const T* g_out,
                                          Strides4 other_s, const T* other, T* g) {
@@ -87,6 +87,43 @@ __global__ void reduce_to_operand_kernel(i64 operand_numel, Strides4 out, Stride
           acc += v;
         }
   g[e] = scale == T(1) ? acc : acc * scale;
+}
+
+// One block per operand element, for long reductions (a convolution's bias gradient sums images
+// × pixels values per filter; a thread each would leave the device idle): thread t adds the
+// broadcast positions t, t + threads, ... in order, then the block adds its threads' sums in a
+// fixed tree. The partition depends on the sizes only, so every run gives the same sums.
+constexpr int reduce_block_threads = 256;
+template <class T>
+__global__ void __launch_bounds__(reduce_block_threads)
+    reduce_to_operand_blocks_kernel(i64 reduced, Strides4 out, Strides4 os, T scale, const T* g_out, Strides4 other_s,
+                                    const T* other, T* g) {
+  __shared__ T partial[reduce_block_threads];
+  const i64 e = blockIdx.x;
+  i64 fixed[4];  // this element's index along each dimension the operand has
+  for (int d = 0; d < 4; ++d) fixed[d] = os.v[d] != 0 ? (e / os.v[d]) % out.v[d] : 0;
+  T acc = T(0);
+  for (i64 t = threadIdx.x; t < reduced; t += reduce_block_threads) {
+    i64 idx[4], rest = t;  // t over the broadcast dimensions, the last fastest
+    for (int d = 3; d >= 0; --d) {
+      if (os.v[d] != 0) {
+        idx[d] = fixed[d];
+      } else {
+        idx[d] = rest % out.v[d];
+        rest /= out.v[d];
+      }
+    }
+    T v = g_out[((idx[0] * out.v[1] + idx[1]) * out.v[2] + idx[2]) * out.v[3] + idx[3]];
+    if (other) v *= other[idx[0] * other_s.v[0] + idx[1] * other_s.v[1] + idx[2] * other_s.v[2] + idx[3] * other_s.v[3]];
+    acc += v;
+  }
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int half = reduce_block_threads / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) g[e] = scale == T(1) ? partial[0] : partial[0] * scale;
 }
 
 template <class T>
@@ -153,7 +190,18 @@ void CudaBackend::reduce_to_operand(DType dtype, const Broadcast& b, const std::
                                     i64 operand_numel, double scale, const void* g_out,
                                     const std::array<i64, 4>& other_stride, const void* other, void* g_operand) {
   if (operand_numel == 0) return;
+  // Terms per operand element: the product of the dimensions the operand is broadcast along.
+  i64 reduced = 1;
+  for (int d = 0; d < 4; ++d)
+    if (operand_stride[static_cast<std::size_t>(d)] == 0) reduced *= b.out[static_cast<std::size_t>(d)];
   with_float(dtype, "reduce_to_operand", [&]<class T>() {
+    if (reduced >= 1024) {
+      launch("reduce_to_operand (a block per element)", operand_numel, static_cast<unsigned>(operand_numel),
+             reduce_block_threads, reduce_to_operand_blocks_kernel<T>, reduced, strides(b.out), strides(operand_stride),
+             static_cast<T>(scale), static_cast<const T*>(g_out), strides(other_stride), static_cast<const T*>(other),
+             static_cast<T*>(g_operand));
+      return;
+    }
     launch("reduce_to_operand", operand_numel, blocks_for(operand_numel), threads_per_block,
            reduce_to_operand_kernel<T>, operand_numel, strides(b.out), strides(operand_stride), static_cast<T>(scale),
            static_cast<const T*>(g_out), strides(other_stride), static_cast<const T*>(other),
