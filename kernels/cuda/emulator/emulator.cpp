@@ -269,10 +269,12 @@ void resume(Block& b, Fiber& f) {
 
 // The order the threads of a block run in after a barrier: ascending, descending and shuffled in
 // turn, so that code reading another thread's shared-memory write without a barrier in between
-// sees the stale value under one of them.
+// sees the stale value under one of them. Each block starts the rotation at a different turn, so
+// that a kernel with a single barrier meets every order too (in a launch of three blocks or more).
 void phase_order(std::vector<unsigned>& order, unsigned phase, std::uint64_t block) {
-  if (phase % 3 == 1) std::reverse(order.begin(), order.end());
-  if (phase % 3 == 2) {
+  const unsigned turn = phase + static_cast<unsigned>(block % 3);
+  if (turn % 3 == 1) std::reverse(order.begin(), order.end());
+  if (turn % 3 == 2) {
     std::uint64_t s = (block + 1) * 0x9e3779b97f4a7c15ull + phase;
     for (std::size_t i = order.size(); i > 1; --i) {
       s ^= s << 13, s ^= s >> 7, s ^= s << 17;
