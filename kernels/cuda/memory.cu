@@ -1,4 +1,8 @@
 // Device memory, copies, fills and dtype conversion; the backend's entry point.
+#include <cstring>
+#include <mutex>
+#include <string>
+
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/reduce.cuh"
 
@@ -71,11 +75,61 @@ void* CudaBackend::allocate(std::size_t bytes) {
   return p;
 }
 void CudaBackend::release(void* ptr) { GS_CUDA_CHECK(cudaFree(ptr), "freeing a block"); }
+namespace {
+
+// Copies between the host and the device pass through one page-locked staging buffer, which the
+// copy engine reads and writes directly (a pageable buffer costs the driver a copy of its own).
+// Larger copies go directly. While the stream is being captured a copy stays the synchronous
+// cudaMemcpy, which ends the capture (the step then runs kernel by kernel and says why): a graph
+// must never record a copy from a staging buffer that later copies overwrite.
+constexpr std::size_t pinned_staging_bytes = std::size_t(4) << 20;
+
+struct PinnedStaging {
+  std::mutex lock;
+  char* buffer = nullptr;
+  PinnedStaging() {
+    void* p = nullptr;
+    GS_CUDA_CHECK(cudaMallocHost(&p, pinned_staging_bytes), "the pinned staging buffer for host copies");
+    buffer = static_cast<char*>(p);
+  }
+};
+PinnedStaging& pinned_staging() {
+  static PinnedStaging staging;  // for the process's life, like the reduction scratch
+  return staging;
+}
+
+bool staged(std::size_t bytes) {
+  if (bytes > pinned_staging_bytes) return false;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  GS_CUDA_CHECK(cudaStreamIsCapturing(stream(), &capturing), "asking whether the stream is being captured");
+  return capturing == cudaStreamCaptureStatusNone;
+}
+
+}  // namespace
+
 void CudaBackend::copy_from_host(void* dst, const void* src, std::size_t bytes) {
-  GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), std::to_string(bytes) + " bytes to the device");
+  const std::string what = std::to_string(bytes) + " bytes to the device";
+  if (!staged(bytes)) {
+    GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), what);
+    return;
+  }
+  PinnedStaging& staging = pinned_staging();
+  std::lock_guard hold(staging.lock);
+  std::memcpy(staging.buffer, src, bytes);
+  GS_CUDA_CHECK(cudaMemcpyAsync(dst, staging.buffer, bytes, cudaMemcpyHostToDevice, stream()), what);
+  GS_CUDA_CHECK(cudaStreamSynchronize(stream()), what);  // the buffer is free again
 }
 void CudaBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {
-  GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), std::to_string(bytes) + " bytes to the host");
+  const std::string what = std::to_string(bytes) + " bytes to the host";
+  if (!staged(bytes)) {
+    GS_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), what);
+    return;
+  }
+  PinnedStaging& staging = pinned_staging();
+  std::lock_guard hold(staging.lock);
+  GS_CUDA_CHECK(cudaMemcpyAsync(staging.buffer, src, bytes, cudaMemcpyDeviceToHost, stream()), what);
+  GS_CUDA_CHECK(cudaStreamSynchronize(stream()), what);
+  std::memcpy(dst, staging.buffer, bytes);
 }
 void CudaBackend::copy(void* dst, const void* src, std::size_t bytes) {
   // Stream work, unlike a synchronous cudaMemcpy: a captured graph may hold it.

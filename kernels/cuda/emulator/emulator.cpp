@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -507,6 +508,21 @@ cudaError_t cudaFree(void* ptr) {
   std::lock_guard lock(device_queue());
   if (unsafe_during_capture("cudaFree")) return cudaErrorStreamCaptureUnsupported;
   if (!memory().release(ptr)) return fail(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
+  return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void** ptr, std::size_t bytes) {
+  std::lock_guard lock(device_queue());
+  if (unsafe_during_capture("cudaMallocHost")) return cudaErrorStreamCaptureUnsupported;
+  *ptr = std::malloc(bytes == 0 ? 1 : bytes);
+  if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMallocHost of " + std::to_string(bytes) + " bytes");
+  return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void* ptr) {
+  std::lock_guard lock(device_queue());
+  if (unsafe_during_capture("cudaFreeHost")) return cudaErrorStreamCaptureUnsupported;
+  std::free(ptr);
   return cudaSuccess;
 }
 
