@@ -62,7 +62,7 @@ double inner(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 nn::Sequential& NtkProbe::probe_model(const ProbeContext& c) const {
-  return streamed_ && c.device_model && probe::factors_supported_off_cpu(*c.device_model) ? *c.device_model : c.model;
+  return streamed_ && c.device_model ? *c.device_model : c.model;
 }
 
 NtkProbe::Measurement NtkProbe::measure(nn::Sequential& model, const Tensor& x) const {
@@ -134,7 +134,7 @@ void NtkProbe::operator()(const ProbeContext& c) {
     // A run on a GPU keeps the probe there where it can: the factors are computed on the device
     // and each comparison's tiles built there, so no kernel is copied to the host. Held kernels
     // (probe.save_kernels writes them) are the cpu's.
-    const bool on_device = c.device_model && probe::factors_supported_off_cpu(*c.device_model) && !save_kernels_;
+    const bool on_device = c.device_model && !save_kernels_;
     streamed_ = force_streamed_ || too_large || on_device;
     if (too_large && !force_streamed_)
       fmt::print(stderr, "grokscope: the NTK probe's kernels would need {:.1f} GiB ({:.1f} GiB free): they are compared "

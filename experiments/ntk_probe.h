@@ -11,8 +11,8 @@
 //
 // Kernels that fit in memory are held; larger ones (EMNIST's 1280 points × 47 logits) are kept
 // as their factors and compared streamed, tile by tile (engine/probe/ntk_stream.h). A run that
-// trains an MLP on a GPU keeps its kernels as factors too, computed and compared on the device
-// (unless probe.save_kernels asks for held kernels, which are the cpu's).
+// trains on a GPU keeps its kernels as factors too, computed and compared on the device (unless
+// probe.save_kernels asks for held kernels, which are the cpu's).
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -47,8 +47,7 @@ class NtkProbe {
     bool have_init = false, have_previous = false;
   };
   Measurement measure(nn::Sequential& model, const Tensor& x) const;
-  // The network the probe measures: the device copy where streamed factors can be computed
-  // there, else the cpu model.
+  // The network the probe measures: the device copy where the factors are streamed, else the cpu model.
   nn::Sequential& probe_model(const ProbeContext& context) const;
   void recover(const ProbeContext& context);  // after --resume: rebuild init and previous from checkpoints
   void open_csv(const ProbeContext& context, const Measurement& first);

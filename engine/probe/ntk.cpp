@@ -57,29 +57,26 @@ kernels::ConvGeometry geometry_of(const nn::Conv2d& conv, const Tensor& in) {
 }
 
 // Max-pool routes each row's signal back to its window's winner; the winners are sample i's,
-// shared by its C rows.
+// shared by its C rows. Pooling the input repeated C times (x · 1 is exact) gives every row its
+// winners on the input's device, with the pooling kernels' tie rule.
 Tensor pool_backward(const nn::MaxPool2d& pool, const Tensor& in, const Tensor& signals, std::int64_t classes) {
-  const std::int64_t n = in.size(0), ch = in.size(1);
-  kernels::PoolGeometry g{n * ch, in.size(2), in.size(3), pool.kernel(), pool.stride()};
-  const std::int64_t outs = g.out_h() * g.out_w();
-  Tensor y = Tensor::empty(Shape{n, ch, g.out_h(), g.out_w()}, in.dtype());
-  std::vector<std::int32_t> winners(static_cast<std::size_t>(n * ch * outs));
-  auto& be = kernels::cpu_backend();
-  be.max_pool2d(in.dtype(), g, in.raw(), y.raw(), winners.data());
-  std::vector<std::int32_t> replicated;  // [n, C, ch, outs]
-  replicated.reserve(static_cast<std::size_t>(n * classes * ch * outs));
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t a = 0; a < classes; ++a)
-      replicated.insert(replicated.end(), winners.begin() + i * ch * outs, winners.begin() + (i + 1) * ch * outs);
+  const std::int64_t n = in.size(0), ch = in.size(1), plane = in.size(2) * in.size(3);
+  Tensor repeated = ops::mul(in.view(Shape{n, 1, ch * plane}), Tensor::full(Shape{1, classes, 1}, 1.0, in.dtype(), in.device()));
   kernels::PoolGeometry rows{n * classes * ch, in.size(2), in.size(3), pool.kernel(), pool.stride()};
-  Tensor back = Tensor::empty(Shape{n * classes, ch * in.size(2) * in.size(3)}, in.dtype());
-  be.max_pool2d_backward(in.dtype(), rows, signals.raw(), replicated.data(), back.raw());
+  const std::int64_t outs = rows.planes * rows.out_h() * rows.out_w();
+  Tensor pooled = Tensor::empty(Shape{outs}, in.dtype(), in.device());
+  Tensor winners = Tensor::empty(Shape{outs}, DType::i32, in.device());
+  auto& be = kernels::backend(in.device());
+  be.max_pool2d(in.dtype(), rows, repeated.raw(), pooled.raw(), static_cast<std::int32_t*>(winners.raw()));
+  Tensor back = Tensor::empty(Shape{n * classes, ch * plane}, in.dtype(), in.device());
+  be.max_pool2d_backward(in.dtype(), rows, signals.raw(), static_cast<const std::int32_t*>(winners.raw()), back.raw());
   return back;
 }
 
 // The per-(sample, logit) gradients of a convolution's weight and bias, one row each:
 // G_(i,a) = [D_(i,a) P_iᵀ, Σ_pixels D_(i,a)], with D_(i,a) [Co, pixels] the signal at the
-// layer's output and P_i [patch, pixels] sample i's im2col patches. Then K_l = G Gᵀ.
+// layer's output and P_i [patch, pixels] sample i's im2col patches. Then K_l = G Gᵀ. On the
+// input's device: per sample one im2col and two small GEMMs per logit.
 LayerFactors conv_factors(const nn::Conv2d& conv, const Tensor& in, const Tensor& signals, std::int64_t classes,
                           std::string name) {
   const auto g = geometry_of(conv, in);
@@ -87,10 +84,10 @@ LayerFactors conv_factors(const nn::Conv2d& conv, const Tensor& in, const Tensor
   const bool bias = conv.bias().defined();
   const std::int64_t width = co * patch + (bias ? co : 0);
   const std::size_t elt = dtype_size(in.dtype());
-  auto& be = kernels::cpu_backend();
-  Tensor cols = Tensor::empty(Shape{patch, pixels}, in.dtype());
-  Tensor grads = Tensor::empty(Shape{n * classes, width}, in.dtype());
-  Tensor ones = Tensor::full(Shape{pixels, 1}, 1.0, in.dtype());
+  auto& be = kernels::backend(in.device());
+  Tensor cols = Tensor::empty(Shape{patch, pixels}, in.dtype(), in.device());
+  Tensor grads = Tensor::empty(Shape{n * classes, width}, in.dtype(), in.device());
+  Tensor ones = Tensor::full(Shape{pixels, 1}, 1.0, in.dtype(), in.device());
   for (std::int64_t i = 0; i < n; ++i) {
     be.im2col(in.dtype(), g, static_cast<const char*>(in.raw()) + i * g.channels * g.height * g.width * elt, cols.raw());
     const auto* d = static_cast<const char*>(signals.raw()) + i * classes * co * pixels * elt;
@@ -113,21 +110,13 @@ LayerFactors conv_factors(const nn::Conv2d& conv, const Tensor& in, const Tensor
   return f;
 }
 
-// The signals at the convolution's input: col2im(Wᵀ D_(i,a)) for every row.
+// The signals at the convolution's input: the input gradient of every row's output signal, the
+// n·C rows taken as a batch of images (col2im(Wᵀ D_(i,a)) each, on the cpu).
 Tensor conv_input_signals(const nn::Conv2d& conv, const Tensor& in, const Tensor& signals, std::int64_t classes) {
   const auto g = geometry_of(conv, in);
-  const std::int64_t rows = in.size(0) * classes, co = conv.weight().size(0), patch = g.patch_size();
-  const std::int64_t pixels = g.out_h() * g.out_w(), plane = g.channels * g.height * g.width;
-  const std::size_t elt = dtype_size(in.dtype());
-  auto& be = kernels::cpu_backend();
-  Tensor cols = Tensor::empty(Shape{patch, pixels}, in.dtype());
-  Tensor out = Tensor::empty(Shape{rows, plane}, in.dtype());
-  kernels::GemmShape s{true, false, patch, pixels, co, patch, pixels, pixels};  // Wᵀ D
-  for (std::int64_t r = 0; r < rows; ++r) {
-    be.gemm(in.dtype(), s, 1.0, conv.weight().raw(), static_cast<const char*>(signals.raw()) + r * co * pixels * elt, 0.0,
-            cols.raw());
-    be.col2im(in.dtype(), g, cols.raw(), static_cast<char*>(out.raw()) + r * plane * elt);
-  }
+  const std::int64_t rows = in.size(0) * classes, co = conv.weight().size(0);
+  Tensor out = Tensor::empty(Shape{rows, g.channels * g.height * g.width}, in.dtype(), in.device());
+  kernels::backend(in.device()).conv2d_backward_data(in.dtype(), g, rows, co, signals.raw(), conv.weight().raw(), out.raw());
   return out;
 }
 
@@ -187,10 +176,6 @@ std::vector<LayerFactors> jacobian_factors(nn::Sequential& net, const Tensor& x)
       signals = ops::mul(signals.view(Shape{n, classes, width}), deriv.view(Shape{n, 1, width})).view(Shape{n * classes, width});
     } else if (dynamic_cast<const nn::Flatten*>(layer)) {
       // signals stay [nC, features]; the layers below read their own shapes
-    } else if (x.device() != Device::cpu &&
-               (dynamic_cast<const nn::MaxPool2d*>(layer) || dynamic_cast<const nn::Conv2d*>(layer))) {
-      fail("NTK probe: {} has no {} factors yet (dense layers do); probe this network on the cpu", layer->describe(),
-           device_name(x.device()));
     } else if (auto* pool = dynamic_cast<const nn::MaxPool2d*>(layer)) {
       identity = false;
       signals = pool_backward(*pool, in, signals, classes);

@@ -17,12 +17,6 @@ KernelFactors kernel_factors(nn::Sequential& net, const Tensor& x) {
   return f;
 }
 
-bool factors_supported_off_cpu(const nn::Sequential& net) {
-  for (std::size_t i = 0; i < net.size(); ++i)
-    if (dynamic_cast<const nn::Conv2d*>(&net[i]) || dynamic_cast<const nn::MaxPool2d*>(&net[i])) return false;
-  return true;
-}
-
 KernelFactors KernelFactors::to(Device device) const {
   KernelFactors out = *this;
   for (auto& l : out.layers) {

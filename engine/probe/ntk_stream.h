@@ -12,12 +12,8 @@ struct KernelFactors {
   Device device() const { return layers.front().signals.device(); }
   KernelFactors to(Device device) const;  // a copy whose tensors live on `device`
 };
-// On the device of the network and x (a GPU computes the factors of an MLP there; the
-// convolutions' and pooling's factors are the cpu's).
+// On the device of the network and x.
 KernelFactors kernel_factors(nn::Sequential& net, const Tensor& x);
-// Whether kernel_factors runs on a device other than the cpu for this network: dense layers,
-// activations, Flatten and Scale only.
-bool factors_supported_off_cpu(const nn::Sequential& net);
 
 struct StreamedComparison {
   double norm2_a = 0, norm2_b = 0, inner = 0;  // f64 sums over every entry
