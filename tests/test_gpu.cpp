@@ -174,8 +174,8 @@ TEST_SUITE("gpu") {
     CHECK(parameter_values(*net) != before);
   }
 
-  // The streamed NTK comparison of the probe, on the device: the factors of an MLP and of the
-  // study's CNN (convolutions, pooling) are computed there and every tile is built and summed
+  // The streamed NTK comparison of the probe, on the device: the factors of an MLP and of a CNN
+  // (convolutions, pooling) are computed there and every tile is built and summed
   // there; only the sums come back.
   TEST_CASE("the NTK comparison of an MLP and a CNN on the GPU equals the CPU's") {
     for (bool cnn : {false, true})
@@ -183,14 +183,30 @@ TEST_SUITE("gpu") {
         const std::string dtype = dtype_name(dt);
         CAPTURE(cnn);
         CAPTURE(dtype);
+        // The CNN is the study's in shape (conv, ReLU, pool, conv, ReLU, pool, dense) with few
+        // channels: 18k-wide factor rows of the study's would make the emulated run minutes long.
         auto make_net = [&](std::uint64_t seed, Device device) {
           Generator g(seed);
-          auto net = cnn ? models::make_cnn({1, 8, 3}, g) : models::make_mlp({{12, 9, 7, 4}, nn::Activation::tanh, 1.5, 0.5}, g);
+          std::shared_ptr<nn::Sequential> net;
+          if (cnn) {
+            net = std::make_shared<nn::Sequential>();
+            net->add(std::make_shared<nn::Conv2d>(2, 3, 3, g, 1, 1));
+            net->add(std::make_shared<nn::ActivationLayer>(nn::Activation::relu));
+            net->add(std::make_shared<nn::MaxPool2d>(2));
+            net->add(std::make_shared<nn::Conv2d>(3, 4, 3, g, 1, 1));
+            net->add(std::make_shared<nn::ActivationLayer>(nn::Activation::relu));
+            net->add(std::make_shared<nn::MaxPool2d>(2));
+            net->add(std::make_shared<nn::Flatten>());
+            net->add(std::make_shared<nn::Linear>(4 * 2 * 2, 3, g));
+            net->add(std::make_shared<nn::Scale>(0.5));
+          } else {
+            net = models::make_mlp({{12, 9, 7, 4}, nn::Activation::tanh, 1.5, 0.5}, g);
+          }
           net->to(dt);
           net->to(device);
           return net;
         };
-        Tensor x = cnn ? test::random_tensor(Shape{5, 1, 8, 8}, 23, dt) : test::random_tensor(Shape{11, 12}, 23, dt);
+        Tensor x = cnn ? test::random_tensor(Shape{5, 2, 8, 8}, 23, dt) : test::random_tensor(Shape{11, 12}, 23, dt);
         auto start = probe::kernel_factors(*make_net(21, Device::cpu), x);
         auto later = probe::kernel_factors(*make_net(22, Device::cpu), x);
         auto start_d = probe::kernel_factors(*make_net(21, Device::cuda), x.to(Device::cuda));
