@@ -15,27 +15,20 @@
 
 namespace gs::kernels::cuda {
 
-// Row-major op(A) [m, k] (transposed: A is [k, m]) or op(B) [k, n] (transposed: B is [n, k]).
+// A row-major operand read as op(X)[row, col]: X itself, or its transpose (X stored [col, row]).
+// For A (m × k) the depth is the column index, for B (k × n) the row index.
 template <class T>
-struct DenseA {
-  const T* a;
-  i64 lda;
+struct Dense {
+  const T* x;
+  i64 ld;
   bool transposed;
   bool along_k;
-  __device__ T operator()(i64 i, i64 p) const { return transposed ? a[p * lda + i] : a[i * lda + p]; }
+  __device__ T operator()(i64 row, i64 col) const { return transposed ? x[col * ld + row] : x[row * ld + col]; }
 };
 template <class T>
-struct DenseB {
-  const T* b;
-  i64 ldb;
-  bool transposed;
-  bool along_k;
-  __device__ T operator()(i64 p, i64 j) const { return transposed ? b[j * ldb + p] : b[p * ldb + j]; }
-};
+__device__ Dense<T> dense_a(const T* a, i64 lda, bool transposed) { return {a, lda, transposed, !transposed}; }
 template <class T>
-__device__ DenseA<T> dense_a(const T* a, i64 lda, bool transposed) { return {a, lda, transposed, !transposed}; }
-template <class T>
-__device__ DenseB<T> dense_b(const T* b, i64 ldb, bool transposed) { return {b, ldb, transposed, transposed}; }
+__device__ Dense<T> dense_b(const T* b, i64 ldb, bool transposed) { return {b, ldb, transposed, transposed}; }
 
 // The tile at (row0, col0); store(i, j, value) is called once for every i < m, j < n of it.
 template <class T, int BM, int BN, int BK, int TM, int TN, class LoadA, class LoadB, class Store>
