@@ -9,10 +9,30 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 
 namespace gs::test {
+
+// The study's CNN in shape (conv 3×3 pad 1, ReLU, max-pool 2, conv 3×3 pad 1, ReLU, max-pool 2,
+// dense, Scale) with 3 and 4 channels: for tests whose point is not the study's sizes, and which
+// the emulated device would run for minutes at 32 and 64 channels. Images [n, channels, size,
+// size], size divisible by 4.
+inline std::shared_ptr<nn::Sequential> small_cnn(Generator& g, std::int64_t channels, std::int64_t size,
+                                                  std::int64_t classes, double output_scale = 1.0) {
+  auto net = std::make_shared<nn::Sequential>();
+  net->add(std::make_shared<nn::Conv2d>(channels, 3, 3, g, 1, 1));
+  net->add(std::make_shared<nn::ActivationLayer>(nn::Activation::relu));
+  net->add(std::make_shared<nn::MaxPool2d>(2));
+  net->add(std::make_shared<nn::Conv2d>(3, 4, 3, g, 1, 1));
+  net->add(std::make_shared<nn::ActivationLayer>(nn::Activation::relu));
+  net->add(std::make_shared<nn::MaxPool2d>(2));
+  net->add(std::make_shared<nn::Flatten>());
+  net->add(std::make_shared<nn::Linear>(4 * (size / 4) * (size / 4), classes, g));
+  net->add(std::make_shared<nn::Scale>(output_scale));
+  return net;
+}
 
 inline std::vector<double> random_values(std::size_t n, std::uint64_t seed, double low = -1, double high = 1) {
   Generator gen(seed, Stream::test);

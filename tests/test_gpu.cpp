@@ -83,7 +83,9 @@ TEST_SUITE("gpu") {
       CAPTURE(c.adam);
       auto make_net = [&] {
         Generator g(7);
-        auto net = c.cnn ? models::make_cnn({}, g) : models::make_mlp({.widths = {784, 64, 10}}, g);
+        // Replay against eager is a property of the step, not of the sizes: a small CNN (the
+        // study's would take most of the emulated suite's time under the sanitizers).
+        auto net = c.cnn ? test::small_cnn(g, 1, 28, 10) : models::make_mlp({.widths = {784, 64, 10}}, g);
         net->to(Device::cuda);
         return net;
       };
@@ -183,25 +185,10 @@ TEST_SUITE("gpu") {
         const std::string dtype = dtype_name(dt);
         CAPTURE(cnn);
         CAPTURE(dtype);
-        // The CNN is the study's in shape (conv, ReLU, pool, conv, ReLU, pool, dense) with few
-        // channels: 18k-wide factor rows of the study's would make the emulated run minutes long.
+        // A small CNN: the study's 18k-wide factor rows would make the emulated run minutes long.
         auto make_net = [&](std::uint64_t seed, Device device) {
           Generator g(seed);
-          std::shared_ptr<nn::Sequential> net;
-          if (cnn) {
-            net = std::make_shared<nn::Sequential>();
-            net->add(std::make_shared<nn::Conv2d>(2, 3, 3, g, 1, 1));
-            net->add(std::make_shared<nn::ActivationLayer>(nn::Activation::relu));
-            net->add(std::make_shared<nn::MaxPool2d>(2));
-            net->add(std::make_shared<nn::Conv2d>(3, 4, 3, g, 1, 1));
-            net->add(std::make_shared<nn::ActivationLayer>(nn::Activation::relu));
-            net->add(std::make_shared<nn::MaxPool2d>(2));
-            net->add(std::make_shared<nn::Flatten>());
-            net->add(std::make_shared<nn::Linear>(4 * 2 * 2, 3, g));
-            net->add(std::make_shared<nn::Scale>(0.5));
-          } else {
-            net = models::make_mlp({{12, 9, 7, 4}, nn::Activation::tanh, 1.5, 0.5}, g);
-          }
+          auto net = cnn ? test::small_cnn(g, 2, 8, 3, 0.5) : models::make_mlp({{12, 9, 7, 4}, nn::Activation::tanh, 1.5, 0.5}, g);
           net->to(dt);
           net->to(device);
           return net;
