@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Times the training step of the study's MLPs in grokscope and in PyTorch in one command and
+# Times the training step of the study's MLPs and CNN in grokscope and in PyTorch in one command and
 # prints the ratio (PyTorch's best of 1 and 2 threads over grokscope's median).
 #   tools/bench_vs_torch.sh [BUILD_DIR]      (default build/release; needs tools/setup.sh --torch)
 set -euo pipefail
@@ -25,6 +25,8 @@ print(f"PyTorch {lines[0]['torch']}")
 print(f"{'training step':40s} {'grokscope ms':>12s} {'torch 1T ms':>11s} {'torch 2T ms':>11s} {'torch best/ours':>15s}")
 for name, ms in ours.items():
     t = {l["threads"]: l["median_ms"] for l in lines[1:] if l["name"] == name}
+    if not t:  # a part of the step alone (AdamW), with no PyTorch twin
+        continue
     best = min(t.values())
     print(f"{name:40s} {ms:12.3f} {t[1]:11.3f} {t[2]:11.3f} {best / ms:14.2f}x")
 PY
