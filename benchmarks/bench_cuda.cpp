@@ -1,10 +1,12 @@
 // The CUDA backend's kernels against the vendor libraries, in one process: grokscope's SGEMM and
 // DGEMM against cuBLAS at the study's shapes (GFLOP/s, ratio, max error against the float64
-// reference or, for shapes too large for it, against cuBLAS), the CNN's convolutions (implicit
-// GEMM: forward, input and weight gradients) against cuDNN, then one training step of the MNIST MLP, eager and replayed
-// as one CUDA graph. Prints markdown tables. cuBLAS and cuDNN are loaded at run time
-// (libcublas.so.13 / .12, libcudnn.so.9), so this binary runs where only a Python wheel ships
-// them; without them the baseline columns say so. cudnn.h gives the types; nothing is linked.
+// reference or, for shapes too large for it, against cuBLAS); the CNN's convolutions (implicit
+// GEMM: forward, input and weight gradients) against cuDNN; one training step of the MNIST MLP
+// and of the CNN, eager and replayed as one CUDA graph; and the geometry probe of an EMNIST-sized
+// layer with its anchor problems on the GPU against the whole probe on the CPU. Prints markdown
+// tables. cuBLAS and cuDNN are loaded at run time (libcublas.so.13 / .12, libcudnn.so.9), so this
+// binary runs where only a Python wheel ships them; without them the baseline columns say so.
+// cudnn.h gives the types; nothing is linked.
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <dlfcn.h>
@@ -14,11 +16,13 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "engine/probe/geometry.h"
 #include "engine/rng.h"
 #include "engine/step_graph.h"
 #include "engine/tensor.h"
@@ -346,6 +350,49 @@ void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, 
               static_cast<long long>(graph->operations()), target, replayed * 1e6, eager / replayed);
 }
 
+// The geometry probe of one EMNIST-sized layer (47 classes × 200 points, 512 features; Gaussian
+// clouds around random centers, n_t = 200, κ = 0), its anchor problems solved on the GPU against
+// the whole analysis on the CPU, wall-clock medians of 3. Centers, center structure and QR run on
+// the host in both.
+void bench_geometry_layer() {
+  const std::int64_t classes = 47, per_class = 200, features = 512;
+  Generator g(1, Stream::data);
+  Tensor centers = Tensor::empty(Shape{classes * features}, DType::f64), noise = Tensor::empty(Shape{classes * per_class * features}, DType::f64);
+  g.normal(centers, 0, 1);
+  g.normal(noise, 0, 0.5);
+  const auto c = centers.to_vector(), e = noise.to_vector();
+  std::vector<double> x;
+  std::vector<std::int32_t> y;
+  for (std::int64_t k = 0; k < classes; ++k)
+    for (std::int64_t p = 0; p < per_class; ++p) {
+      for (std::int64_t f = 0; f < features; ++f) x.push_back(c[k * features + f] + e[(k * per_class + p) * features + f]);
+      y.push_back(static_cast<std::int32_t>(k));
+    }
+  auto timed = [&](Device device, probe::LayerGeometry& out) {
+    std::vector<double> t;
+    for (int i = 0; i < 3; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      out = probe::analyze_layer(x, features, y, classes, 0.0, 200, 0, true, device);
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[1];
+  };
+  probe::LayerGeometry on_gpu, on_cpu;
+  const double gpu = timed(Device::cuda, on_gpu), cpu = timed(Device::cpu, on_cpu);
+  double worst = 0;  // relative difference of the per-class results
+  for (std::size_t k = 0; k < on_cpu.per_class.size(); ++k) {
+    const auto &a = on_gpu.per_class[k], &b = on_cpu.per_class[k];
+    for (auto [u, v] : {std::pair{a.capacity, b.capacity}, std::pair{a.radius, b.radius}, std::pair{a.dimension, b.dimension}})
+      worst = std::max(worst, std::abs(u - v) / std::max(std::abs(v), 1e-300));
+  }
+  std::printf("\n| geometry probe, 47 classes × 200 points, 512 features | time per layer | CPU (%u threads) | ratio (CPU / GPU) | max relative difference |\n",
+              std::thread::hardware_concurrency());
+  std::printf("| --- | ---: | ---: | ---: | ---: |\n");
+  std::printf("| anchors solved on the GPU (target ≤ 0.2 s) | %.1f ms | %.1f ms | %.2f | %.1e |\n", gpu * 1e3, cpu * 1e3, cpu / gpu,
+              worst);
+}
+
 }  // namespace
 
 int main() {
@@ -386,5 +433,6 @@ int main() {
   bench_training_step("MLP 784-200-200-10, batch 200, MSE, AdamW", models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen),
                       Shape{200, 784}, true, " (target ≤ 20 µs)");
   bench_training_step("the study's CNN, batch 64, cross-entropy, AdamW", models::make_cnn({}, gen), Shape{64, 1, 28, 28}, false, "");
+  bench_geometry_layer();
   return 0;
 }

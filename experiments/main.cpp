@@ -2,6 +2,7 @@
 //   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...] [--device cpu|cuda] [--no-graph]
 //   grokscope train --resume DIR [--device cpu|cuda] [--no-graph]
 //   grokscope ntk --checkpoint A.safetensors [--against B.safetensors] [--recipe R] [--probe train|test] [--n N] [--inputs X.npy] [--json]
+//   grokscope geometry --activations X.npy --labels Y.npy [--kappa K] [--n-t N] [--seed S] [--no-center-structure] [--device cpu|cuda] [--json]
 //   grokscope report RUN_DIR [RUN_DIR ...] [--out DIR] [--no-figures] [--json]
 //   grokscope info
 #include <CLI/CLI.hpp>
@@ -41,8 +42,11 @@ void add_geometry_probe(gs::experiments::Runner& runner) {
 }
 
 int run_geometry(const std::string& x_path, const std::string& y_path, double kappa, std::int64_t n_t, std::uint64_t seed,
-                 bool json, bool remove_center_structure) {
+                 bool json, bool remove_center_structure, gs::Device device) {
   using gs::Error;
+  if (device == gs::Device::cuda && !gs::kernels::cuda_available())
+    throw Error(std::string("--device cuda: ") + gs::kernels::cuda_unavailable_reason() +
+                "; run the geometry with --device cpu (the default) instead");
   gs::Tensor x = gs::io::load_npy(x_path), y = gs::io::load_npy(y_path);
   if (x.rank() != 2) throw Error(x_path + ": activations must be 2-D (samples × features), got " + x.shape().str());
   if (y.dtype() != gs::DType::i32 || y.rank() != 1)
@@ -56,7 +60,8 @@ int run_geometry(const std::string& x_path, const std::string& y_path, double ka
     if (v < 0) throw Error(y_path + ": labels must be non-negative class indices, got " + std::to_string(v));
     classes = std::max(classes, v + 1);
   }
-  auto g = gs::probe::analyze_layer(x.to_vector(), x.size(1), labels, classes, kappa, n_t, seed, remove_center_structure);
+  auto g = gs::probe::analyze_layer(x.to_vector(), x.size(1), labels, classes, kappa, n_t, seed, remove_center_structure,
+                                    device);
   for (const auto& w : g.warnings) fmt::print(stderr, "grokscope: {}\n", w);
   nlohmann::ordered_json out{{"capacity", g.capacity},   {"capacity_se", g.capacity_se},
                              {"radius", g.radius},       {"dimension", g.dimension},
@@ -102,7 +107,8 @@ int main(int argc, char** argv) {
   bool quiet = false;
   train->add_flag("--quiet", quiet, "no progress output");
   std::string device = "cpu";
-  train->add_option("--device", device, "train on cpu or cuda (the probes run on the cpu either way)")
+  train->add_option("--device", device,
+                    "train on cpu or cuda; on cuda the NTK probe and the geometry probe's anchor solves run there too")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   bool no_graph = false;
   train->add_flag("--no-graph", no_graph,
@@ -132,6 +138,9 @@ int main(int argc, char** argv) {
   geometry->add_option("--seed", geo_seed, "seed of the Gaussian vectors and the center-structure restarts");
   geometry->add_flag("--json", geo_json, "print one JSON object");
   geometry->add_flag("--no-center-structure", geo_keep_centers, "skip step 2 (removing the centers' common structure; K = 0)");
+  std::string geo_device = "cpu";
+  geometry->add_option("--device", geo_device, "solve the manifolds' anchor problems on cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 
   auto* report = app.add_subcommand("report", "onsets, lags, verdicts and figures of finished (or running) runs");
   gs::experiments::ReportCommand report_cmd;
@@ -156,7 +165,8 @@ int main(int argc, char** argv) {
       report_cmd.figures = !report_no_figures;
       return gs::experiments::run_report_command(report_cmd);
     }
-    if (geometry->parsed()) return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json, !geo_keep_centers);
+    if (geometry->parsed()) return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json, !geo_keep_centers,
+                                                  geo_device == "cuda" ? gs::Device::cuda : gs::Device::cpu);
     if (ntk->parsed()) {
       ntk_cmd.recipe = ntk_recipe.empty()
                            ? gs::experiments::parse_recipe(default_recipe, "experiments/default.toml (compiled in)")

@@ -4,6 +4,7 @@
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/geometry.h"
 #include "kernels/graph.h"
 #include "kernels/loss.h"
 #include "kernels/memory.h"
@@ -19,6 +20,7 @@ class Backend : public MemoryKernels,
                 public ConvKernels,
                 public OptimKernels,
                 public ProbeKernels,
+                public GeometryKernels,
                 public GraphKernels {
  public:
   virtual const char* name() const = 0;

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "backend_checks.h"
+#include "engine/probe/geometry.h"
 #include "engine/probe/ntk_stream.h"
 #include "engine/step_graph.h"
 #include "experiments/runner.h"
@@ -226,5 +227,41 @@ TEST_SUITE("gpu") {
         test::check_close(probe::output_gram(start_d), probe::output_gram(start).to_vector(), {1e-12, tolerance},
                           "output Gram from device factors");
       }
+  }
+
+  TEST_CASE("the geometry of a layer with its anchors solved on the GPU equals the CPU's") {
+    // Four clouds of uniform noise around their centers: most t vectors need a solve, some are interior.
+    const std::int64_t classes = 4, per_class = 30, features = 20, n_t = 60;
+    const auto centers = test::random_values(static_cast<std::size_t>(classes * features), 31, -3, 3);
+    auto x = test::random_values(static_cast<std::size_t>(classes * per_class * features), 32, -1, 1);
+    std::vector<std::int32_t> labels;
+    for (std::int64_t i = 0; i < classes * per_class; ++i) {
+      labels.push_back(static_cast<std::int32_t>(i / per_class));
+      for (std::int64_t f = 0; f < features; ++f) x[static_cast<std::size_t>(i * features + f)] += centers[static_cast<std::size_t>(i / per_class * features + f)];
+    }
+    for (double kappa : {0.0, 0.2}) {
+      CAPTURE(kappa);
+      const auto cpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, true, Device::cpu);
+      const auto gpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, true, Device::cuda);
+      REQUIRE(gpu.per_class.size() == cpu.per_class.size());
+      std::int64_t interior = 0;
+      for (std::size_t c = 0; c < cpu.per_class.size(); ++c) {
+        CAPTURE(c);
+        const auto &want = cpu.per_class[c], &got = gpu.per_class[c];
+        // The two solve the same strictly convex QP; their anchors agree to the solver's rounding.
+        CHECK(got.capacity == doctest::Approx(want.capacity).epsilon(1e-9));
+        CHECK(got.radius == doctest::Approx(want.radius).epsilon(1e-9));
+        CHECK(got.dimension == doctest::Approx(want.dimension).epsilon(1e-9));
+        CHECK(got.interior == want.interior);
+        CHECK(got.worst.max_violation <= 1e-9);
+        CHECK(got.worst.min_multiplier >= 0);
+        CHECK(got.worst.max_complementarity <= 1e-9);
+        interior += got.interior;
+      }
+      CHECK(interior > 0);
+      CHECK(interior < classes * n_t);  // solves ran
+      CHECK(gpu.capacity == doctest::Approx(cpu.capacity).epsilon(1e-9));
+      CHECK(gpu.k == cpu.k);
+    }
   }
 }

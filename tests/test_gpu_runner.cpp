@@ -1,5 +1,6 @@
-// A whole run trained on the cuda device (probes included, which read a CPU copy of the weights)
-// against the same run on the CPU: what a researcher gets from `grokscope train --device cuda`.
+// A whole run trained on the cuda device against the same run on the CPU: what a researcher gets
+// from `grokscope train --device cuda`. The probes are included; the NTK probe and the geometry
+// probe's anchor solves run on the device too.
 #include <nlohmann/json.hpp>
 
 #include "experiments/geometry_probe.h"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: the `gpu` test suite (every CUDA kernel against the float64 reference, training
-# steps against the CPU) and bench_cuda (our GEMMs against cuBLAS, our convolutions against
-# cuDNN, the training step eager and as one CUDA graph),
+# steps and probes against the CPU) and bench_cuda (our GEMMs against cuBLAS, our convolutions
+# against cuDNN, the training step eager and as one CUDA graph, the geometry probe of a layer),
 # ending with a short summary. Two halves, because the GPU machine has nvcc, CMake and a Python
 # with NVIDIA's wheels but none of the Debian packages grokscope builds against:
 #

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include <cblas.h>
 #include <lapacke.h>
 
 #include <fmt/format.h>
@@ -11,252 +10,79 @@
 #include "engine/error.h"
 #include "engine/probe/center_structure.h"
 #include "engine/rng.h"
+#include "engine/tensor.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
 
 namespace gs::probe {
 
-namespace {
-
-// The Cholesky factor of G_PP for Lawson–Hanson's passive set P, kept as P grows: adding a
-// column appends one row (O(k²)) instead of refactoring (O(k³)), which is what the outer loop
-// does one column at a time. A column leaving P (rare) refactors the rest in their order.
-class PassiveCholesky {
- public:
-  PassiveCholesky(const std::vector<double>& g, std::int64_t m) : g_(g), m_(m) {}
-  const std::vector<std::int64_t>& columns() const { return columns_; }
-
-  // False when column q is numerically dependent on P (G_PP would not be positive definite).
-  bool add(std::int64_t q) {
-    const std::size_t k = columns_.size();
-    if (l_.size() < (k + 1) * static_cast<std::size_t>(m_)) l_.resize((k + 1) * static_cast<std::size_t>(m_));
-    double* row = l_.data() + k * static_cast<std::size_t>(m_);
-    double diag = g(q, q);
-    for (std::size_t i = 0; i < k; ++i) {
-      const double* li = l_.data() + i * static_cast<std::size_t>(m_);
-      double s = g(q, columns_[i]);
-      for (std::size_t t = 0; t < i; ++t) s -= row[t] * li[t];
-      row[i] = s / li[i];
-      diag -= row[i] * row[i];
-    }
-    if (!(diag > 1e-14 * std::max(1.0, g(q, q)))) return false;
-    row[k] = std::sqrt(diag);
-    columns_.push_back(q);
-    return true;
-  }
-
-  // Keeps the columns `keep` says to, in their order; false if the rest stopped being independent.
-  bool keep_only(const std::vector<char>& keep) {
-    std::vector<std::int64_t> kept;
-    for (auto q : columns_)
-      if (keep[static_cast<std::size_t>(q)]) kept.push_back(q);
-    columns_.clear();
-    for (auto q : kept)
-      if (!add(q)) return false;
-    return true;
-  }
-
-  // x = G_PP⁻¹ b_P, in the order of columns().
-  void solve(const std::vector<double>& b, std::vector<double>& x) const {
-    const std::size_t k = columns_.size(), ld = static_cast<std::size_t>(m_);
-    x.resize(k);
-    for (std::size_t i = 0; i < k; ++i) {  // L y = b
-      double s = b[static_cast<std::size_t>(columns_[i])];
-      for (std::size_t t = 0; t < i; ++t) s -= l_[i * ld + t] * x[t];
-      x[i] = s / l_[i * ld + i];
-    }
-    for (std::size_t i = k; i-- > 0;) {  // Lᵀ x = y
-      double s = x[i];
-      for (std::size_t t = i + 1; t < k; ++t) s -= l_[t * ld + i] * x[t];
-      x[i] = s / l_[i * ld + i];
-    }
-  }
-
- private:
-  double g(std::int64_t i, std::int64_t j) const { return g_[static_cast<std::size_t>(i * m_ + j)]; }
-  const std::vector<double>& g_;
-  std::int64_t m_;
-  std::vector<std::int64_t> columns_;
-  std::vector<double> l_;  // row i of L at i·m, its first i + 1 entries used
-};
-
-}  // namespace
-
 std::vector<double> nnls_gram(const std::vector<double>& g, const std::vector<double>& aty, std::int64_t m, double tol) {
-  std::vector<double> z(static_cast<std::size_t>(m), 0.0), x, w(static_cast<std::size_t>(m));
-  std::vector<char> passive(static_cast<std::size_t>(m), 0);
-  PassiveCholesky chol(g, m);
-  const std::int64_t max_outer = 3 * m + 10;
-  for (std::int64_t outer = 0; outer < max_outer; ++outer) {
-    // w = Aᵀ(y − A z) = Aᵀy − G z, the negative gradient; z is nonzero on P only, and G is
-    // symmetric, so G z is a sum of G's (contiguous) rows.
-    std::copy(aty.begin(), aty.end(), w.begin());
-    for (auto q : chol.columns()) {
-      const double zq = z[static_cast<std::size_t>(q)];
-      const double* row = g.data() + q * m;
-      for (std::int64_t j = 0; j < m; ++j) w[static_cast<std::size_t>(j)] -= zq * row[j];
-    }
-    std::int64_t best = -1;
-    double best_w = tol;
-    for (std::int64_t j = 0; j < m; ++j)
-      if (!passive[static_cast<std::size_t>(j)] && w[static_cast<std::size_t>(j)] > best_w) {
-        best_w = w[static_cast<std::size_t>(j)];
-        best = j;
-      }
-    if (best < 0) break;                // KKT: every active multiplier's gradient is ≤ tol
-    if (!chol.add(best)) return z;      // the new column depends on the others: z is optimal to rounding
-    passive[static_cast<std::size_t>(best)] = 1;
-    for (int inner = 0; inner < 3 * m + 10; ++inner) {
-      chol.solve(aty, x);
-      const auto& p = chol.columns();
-      bool feasible = true;
-      for (double v : x) feasible = feasible && v > 0;
-      if (feasible) {
-        for (std::size_t i = 0; i < p.size(); ++i) z[static_cast<std::size_t>(p[i])] = x[i];
-        break;
-      }
-      // Step from z towards x as far as z stays ≥ 0; the coordinates that hit 0 leave P.
-      double step = 1.0;
-      for (std::size_t i = 0; i < p.size(); ++i)
-        if (x[i] <= 0) {
-          const double zi = z[static_cast<std::size_t>(p[i])];
-          step = std::min(step, zi / (zi - x[i]));
-        }
-      for (std::size_t i = 0; i < p.size(); ++i) {
-        double& zi = z[static_cast<std::size_t>(p[i])];
-        zi += step * (x[i] - zi);
-        if (zi <= tol) {
-          zi = 0;
-          passive[static_cast<std::size_t>(p[i])] = 0;
-        }
-      }
-      if (!chol.keep_only(passive)) return z;
-    }
-  }
+  GS_CHECK(m >= 0 && static_cast<std::int64_t>(g.size()) == m * m && static_cast<std::int64_t>(aty.size()) == m,
+           "nnls_gram: a {}-point problem needs a {} × {} Gram and {} right-hand values, got {} and {}", m, m, m, m,
+           g.size(), aty.size());
+  std::vector<double> z(static_cast<std::size_t>(m));
+  kernels::cpu::nnls_gram(g.data(), aty.data(), m, tol, z.data());
   return z;
 }
 
-ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::vector<double>& tv, std::int64_t n_t) {
+namespace {
+double* doubles(Tensor& x) { return static_cast<double*>(x.raw()); }
+}  // namespace
+
+ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::vector<double>& tv, std::int64_t n_t,
+                                  Device device) {
   const std::int64_t d1 = mf.dims, m = mf.count, d = d1 - 1;
   GS_CHECK(d1 >= 1 && m >= 1 && static_cast<std::int64_t>(mf.points.size()) == d1 * m,
            "analyze_manifold: {} values do not make {} points of {} dimensions", mf.points.size(), m, d1);
   GS_CHECK(static_cast<std::int64_t>(tv.size()) == d1 * n_t && n_t >= 1, "analyze_manifold: t vectors must be {} × {}", d1, n_t);
-  const double* s = mf.points.data();
-  std::vector<double> gram(static_cast<std::size_t>(m * m));
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, static_cast<int>(m), static_cast<int>(d1), 1.0, s,
-              static_cast<int>(d1), 0.0, gram.data(), static_cast<int>(m));
-  for (std::int64_t i = 0; i < m; ++i)
-    for (std::int64_t j = 0; j < i; ++j) gram[static_cast<std::size_t>(i * m + j)] = gram[static_cast<std::size_t>(j * m + i)];
-  ManifoldGeometry out;
-  std::vector<double> s_all(static_cast<std::size_t>(d1 * n_t));
-  std::vector<char> interior(static_cast<std::size_t>(n_t), 0);
-  std::vector<QpCheck> checks(static_cast<std::size_t>(n_t));
-  const auto at = [](std::int64_t i) { return static_cast<std::size_t>(i); };
-  // Every product of the points with the t vectors in one GEMM: proj[μ, q] = s_μ · t_q.
-  std::vector<double> proj(at(m * n_t)), zs(at(n_t * m), 0.0);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n_t), static_cast<int>(d1), 1.0,
-              s, static_cast<int>(d1), tv.data(), static_cast<int>(d1), 0.0, proj.data(), static_cast<int>(n_t));
-  // The t vectors are independent: in parallel, each writing only its own slots.
-#pragma omp parallel
-  {
-    std::vector<double> aty(at(m));
-#pragma omp for schedule(dynamic, 4)
-    for (std::int64_t q = 0; q < n_t; ++q) {
-      const double* t = tv.data() + q * d1;
-      // The point of largest projection on t's first D coordinates (the reference's maxproj).
-      std::int64_t best = 0;
-      double best_proj = -INFINITY;
-      for (std::int64_t mu = 0; mu < m; ++mu) {
-        const double p = proj[at(mu * n_t + q)] - s[mu * d1 + d] * t[d];
-        if (p > best_proj) {
-          best_proj = p;
-          best = mu;
-        }
-      }
-      if (t[d] + best_proj + kappa < 0) {  // t itself is feasible: v = t, the anchor is the max-projection point
-        double* anchor = s_all.data() + q * d1;
-        for (std::int64_t k = 0; k < d; ++k) anchor[k] = s[best * d1 + k];
-        anchor[d] = 1;
-        interior[at(q)] = 1;
-        continue;
-      }
-      // Aᵀy with y = t + κ ê (ê the center direction, the last coordinate).
-      for (std::int64_t mu = 0; mu < m; ++mu) aty[at(mu)] = proj[at(mu * n_t + q)] + kappa * s[mu * d1 + d];
-      const auto z = nnls_gram(gram, aty, m);
-      std::copy(z.begin(), z.end(), zs.begin() + q * m);
-    }
-  }
-  // Then, again for every t at once: Sᵀz (the anchor, once normalized) and G z, from which
+  // The points and t vectors go to the device once; everything below stays there until the
+  // per-t terms (n_t × 6 values) come back for the averages.
+  auto& be = kernels::backend(device);
+  const auto f64 = DType::f64;
+  Tensor s = Tensor::from(mf.points, Shape{m, d1}, f64, device), t = Tensor::from(tv, Shape{n_t, d1}, f64, device);
+  Tensor gram = Tensor::empty(Shape{m, m}, f64, device), proj = Tensor::empty(Shape{m, n_t}, f64, device);
+  // G = S Sᵀ, and every product of the points with the t vectors: proj[μ, q] = s_μ · t_q.
+  be.gemm(f64, {false, true, m, m, d1, d1, d1, m}, 1.0, s.raw(), s.raw(), 0.0, gram.raw());
+  be.gemm(f64, {false, true, m, n_t, d1, d1, d1, n_t}, 1.0, s.raw(), t.raw(), 0.0, proj.raw());
+  const kernels::AnchorProblem problem{d1, m, n_t, kappa};
+  Tensor z = Tensor::empty(Shape{n_t, m}, f64, device), interior = Tensor::empty(Shape{n_t}, DType::i32, device);
+  be.solve_anchors(problem, doubles(s), doubles(t), doubles(gram), doubles(proj),
+                   1e-12, doubles(z), static_cast<std::int32_t*>(interior.raw()));
+  // Then, for every t at once: Sᵀz (the anchor, once normalized) and G z, from which
   // s_μ·v = s_μ·t − (G z)_μ for v = t − Sᵀz.
-  std::vector<double> sz(at(n_t * d1)), gz(at(n_t * m));
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n_t), static_cast<int>(d1), static_cast<int>(m), 1.0,
-              zs.data(), static_cast<int>(m), s, static_cast<int>(d1), 0.0, sz.data(), static_cast<int>(d1));
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n_t), static_cast<int>(m), static_cast<int>(m), 1.0,
-              zs.data(), static_cast<int>(m), gram.data(), static_cast<int>(m), 0.0, gz.data(), static_cast<int>(m));
+  Tensor sz = Tensor::empty(Shape{n_t, d1}, f64, device), gz = Tensor::empty(Shape{n_t, m}, f64, device);
+  be.gemm(f64, {false, false, n_t, d1, m, m, d1, d1}, 1.0, z.raw(), s.raw(), 0.0, sz.raw());
+  be.gemm(f64, {false, false, n_t, m, m, m, m, m}, 1.0, z.raw(), gram.raw(), 0.0, gz.raw());
+  Tensor anchors = Tensor::empty(Shape{n_t, d1}, f64, device);
+  Tensor terms = Tensor::empty(Shape{n_t, kernels::anchor_term_count}, f64, device);
+  be.anchor_terms(problem, doubles(s), doubles(t), doubles(proj), doubles(z),
+                  doubles(sz), doubles(gz), static_cast<std::int32_t*>(interior.raw()),
+                  doubles(anchors), doubles(terms));
+  const auto term = terms.to_vector();
+  const auto inside = interior.to_int_vector();
+
+  ManifoldGeometry out;
+  double mean_term = 0, var_term = 0, mean_cosine = 0, r2 = 0;
+  const auto column = [&](std::int64_t q, int c) { return term[static_cast<std::size_t>(q * kernels::anchor_term_count + c)]; };
   for (std::int64_t q = 0; q < n_t; ++q) {
-    if (interior[at(q)]) continue;
-    const double* z = zs.data() + q * m;
-    double zsum = 0;
-    for (std::int64_t mu = 0; mu < m; ++mu) zsum += z[mu];
-    double* anchor = s_all.data() + q * d1;
-    for (std::int64_t k = 0; k < d1; ++k) anchor[k] = zsum > 0 ? sz[at(q * d1 + k)] / zsum : 0;
-    // KKT of the primal: s_μ·v ≤ −κ, z ≥ 0, z_μ (s_μ·v + κ) = 0.
-    QpCheck& chk = checks[at(q)];
-    for (std::int64_t mu = 0; mu < m; ++mu) {
-      const double sv = proj[at(mu * n_t + q)] - gz[at(q * m + mu)];
-      chk.max_violation = std::max(chk.max_violation, sv + kappa);
-      chk.min_multiplier = std::min(chk.min_multiplier, z[mu]);
-      chk.max_complementarity = std::max(chk.max_complementarity, std::abs(z[mu] * (sv + kappa)));
-    }
-  }
-  for (std::int64_t q = 0; q < n_t; ++q) {
-    out.interior += interior[static_cast<std::size_t>(q)];
-    const QpCheck& chk = checks[static_cast<std::size_t>(q)];
-    out.worst.max_violation = std::max(out.worst.max_violation, chk.max_violation);
-    out.worst.min_multiplier = std::min(out.worst.min_multiplier, chk.min_multiplier);
-    out.worst.max_complementarity = std::max(out.worst.max_complementarity, chk.max_complementarity);
+    out.interior += inside[static_cast<std::size_t>(q)] > 0;
+    out.worst.max_violation = std::max(out.worst.max_violation, column(q, kernels::max_violation_term));
+    out.worst.min_multiplier = std::min(out.worst.min_multiplier, column(q, kernels::min_multiplier_term));
+    out.worst.max_complementarity = std::max(out.worst.max_complementarity, column(q, kernels::complementarity_term));
+    mean_cosine += column(q, kernels::cosine_term) / static_cast<double>(n_t);
+    mean_term += column(q, kernels::capacity_term) / static_cast<double>(n_t);
   }
   // α_M⁻¹ = mean of the terms (t·s̃ + κ)₊² / ‖s̃‖².
-  std::vector<double> terms(static_cast<std::size_t>(n_t));
-  double mean_dot = 0;
-  std::vector<double> s_mean(static_cast<std::size_t>(d1), 0.0);
   for (std::int64_t q = 0; q < n_t; ++q) {
-    const double* t = tv.data() + q * d1;
-    const double* st = s_all.data() + q * d1;
-    double ts = kappa, ss = 0;
-    for (std::int64_t k = 0; k < d1; ++k) {
-      ts += t[k] * st[k];
-      ss += st[k] * st[k];
-      s_mean[static_cast<std::size_t>(k)] += st[k] / static_cast<double>(n_t);
-    }
-    const double pos = std::max(ts, 0.0);
-    terms[static_cast<std::size_t>(q)] = ss > 0 ? pos * pos / ss : 0;
-    if (d > 0) {
-      double tn = 0, sn = 0, dot = 0;
-      for (std::int64_t k = 0; k < d; ++k) {
-        tn += t[k] * t[k];
-        sn += st[k] * st[k];
-        dot += t[k] * st[k];
-      }
-      mean_dot += dot / (std::sqrt(tn) * std::sqrt(sn + 1e-12)) / static_cast<double>(n_t);
-    }
+    const double x = column(q, kernels::capacity_term);
+    var_term += (x - mean_term) * (x - mean_term) / static_cast<double>(std::max<std::int64_t>(n_t - 1, 1));
+    r2 += column(q, kernels::radius_term) / static_cast<double>(n_t);
   }
-  double mean_term = 0, var_term = 0;
-  for (double x : terms) mean_term += x / static_cast<double>(n_t);
-  for (double x : terms) var_term += (x - mean_term) * (x - mean_term) / static_cast<double>(std::max<std::int64_t>(n_t - 1, 1));
   out.capacity = 1.0 / mean_term;
   // s.e. of 1/mean by the delta method: se(mean) / mean².
   out.capacity_se = std::sqrt(var_term / static_cast<double>(n_t)) / (mean_term * mean_term);
-  double r2 = 0;
-  for (std::int64_t q = 0; q < n_t; ++q) {
-    const double* st = s_all.data() + q * d1;
-    double sq = 0;
-    for (std::int64_t k = 0; k < d; ++k) {
-      const double dk = (st[k] - s_mean[static_cast<std::size_t>(k)]) / st[d];
-      sq += dk * dk;
-    }
-    r2 += sq / static_cast<double>(n_t);
-  }
   out.radius = std::sqrt(r2);
-  out.dimension = static_cast<double>(d) * mean_dot * mean_dot;
+  out.dimension = static_cast<double>(d) * mean_cosine * mean_cosine;
   return out;
 }
 
@@ -290,7 +116,7 @@ double mean_abs_cosine_of_centers(const Matrix& c) {
 
 LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features, const std::vector<std::int32_t>& labels,
                             std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed,
-                            bool remove_center_structure) {
+                            bool remove_center_structure, Device device) {
   const std::int64_t n = static_cast<std::int64_t>(labels.size());
   GS_CHECK(features >= 1 && static_cast<std::int64_t>(x.size()) == n * features,
            "geometry: {} activation values for {} labels of {} features; X and y must have the same number of rows", x.size(),
@@ -399,7 +225,7 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
     Generator gen(seed, static_cast<std::uint64_t>(1000 + c));  // one stream per class: stable under class subsets
     Tensor t = Tensor::empty(Shape{(d + 1) * n_t}, DType::f64);
     gen.normal(t, 0, 1);
-    auto g = analyze_manifold(mf, kappa, t.to_vector(), n_t);
+    auto g = analyze_manifold(mf, kappa, t.to_vector(), n_t, device);
     inverse_sum += 1 / g.capacity;
     // s.e. of 1/α_M from that of α_M (delta method), summed as independent.
     const double inv_se = g.capacity_se / (g.capacity * g.capacity);

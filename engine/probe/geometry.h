@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/dtype.h"
+
 namespace gs::probe {
 
 // Column-major points: `points[(μ)·dims + k]` is coordinate k of point μ, dims = D + 1.
@@ -36,8 +38,10 @@ struct ManifoldGeometry {
   QpCheck worst;              // over every QP solved
 };
 
-// t_vectors: column-major [dims, n_t] standard normal draws.
-ManifoldGeometry analyze_manifold(const Manifold& m, double kappa, const std::vector<double>& t_vectors, std::int64_t n_t);
+// t_vectors: column-major [dims, n_t] standard normal draws. The anchors are solved on `device`
+// (kernels/geometry.h); only the per-t terms come back.
+ManifoldGeometry analyze_manifold(const Manifold& m, double kappa, const std::vector<double>& t_vectors, std::int64_t n_t,
+                                  Device device = Device::cpu);
 
 // Non-negative least squares min_{z ≥ 0} ‖A z − y‖² given G = AᵀA (m × m, row-major) and Aᵀy:
 // Lawson and Hanson's active-set method (1974, ch. 23), on the Gram so that many right-hand sides
@@ -70,6 +74,6 @@ struct LayerGeometry {
 // activations: row-major [n, features] (f64), labels: class per row in [0, classes).
 LayerGeometry analyze_layer(const std::vector<double>& activations, std::int64_t features, const std::vector<std::int32_t>& labels,
                             std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed,
-                            bool remove_center_structure = true);
+                            bool remove_center_structure = true, Device device = Device::cpu);
 
 }  // namespace gs::probe

@@ -109,6 +109,16 @@ class CpuBackend final : public Backend {
   void add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k) override;
   void add_output_block(DType dtype, const KernelTile& tile, double alpha2, const void* g, i64 ldg, void* k) override;
   void dot_f64(DType dtype, i64 n, const void* x, const void* y, double* out) override;
+
+  void solve_anchors(const AnchorProblem& p, const double* s, const double* t, const double* gram, const double* proj,
+                     double tolerance, double* z, std::int32_t* interior) override;
+  void anchor_terms(const AnchorProblem& p, const double* s, const double* t, const double* proj, const double* z,
+                    const double* sz, const double* gz, const std::int32_t* interior, double* anchors,
+                    double* terms) override;
 };
+
+// Non-negative least squares min_{z ≥ 0} ‖A z − y‖² given G = AᵀA (m × m, row-major) and Aᵀy, by
+// Lawson and Hanson's active-set method (1974, ch. 23); z has m entries. The anchor solves call it.
+void nnls_gram(const double* gram, const double* aty, i64 m, double tolerance, double* z);
 
 }  // namespace gs::kernels::cpu

@@ -1,7 +1,10 @@
 #include "kernels/reference/reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "engine/error.h"
 
 namespace gs::reference {
 
@@ -170,6 +173,65 @@ Array dense_layer_kernel_tile(const Array& d, const Array& h, i64 c, i64 out, i6
         }
     }
   return k;
+}
+
+double nnls_objective(const Array& gram, const Array& b, const Array& z) {
+  const i64 m = static_cast<i64>(z.size());
+  double f = 0;
+  for (i64 i = 0; i < m; ++i) {
+    double gz = 0;
+    for (i64 j = 0; j < m; ++j) gz += gram[i * m + j] * z[j];
+    f += z[i] * (0.5 * gz - b[i]);
+  }
+  return f;
+}
+
+Array nnls_by_supports(const Array& gram, const Array& b, i64 m) {
+  GS_CHECK(m >= 0 && m <= 20, "nnls_by_supports: {} points is too many to try every support", m);
+  Array best(static_cast<std::size_t>(m), 0.0);
+  double best_f = 0;  // z = 0
+  for (i64 mask = 1; mask < (i64(1) << m); ++mask) {
+    std::vector<i64> p;
+    for (i64 i = 0; i < m; ++i)
+      if (mask >> i & 1) p.push_back(i);
+    // [G_PP | b_P], reduced to the identity on the left.
+    const i64 k = static_cast<i64>(p.size()), w = k + 1;
+    Array a(static_cast<std::size_t>(k * w));
+    for (i64 i = 0; i < k; ++i) {
+      for (i64 j = 0; j < k; ++j) a[i * w + j] = gram[p[i] * m + p[j]];
+      a[i * w + k] = b[p[i]];
+    }
+    bool invertible = true;
+    for (i64 c = 0; c < k && invertible; ++c) {
+      i64 pivot = c;
+      for (i64 r = c; r < k; ++r)
+        if (std::abs(a[r * w + c]) > std::abs(a[pivot * w + c])) pivot = r;
+      if (std::abs(a[pivot * w + c]) < 1e-12) {
+        invertible = false;
+        break;
+      }
+      for (i64 j = 0; j < w; ++j) std::swap(a[c * w + j], a[pivot * w + j]);
+      for (i64 r = 0; r < k; ++r)
+        if (r != c) {
+          const double f = a[r * w + c] / a[c * w + c];
+          for (i64 j = 0; j < w; ++j) a[r * w + j] -= f * a[c * w + j];
+        }
+    }
+    if (!invertible) continue;
+    Array z(static_cast<std::size_t>(m), 0.0);
+    bool feasible = true;
+    for (i64 i = 0; i < k; ++i) {
+      z[p[i]] = a[i * w + k] / a[i * w + i];
+      feasible = feasible && z[p[i]] >= 0;
+    }
+    if (!feasible) continue;
+    const double f = nnls_objective(gram, b, z);
+    if (f < best_f) {
+      best_f = f;
+      best = z;
+    }
+  }
+  return best;
 }
 
 }  // namespace gs::reference

@@ -38,4 +38,11 @@ double mse(const Array& a, const Array& b);
 // and the entries are their dot products. d [n·c, out], h [n, in]; returns [ni·c, nj·c].
 Array dense_layer_kernel_tile(const Array& d, const Array& h, i64 c, i64 out, i64 in, i64 i0, i64 ni, i64 j0, i64 nj);
 
+// min_{z ≥ 0} ½ zᵀG z − bᵀz (G = AᵀA, b = Aᵀy: non-negative least squares up to a constant) by
+// brute force: the unconstrained optimum on every support whose Gram block is invertible (by
+// Gaussian elimination with partial pivoting), the best of the feasible ones. 2^m supports: for
+// m up to about 12. G is m × m, row-major.
+double nnls_objective(const Array& gram, const Array& b, const Array& z);
+Array nnls_by_supports(const Array& gram, const Array& b, i64 m);
+
 }  // namespace gs::reference

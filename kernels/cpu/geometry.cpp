@@ -1,0 +1,223 @@
+// The geometry probe's anchor problems: the t vectors are independent, so they run in parallel,
+// each on its own thread, through a Lawson–Hanson NNLS that grows the Cholesky factor of its
+// passive set a row at a time.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/cpu_backend.h"
+
+namespace gs::kernels::cpu {
+
+namespace {
+
+// The Cholesky factor of G_PP for Lawson–Hanson's passive set P, kept as P grows: adding a
+// column appends one row (O(k²)) instead of refactoring (O(k³)), which is what the outer loop
+// does one column at a time. A column leaving P (rare) refactors the rest in their order.
+class PassiveCholesky {
+ public:
+  PassiveCholesky(const double* g, i64 m) : g_(g), m_(m) {}
+  const std::vector<i64>& columns() const { return columns_; }
+
+  // False when column q is numerically dependent on P (G_PP would not be positive definite).
+  bool add(i64 q) {
+    const std::size_t k = columns_.size();
+    if (l_.size() < (k + 1) * static_cast<std::size_t>(m_)) l_.resize((k + 1) * static_cast<std::size_t>(m_));
+    double* row = l_.data() + k * static_cast<std::size_t>(m_);
+    double diag = g(q, q);
+    for (std::size_t i = 0; i < k; ++i) {
+      const double* li = l_.data() + i * static_cast<std::size_t>(m_);
+      double s = g(q, columns_[i]);
+      for (std::size_t t = 0; t < i; ++t) s -= row[t] * li[t];
+      row[i] = s / li[i];
+      diag -= row[i] * row[i];
+    }
+    if (!(diag > 1e-14 * std::max(1.0, g(q, q)))) return false;
+    row[k] = std::sqrt(diag);
+    columns_.push_back(q);
+    return true;
+  }
+
+  // Keeps the columns `keep` says to, in their order; false if the rest stopped being independent.
+  bool keep_only(const std::vector<char>& keep) {
+    std::vector<i64> kept;
+    for (auto q : columns_)
+      if (keep[static_cast<std::size_t>(q)]) kept.push_back(q);
+    columns_.clear();
+    for (auto q : kept)
+      if (!add(q)) return false;
+    return true;
+  }
+
+  // x = G_PP⁻¹ b_P, in the order of columns().
+  void solve(const double* b, std::vector<double>& x) const {
+    const std::size_t k = columns_.size(), ld = static_cast<std::size_t>(m_);
+    x.resize(k);
+    for (std::size_t i = 0; i < k; ++i) {  // L y = b
+      double s = b[columns_[i]];
+      for (std::size_t t = 0; t < i; ++t) s -= l_[i * ld + t] * x[t];
+      x[i] = s / l_[i * ld + i];
+    }
+    for (std::size_t i = k; i-- > 0;) {  // Lᵀ x = y
+      double s = x[i];
+      for (std::size_t t = i + 1; t < k; ++t) s -= l_[t * ld + i] * x[t];
+      x[i] = s / l_[i * ld + i];
+    }
+  }
+
+ private:
+  double g(i64 i, i64 j) const { return g_[i * m_ + j]; }
+  const double* g_;
+  i64 m_;
+  std::vector<i64> columns_;
+  std::vector<double> l_;  // row i of L at i·m, its first i + 1 entries used
+};
+
+}  // namespace
+
+void nnls_gram(const double* g, const double* aty, i64 m, double tol, double* z) {
+  std::fill(z, z + m, 0.0);
+  std::vector<double> x, w(static_cast<std::size_t>(m));
+  std::vector<char> passive(static_cast<std::size_t>(m), 0);
+  PassiveCholesky chol(g, m);
+  const i64 max_outer = 3 * m + 10;
+  for (i64 outer = 0; outer < max_outer; ++outer) {
+    // w = Aᵀ(y − A z) = Aᵀy − G z, the negative gradient; z is nonzero on P only, and G is
+    // symmetric, so G z is a sum of G's (contiguous) rows.
+    std::copy(aty, aty + m, w.begin());
+    for (auto q : chol.columns()) {
+      const double zq = z[q];
+      const double* row = g + q * m;
+      for (i64 j = 0; j < m; ++j) w[static_cast<std::size_t>(j)] -= zq * row[j];
+    }
+    i64 best = -1;
+    double best_w = tol;
+    for (i64 j = 0; j < m; ++j)
+      if (!passive[static_cast<std::size_t>(j)] && w[static_cast<std::size_t>(j)] > best_w) {
+        best_w = w[static_cast<std::size_t>(j)];
+        best = j;
+      }
+    if (best < 0) return;             // KKT: every active multiplier's gradient is ≤ tol
+    if (!chol.add(best)) return;      // the new column depends on the others: z is optimal to rounding
+    passive[static_cast<std::size_t>(best)] = 1;
+    for (i64 inner = 0; inner < 3 * m + 10; ++inner) {
+      chol.solve(aty, x);
+      const auto& p = chol.columns();
+      bool feasible = true;
+      for (double v : x) feasible = feasible && v > 0;
+      if (feasible) {
+        for (std::size_t i = 0; i < p.size(); ++i) z[p[i]] = x[i];
+        break;
+      }
+      // Step from z towards x as far as z stays ≥ 0; the coordinates that hit 0 leave P.
+      double step = 1.0;
+      for (std::size_t i = 0; i < p.size(); ++i)
+        if (x[i] <= 0) step = std::min(step, z[p[i]] / (z[p[i]] - x[i]));
+      for (std::size_t i = 0; i < p.size(); ++i) {
+        double& zi = z[p[i]];
+        zi += step * (x[i] - zi);
+        if (zi <= tol) {
+          zi = 0;
+          passive[static_cast<std::size_t>(p[i])] = 0;
+        }
+      }
+      if (!chol.keep_only(passive)) return;
+    }
+  }
+}
+
+void CpuBackend::solve_anchors(const AnchorProblem& p, const double* s, const double* tv, const double* gram,
+                               const double* proj, double tolerance, double* zs, std::int32_t* interior) {
+  const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
+#pragma omp parallel
+  {
+    std::vector<double> aty(static_cast<std::size_t>(m));
+#pragma omp for schedule(dynamic, 4)
+    for (i64 q = 0; q < n_t; ++q) {
+      const double* t = tv + q * d1;
+      // The point of largest projection on t's first D coordinates (the reference's maxproj).
+      i64 best = 0;
+      double best_proj = -INFINITY;
+      for (i64 mu = 0; mu < m; ++mu) {
+        const double v = proj[mu * n_t + q] - s[mu * d1 + d] * t[d];
+        if (v > best_proj) {
+          best_proj = v;
+          best = mu;
+        }
+      }
+      double* z = zs + q * m;
+      if (t[d] + best_proj + p.kappa < 0) {  // t itself is feasible: v = t, the anchor is that point
+        std::fill(z, z + m, 0.0);
+        interior[q] = static_cast<std::int32_t>(best + 1);
+        continue;
+      }
+      interior[q] = 0;
+      // Aᵀy with y = t + κ ê (ê the center direction, the last coordinate).
+      for (i64 mu = 0; mu < m; ++mu) aty[static_cast<std::size_t>(mu)] = proj[mu * n_t + q] + p.kappa * s[mu * d1 + d];
+      nnls_gram(gram, aty.data(), m, tolerance, z);
+    }
+  }
+}
+
+void CpuBackend::anchor_terms(const AnchorProblem& p, const double* s, const double* tv, const double* proj,
+                              const double* zs, const double* sz, const double* gz, const std::int32_t* interior,
+                              double* anchors, double* terms) {
+  const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
+  std::vector<double> mean(static_cast<std::size_t>(d1), 0.0);
+  for (i64 q = 0; q < n_t; ++q) {
+    const double* t = tv + q * d1;
+    const double* z = zs + q * m;
+    double* anchor = anchors + q * d1;
+    double* row = terms + q * anchor_term_count;
+    double violation = 0, min_multiplier = 0, complementarity = 0;
+    if (interior[q] > 0) {
+      const double* point = s + (interior[q] - 1) * d1;
+      std::copy(point, point + d, anchor);
+      anchor[d] = 1;
+    } else {
+      double zsum = 0;
+      for (i64 mu = 0; mu < m; ++mu) zsum += z[mu];
+      for (i64 k = 0; k < d1; ++k) anchor[k] = zsum > 0 ? sz[q * d1 + k] / zsum : 0;
+      // KKT of the primal: s_μ·v ≤ −κ, z ≥ 0, z_μ (s_μ·v + κ) = 0, with s_μ·v = s_μ·t − (G z)_μ.
+      for (i64 mu = 0; mu < m; ++mu) {
+        const double sv = proj[mu * n_t + q] - gz[q * m + mu];
+        violation = std::max(violation, sv + p.kappa);
+        min_multiplier = std::min(min_multiplier, z[mu]);
+        complementarity = std::max(complementarity, std::abs(z[mu] * (sv + p.kappa)));
+      }
+    }
+    double ts = p.kappa, ss = 0;
+    for (i64 k = 0; k < d1; ++k) {
+      ts += t[k] * anchor[k];
+      ss += anchor[k] * anchor[k];
+      mean[static_cast<std::size_t>(k)] += anchor[k] / static_cast<double>(n_t);
+    }
+    const double pos = std::max(ts, 0.0);
+    row[capacity_term] = ss > 0 ? pos * pos / ss : 0;
+    double cosine = 0;
+    if (d > 0) {
+      double tn = 0, sn = 0, dot = 0;
+      for (i64 k = 0; k < d; ++k) {
+        tn += t[k] * t[k];
+        sn += anchor[k] * anchor[k];
+        dot += t[k] * anchor[k];
+      }
+      cosine = dot / (std::sqrt(tn) * std::sqrt(sn + 1e-12));
+    }
+    row[cosine_term] = cosine;
+    row[max_violation_term] = violation;
+    row[min_multiplier_term] = min_multiplier;
+    row[complementarity_term] = complementarity;
+  }
+  for (i64 q = 0; q < n_t; ++q) {
+    const double* anchor = anchors + q * d1;
+    double sq = 0;
+    for (i64 k = 0; k < d; ++k) {
+      const double dk = (anchor[k] - mean[static_cast<std::size_t>(k)]) / anchor[d];
+      sq += dk * dk;
+    }
+    terms[q * anchor_term_count + radius_term] = sq;
+  }
+}
+
+}  // namespace gs::kernels::cpu

@@ -1,0 +1,387 @@
+// The geometry probe's anchor problems on the device. solve_anchors gives each Gaussian vector
+// t one block, which finds its max-projection point and, unless t is interior, runs the
+// CPU's Lawson–Hanson (kernels/cpu/geometry.cpp) step for step: the same entering column, the
+// same step back, the Cholesky factor of the passive set grown a row at a time. The threads of
+// the block share each step: the gradient and the searches by point, the triangular solves by
+// row, going column by column (one barrier per column). The forward sums subtract in the CPU's
+// order; the backward solve subtracts in the reverse order, so the two differ by rounding only.
+#include <cmath>
+
+#include "kernels/cuda/cuda_backend.h"
+
+namespace gs::kernels::cuda {
+
+namespace {
+
+constexpr int anchor_threads = 64;
+
+// Each block's NNLS state lives in one slab of a fixed device buffer; the t vectors go in
+// chunks of as many blocks as the buffer holds slabs.
+constexpr std::size_t anchor_scratch_bytes = std::size_t(64) << 20;
+
+void* anchor_scratch() {
+  static void* scratch = [] {
+    void* p = nullptr;
+    GS_CUDA_CHECK(cudaMalloc(&p, anchor_scratch_bytes), "the geometry probe's NNLS buffer");
+    return p;
+  }();
+  return scratch;
+}
+
+// The passive set never holds more columns than G's rank, at most min(points, dims).
+struct SlabLayout {
+  i64 points = 0, rank = 0;
+  __host__ __device__ i64 factor_doubles() const { return rank * (rank + 1) / 2; }
+  __host__ __device__ i64 doubles() const { return factor_doubles() + 4 * points; }
+  __host__ __device__ i64 bytes() const { return doubles() * 8 + 2 * points * 4; }
+};
+
+struct NnlsSlab {
+  double* l;     // the Cholesky factor of G_PP, packed by rows: row i at i(i+1)/2
+  double* w;     // Aᵀy − G z
+  double* sums;  // the running sums of the column-by-column triangular solves
+  double* x;     // G_PP⁻¹ (Aᵀy)_P, in the order of `columns`
+  double* aty;
+  int* columns;  // the passive set, in the order its columns joined
+  int* passive;  // one flag per point
+};
+
+__device__ NnlsSlab slab_of(const SlabLayout& layout, void* scratch, i64 slab) {
+  char* base = static_cast<char*>(scratch) + slab * layout.bytes();
+  NnlsSlab s;
+  s.l = reinterpret_cast<double*>(base);
+  s.w = s.l + layout.factor_doubles();
+  s.sums = s.w + layout.points;
+  s.x = s.sums + layout.points;
+  s.aty = s.x + layout.points;
+  s.columns = reinterpret_cast<int*>(s.aty + layout.points);
+  s.passive = s.columns + layout.points;
+  return s;
+}
+
+__device__ inline double& factor(double* l, i64 i, i64 j) { return l[i * (i + 1) / 2 + j]; }
+
+// The block's largest value and its index, the lowest index on a tie; index −1 means no
+// candidate. Every thread gets the winner.
+__device__ void block_argmax(double& value, int& index) {
+  __shared__ double values[anchor_threads];
+  __shared__ int indices[anchor_threads];
+  const int i = static_cast<int>(threadIdx.x);
+  values[i] = value;
+  indices[i] = index;
+  __syncthreads();
+  for (int half = anchor_threads / 2; half > 0; half >>= 1) {
+    if (i < half) {
+      const double v = values[i + half];
+      const int j = indices[i + half];
+      if (j >= 0 && (indices[i] < 0 || v > values[i] || (v == values[i] && j < indices[i]))) {
+        values[i] = v;
+        indices[i] = j;
+      }
+    }
+    __syncthreads();
+  }
+  value = values[0];
+  index = indices[0];
+  __syncthreads();  // before the next call writes the buffers
+}
+
+__device__ double block_min(double value) {
+  __shared__ double values[anchor_threads];
+  const int i = static_cast<int>(threadIdx.x);
+  values[i] = value;
+  __syncthreads();
+  for (int half = anchor_threads / 2; half > 0; half >>= 1) {
+    if (i < half && values[i + half] < values[i]) values[i] = values[i + half];
+    __syncthreads();
+  }
+  const double out = values[0];
+  __syncthreads();
+  return out;
+}
+
+// True on every thread when `mine` holds on every thread.
+__device__ bool block_all(bool mine) {
+  __shared__ int all;
+  if (threadIdx.x == 0) all = 1;
+  __syncthreads();
+  if (!mine) all = 0;  // every writer writes the same value
+  __syncthreads();
+  const bool out = all != 0;
+  __syncthreads();
+  return out;
+}
+
+// Appends column q to the factor, as PassiveCholesky::add: row k of L solves L_PP r = G_P,q
+// column by column, then its diagonal is √(G_qq − ‖r‖²). False (on every thread) when q is
+// numerically dependent on the passive set.
+__device__ bool add_column(const NnlsSlab& st, int* k_shared, const double* gram, i64 m, int q) {
+  const int k = *k_shared;
+  double* row = st.l + static_cast<i64>(k) * (k + 1) / 2;
+  for (int i = static_cast<int>(threadIdx.x); i < k; i += anchor_threads) st.sums[i] = gram[q * m + st.columns[i]];
+  __syncthreads();
+  for (int i = 0; i < k; ++i) {
+    // Every thread forms r_i from the sum finished at the last barrier; the owners of later
+    // rows subtract its share from theirs.
+    const double r = st.sums[i] / factor(st.l, i, i);
+    for (int j = i + 1 + static_cast<int>(threadIdx.x); j < k; j += anchor_threads) st.sums[j] -= r * factor(st.l, j, i);
+    if (threadIdx.x == 0) row[i] = r;
+    __syncthreads();
+  }
+  __shared__ int added;
+  if (threadIdx.x == 0) {
+    const double g_qq = gram[q * m + q];
+    double diag = g_qq;
+    for (int i = 0; i < k; ++i) diag -= row[i] * row[i];
+    added = diag > 1e-14 * fmax(1.0, g_qq);
+    if (added) {
+      row[k] = sqrt(diag);
+      st.columns[k] = q;
+      *k_shared = k + 1;
+    }
+  }
+  __syncthreads();
+  const bool out = added != 0;
+  __syncthreads();
+  return out;
+}
+
+// x = G_PP⁻¹ (Aᵀy)_P: L y = b forward, then Lᵀ x = y backward, a column per step.
+__device__ void solve_passive(const NnlsSlab& st, int k) {
+  const int me = static_cast<int>(threadIdx.x);
+  for (int i = me; i < k; i += anchor_threads) st.sums[i] = st.aty[st.columns[i]];
+  __syncthreads();
+  for (int i = 0; i < k; ++i) {
+    const double y = st.sums[i] / factor(st.l, i, i);
+    for (int j = i + 1 + me; j < k; j += anchor_threads) st.sums[j] -= factor(st.l, j, i) * y;
+    if (me == 0) st.x[i] = y;
+    __syncthreads();
+  }
+  for (int i = me; i < k; i += anchor_threads) st.sums[i] = st.x[i];
+  __syncthreads();
+  for (int i = k - 1; i >= 0; --i) {
+    const double x = st.sums[i] / factor(st.l, i, i);
+    for (int j = me; j < i; j += anchor_threads) st.sums[j] -= factor(st.l, i, j) * x;
+    if (me == 0) st.x[i] = x;
+    __syncthreads();
+  }
+}
+
+// One block per t vector of the chunk that starts at `first`.
+__global__ void solve_anchors_kernel(AnchorProblem p, i64 first, const double* s, const double* t, const double* gram,
+                                     const double* proj, double tol, double* zs, std::int32_t* interior,
+                                     SlabLayout layout, void* scratch) {
+  const i64 m = p.points, d1 = p.dims, d = d1 - 1, n_t = p.count, q = first + blockIdx.x;
+  const int me = static_cast<int>(threadIdx.x);
+  const NnlsSlab st = slab_of(layout, scratch, blockIdx.x);
+  double* z = zs + q * m;
+
+  // The point of largest projection on t's first D coordinates.
+  const double t_center = t[q * d1 + d];
+  double best_proj = -INFINITY;
+  int best = -1;
+  for (i64 mu = me; mu < m; mu += anchor_threads) {
+    const double v = proj[mu * n_t + q] - s[mu * d1 + d] * t_center;
+    if (v > best_proj) {
+      best_proj = v;
+      best = static_cast<int>(mu);
+    }
+  }
+  block_argmax(best_proj, best);
+  if (best < 0) best = 0;
+  if (t_center + best_proj + p.kappa < 0) {  // t is feasible: the anchor is that point
+    for (i64 mu = me; mu < m; mu += anchor_threads) z[mu] = 0;
+    if (me == 0) interior[q] = best + 1;
+    return;
+  }
+  if (me == 0) interior[q] = 0;
+  for (i64 mu = me; mu < m; mu += anchor_threads) {
+    st.aty[mu] = proj[mu * n_t + q] + p.kappa * s[mu * d1 + d];
+    z[mu] = 0;
+    st.passive[mu] = 0;
+  }
+  __shared__ int k_shared;
+  if (me == 0) k_shared = 0;
+  __syncthreads();
+
+  const i64 max_iterations = 3 * m + 10;
+  for (i64 outer = 0; outer < max_iterations; ++outer) {
+    // w = Aᵀy − G z over the passive columns in their order, and the entering column: the
+    // largest w above the tolerance among the active ones.
+    const int k = k_shared;
+    double best_w = tol;
+    int entering = -1;
+    for (i64 j = me; j < m; j += anchor_threads) {
+      double w = st.aty[j];
+      for (int i = 0; i < k; ++i) w -= z[st.columns[i]] * gram[st.columns[i] * m + j];
+      st.w[j] = w;
+      if (!st.passive[j] && w > best_w) {
+        best_w = w;
+        entering = static_cast<int>(j);
+      }
+    }
+    block_argmax(best_w, entering);
+    if (entering < 0) return;  // KKT holds
+    if (!add_column(st, &k_shared, gram, m, entering)) return;  // dependent: z is optimal to rounding
+    if (me == 0) st.passive[entering] = 1;
+    __syncthreads();
+    for (i64 inner = 0; inner < max_iterations; ++inner) {
+      const int kp = k_shared;
+      solve_passive(st, kp);
+      bool positive = true;
+      for (int i = me; i < kp; i += anchor_threads) positive = positive && st.x[i] > 0;
+      if (block_all(positive)) {
+        for (int i = me; i < kp; i += anchor_threads) z[st.columns[i]] = st.x[i];
+        __syncthreads();
+        break;
+      }
+      // Step from z towards x as far as z stays ≥ 0; the coordinates that reach 0 leave P.
+      double step = 1.0;
+      for (int i = me; i < kp; i += anchor_threads)
+        if (st.x[i] <= 0) {
+          const double zi = z[st.columns[i]];
+          step = fmin(step, zi / (zi - st.x[i]));
+        }
+      step = block_min(step);
+      for (int i = me; i < kp; i += anchor_threads) {
+        const int c = st.columns[i];
+        double zi = z[c];
+        zi += step * (st.x[i] - zi);
+        if (zi <= tol) {
+          zi = 0;
+          st.passive[c] = 0;
+        }
+        z[c] = zi;
+      }
+      __syncthreads();
+      // Refactor the columns still passive, in their order.
+      __shared__ int kept;
+      if (me == 0) {
+        int n = 0;
+        for (int i = 0; i < kp; ++i)
+          if (st.passive[st.columns[i]]) st.columns[n++] = st.columns[i];
+        kept = n;
+        k_shared = 0;
+      }
+      __syncthreads();
+      const int keep = kept;
+      for (int i = 0; i < keep; ++i)
+        if (!add_column(st, &k_shared, gram, m, st.columns[i])) return;
+    }
+  }
+}
+
+// Per t: its anchor (the max-projection point when interior, else Sᵀz / Σz), the KKT residuals
+// of its solve, and its capacity and cosine terms.
+__global__ void anchor_terms_kernel(AnchorProblem p, const double* s, const double* tv, const double* proj,
+                                    const double* zs, const double* sz, const double* gz, const std::int32_t* interior,
+                                    double* anchors, double* terms) {
+  const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (q >= p.count) return;
+  const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
+  const double* t = tv + q * d1;
+  const double* z = zs + q * m;
+  double* anchor = anchors + q * d1;
+  double* row = terms + q * anchor_term_count;
+  double violation = 0, min_multiplier = 0, complementarity = 0;
+  if (interior[q] > 0) {
+    const double* point = s + (interior[q] - 1) * d1;
+    for (i64 k = 0; k < d; ++k) anchor[k] = point[k];
+    anchor[d] = 1;
+  } else {
+    double zsum = 0;
+    for (i64 mu = 0; mu < m; ++mu) zsum += z[mu];
+    for (i64 k = 0; k < d1; ++k) anchor[k] = zsum > 0 ? sz[q * d1 + k] / zsum : 0;
+    for (i64 mu = 0; mu < m; ++mu) {
+      const double sv = proj[mu * n_t + q] - gz[q * m + mu];
+      violation = fmax(violation, sv + p.kappa);
+      min_multiplier = fmin(min_multiplier, z[mu]);
+      complementarity = fmax(complementarity, fabs(z[mu] * (sv + p.kappa)));
+    }
+  }
+  double ts = p.kappa, ss = 0;
+  for (i64 k = 0; k < d1; ++k) {
+    ts += t[k] * anchor[k];
+    ss += anchor[k] * anchor[k];
+  }
+  const double pos = fmax(ts, 0.0);
+  row[capacity_term] = ss > 0 ? pos * pos / ss : 0;
+  double cosine = 0;
+  if (d > 0) {
+    double tn = 0, sn = 0, dot = 0;
+    for (i64 k = 0; k < d; ++k) {
+      tn += t[k] * t[k];
+      sn += anchor[k] * anchor[k];
+      dot += t[k] * anchor[k];
+    }
+    cosine = dot / (sqrt(tn) * sqrt(sn + 1e-12));
+  }
+  row[cosine_term] = cosine;
+  row[max_violation_term] = violation;
+  row[min_multiplier_term] = min_multiplier;
+  row[complementarity_term] = complementarity;
+}
+
+// mean[k] = Σ_q anchors[q, k] / n_t in increasing q, a thread per coordinate.
+__global__ void anchor_mean_kernel(AnchorProblem p, const double* anchors, double* mean) {
+  const i64 k = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (k >= p.dims) return;
+  double sum = 0;
+  for (i64 q = 0; q < p.count; ++q) sum += anchors[q * p.dims + k] / static_cast<double>(p.count);
+  mean[k] = sum;
+}
+
+__global__ void radius_terms_kernel(AnchorProblem p, const double* anchors, const double* mean, double* terms) {
+  const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (q >= p.count) return;
+  const i64 d1 = p.dims, d = d1 - 1;
+  const double* anchor = anchors + q * d1;
+  double sq = 0;
+  for (i64 k = 0; k < d; ++k) {
+    const double dk = (anchor[k] - mean[k]) / anchor[d];
+    sq += dk * dk;
+  }
+  terms[q * anchor_term_count + radius_term] = sq;
+}
+
+std::string describe(const AnchorProblem& p) {
+  return std::to_string(p.count) + " t vectors, " + std::to_string(p.points) + " points of " + std::to_string(p.dims) +
+         " dimensions";
+}
+
+}  // namespace
+
+void CudaBackend::solve_anchors(const AnchorProblem& p, const double* s, const double* t, const double* gram,
+                                const double* proj, double tolerance, double* z, std::int32_t* interior) {
+  if (p.count == 0) return;
+  const SlabLayout layout{p.points, p.points < p.dims ? p.points : p.dims};
+  const i64 per_chunk = static_cast<i64>(anchor_scratch_bytes) / layout.bytes();
+  if (per_chunk < 1 || p.points > (i64(1) << 30))
+    throw Error("geometry on the GPU: a manifold of " + std::to_string(p.points) + " points needs " +
+                std::to_string(layout.bytes() >> 20) + " MiB for one NNLS, more than the " +
+                std::to_string(anchor_scratch_bytes >> 20) +
+                " MiB its buffer holds; give the geometry probe fewer points per class");
+  const std::string what = "solve_anchors (" + describe(p) + ")";
+  for (i64 first = 0; first < p.count; first += per_chunk) {
+    const i64 blocks = p.count - first < per_chunk ? p.count - first : per_chunk;
+    launch(what.c_str(), blocks, static_cast<int>(blocks), anchor_threads, solve_anchors_kernel, p, first, s, t, gram, proj,
+           tolerance, z, interior, layout, anchor_scratch());
+  }
+}
+
+void CudaBackend::anchor_terms(const AnchorProblem& p, const double* s, const double* t, const double* proj,
+                               const double* z, const double* sz, const double* gz, const std::int32_t* interior,
+                               double* anchors, double* terms) {
+  if (p.count == 0) return;
+  const std::string what = "anchor_terms (" + describe(p) + ")";
+  launch(what.c_str(), p.count, blocks_for(p.count), threads_per_block, anchor_terms_kernel, p, s, t, proj, z, sz, gz,
+         interior, anchors, terms);
+  // The mean anchor goes in the NNLS buffer, free again once the solves are done (same stream).
+  double* mean = static_cast<double*>(anchor_scratch());
+  if (static_cast<std::size_t>(p.dims) * sizeof(double) > anchor_scratch_bytes)
+    throw Error("anchor_terms: " + std::to_string(p.dims) + " dimensions are more than its buffer holds");
+  launch(what.c_str(), p.dims, blocks_for(p.dims), threads_per_block, anchor_mean_kernel, p, anchors, mean);
+  launch(what.c_str(), p.count, blocks_for(p.count), threads_per_block, radius_terms_kernel, p, anchors, mean, terms);
+}
+
+}  // namespace gs::kernels::cuda
