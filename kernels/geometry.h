@@ -1,14 +1,18 @@
 #pragma once
 // The geometry probe's per-manifold arithmetic (engine/probe/geometry.h), in f64: for each of
 // `count` Gaussian vectors t_q, the anchor point of the manifold's QP and the terms that capacity,
-// radius and dimension average over q. All pointers are in the backend's memory, row-major:
-//   s      [points, dims]   the manifold's points, the last coordinate of each 1 (the center)
+// radius and dimension average over q. A manifold's arrays are in the backend's memory,
+// row-major:
+//   s      [points, dims]   its points, the last coordinate of each 1 (the center direction)
 //   t      [count, dims]    the Gaussian vectors
 //   gram   [points, points] S Sᵀ
 //   proj   [points, count]  S tᵀ
 //   z      [count, points]  the NNLS multipliers of each t (zero for an interior t)
+//   interior [count]        μ + 1 for an interior t whose anchor is point μ, else 0
 //   sz, gz [count, dims], [count, points]   z S and z G
+// The solves of all manifolds of a layer go in one call, so that a GPU has them all at once.
 #include <cstdint>
+#include <vector>
 
 #include "kernels/family.h"
 
@@ -19,9 +23,15 @@ struct AnchorProblem {
   i64 points = 0;  // m
   i64 count = 0;   // n_t
   double kappa = 0;
+  const double* s = nullptr;
+  const double* t = nullptr;
+  const double* gram = nullptr;
+  const double* proj = nullptr;
+  double* z = nullptr;
+  std::int32_t* interior = nullptr;
 };
 
-// The columns of solve_anchors' `terms`, one row per t.
+// The columns of anchor_terms' `terms`, one row per t.
 enum AnchorTerm : int {
   capacity_term = 0,   // (t·s̃ + κ)₊² / ‖s̃‖²
   cosine_term,         // cos(t_{1..D}, s̃_{1..D}), 0 when D = 0
@@ -35,18 +45,17 @@ enum AnchorTerm : int {
 class GeometryKernels {
  public:
   virtual ~GeometryKernels() = default;
-  // For each t_q: the point of largest projection on t's first D coordinates (the lowest μ on a
-  // tie); if t_q is interior (t_{D+1} + that projection + κ < 0) it is the anchor and
-  // interior[q] = μ + 1, z's row is 0. Otherwise interior[q] = 0 and z's row is the solution of
+  // For each manifold and each of its t_q: the point of largest projection on t's first D
+  // coordinates (the lowest μ on a tie); if t_q is interior (t_{D+1} + that projection + κ < 0)
+  // it is the anchor, interior[q] = μ + 1 and z's row is 0. Otherwise interior[q] = 0 and z's
+  // row is the solution of
   //   min_{z ≥ 0} ‖Sᵀz − (t + κ ê)‖²
   // by Lawson and Hanson's active-set method on the Gram, with KKT tolerance `tolerance`.
-  virtual void solve_anchors(const AnchorProblem& p, const double* s, const double* t, const double* gram,
-                             const double* proj, double tolerance, double* z, std::int32_t* interior) = 0;
-  // From the solves: each t's anchor s̃ (row q of anchors, [count, dims]) and its row of terms
-  // ([count, anchor_term_count], the columns above). The mean over q is in increasing q.
-  virtual void anchor_terms(const AnchorProblem& p, const double* s, const double* t, const double* proj,
-                            const double* z, const double* sz, const double* gz, const std::int32_t* interior,
-                            double* anchors, double* terms) = 0;
+  virtual void solve_anchors(const std::vector<AnchorProblem>& manifolds, double tolerance) = 0;
+  // From one manifold's solves: each t's anchor s̃ (row q of anchors, [count, dims]) and its row
+  // of terms ([count, anchor_term_count], the columns above). The mean over q is in increasing q.
+  virtual void anchor_terms(const AnchorProblem& p, const double* sz, const double* gz, double* anchors,
+                            double* terms) = 0;
 };
 
 }  // namespace gs::kernels

@@ -499,9 +499,9 @@ inline void ntk_tiles(Device d) {
   }
 }
 
-// The geometry probe's anchor kernels on manifolds with more points than dimensions (a
-// singular Gram, dependent columns), fewer, more points than a CUDA block has threads, a point
-// manifold (D = 0) and κ > 0. Each t's interior test against the max projection found here;
+// The geometry probe's anchor kernels on five manifolds solved in one call: more points than
+// dimensions (a singular Gram, dependent columns), fewer, more points than a CUDA block has
+// threads, a point manifold (D = 0), κ > 0. Each t's interior test against the max projection found here;
 // each solve against brute force over every support where that is small, and against its KKT
 // conditions everywhere; the anchors and terms against their definitions.
 inline void anchor_solves(Device d) {
@@ -511,26 +511,46 @@ inline void anchor_solves(Device d) {
     std::int64_t dims, points, count;
     double kappa, spread;
   };
+  // All manifolds in one call, as a layer's classes go; each one's inputs and device arrays.
+  struct Manifold {
+    Case c;
+    std::vector<double> s, t, gram, proj;
+    Tensor s_d, t_d, gram_d, proj_d, z_d, interior_d;
+  };
+  std::vector<Manifold> manifolds;
+  std::vector<kernels::AnchorProblem> problems;
+  auto doubles = [](Tensor& x) { return static_cast<double*>(x.raw()); };
   std::uint64_t seed = 700;
-  std::int64_t interior_total = 0;
   for (const Case c : {Case{4, 9, 37, 0.0, 0.4}, Case{8, 5, 29, 0.3, 0.8}, Case{1, 3, 11, 0.0, 1.0},
                        Case{12, 150, 23, 0.1, 0.6}, Case{30, 70, 9, 0.0, 2.0}}) {
+    const std::int64_t d1 = c.dims, m = c.points, n_t = c.count;
+    Manifold mf{c, random_values(static_cast<std::size_t>(m * d1), ++seed, -c.spread, c.spread),
+                random_values(static_cast<std::size_t>(n_t * d1), ++seed, -2, 2), {}, {}, {}, {}, {}, {}, {}, {}};
+    for (std::int64_t mu = 0; mu < m; ++mu) mf.s[static_cast<std::size_t>(mu * d1 + d1 - 1)] = 1;  // the center coordinate
+    mf.gram = matmul(mf.s, mf.s, m, m, d1, false, true);
+    mf.proj = matmul(mf.s, mf.t, m, n_t, d1, false, true);
+    mf.s_d = on(d, mf.s, DType::f64);
+    mf.t_d = on(d, mf.t, DType::f64);
+    mf.gram_d = on(d, mf.gram, DType::f64);
+    mf.proj_d = on(d, mf.proj, DType::f64);
+    mf.z_d = poisoned(d, n_t * m, DType::f64);
+    mf.interior_d = labels_on(d, std::vector<std::int32_t>(static_cast<std::size_t>(n_t), -7));
+    problems.push_back({d1, m, n_t, c.kappa, doubles(mf.s_d), doubles(mf.t_d), doubles(mf.gram_d), doubles(mf.proj_d),
+                        doubles(mf.z_d), static_cast<std::int32_t*>(mf.interior_d.raw())});
+    manifolds.push_back(std::move(mf));
+  }
+  be.solve_anchors(problems, 1e-12);
+
+  std::int64_t interior_total = 0;
+  for (std::size_t i = 0; i < manifolds.size(); ++i) {
+    Manifold& mf = manifolds[i];
+    const Case c = mf.c;
     const std::int64_t d1 = c.dims, m = c.points, n_t = c.count, dd = d1 - 1;
     CAPTURE(d1);
     CAPTURE(m);
-    auto s = random_values(static_cast<std::size_t>(m * d1), ++seed, -c.spread, c.spread);
-    for (std::int64_t mu = 0; mu < m; ++mu) s[static_cast<std::size_t>(mu * d1 + dd)] = 1;  // the center coordinate
-    const auto t = random_values(static_cast<std::size_t>(n_t * d1), ++seed, -2, 2);
-    const auto gram = matmul(s, s, m, m, d1, false, true), proj = matmul(s, t, m, n_t, d1, false, true);
-    Tensor s_d = on(d, s, DType::f64), t_d = on(d, t, DType::f64), gram_d = on(d, gram, DType::f64),
-           proj_d = on(d, proj, DType::f64), z_d = poisoned(d, n_t * m, DType::f64),
-           interior_d = labels_on(d, std::vector<std::int32_t>(static_cast<std::size_t>(n_t), -7));
-    const kernels::AnchorProblem problem{d1, m, n_t, c.kappa};
-    auto doubles = [](Tensor& x) { return static_cast<double*>(x.raw()); };
-    be.solve_anchors(problem, doubles(s_d), doubles(t_d), doubles(gram_d), doubles(proj_d), 1e-12, doubles(z_d),
-                     static_cast<std::int32_t*>(interior_d.raw()));
-    const auto z = z_d.to_vector();
-    const auto interior = interior_d.to_int_vector();
+    const auto &s = mf.s, &t = mf.t, &gram = mf.gram, &proj = mf.proj;
+    const auto z = mf.z_d.to_vector();
+    const auto interior = mf.interior_d.to_int_vector();
     int solved = 0;
     for (std::int64_t q = 0; q < n_t; ++q) {
       CAPTURE(q);
@@ -571,8 +591,7 @@ inline void anchor_solves(Device d) {
     const auto sz = matmul(z, s, n_t, d1, m), gz = matmul(z, gram, n_t, m, m);
     Tensor sz_d = on(d, sz, DType::f64), gz_d = on(d, gz, DType::f64), anchors_d = poisoned(d, n_t * d1, DType::f64),
            terms_d = poisoned(d, n_t * kernels::anchor_term_count, DType::f64);
-    be.anchor_terms(problem, doubles(s_d), doubles(t_d), doubles(proj_d), doubles(z_d), doubles(sz_d), doubles(gz_d),
-                    static_cast<std::int32_t*>(interior_d.raw()), doubles(anchors_d), doubles(terms_d));
+    be.anchor_terms(problems[i], doubles(sz_d), doubles(gz_d), doubles(anchors_d), doubles(terms_d));
     std::vector<double> anchors(static_cast<std::size_t>(n_t * d1)), terms(static_cast<std::size_t>(n_t * kernels::anchor_term_count));
     std::vector<double> mean(static_cast<std::size_t>(d1), 0.0);
     for (std::int64_t q = 0; q < n_t; ++q) {

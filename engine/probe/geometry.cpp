@@ -26,44 +26,26 @@ std::vector<double> nnls_gram(const std::vector<double>& g, const std::vector<do
 }
 
 namespace {
+
 double* doubles(Tensor& x) { return static_cast<double*>(x.raw()); }
-}  // namespace
 
-ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::vector<double>& tv, std::int64_t n_t,
-                                  Device device) {
-  const std::int64_t d1 = mf.dims, m = mf.count, d = d1 - 1;
-  GS_CHECK(d1 >= 1 && m >= 1 && static_cast<std::int64_t>(mf.points.size()) == d1 * m,
-           "analyze_manifold: {} values do not make {} points of {} dimensions", mf.points.size(), m, d1);
-  GS_CHECK(static_cast<std::int64_t>(tv.size()) == d1 * n_t && n_t >= 1, "analyze_manifold: t vectors must be {} × {}", d1, n_t);
-  // The points and t vectors go to the device once; everything below stays there until the
-  // per-t terms (n_t × 6 values) come back for the averages.
-  auto& be = kernels::backend(device);
-  const auto f64 = DType::f64;
-  Tensor s = Tensor::from(mf.points, Shape{m, d1}, f64, device), t = Tensor::from(tv, Shape{n_t, d1}, f64, device);
-  Tensor gram = Tensor::empty(Shape{m, m}, f64, device), proj = Tensor::empty(Shape{m, n_t}, f64, device);
-  // G = S Sᵀ, and every product of the points with the t vectors: proj[μ, q] = s_μ · t_q.
-  be.gemm(f64, {false, true, m, m, d1, d1, d1, m}, 1.0, s.raw(), s.raw(), 0.0, gram.raw());
-  be.gemm(f64, {false, true, m, n_t, d1, d1, d1, n_t}, 1.0, s.raw(), t.raw(), 0.0, proj.raw());
-  const kernels::AnchorProblem problem{d1, m, n_t, kappa};
-  Tensor z = Tensor::empty(Shape{n_t, m}, f64, device), interior = Tensor::empty(Shape{n_t}, DType::i32, device);
-  be.solve_anchors(problem, doubles(s), doubles(t), doubles(gram), doubles(proj),
-                   1e-12, doubles(z), static_cast<std::int32_t*>(interior.raw()));
-  // Then, for every t at once: Sᵀz (the anchor, once normalized) and G z, from which
-  // s_μ·v = s_μ·t − (G z)_μ for v = t − Sᵀz.
-  Tensor sz = Tensor::empty(Shape{n_t, d1}, f64, device), gz = Tensor::empty(Shape{n_t, m}, f64, device);
-  be.gemm(f64, {false, false, n_t, d1, m, m, d1, d1}, 1.0, z.raw(), s.raw(), 0.0, sz.raw());
-  be.gemm(f64, {false, false, n_t, m, m, m, m, m}, 1.0, z.raw(), gram.raw(), 0.0, gz.raw());
-  Tensor anchors = Tensor::empty(Shape{n_t, d1}, f64, device);
-  Tensor terms = Tensor::empty(Shape{n_t, kernels::anchor_term_count}, f64, device);
-  be.anchor_terms(problem, doubles(s), doubles(t), doubles(proj), doubles(z),
-                  doubles(sz), doubles(gz), static_cast<std::int32_t*>(interior.raw()),
-                  doubles(anchors), doubles(terms));
-  const auto term = terms.to_vector();
-  const auto inside = interior.to_int_vector();
+// One manifold's arrays on the device (kernels/geometry.h names them).
+struct ManifoldArrays {
+  Tensor s, t, gram, proj, z, interior;
+  kernels::AnchorProblem problem(double kappa) {
+    return {s.size(1), s.size(0), t.size(0), kappa, doubles(s), doubles(t), doubles(gram), doubles(proj), doubles(z),
+            static_cast<std::int32_t*>(interior.raw())};
+  }
+};
 
+// From the n_t rows of per-t terms: capacity, its standard error, radius, dimension, KKT residuals.
+ManifoldGeometry summarize(const std::vector<double>& term, const std::vector<std::int32_t>& inside, std::int64_t n_t,
+                           std::int64_t d) {
   ManifoldGeometry out;
   double mean_term = 0, var_term = 0, mean_cosine = 0, r2 = 0;
-  const auto column = [&](std::int64_t q, int c) { return term[static_cast<std::size_t>(q * kernels::anchor_term_count + c)]; };
+  const auto column = [&](std::int64_t q, int c) {
+    return term[static_cast<std::size_t>(q * kernels::anchor_term_count + c)];
+  };
   for (std::int64_t q = 0; q < n_t; ++q) {
     out.interior += inside[static_cast<std::size_t>(q)] > 0;
     out.worst.max_violation = std::max(out.worst.max_violation, column(q, kernels::max_violation_term));
@@ -84,6 +66,58 @@ ManifoldGeometry analyze_manifold(const Manifold& mf, double kappa, const std::v
   out.radius = std::sqrt(r2);
   out.dimension = static_cast<double>(d) * mean_cosine * mean_cosine;
   return out;
+}
+
+}  // namespace
+
+std::vector<ManifoldGeometry> analyze_manifolds(const std::vector<Manifold>& manifolds, double kappa,
+                                                const std::vector<std::vector<double>>& t_vectors, std::int64_t n_t,
+                                                Device device) {
+  GS_CHECK(t_vectors.size() == manifolds.size(), "analyze_manifolds: {} sets of t vectors for {} manifolds",
+           t_vectors.size(), manifolds.size());
+  GS_CHECK(n_t >= 1, "analyze_manifolds: needs at least one t vector, got n_t = {}", n_t);
+  auto& be = kernels::backend(device);
+  const auto f64 = DType::f64;
+  // The points and t vectors go to the device once; everything below stays there until the
+  // per-t terms (n_t × 6 values per manifold) come back for the averages.
+  std::vector<ManifoldArrays> arrays;
+  std::vector<kernels::AnchorProblem> problems;
+  for (std::size_t i = 0; i < manifolds.size(); ++i) {
+    const Manifold& mf = manifolds[i];
+    const std::int64_t d1 = mf.dims, m = mf.count;
+    GS_CHECK(d1 >= 1 && m >= 1 && static_cast<std::int64_t>(mf.points.size()) == d1 * m,
+             "analyze_manifold: {} values do not make {} points of {} dimensions", mf.points.size(), m, d1);
+    GS_CHECK(static_cast<std::int64_t>(t_vectors[i].size()) == d1 * n_t, "analyze_manifold: t vectors must be {} × {}", d1,
+             n_t);
+    ManifoldArrays a{Tensor::from(mf.points, Shape{m, d1}, f64, device), Tensor::from(t_vectors[i], Shape{n_t, d1}, f64, device),
+                     Tensor::empty(Shape{m, m}, f64, device),           Tensor::empty(Shape{m, n_t}, f64, device),
+                     Tensor::empty(Shape{n_t, m}, f64, device),         Tensor::empty(Shape{n_t}, DType::i32, device)};
+    // G = S Sᵀ, and every product of the points with the t vectors: proj[μ, q] = s_μ · t_q.
+    be.gemm(f64, {false, true, m, m, d1, d1, d1, m}, 1.0, a.s.raw(), a.s.raw(), 0.0, a.gram.raw());
+    be.gemm(f64, {false, true, m, n_t, d1, d1, d1, n_t}, 1.0, a.s.raw(), a.t.raw(), 0.0, a.proj.raw());
+    problems.push_back(a.problem(kappa));
+    arrays.push_back(std::move(a));
+  }
+  be.solve_anchors(problems, 1e-12);  // every manifold's t vectors at once
+  std::vector<ManifoldGeometry> out;
+  for (std::size_t i = 0; i < manifolds.size(); ++i) {
+    ManifoldArrays& a = arrays[i];
+    const std::int64_t d1 = manifolds[i].dims, m = manifolds[i].count;
+    // Sᵀz (the anchor, once normalized) and G z, from which s_μ·v = s_μ·t − (G z)_μ for v = t − Sᵀz.
+    Tensor sz = Tensor::empty(Shape{n_t, d1}, f64, device), gz = Tensor::empty(Shape{n_t, m}, f64, device);
+    be.gemm(f64, {false, false, n_t, d1, m, m, d1, d1}, 1.0, a.z.raw(), a.s.raw(), 0.0, sz.raw());
+    be.gemm(f64, {false, false, n_t, m, m, m, m, m}, 1.0, a.z.raw(), a.gram.raw(), 0.0, gz.raw());
+    Tensor anchors = Tensor::empty(Shape{n_t, d1}, f64, device);
+    Tensor terms = Tensor::empty(Shape{n_t, kernels::anchor_term_count}, f64, device);
+    be.anchor_terms(problems[i], doubles(sz), doubles(gz), doubles(anchors), doubles(terms));
+    out.push_back(summarize(terms.to_vector(), a.interior.to_int_vector(), n_t, d1 - 1));
+  }
+  return out;
+}
+
+ManifoldGeometry analyze_manifold(const Manifold& m, double kappa, const std::vector<double>& t_vectors, std::int64_t n_t,
+                                  Device device) {
+  return analyze_manifolds({m}, kappa, {t_vectors}, n_t, device).front();
 }
 
 }  // namespace gs::probe
@@ -165,8 +199,9 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
     }
   };
 
-  // 3 and 4, manifold by manifold.
-  double inverse_sum = 0, inverse_var = 0;
+  // 3, manifold by manifold.
+  std::vector<Manifold> manifolds;
+  std::vector<std::vector<double>> t_vectors;
   for (std::int64_t c = 0; c < classes; ++c) {
     const auto& r = rows[static_cast<std::size_t>(c)];
     const std::int64_t m = static_cast<std::int64_t>(r.size());
@@ -225,14 +260,19 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
     Generator gen(seed, static_cast<std::uint64_t>(1000 + c));  // one stream per class: stable under class subsets
     Tensor t = Tensor::empty(Shape{(d + 1) * n_t}, DType::f64);
     gen.normal(t, 0, 1);
-    auto g = analyze_manifold(mf, kappa, t.to_vector(), n_t, device);
+    manifolds.push_back(std::move(mf));
+    t_vectors.push_back(t.to_vector());
+  }
+  // 4. Every class's anchors at once.
+  out.per_class = analyze_manifolds(manifolds, kappa, t_vectors, n_t, device);
+  double inverse_sum = 0, inverse_var = 0;
+  for (const ManifoldGeometry& g : out.per_class) {
     inverse_sum += 1 / g.capacity;
     // s.e. of 1/α_M from that of α_M (delta method), summed as independent.
     const double inv_se = g.capacity_se / (g.capacity * g.capacity);
     inverse_var += inv_se * inv_se;
     out.radius += g.radius / static_cast<double>(classes);
     out.dimension += g.dimension / static_cast<double>(classes);
-    out.per_class.push_back(g);
   }
   const double mean_inverse = inverse_sum / static_cast<double>(classes);
   out.capacity = 1 / mean_inverse;  // 1 / mean(1/α_M)

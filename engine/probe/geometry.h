@@ -42,6 +42,11 @@ struct ManifoldGeometry {
 // (kernels/geometry.h); only the per-t terms come back.
 ManifoldGeometry analyze_manifold(const Manifold& m, double kappa, const std::vector<double>& t_vectors, std::int64_t n_t,
                                   Device device = Device::cpu);
+// Several manifolds, each with its own t vectors (n_t each): their anchor problems are solved in
+// one call, so that a GPU has them all at once.
+std::vector<ManifoldGeometry> analyze_manifolds(const std::vector<Manifold>& manifolds, double kappa,
+                                                const std::vector<std::vector<double>>& t_vectors, std::int64_t n_t,
+                                                Device device = Device::cpu);
 
 // Non-negative least squares min_{z ≥ 0} ‖A z − y‖² given G = AᵀA (m × m, row-major) and Aᵀy:
 // Lawson and Hanson's active-set method (1974, ch. 23), on the Gram so that many right-hand sides

@@ -1,6 +1,6 @@
-// The geometry probe's anchor problems: the t vectors are independent, so they run in parallel,
-// each on its own thread, through a Lawson–Hanson NNLS that grows the Cholesky factor of its
-// passive set a row at a time.
+// The geometry probe's anchor problems: the t vectors of all manifolds are independent, so they
+// run in parallel, each on one thread, through a Lawson–Hanson NNLS that grows the Cholesky
+// factor of its passive set a row at a time.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -126,43 +126,50 @@ void nnls_gram(const double* g, const double* aty, i64 m, double tol, double* z)
   }
 }
 
-void CpuBackend::solve_anchors(const AnchorProblem& p, const double* s, const double* tv, const double* gram,
-                               const double* proj, double tolerance, double* zs, std::int32_t* interior) {
-  const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
+void CpuBackend::solve_anchors(const std::vector<AnchorProblem>& manifolds, double tolerance) {
+  // Every (manifold, t) pair is one task; first[i] is the index of manifold i's first.
+  std::vector<i64> first(manifolds.size() + 1, 0);
+  for (std::size_t i = 0; i < manifolds.size(); ++i) first[i + 1] = first[i] + manifolds[i].count;
 #pragma omp parallel
   {
-    std::vector<double> aty(static_cast<std::size_t>(m));
+    std::vector<double> aty;
 #pragma omp for schedule(dynamic, 4)
-    for (i64 q = 0; q < n_t; ++q) {
-      const double* t = tv + q * d1;
+    for (i64 task = 0; task < first.back(); ++task) {
+      const std::size_t i = static_cast<std::size_t>(std::upper_bound(first.begin(), first.end(), task) - first.begin()) - 1;
+      const AnchorProblem& p = manifolds[i];
+      const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count, q = task - first[i];
+      const double* t = p.t + q * d1;
+      const double* s = p.s;
       // The point of largest projection on t's first D coordinates (the reference's maxproj).
       i64 best = 0;
       double best_proj = -INFINITY;
       for (i64 mu = 0; mu < m; ++mu) {
-        const double v = proj[mu * n_t + q] - s[mu * d1 + d] * t[d];
+        const double v = p.proj[mu * n_t + q] - s[mu * d1 + d] * t[d];
         if (v > best_proj) {
           best_proj = v;
           best = mu;
         }
       }
-      double* z = zs + q * m;
+      double* z = p.z + q * m;
       if (t[d] + best_proj + p.kappa < 0) {  // t itself is feasible: v = t, the anchor is that point
         std::fill(z, z + m, 0.0);
-        interior[q] = static_cast<std::int32_t>(best + 1);
+        p.interior[q] = static_cast<std::int32_t>(best + 1);
         continue;
       }
-      interior[q] = 0;
+      p.interior[q] = 0;
       // Aᵀy with y = t + κ ê (ê the center direction, the last coordinate).
-      for (i64 mu = 0; mu < m; ++mu) aty[static_cast<std::size_t>(mu)] = proj[mu * n_t + q] + p.kappa * s[mu * d1 + d];
-      nnls_gram(gram, aty.data(), m, tolerance, z);
+      aty.resize(static_cast<std::size_t>(m));
+      for (i64 mu = 0; mu < m; ++mu) aty[static_cast<std::size_t>(mu)] = p.proj[mu * n_t + q] + p.kappa * s[mu * d1 + d];
+      nnls_gram(p.gram, aty.data(), m, tolerance, z);
     }
   }
 }
 
-void CpuBackend::anchor_terms(const AnchorProblem& p, const double* s, const double* tv, const double* proj,
-                              const double* zs, const double* sz, const double* gz, const std::int32_t* interior,
-                              double* anchors, double* terms) {
+void CpuBackend::anchor_terms(const AnchorProblem& p, const double* sz, const double* gz, double* anchors,
+                              double* terms) {
   const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
+  const double *s = p.s, *tv = p.t, *proj = p.proj, *zs = p.z;
+  const std::int32_t* interior = p.interior;
   std::vector<double> mean(static_cast<std::size_t>(d1), 0.0);
   for (i64 q = 0; q < n_t; ++q) {
     const double* t = tv + q * d1;

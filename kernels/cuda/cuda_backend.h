@@ -122,11 +122,8 @@ class CudaBackend final : public Backend {
   void add_output_block(DType dtype, const KernelTile& tile, double alpha2, const void* g, i64 ldg, void* k) override;
   void dot_f64(DType dtype, i64 n, const void* x, const void* y, double* out) override;
 
-  void solve_anchors(const AnchorProblem& p, const double* s, const double* t, const double* gram, const double* proj,
-                     double tolerance, double* z, std::int32_t* interior) override;
-  void anchor_terms(const AnchorProblem& p, const double* s, const double* t, const double* proj, const double* z,
-                    const double* sz, const double* gz, const std::int32_t* interior, double* anchors,
-                    double* terms) override;
+  void solve_anchors(const std::vector<AnchorProblem>& manifolds, double tolerance) override;
+  void anchor_terms(const AnchorProblem& p, const double* sz, const double* gz, double* anchors, double* terms) override;
 
   bool begin_capture(std::string& why_not) override;
   CapturedWork* end_capture(std::string& why_not) override;

@@ -5,7 +5,10 @@
 // the block share each step: the gradient and the searches by point, the triangular solves by
 // row, going column by column (one barrier per column). The forward sums subtract in the CPU's
 // order; the backward solve subtracts in the reverse order, so the two differ by rounding only.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "kernels/cuda/cuda_backend.h"
 
@@ -15,17 +18,27 @@ namespace {
 
 constexpr int anchor_threads = 64;
 
-// Each block's NNLS state lives in one slab of a fixed device buffer; the t vectors go in
-// chunks of as many blocks as the buffer holds slabs.
-constexpr std::size_t anchor_scratch_bytes = std::size_t(64) << 20;
+// The work buffer of solve_anchors: the table of manifolds, then one slab of NNLS state per block
+// of a launch. It grows to what a call needs, at most max_slab_bytes of slabs (the t vectors of
+// a larger call go in several launches), and is kept for the next call. The emulated build keeps
+// it small, so that the tests' few hundred t vectors take several launches there.
+#ifdef GROKSCOPE_CUDA_EMULATED
+constexpr std::size_t max_slab_bytes = std::size_t(1) << 20;
+#else
+constexpr std::size_t max_slab_bytes = std::size_t(1) << 30;
+#endif
 
-void* anchor_scratch() {
-  static void* scratch = [] {
-    void* p = nullptr;
-    GS_CUDA_CHECK(cudaMalloc(&p, anchor_scratch_bytes), "the geometry probe's NNLS buffer");
-    return p;
-  }();
-  return scratch;
+void* geometry_buffer(std::size_t bytes) {
+  static void* buffer = nullptr;
+  static std::size_t capacity = 0;
+  if (bytes > capacity) {
+    if (buffer) GS_CUDA_CHECK(cudaFree(buffer), "growing the geometry probe's work buffer");
+    buffer = nullptr;
+    capacity = 0;
+    GS_CUDA_CHECK(cudaMalloc(&buffer, bytes), "the geometry probe's work buffer, " + std::to_string(bytes) + " bytes");
+    capacity = bytes;
+  }
+  return buffer;
 }
 
 // The passive set never holds more columns than G's rank, at most min(points, dims).
@@ -167,14 +180,23 @@ __device__ void solve_passive(const NnlsSlab& st, int k) {
   }
 }
 
-// One block per t vector of the chunk that starts at `first`.
-__global__ void solve_anchors_kernel(AnchorProblem p, i64 first, const double* s, const double* t, const double* gram,
-                                     const double* proj, double tol, double* zs, std::int32_t* interior,
-                                     SlabLayout layout, void* scratch) {
-  const i64 m = p.points, d1 = p.dims, d = d1 - 1, n_t = p.count, q = first + blockIdx.x;
+// One block per t vector: block b of the launch takes the t at global index block0 + b, counted
+// over the manifolds in order (first[i] is manifold i's first index; first[count] the total).
+__global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* first, int manifolds, i64 block0,
+                                     double tol, SlabLayout layout, void* slabs) {
+  const i64 global = block0 + blockIdx.x;
+  int lo = 0, hi = manifolds - 1;  // the last manifold whose first index is ≤ global
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (first[mid] <= global) lo = mid;
+    else hi = mid - 1;
+  }
+  const AnchorProblem p = table[lo];
+  const double *s = p.s, *t = p.t, *gram = p.gram, *proj = p.proj;
+  const i64 m = p.points, d1 = p.dims, d = d1 - 1, n_t = p.count, q = global - first[lo];
   const int me = static_cast<int>(threadIdx.x);
-  const NnlsSlab st = slab_of(layout, scratch, blockIdx.x);
-  double* z = zs + q * m;
+  const NnlsSlab st = slab_of(layout, slabs, blockIdx.x);
+  double* z = p.z + q * m;
 
   // The point of largest projection on t's first D coordinates.
   const double t_center = t[q * d1 + d];
@@ -191,10 +213,10 @@ __global__ void solve_anchors_kernel(AnchorProblem p, i64 first, const double* s
   if (best < 0) best = 0;
   if (t_center + best_proj + p.kappa < 0) {  // t is feasible: the anchor is that point
     for (i64 mu = me; mu < m; mu += anchor_threads) z[mu] = 0;
-    if (me == 0) interior[q] = best + 1;
+    if (me == 0) p.interior[q] = best + 1;
     return;
   }
-  if (me == 0) interior[q] = 0;
+  if (me == 0) p.interior[q] = 0;
   for (i64 mu = me; mu < m; mu += anchor_threads) {
     st.aty[mu] = proj[mu * n_t + q] + p.kappa * s[mu * d1 + d];
     z[mu] = 0;
@@ -273,12 +295,12 @@ __global__ void solve_anchors_kernel(AnchorProblem p, i64 first, const double* s
 
 // Per t: its anchor (the max-projection point when interior, else Sᵀz / Σz), the KKT residuals
 // of its solve, and its capacity and cosine terms.
-__global__ void anchor_terms_kernel(AnchorProblem p, const double* s, const double* tv, const double* proj,
-                                    const double* zs, const double* sz, const double* gz, const std::int32_t* interior,
-                                    double* anchors, double* terms) {
+__global__ void anchor_terms_kernel(AnchorProblem p, const double* sz, const double* gz, double* anchors, double* terms) {
   const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (q >= p.count) return;
   const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
+  const double *s = p.s, *tv = p.t, *proj = p.proj, *zs = p.z;
+  const std::int32_t* interior = p.interior;
   const double* t = tv + q * d1;
   const double* z = zs + q * m;
   double* anchor = anchors + q * d1;
@@ -344,42 +366,51 @@ __global__ void radius_terms_kernel(AnchorProblem p, const double* anchors, cons
   terms[q * anchor_term_count + radius_term] = sq;
 }
 
-std::string describe(const AnchorProblem& p) {
-  return std::to_string(p.count) + " t vectors, " + std::to_string(p.points) + " points of " + std::to_string(p.dims) +
-         " dimensions";
-}
-
 }  // namespace
 
-void CudaBackend::solve_anchors(const AnchorProblem& p, const double* s, const double* t, const double* gram,
-                                const double* proj, double tolerance, double* z, std::int32_t* interior) {
-  if (p.count == 0) return;
-  const SlabLayout layout{p.points, p.points < p.dims ? p.points : p.dims};
-  const i64 per_chunk = static_cast<i64>(anchor_scratch_bytes) / layout.bytes();
-  if (per_chunk < 1 || p.points > (i64(1) << 30))
-    throw Error("geometry on the GPU: a manifold of " + std::to_string(p.points) + " points needs " +
+void CudaBackend::solve_anchors(const std::vector<AnchorProblem>& manifolds, double tolerance) {
+  // The table and the prefix of t counts go first in the buffer, then the slabs, each slab as
+  // large as the largest manifold's.
+  std::vector<i64> first(manifolds.size() + 1, 0);
+  SlabLayout layout;
+  for (std::size_t i = 0; i < manifolds.size(); ++i) {
+    const AnchorProblem& p = manifolds[i];
+    first[i + 1] = first[i] + p.count;
+    layout.points = std::max(layout.points, p.points);
+    layout.rank = std::max(layout.rank, std::min(p.points, p.dims));
+  }
+  const i64 total = first.back();
+  if (total == 0) return;
+  if (static_cast<std::size_t>(layout.bytes()) > max_slab_bytes)
+    throw Error("geometry on the GPU: a manifold of " + std::to_string(layout.points) + " points needs " +
                 std::to_string(layout.bytes() >> 20) + " MiB for one NNLS, more than the " +
-                std::to_string(anchor_scratch_bytes >> 20) +
-                " MiB its buffer holds; give the geometry probe fewer points per class");
-  const std::string what = "solve_anchors (" + describe(p) + ")";
-  for (i64 first = 0; first < p.count; first += per_chunk) {
-    const i64 blocks = p.count - first < per_chunk ? p.count - first : per_chunk;
-    launch(what.c_str(), blocks, static_cast<int>(blocks), anchor_threads, solve_anchors_kernel, p, first, s, t, gram, proj,
-           tolerance, z, interior, layout, anchor_scratch());
+                std::to_string(max_slab_bytes >> 20) + " MiB the solver takes; give the geometry probe fewer points per class");
+  const std::size_t table_bytes = manifolds.size() * sizeof(AnchorProblem), first_bytes = first.size() * sizeof(i64);
+  const std::size_t header = (table_bytes + first_bytes + 255) / 256 * 256;
+  const i64 per_launch = std::min<i64>(total, static_cast<i64>(max_slab_bytes) / layout.bytes());
+  char* buffer = static_cast<char*>(geometry_buffer(header + static_cast<std::size_t>(per_launch * layout.bytes())));
+  std::vector<char> head(table_bytes + first_bytes);
+  std::memcpy(head.data(), manifolds.data(), table_bytes);
+  std::memcpy(head.data() + table_bytes, first.data(), first_bytes);
+  copy_from_host(buffer, head.data(), head.size());
+  const auto* table = reinterpret_cast<const AnchorProblem*>(buffer);
+  const auto* first_d = reinterpret_cast<const i64*>(buffer + table_bytes);
+  const std::string what = "solve_anchors (" + std::to_string(manifolds.size()) + " manifolds, " + std::to_string(total) +
+                           " t vectors, up to " + std::to_string(layout.points) + " points)";
+  for (i64 block0 = 0; block0 < total; block0 += per_launch) {
+    const i64 blocks = std::min(per_launch, total - block0);
+    launch(what.c_str(), blocks, static_cast<int>(blocks), anchor_threads, solve_anchors_kernel, table, first_d,
+           static_cast<int>(manifolds.size()), block0, tolerance, layout, static_cast<void*>(buffer + header));
   }
 }
 
-void CudaBackend::anchor_terms(const AnchorProblem& p, const double* s, const double* t, const double* proj,
-                               const double* z, const double* sz, const double* gz, const std::int32_t* interior,
-                               double* anchors, double* terms) {
+void CudaBackend::anchor_terms(const AnchorProblem& p, const double* sz, const double* gz, double* anchors, double* terms) {
   if (p.count == 0) return;
-  const std::string what = "anchor_terms (" + describe(p) + ")";
-  launch(what.c_str(), p.count, blocks_for(p.count), threads_per_block, anchor_terms_kernel, p, s, t, proj, z, sz, gz,
-         interior, anchors, terms);
-  // The mean anchor goes in the NNLS buffer, free again once the solves are done (same stream).
-  double* mean = static_cast<double*>(anchor_scratch());
-  if (static_cast<std::size_t>(p.dims) * sizeof(double) > anchor_scratch_bytes)
-    throw Error("anchor_terms: " + std::to_string(p.dims) + " dimensions are more than its buffer holds");
+  const std::string what = "anchor_terms (" + std::to_string(p.count) + " t vectors, " + std::to_string(p.points) +
+                           " points of " + std::to_string(p.dims) + " dimensions)";
+  launch(what.c_str(), p.count, blocks_for(p.count), threads_per_block, anchor_terms_kernel, p, sz, gz, anchors, terms);
+  // The mean anchor goes in the work buffer (the solves before it on this stream are done).
+  auto* mean = static_cast<double*>(geometry_buffer(static_cast<std::size_t>(p.dims) * sizeof(double)));
   launch(what.c_str(), p.dims, blocks_for(p.dims), threads_per_block, anchor_mean_kernel, p, anchors, mean);
   launch(what.c_str(), p.count, blocks_for(p.count), threads_per_block, radius_terms_kernel, p, anchors, mean, terms);
 }
