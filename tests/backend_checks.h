@@ -499,9 +499,9 @@ inline void ntk_tiles(Device d) {
   }
 }
 
-// The geometry probe's anchor kernels on five manifolds solved in one call: more points than
-// dimensions (a singular Gram, dependent columns), fewer, more points than a CUDA block has
-// threads, a point manifold (D = 0), κ > 0. Each t's interior test against the max projection found here;
+// The geometry probe's anchor kernels on five manifolds solved in one call (more points than
+// dimensions: a singular Gram, dependent columns; fewer; more points than a CUDA block has
+// threads; a point manifold, D = 0; κ > 0), then on one of 300 points. Each t's interior test against the max projection found here;
 // each solve against brute force over every support where that is small, and against its KKT
 // conditions everywhere; the anchors and terms against their definitions.
 inline void anchor_solves(Device d) {
@@ -517,119 +517,124 @@ inline void anchor_solves(Device d) {
     std::vector<double> s, t, gram, proj;
     Tensor s_d, t_d, gram_d, proj_d, z_d, interior_d;
   };
-  std::vector<Manifold> manifolds;
-  std::vector<kernels::AnchorProblem> problems;
   auto doubles = [](Tensor& x) { return static_cast<double*>(x.raw()); };
   std::uint64_t seed = 700;
-  for (const Case c : {Case{4, 9, 37, 0.0, 0.4}, Case{8, 5, 29, 0.3, 0.8}, Case{1, 3, 11, 0.0, 1.0},
-                       Case{12, 150, 23, 0.1, 0.6}, Case{30, 70, 9, 0.0, 2.0}}) {
-    const std::int64_t d1 = c.dims, m = c.points, n_t = c.count;
-    Manifold mf{c, random_values(static_cast<std::size_t>(m * d1), ++seed, -c.spread, c.spread),
-                random_values(static_cast<std::size_t>(n_t * d1), ++seed, -2, 2), {}, {}, {}, {}, {}, {}, {}, {}};
-    for (std::int64_t mu = 0; mu < m; ++mu) mf.s[static_cast<std::size_t>(mu * d1 + d1 - 1)] = 1;  // the center coordinate
-    mf.gram = matmul(mf.s, mf.s, m, m, d1, false, true);
-    mf.proj = matmul(mf.s, mf.t, m, n_t, d1, false, true);
-    mf.s_d = on(d, mf.s, DType::f64);
-    mf.t_d = on(d, mf.t, DType::f64);
-    mf.gram_d = on(d, mf.gram, DType::f64);
-    mf.proj_d = on(d, mf.proj, DType::f64);
-    mf.z_d = poisoned(d, n_t * m, DType::f64);
-    mf.interior_d = labels_on(d, std::vector<std::int32_t>(static_cast<std::size_t>(n_t), -7));
-    problems.push_back({d1, m, n_t, c.kappa, doubles(mf.s_d), doubles(mf.t_d), doubles(mf.gram_d), doubles(mf.proj_d),
-                        doubles(mf.z_d), static_cast<std::int32_t*>(mf.interior_d.raw())});
-    manifolds.push_back(std::move(mf));
-  }
-  be.solve_anchors(problems, 1e-12);
-
   std::int64_t interior_total = 0;
-  for (std::size_t i = 0; i < manifolds.size(); ++i) {
-    Manifold& mf = manifolds[i];
-    const Case c = mf.c;
-    const std::int64_t d1 = c.dims, m = c.points, n_t = c.count, dd = d1 - 1;
-    CAPTURE(d1);
-    CAPTURE(m);
-    const auto &s = mf.s, &t = mf.t, &gram = mf.gram, &proj = mf.proj;
-    const auto z = mf.z_d.to_vector();
-    const auto interior = mf.interior_d.to_int_vector();
-    int solved = 0;
-    for (std::int64_t q = 0; q < n_t; ++q) {
-      CAPTURE(q);
-      std::int64_t best = 0;
-      double best_proj = -INFINITY;
-      for (std::int64_t mu = 0; mu < m; ++mu) {
-        const double v = proj[static_cast<std::size_t>(mu * n_t + q)] - s[static_cast<std::size_t>(mu * d1 + dd)] * t[static_cast<std::size_t>(q * d1 + dd)];
-        if (v > best_proj) best_proj = v, best = mu;
-      }
-      const std::vector<double> zq(z.begin() + q * m, z.begin() + (q + 1) * m);
-      if (t[static_cast<std::size_t>(q * d1 + dd)] + best_proj + c.kappa < 0) {
-        CHECK(interior[static_cast<std::size_t>(q)] == best + 1);
-        check_close(zq, std::vector<double>(static_cast<std::size_t>(m), 0.0), {0, 0}, "the multipliers of an interior t");
-        continue;
-      }
-      ++solved;
-      CHECK(interior[static_cast<std::size_t>(q)] == 0);
-      std::vector<double> aty(static_cast<std::size_t>(m));
-      for (std::int64_t mu = 0; mu < m; ++mu)
-        aty[static_cast<std::size_t>(mu)] = proj[static_cast<std::size_t>(mu * n_t + q)] + c.kappa * s[static_cast<std::size_t>(mu * d1 + dd)];
-      // KKT: z ≥ 0, the gradient Aᵀy − G z ≤ 0, and 0 where z > 0.
-      const auto gz = matmul(gram, zq, m, 1, m);
-      for (std::int64_t mu = 0; mu < m; ++mu) {
-        const double w = aty[static_cast<std::size_t>(mu)] - gz[static_cast<std::size_t>(mu)];
-        CHECK(zq[static_cast<std::size_t>(mu)] >= 0);
-        CHECK(w <= 1e-9);
-        if (zq[static_cast<std::size_t>(mu)] > 0) CHECK(std::abs(w) <= 1e-9);
-      }
-      if (m <= 10) {
-        const double want = reference::nnls_objective(gram, aty, reference::nnls_by_supports(gram, aty, m));
-        CHECK(reference::nnls_objective(gram, aty, zq) == doctest::Approx(want).epsilon(1e-10).scale(1e-12));
-      }
+  // Two calls: five manifolds together, then one of more points than the CUDA kernel keeps in
+  // shared memory.
+  for (const auto& call : {std::vector<Case>{{4, 9, 37, 0.0, 0.4}, {8, 5, 29, 0.3, 0.8}, {1, 3, 11, 0.0, 1.0},
+                                             {12, 150, 23, 0.1, 0.6}, {30, 70, 9, 0.0, 2.0}},
+                           std::vector<Case>{{40, 300, 7, 2.0, 0.5}}}) {
+    std::vector<Manifold> manifolds;
+    std::vector<kernels::AnchorProblem> problems;
+    for (const Case c : call) {
+      const std::int64_t d1 = c.dims, m = c.points, n_t = c.count;
+      Manifold mf{c, random_values(static_cast<std::size_t>(m * d1), ++seed, -c.spread, c.spread),
+                  random_values(static_cast<std::size_t>(n_t * d1), ++seed, -2, 2), {}, {}, {}, {}, {}, {}, {}, {}};
+      for (std::int64_t mu = 0; mu < m; ++mu) mf.s[static_cast<std::size_t>(mu * d1 + d1 - 1)] = 1;  // the center coordinate
+      mf.gram = matmul(mf.s, mf.s, m, m, d1, false, true);
+      mf.proj = matmul(mf.s, mf.t, m, n_t, d1, false, true);
+      mf.s_d = on(d, mf.s, DType::f64);
+      mf.t_d = on(d, mf.t, DType::f64);
+      mf.gram_d = on(d, mf.gram, DType::f64);
+      mf.proj_d = on(d, mf.proj, DType::f64);
+      mf.z_d = poisoned(d, n_t * m, DType::f64);
+      mf.interior_d = labels_on(d, std::vector<std::int32_t>(static_cast<std::size_t>(n_t), -7));
+      problems.push_back({d1, m, n_t, c.kappa, doubles(mf.s_d), doubles(mf.t_d), doubles(mf.gram_d), doubles(mf.proj_d),
+                          doubles(mf.z_d), static_cast<std::int32_t*>(mf.interior_d.raw())});
+      manifolds.push_back(std::move(mf));
     }
-    CHECK(solved > 0);
-    interior_total += n_t - solved;
+    be.solve_anchors(problems, 1e-12);
 
-    // The terms, from these multipliers, against their definitions.
-    const auto sz = matmul(z, s, n_t, d1, m), gz = matmul(z, gram, n_t, m, m);
-    Tensor sz_d = on(d, sz, DType::f64), gz_d = on(d, gz, DType::f64), anchors_d = poisoned(d, n_t * d1, DType::f64),
-           terms_d = poisoned(d, n_t * kernels::anchor_term_count, DType::f64);
-    be.anchor_terms(problems[i], doubles(sz_d), doubles(gz_d), doubles(anchors_d), doubles(terms_d));
-    std::vector<double> anchors(static_cast<std::size_t>(n_t * d1)), terms(static_cast<std::size_t>(n_t * kernels::anchor_term_count));
-    std::vector<double> mean(static_cast<std::size_t>(d1), 0.0);
-    for (std::int64_t q = 0; q < n_t; ++q) {
-      double* a = anchors.data() + q * d1;
-      double* row = terms.data() + q * kernels::anchor_term_count;
-      const double* zq = z.data() + q * m;
-      const double* tq = t.data() + q * d1;
-      const std::int32_t point = interior[static_cast<std::size_t>(q)];
-      double zsum = 0, violation = 0, min_z = 0, complementarity = 0;
-      for (std::int64_t mu = 0; mu < m; ++mu) zsum += zq[mu];
-      for (std::int64_t k = 0; k < d1; ++k) a[k] = point > 0 ? s[static_cast<std::size_t>((point - 1) * d1 + k)] : sz[static_cast<std::size_t>(q * d1 + k)] / zsum;
-      for (std::int64_t mu = 0; point == 0 && mu < m; ++mu) {
-        const double slack = proj[static_cast<std::size_t>(mu * n_t + q)] - gz[static_cast<std::size_t>(q * m + mu)] + c.kappa;
-        violation = std::max(violation, slack);
-        min_z = std::min(min_z, zq[mu]);
-        complementarity = std::max(complementarity, std::abs(zq[mu] * slack));
+    for (std::size_t i = 0; i < manifolds.size(); ++i) {
+      Manifold& mf = manifolds[i];
+      const Case c = mf.c;
+      const std::int64_t d1 = c.dims, m = c.points, n_t = c.count, dd = d1 - 1;
+      CAPTURE(d1);
+      CAPTURE(m);
+      const auto &s = mf.s, &t = mf.t, &gram = mf.gram, &proj = mf.proj;
+      const auto z = mf.z_d.to_vector();
+      const auto interior = mf.interior_d.to_int_vector();
+      int solved = 0;
+      for (std::int64_t q = 0; q < n_t; ++q) {
+        CAPTURE(q);
+        std::int64_t best = 0;
+        double best_proj = -INFINITY;
+        for (std::int64_t mu = 0; mu < m; ++mu) {
+          const double v = proj[static_cast<std::size_t>(mu * n_t + q)] - s[static_cast<std::size_t>(mu * d1 + dd)] * t[static_cast<std::size_t>(q * d1 + dd)];
+          if (v > best_proj) best_proj = v, best = mu;
+        }
+        const std::vector<double> zq(z.begin() + q * m, z.begin() + (q + 1) * m);
+        if (t[static_cast<std::size_t>(q * d1 + dd)] + best_proj + c.kappa < 0) {
+          CHECK(interior[static_cast<std::size_t>(q)] == best + 1);
+          check_close(zq, std::vector<double>(static_cast<std::size_t>(m), 0.0), {0, 0}, "the multipliers of an interior t");
+          continue;
+        }
+        ++solved;
+        CHECK(interior[static_cast<std::size_t>(q)] == 0);
+        std::vector<double> aty(static_cast<std::size_t>(m));
+        for (std::int64_t mu = 0; mu < m; ++mu)
+          aty[static_cast<std::size_t>(mu)] = proj[static_cast<std::size_t>(mu * n_t + q)] + c.kappa * s[static_cast<std::size_t>(mu * d1 + dd)];
+        // KKT: z ≥ 0, the gradient Aᵀy − G z ≤ 0, and 0 where z > 0.
+        const auto gz = matmul(gram, zq, m, 1, m);
+        for (std::int64_t mu = 0; mu < m; ++mu) {
+          const double w = aty[static_cast<std::size_t>(mu)] - gz[static_cast<std::size_t>(mu)];
+          CHECK(zq[static_cast<std::size_t>(mu)] >= 0);
+          CHECK(w <= 1e-9);
+          if (zq[static_cast<std::size_t>(mu)] > 0) CHECK(std::abs(w) <= 1e-9);
+        }
+        if (m <= 10) {
+          const double want = reference::nnls_objective(gram, aty, reference::nnls_by_supports(gram, aty, m));
+          CHECK(reference::nnls_objective(gram, aty, zq) == doctest::Approx(want).epsilon(1e-10).scale(1e-12));
+        }
       }
-      double ts = c.kappa, ss = 0, tn = 0, sn = 0, dot = 0;
-      for (std::int64_t k = 0; k < d1; ++k) {
-        ts += tq[k] * a[k];
-        ss += a[k] * a[k];
-        mean[static_cast<std::size_t>(k)] += a[k] / static_cast<double>(n_t);
-        if (k < dd) tn += tq[k] * tq[k], sn += a[k] * a[k], dot += tq[k] * a[k];
+      CHECK(solved > 0);
+      interior_total += n_t - solved;
+
+      // The terms, from these multipliers, against their definitions.
+      const auto sz = matmul(z, s, n_t, d1, m), gz = matmul(z, gram, n_t, m, m);
+      Tensor sz_d = on(d, sz, DType::f64), gz_d = on(d, gz, DType::f64), anchors_d = poisoned(d, n_t * d1, DType::f64),
+             terms_d = poisoned(d, n_t * kernels::anchor_term_count, DType::f64);
+      be.anchor_terms(problems[i], doubles(sz_d), doubles(gz_d), doubles(anchors_d), doubles(terms_d));
+      std::vector<double> anchors(static_cast<std::size_t>(n_t * d1)), terms(static_cast<std::size_t>(n_t * kernels::anchor_term_count));
+      std::vector<double> mean(static_cast<std::size_t>(d1), 0.0);
+      for (std::int64_t q = 0; q < n_t; ++q) {
+        double* a = anchors.data() + q * d1;
+        double* row = terms.data() + q * kernels::anchor_term_count;
+        const double* zq = z.data() + q * m;
+        const double* tq = t.data() + q * d1;
+        const std::int32_t point = interior[static_cast<std::size_t>(q)];
+        double zsum = 0, violation = 0, min_z = 0, complementarity = 0;
+        for (std::int64_t mu = 0; mu < m; ++mu) zsum += zq[mu];
+        for (std::int64_t k = 0; k < d1; ++k) a[k] = point > 0 ? s[static_cast<std::size_t>((point - 1) * d1 + k)] : sz[static_cast<std::size_t>(q * d1 + k)] / zsum;
+        for (std::int64_t mu = 0; point == 0 && mu < m; ++mu) {
+          const double slack = proj[static_cast<std::size_t>(mu * n_t + q)] - gz[static_cast<std::size_t>(q * m + mu)] + c.kappa;
+          violation = std::max(violation, slack);
+          min_z = std::min(min_z, zq[mu]);
+          complementarity = std::max(complementarity, std::abs(zq[mu] * slack));
+        }
+        double ts = c.kappa, ss = 0, tn = 0, sn = 0, dot = 0;
+        for (std::int64_t k = 0; k < d1; ++k) {
+          ts += tq[k] * a[k];
+          ss += a[k] * a[k];
+          mean[static_cast<std::size_t>(k)] += a[k] / static_cast<double>(n_t);
+          if (k < dd) tn += tq[k] * tq[k], sn += a[k] * a[k], dot += tq[k] * a[k];
+        }
+        row[kernels::capacity_term] = std::pow(std::max(ts, 0.0), 2) / ss;
+        row[kernels::cosine_term] = dd > 0 ? dot / std::sqrt(tn * (sn + 1e-12)) : 0;
+        row[kernels::max_violation_term] = violation;
+        row[kernels::min_multiplier_term] = min_z;
+        row[kernels::complementarity_term] = complementarity;
       }
-      row[kernels::capacity_term] = std::pow(std::max(ts, 0.0), 2) / ss;
-      row[kernels::cosine_term] = dd > 0 ? dot / std::sqrt(tn * (sn + 1e-12)) : 0;
-      row[kernels::max_violation_term] = violation;
-      row[kernels::min_multiplier_term] = min_z;
-      row[kernels::complementarity_term] = complementarity;
+      for (std::int64_t q = 0; q < n_t; ++q) {
+        double sq = 0;
+        for (std::int64_t k = 0; k < dd; ++k)
+          sq += std::pow((anchors[static_cast<std::size_t>(q * d1 + k)] - mean[static_cast<std::size_t>(k)]) / anchors[static_cast<std::size_t>(q * d1 + dd)], 2);
+        terms[static_cast<std::size_t>(q * kernels::anchor_term_count + kernels::radius_term)] = sq;
+      }
+      check_close(anchors_d, anchors, {1e-13, 1e-12}, "anchor_terms: the anchors");
+      check_close(terms_d, terms, {1e-12, 1e-10}, "anchor_terms: the terms");
     }
-    for (std::int64_t q = 0; q < n_t; ++q) {
-      double sq = 0;
-      for (std::int64_t k = 0; k < dd; ++k)
-        sq += std::pow((anchors[static_cast<std::size_t>(q * d1 + k)] - mean[static_cast<std::size_t>(k)]) / anchors[static_cast<std::size_t>(q * d1 + dd)], 2);
-      terms[static_cast<std::size_t>(q * kernels::anchor_term_count + kernels::radius_term)] = sq;
-    }
-    check_close(anchors_d, anchors, {1e-13, 1e-12}, "anchor_terms: the anchors");
-    check_close(terms_d, terms, {1e-12, 1e-10}, "anchor_terms: the terms");
   }
   CHECK(interior_total > 0);  // the interior path ran too
 }

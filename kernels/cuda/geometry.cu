@@ -23,7 +23,7 @@ constexpr int anchor_threads = 64;
 // a larger call go in several launches), and is kept for the next call. The emulated build keeps
 // it small, so that the tests' few hundred t vectors take several launches there.
 #ifdef GROKSCOPE_CUDA_EMULATED
-constexpr std::size_t max_slab_bytes = std::size_t(1) << 20;
+constexpr std::size_t max_slab_bytes = std::size_t(64) << 10;
 #else
 constexpr std::size_t max_slab_bytes = std::size_t(1) << 30;
 #endif
@@ -41,16 +41,25 @@ void* geometry_buffer(std::size_t bytes) {
   return buffer;
 }
 
-// The passive set never holds more columns than G's rank, at most min(points, dims).
+// A block's NNLS state: the Cholesky factor, always in global memory (a slab of the work
+// buffer), and five vectors and two flag arrays of one entry per point, in shared memory when
+// the manifolds have at most shared_points points (they are read at every step of the solves),
+// else in the slab after the factor. The passive set never holds more columns than G's rank,
+// at most min(points, dims).
+constexpr int shared_points = 256;
+
 struct SlabLayout {
   i64 points = 0, rank = 0;
+  __host__ __device__ bool vectors_in_shared() const { return points <= shared_points; }
   __host__ __device__ i64 factor_doubles() const { return rank * (rank + 1) / 2; }
-  __host__ __device__ i64 doubles() const { return factor_doubles() + 4 * points; }
-  __host__ __device__ i64 bytes() const { return doubles() * 8 + 2 * points * 4; }
+  __host__ __device__ i64 bytes() const {
+    return (factor_doubles() + (vectors_in_shared() ? 0 : 5 * points)) * 8 + (vectors_in_shared() ? 0 : 2 * points * 4);
+  }
 };
 
 struct NnlsSlab {
   double* l;     // the Cholesky factor of G_PP, packed by rows: row i at i(i+1)/2
+  double* z;     // the multipliers, written to the output row at the end
   double* w;     // Aᵀy − G z
   double* sums;  // the running sums of the column-by-column triangular solves
   double* x;     // G_PP⁻¹ (Aᵀy)_P, in the order of `columns`
@@ -59,16 +68,21 @@ struct NnlsSlab {
   int* passive;  // one flag per point
 };
 
-__device__ NnlsSlab slab_of(const SlabLayout& layout, void* scratch, i64 slab) {
+// `vectors` and `flags` are the block's shared arrays, used when the layout says so.
+__device__ NnlsSlab slab_of(const SlabLayout& layout, void* scratch, i64 slab, double* vectors, int* flags) {
   char* base = static_cast<char*>(scratch) + slab * layout.bytes();
   NnlsSlab s;
   s.l = reinterpret_cast<double*>(base);
-  s.w = s.l + layout.factor_doubles();
-  s.sums = s.w + layout.points;
-  s.x = s.sums + layout.points;
-  s.aty = s.x + layout.points;
-  s.columns = reinterpret_cast<int*>(s.aty + layout.points);
-  s.passive = s.columns + layout.points;
+  const i64 n = layout.vectors_in_shared() ? shared_points : layout.points;
+  double* v = layout.vectors_in_shared() ? vectors : s.l + layout.factor_doubles();
+  int* f = layout.vectors_in_shared() ? flags : reinterpret_cast<int*>(v + 5 * n);
+  s.z = v;
+  s.w = v + n;
+  s.sums = v + 2 * n;
+  s.x = v + 3 * n;
+  s.aty = v + 4 * n;
+  s.columns = f;
+  s.passive = f + n;
   return s;
 }
 
@@ -180,52 +194,16 @@ __device__ void solve_passive(const NnlsSlab& st, int k) {
   }
 }
 
-// One block per t vector: block b of the launch takes the t at global index block0 + b, counted
-// over the manifolds in order (first[i] is manifold i's first index; first[count] the total).
-__global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* first, int manifolds, i64 block0,
-                                     double tol, SlabLayout layout, void* slabs) {
-  const i64 global = block0 + blockIdx.x;
-  int lo = 0, hi = manifolds - 1;  // the last manifold whose first index is ≤ global
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (first[mid] <= global) lo = mid;
-    else hi = mid - 1;
-  }
-  const AnchorProblem p = table[lo];
-  const double *s = p.s, *t = p.t, *gram = p.gram, *proj = p.proj;
-  const i64 m = p.points, d1 = p.dims, d = d1 - 1, n_t = p.count, q = global - first[lo];
+// Lawson–Hanson on the Gram from z = 0, with st.aty set: leaves the solution in st.z.
+__device__ void lawson_hanson(const NnlsSlab& st, const double* gram, i64 m, double tol) {
   const int me = static_cast<int>(threadIdx.x);
-  const NnlsSlab st = slab_of(layout, slabs, blockIdx.x);
-  double* z = p.z + q * m;
-
-  // The point of largest projection on t's first D coordinates.
-  const double t_center = t[q * d1 + d];
-  double best_proj = -INFINITY;
-  int best = -1;
   for (i64 mu = me; mu < m; mu += anchor_threads) {
-    const double v = proj[mu * n_t + q] - s[mu * d1 + d] * t_center;
-    if (v > best_proj) {
-      best_proj = v;
-      best = static_cast<int>(mu);
-    }
-  }
-  block_argmax(best_proj, best);
-  if (best < 0) best = 0;
-  if (t_center + best_proj + p.kappa < 0) {  // t is feasible: the anchor is that point
-    for (i64 mu = me; mu < m; mu += anchor_threads) z[mu] = 0;
-    if (me == 0) p.interior[q] = best + 1;
-    return;
-  }
-  if (me == 0) p.interior[q] = 0;
-  for (i64 mu = me; mu < m; mu += anchor_threads) {
-    st.aty[mu] = proj[mu * n_t + q] + p.kappa * s[mu * d1 + d];
-    z[mu] = 0;
+    st.z[mu] = 0;
     st.passive[mu] = 0;
   }
   __shared__ int k_shared;
   if (me == 0) k_shared = 0;
   __syncthreads();
-
   const i64 max_iterations = 3 * m + 10;
   for (i64 outer = 0; outer < max_iterations; ++outer) {
     // w = Aᵀy − G z over the passive columns in their order, and the entering column: the
@@ -235,7 +213,7 @@ __global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* firs
     int entering = -1;
     for (i64 j = me; j < m; j += anchor_threads) {
       double w = st.aty[j];
-      for (int i = 0; i < k; ++i) w -= z[st.columns[i]] * gram[st.columns[i] * m + j];
+      for (int i = 0; i < k; ++i) w -= st.z[st.columns[i]] * gram[st.columns[i] * m + j];
       st.w[j] = w;
       if (!st.passive[j] && w > best_w) {
         best_w = w;
@@ -253,7 +231,7 @@ __global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* firs
       bool positive = true;
       for (int i = me; i < kp; i += anchor_threads) positive = positive && st.x[i] > 0;
       if (block_all(positive)) {
-        for (int i = me; i < kp; i += anchor_threads) z[st.columns[i]] = st.x[i];
+        for (int i = me; i < kp; i += anchor_threads) st.z[st.columns[i]] = st.x[i];
         __syncthreads();
         break;
       }
@@ -261,19 +239,19 @@ __global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* firs
       double step = 1.0;
       for (int i = me; i < kp; i += anchor_threads)
         if (st.x[i] <= 0) {
-          const double zi = z[st.columns[i]];
+          const double zi = st.z[st.columns[i]];
           step = fmin(step, zi / (zi - st.x[i]));
         }
       step = block_min(step);
       for (int i = me; i < kp; i += anchor_threads) {
         const int c = st.columns[i];
-        double zi = z[c];
+        double zi = st.z[c];
         zi += step * (st.x[i] - zi);
         if (zi <= tol) {
           zi = 0;
           st.passive[c] = 0;
         }
-        z[c] = zi;
+        st.z[c] = zi;
       }
       __syncthreads();
       // Refactor the columns still passive, in their order.
@@ -291,6 +269,50 @@ __global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* firs
         if (!add_column(st, &k_shared, gram, m, st.columns[i])) return;
     }
   }
+}
+
+// One block per t vector: block b of the launch takes the t at global index block0 + b, counted
+// over the manifolds in order (first[i] is manifold i's first index; first[count] the total).
+__global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* first, int manifolds, i64 block0,
+                                     double tol, SlabLayout layout, void* slabs) {
+  const i64 global = block0 + blockIdx.x;
+  int lo = 0, hi = manifolds - 1;  // the last manifold whose first index is ≤ global
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (first[mid] <= global) lo = mid;
+    else hi = mid - 1;
+  }
+  const AnchorProblem p = table[lo];
+  const double *s = p.s, *t = p.t, *gram = p.gram, *proj = p.proj;
+  const i64 m = p.points, d1 = p.dims, d = d1 - 1, n_t = p.count, q = global - first[lo];
+  const int me = static_cast<int>(threadIdx.x);
+  __shared__ double shared_vectors[5 * shared_points];
+  __shared__ int shared_flags[2 * shared_points];
+  const NnlsSlab st = slab_of(layout, slabs, blockIdx.x, shared_vectors, shared_flags);
+  double* z_out = p.z + q * m;
+
+  // The point of largest projection on t's first D coordinates.
+  const double t_center = t[q * d1 + d];
+  double best_proj = -INFINITY;
+  int best = -1;
+  for (i64 mu = me; mu < m; mu += anchor_threads) {
+    const double v = proj[mu * n_t + q] - s[mu * d1 + d] * t_center;
+    if (v > best_proj) {
+      best_proj = v;
+      best = static_cast<int>(mu);
+    }
+  }
+  block_argmax(best_proj, best);
+  if (best < 0) best = 0;
+  if (t_center + best_proj + p.kappa < 0) {  // t is feasible: the anchor is that point
+    for (i64 mu = me; mu < m; mu += anchor_threads) z_out[mu] = 0;
+    if (me == 0) p.interior[q] = best + 1;
+    return;
+  }
+  if (me == 0) p.interior[q] = 0;
+  for (i64 mu = me; mu < m; mu += anchor_threads) st.aty[mu] = proj[mu * n_t + q] + p.kappa * s[mu * d1 + d];
+  lawson_hanson(st, gram, m, tol);  // every return from it follows a barrier
+  for (i64 mu = me; mu < m; mu += anchor_threads) z_out[mu] = st.z[mu];
 }
 
 // Per t: its anchor (the max-projection point when interior, else Sᵀz / Σz), the KKT residuals
