@@ -11,9 +11,13 @@ namespace gs::kernels::cpu {
 
 namespace {
 
-// The Cholesky factor of G_PP for Lawson–Hanson's passive set P, kept as P grows: adding a
-// column appends one row (O(k²)) instead of refactoring (O(k³)), which is what the outer loop
-// does one column at a time. A column leaving P (rare) refactors the rest in their order.
+// The Cholesky factor G_PP = L Lᵀ for Lawson–Hanson's passive set P, kept as P grows: adding a
+// column appends one row to L (O(k²)) instead of refactoring (O(k³)), which is what the outer
+// loop does one column at a time. A column leaving P (rare) refactors the rest in their order.
+// L is stored transposed (R = Lᵀ, row-major), so that the forward substitutions, of a new row
+// and of a solve, run column by column as contiguous axpys (vectorized, no chain of dependent
+// subtractions), and the backward one reads rows of R. Each sum still subtracts its terms in
+// increasing order, as the row-by-row forms do, so the results do not depend on the layout.
 class PassiveCholesky {
  public:
   PassiveCholesky(const double* g, i64 m) : g_(g), m_(m) {}
@@ -21,19 +25,21 @@ class PassiveCholesky {
 
   // False when column q is numerically dependent on P (G_PP would not be positive definite).
   bool add(i64 q) {
-    const std::size_t k = columns_.size();
-    if (l_.size() < (k + 1) * static_cast<std::size_t>(m_)) l_.resize((k + 1) * static_cast<std::size_t>(m_));
-    double* row = l_.data() + k * static_cast<std::size_t>(m_);
+    const std::size_t k = columns_.size(), ld = static_cast<std::size_t>(m_);
+    if (r_.size() < (k + 1) * ld) r_.resize((k + 1) * ld);
+    // The new row of L solves L_PP l = G_P,q: forward, a column of L (a row of R) at a time.
+    sums_.resize(k);
+    for (std::size_t i = 0; i < k; ++i) sums_[i] = g(q, columns_[i]);
     double diag = g(q, q);
-    for (std::size_t i = 0; i < k; ++i) {
-      const double* li = l_.data() + i * static_cast<std::size_t>(m_);
-      double s = g(q, columns_[i]);
-      for (std::size_t t = 0; t < i; ++t) s -= row[t] * li[t];
-      row[i] = s / li[i];
-      diag -= row[i] * row[i];
+    for (std::size_t t = 0; t < k; ++t) {
+      const double* rt = r_.data() + t * ld;
+      const double lt = sums_[t] / rt[t];
+      r_[t * ld + k] = lt;
+      diag -= lt * lt;
+      for (std::size_t i = t + 1; i < k; ++i) sums_[i] -= lt * rt[i];
     }
     if (!(diag > 1e-14 * std::max(1.0, g(q, q)))) return false;
-    row[k] = std::sqrt(diag);
+    r_[k * ld + k] = std::sqrt(diag);
     columns_.push_back(q);
     return true;
   }
@@ -50,18 +56,22 @@ class PassiveCholesky {
   }
 
   // x = G_PP⁻¹ b_P, in the order of columns().
-  void solve(const double* b, std::vector<double>& x) const {
+  void solve(const double* b, std::vector<double>& x) {
     const std::size_t k = columns_.size(), ld = static_cast<std::size_t>(m_);
     x.resize(k);
-    for (std::size_t i = 0; i < k; ++i) {  // L y = b
-      double s = b[columns_[i]];
-      for (std::size_t t = 0; t < i; ++t) s -= l_[i * ld + t] * x[t];
-      x[i] = s / l_[i * ld + i];
+    sums_.resize(k);
+    for (std::size_t i = 0; i < k; ++i) sums_[i] = b[columns_[i]];
+    for (std::size_t t = 0; t < k; ++t) {  // L y = b, column by column
+      const double* rt = r_.data() + t * ld;
+      const double yt = sums_[t] / rt[t];
+      x[t] = yt;
+      for (std::size_t i = t + 1; i < k; ++i) sums_[i] -= rt[i] * yt;
     }
-    for (std::size_t i = k; i-- > 0;) {  // Lᵀ x = y
+    for (std::size_t i = k; i-- > 0;) {  // Lᵀ x = y, row by row of R
+      const double* ri = r_.data() + i * ld;
       double s = x[i];
-      for (std::size_t t = i + 1; t < k; ++t) s -= l_[t * ld + i] * x[t];
-      x[i] = s / l_[i * ld + i];
+      for (std::size_t t = i + 1; t < k; ++t) s -= ri[t] * x[t];
+      x[i] = s / ri[i];
     }
   }
 
@@ -70,7 +80,8 @@ class PassiveCholesky {
   const double* g_;
   i64 m_;
   std::vector<i64> columns_;
-  std::vector<double> l_;  // row i of L at i·m, its first i + 1 entries used
+  std::vector<double> r_;     // R = Lᵀ: row t at t·m, its entries t..k−1 used
+  std::vector<double> sums_;  // the running sums of the forward substitutions
 };
 
 }  // namespace
