@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "kernels/elementwise.h"
 
 namespace gs::ops {
 
@@ -12,6 +13,10 @@ namespace gs::ops {
 // undefined -> x weightᵀ + bias, as torch.nn.functional.linear.
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// act(linear(x, weight, bias)) for act relu, tanh or sigmoid, in one GEMM that applies the bias
+// and the activation as it stores its output (one kernel on CUDA); the same values as the two
+// ops. Its backward keeps only the output, from which these three activations differentiate.
+Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bias, kernels::Unary act);
 
 // Elementwise with NumPy broadcasting (shapes aligned on the right; size-1 dimensions stretch).
 Tensor add(const Tensor& a, const Tensor& b);

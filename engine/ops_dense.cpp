@@ -1,4 +1,6 @@
 // Matrix products, dense layers, convolution and pooling.
+#include <optional>
+
 #include "engine/ops_common.h"
 
 namespace gs::ops {
@@ -81,37 +83,70 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  check_pair("linear", x, w);
-  check_rank("linear", x, 2, "input", "[batch, in_features]");
-  check_rank("linear", w, 2, "weight", "[out_features, in_features]");
-  GS_CHECK(x.size(1) == w.size(1), "linear: the input {} has {} features but the weight {} expects {}",
-           x.shape().str(), x.size(1), w.shape().str(), w.size(1));
-  const bool has_bias = bias.defined();
-  if (has_bias) {
-    check_pair("linear", x, bias);
-    GS_CHECK(bias.rank() == 1 && bias.size(0) == w.size(0), "linear: the bias must be [{}], got {}", w.size(0),
+namespace {
+
+void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  check_pair(op, x, w);
+  check_rank(op, x, 2, "input", "[batch, in_features]");
+  check_rank(op, w, 2, "weight", "[out_features, in_features]");
+  GS_CHECK(x.size(1) == w.size(1), "{}: the input {} has {} features but the weight {} expects {}", op, x.shape().str(),
+           x.size(1), w.shape().str(), w.size(1));
+  if (bias.defined()) {
+    check_pair(op, x, bias);
+    GS_CHECK(bias.rank() == 1 && bias.size(0) == w.size(0), "{}: the bias must be [{}], got {}", op, w.size(0),
              bias.describe());
   }
+}
+
+// y = act(x Wᵀ + b) in one GEMM that applies bias and activation as it stores y.
+Tensor dense_forward(const Tensor& x, const Tensor& w, const Tensor& bias, std::optional<kernels::Unary> act) {
   Tensor y = Tensor::empty(Shape{x.size(0), w.size(0)}, x.dtype(), x.device());
-  // The bias goes in first so that the GEMM adds onto it (beta = 1): one pass over y, not two.
-  if (has_bias) backend_of(x).broadcast_rows(x.dtype(), y.size(0), y.size(1), bias.raw(), y.raw());
-  gemm(x, false, w, true, y, has_bias ? 1.0 : 0.0);
+  const std::int64_t m = x.size(0), n = w.size(0), k = x.size(1);
+  backend_of(x).gemm_bias_act(x.dtype(), {false, true, m, n, k, k, k, n}, x.raw(), w.raw(),
+                              bias.defined() ? bias.raw() : nullptr, act, y.raw());
+  return y;
+}
+
+// The gradients of x Wᵀ + b given the gradient g of that sum.
+std::vector<Tensor> linear_backward(const Tensor& x, const Tensor& w, const Tensor& g, const std::vector<bool>& needs) {
+  std::vector<Tensor> grads(3);
+  if (needs[0]) {
+    grads[0] = empty_like(x);
+    gemm(g, false, w, false, grads[0]);  // gx = g W
+  }
+  if (needs[1]) {
+    grads[1] = empty_like(w);
+    gemm(g, true, x, false, grads[1]);  // gW = gᵀ x
+  }
+  if (needs[2]) {
+    grads[2] = Tensor::empty(Shape{w.size(0)}, g.dtype(), g.device());
+    backend_of(g).sum_rows(g.dtype(), g.size(0), g.size(1), g.raw(), grads[2].raw());
+  }
+  return grads;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  check_linear("linear", x, w, bias);
+  Tensor y = dense_forward(x, w, bias, std::nullopt);
   return record(y, "linear", {x, w, bias}, [x, w](const Tensor& g, const std::vector<bool>& needs) {
-    std::vector<Tensor> grads(3);
-    if (needs[0]) {
-      grads[0] = empty_like(x);
-      gemm(g, false, w, false, grads[0]);  // gx = g W
-    }
-    if (needs[1]) {
-      grads[1] = empty_like(w);
-      gemm(g, true, x, false, grads[1]);  // gW = gᵀ x
-    }
-    if (needs[2]) {
-      grads[2] = Tensor::empty(Shape{w.size(0)}, g.dtype(), g.device());
-      backend_of(g).sum_rows(g.dtype(), g.size(0), g.size(1), g.raw(), grads[2].raw());
-    }
-    return grads;
+    return linear_backward(x, w, g, needs);
+  });
+}
+
+Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& bias, kernels::Unary act) {
+  check_linear("linear_activation", x, w, bias);
+  GS_CHECK(act != kernels::Unary::gelu,
+           "linear_activation: gelu's derivative needs its input, which this op does not keep; use linear, then gelu");
+  Tensor y = dense_forward(x, w, bias, act);
+  // relu, tanh and sigmoid differentiate from their output: relu'(z) is y > 0 as well as z > 0.
+  Tensor out = y.detach();
+  return record(y, "linear_activation", {x, w, bias}, [x, w, out, act](const Tensor& g, const std::vector<bool>& needs) {
+    Tensor gz = empty_like(g);
+    backend_of(g).unary_backward(act, g.dtype(), g.numel(), act == kernels::Unary::relu ? out.raw() : nullptr,
+                                 act == kernels::Unary::relu ? nullptr : out.raw(), g.raw(), gz.raw());
+    return linear_backward(x, w, gz, needs);
   });
 }
 

@@ -5,6 +5,7 @@
 // so the checks themselves are exercised (and can fail) on every machine.
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "engine/optim.h"
@@ -66,6 +67,41 @@ inline void gemm(Device d) {
   Tensor c = poisoned(d, 6, DType::f32);
   be.gemm(DType::f32, {false, false, 2, 3, 0, 0, 3, 3}, 1.0, nullptr, nullptr, 0.0, c.raw());
   check_close(c, std::vector<double>(6, 0.0), {0, 0}, "gemm with k = 0");
+}
+
+// A dense layer's GEMM with its bias and activation applied as C is stored, against the
+// reference GEMM followed by the bias and the reference activation.
+inline void dense_layer(Device d) {
+  auto& be = kernels::backend(d);
+  std::uint64_t seed = 150;
+  for (DType dt : {DType::f32, DType::f64})
+    for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{{1, 1, 1}, {17, 33, 5}, {65, 129, 70}, {200, 10, 200}, {3, 5, 0}})
+      for (bool tb : {true, false})
+        for (bool with_bias : {true, false})
+          for (int act = -1; act < 3; ++act) {  // none, relu, tanh, sigmoid
+            const std::string dtype = dtype_name(dt);
+            CAPTURE(dtype);
+            CAPTURE(m);
+            CAPTURE(n);
+            CAPTURE(k);
+            CAPTURE(tb);
+            CAPTURE(with_bias);
+            CAPTURE(act);
+            const auto activation = act < 0 ? std::nullopt : std::optional<kernels::Unary>(static_cast<kernels::Unary>(act));
+            auto av = rounded(random_values(static_cast<std::size_t>(m * k), ++seed, -2, 2), dt);
+            auto bv = rounded(random_values(static_cast<std::size_t>(k * n), ++seed, -2, 2), dt);
+            auto biasv = rounded(random_values(static_cast<std::size_t>(n), ++seed), dt);
+            Tensor a = on(d, av, dt), b = on(d, bv, dt), bias = on(d, biasv, dt), c = poisoned(d, m * n, dt);
+            be.gemm_bias_act(dt, {false, tb, m, n, k, k, tb ? k : n, n}, a.raw(), b.raw(), with_bias ? bias.raw() : nullptr,
+                             activation, c.raw());
+            auto want = reference::matmul(av, bv, m, n, k, false, tb);
+            for (std::int64_t i = 0; i < m * n; ++i) {
+              double& v = want[static_cast<std::size_t>(i)];
+              if (with_bias) v += biasv[static_cast<std::size_t>(i % n)];
+              if (activation) v = reference::unary(*activation, v);
+            }
+            check_close(c, want, tol(dt, static_cast<double>(k + 1)), "gemm_bias_act");
+          }
 }
 
 inline void activations(Device d) {
@@ -644,6 +680,7 @@ inline void anchor_solves(Device d) {
 // All of the above on one backend.
 inline void check_backend_kernels(Device d) {
   SUBCASE("gemm") { backend_checks::gemm(d); }
+  SUBCASE("dense layer: GEMM, bias and activation") { backend_checks::dense_layer(d); }
   SUBCASE("activations") { backend_checks::activations(d); }
   SUBCASE("broadcasting and its sums") { backend_checks::broadcasting(d); }
   SUBCASE("rows, sums, axpby") { backend_checks::rows_and_sums(d); }

@@ -10,6 +10,10 @@ TEST_SUITE("bad_input") {
     CHECK_THROWS_WITH_AS(ops::matmul(a, b), doctest::Contains("matmul: inner dimensions differ: [3, 4] × [5, 2]"), Error);
     CHECK_THROWS_WITH_AS(ops::add(a, b), doctest::Contains("add: shapes [3, 4] and [5, 2] do not broadcast"), Error);
     CHECK_THROWS_WITH_AS(ops::linear(a, b, Tensor()), doctest::Contains("linear: the input [3, 4] has 4 features"), Error);
+    CHECK_THROWS_WITH_AS(ops::linear_activation(a, b, Tensor(), kernels::Unary::relu),
+                         doctest::Contains("linear_activation: the input [3, 4] has 4 features"), Error);
+    CHECK_THROWS_WITH_AS(ops::linear_activation(a, random_tensor(Shape{2, 4}, 2), Tensor(), kernels::Unary::gelu),
+                         doctest::Contains("gelu's derivative needs its input"), Error);
     CHECK_THROWS_WITH_AS(ops::mse_loss(a, b), doctest::Contains("mse_loss: the prediction f64[3, 4]"), Error);
     CHECK_THROWS_WITH_AS(ops::conv2d(a, b, Tensor()), doctest::Contains("conv2d: the input must be 4-D"), Error);
     CHECK_THROWS_WITH_AS(ops::reshape(a, {5, -1}), doctest::Contains("cannot reshape"), Error);

@@ -126,7 +126,7 @@ TEST_SUITE("gpu") {
           std::string why_not;
           graph = StepGraph::capture(Device::cuda, work, why_not);
           REQUIRE_MESSAGE(graph, why_not);
-          CHECK(graph->operations() > 20);
+          CHECK(graph->operations() > 10);  // a step's worth: forward, backward, the optimizer
           CHECK(parameter_values(*replayed) == before);  // captured, not run
           CHECK(replayed_opt->steps_taken() == 2);       // the host code did run
           graph->replay();

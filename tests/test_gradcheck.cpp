@@ -1,5 +1,7 @@
 // Every op's backward against central finite differences in float64. ReLU's kink at 0 and
 // max-pool's ties are avoided by drawing inputs away from them (ggml's allow-list, by construction).
+#include <algorithm>
+
 #include "helpers.h"
 
 using namespace gs;
@@ -29,6 +31,31 @@ TEST_SUITE("gradcheck") {
                     [](const Inputs& x) { return ops::linear(x[0], x[1], x[2]); }, "linear");
     check_gradients({random_tensor(Shape{5, 4}, 6), random_tensor(Shape{3, 4}, 7)},
                     [](const Inputs& x) { return ops::linear(x[0], x[1], Tensor()); }, "linear without bias");
+  }
+
+  TEST_CASE("linear with a fused activation: relu, tanh, sigmoid") {
+    // For relu, pre-activations away from its kink, half of them below it: with the bias, |x·w|
+    // ≤ 1 and biases ±3; without, x > 0 and each weight row of one sign.
+    auto biased = [](std::uint64_t seed) {
+      return std::vector<Tensor>{random_tensor(Shape{5, 4}, seed, DType::f64, -0.5, 0.5),
+                                 random_tensor(Shape{3, 4}, seed + 1, DType::f64, -0.5, 0.5),
+                                 Tensor::from(std::vector<double>{3, -3, 3}, Shape{3}, DType::f64)};
+    };
+    auto unbiased = [](std::uint64_t seed) {
+      auto w = test::random_values(12, seed + 1, 0.2, 1);
+      for (std::size_t i = 4; i < 8; ++i) w[i] = -w[i];
+      return std::vector<Tensor>{random_tensor(Shape{5, 4}, seed, DType::f64, 0.2, 1), Tensor::from(w, Shape{3, 4}, DType::f64)};
+    };
+    for (auto act : {kernels::Unary::relu, kernels::Unary::tanh, kernels::Unary::sigmoid}) {
+      CAPTURE(static_cast<int>(act));
+      check_gradients(biased(13), [act](const Inputs& x) { return ops::linear_activation(x[0], x[1], x[2], act); },
+                      "linear_activation");
+      check_gradients(unbiased(16), [act](const Inputs& x) { return ops::linear_activation(x[0], x[1], Tensor(), act); },
+                      "linear_activation without bias");
+    }
+    Tensor zeros_then = ops::linear_activation(biased(13)[0], biased(13)[1], biased(13)[2], kernels::Unary::relu);
+    const auto v = zeros_then.to_vector();
+    CHECK(std::count(v.begin(), v.end(), 0.0) == 5);  // the middle output is below the kink for every row
   }
 
   TEST_CASE("broadcasting add, sub, mul") {

@@ -18,6 +18,29 @@ TEST_SUITE("nn") {
     CHECK(models::output_layer_prefix(*net) == "5");
   }
 
+  TEST_CASE("Sequential runs a Linear and its activation as one op, with the values of the two modules") {
+    for (auto act : {nn::Activation::relu, nn::Activation::tanh, nn::Activation::sigmoid, nn::Activation::gelu}) {
+      CAPTURE(nn::activation_name(act));
+      Generator gen(4);
+      auto net = models::make_mlp({.widths = {12, 9, 7, 4}, .activation = act}, gen);
+      Tensor x = test::random_tensor(Shape{6, 12}, 5, DType::f32);
+      // Module by module, as the probes call them, against Sequential::forward.
+      Tensor h = x;
+      for (std::size_t i = 0; i < net->size(); ++i) h = (*net)[i].forward(h);
+      ops::sum(ops::mul(h, h)).backward();
+      std::vector<std::vector<double>> apart;
+      for (auto& p : net->parameters()) {
+        apart.push_back(p.grad().to_vector());
+        p.zero_grad();
+      }
+      Tensor y = net->forward(x);
+      CHECK(y.to_vector() == h.to_vector());
+      ops::sum(ops::mul(y, y)).backward();
+      std::size_t k = 0;
+      for (auto& p : net->parameters()) CHECK(p.grad().to_vector() == apart[k++]);
+    }
+  }
+
   TEST_CASE("the study's CNN: shapes and names") {
     Generator gen(2);
     auto net = models::make_cnn({}, gen);

@@ -31,6 +31,16 @@ TEST_SUITE("ops_forward") {
         for (std::int64_t i = 0; i < m; ++i)
           for (std::int64_t j = 0; j < n; ++j) want[i * n + j] += bv[j];
         check_close(ops::linear(a, w, bias), want, tolerance_for(d, k), "linear");
+        // With the activation fused: the same values as the two ops, bit for bit.
+        for (auto act : {kernels::Unary::relu, kernels::Unary::tanh, kernels::Unary::sigmoid}) {
+          auto fused = ops::linear_activation(a, w, bias, act).to_vector();
+          auto apart = ops::linear(a, w, bias);
+          apart = act == kernels::Unary::relu ? ops::relu(apart) : act == kernels::Unary::tanh ? ops::tanh(apart) : ops::sigmoid(apart);
+          CHECK(fused == apart.to_vector());
+          auto with_act = want;
+          for (double& v : with_act) v = reference::unary(act, v);
+          check_close(ops::linear_activation(a, w, bias, act), with_act, tolerance_for(d, k), "linear_activation");
+        }
       }
     }
   }

@@ -28,4 +28,14 @@ void CpuBackend::gemm(DType dtype, const GemmShape& s, double alpha, const void*
   fail("gemm works on f32 or f64 tensors, got {}", dtype_name(dtype));
 }
 
+void CpuBackend::gemm_bias_act(DType dtype, const GemmShape& s, const void* a, const void* b, const void* bias,
+                               std::optional<Unary> act, void* c) {
+  GS_CHECK(s.ldc == s.n, "gemm_bias_act: C must be dense, got ldc = {} for {} columns", s.ldc, s.n);
+  // BLAS cannot apply either as it stores; the bias goes in first so that the GEMM adds onto it
+  // (beta = 1), and the activation runs over C in place while it is still in cache.
+  if (bias) broadcast_rows(dtype, s.m, s.n, bias, c);
+  gemm(dtype, s, 1.0, a, b, bias ? 1.0 : 0.0, c);
+  if (act) unary(*act, dtype, s.m * s.n, c, c);
+}
+
 }  // namespace gs::kernels::cpu

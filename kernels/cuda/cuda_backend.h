@@ -76,6 +76,8 @@ class CudaBackend final : public Backend {
 
   void gemm(DType dtype, const GemmShape& s, double alpha, const void* a, const void* b, double beta,
             void* c) override;
+  void gemm_bias_act(DType dtype, const GemmShape& s, const void* a, const void* b, const void* bias,
+                     std::optional<Unary> act, void* c) override;
 
   void unary(Unary op, DType dtype, i64 n, const void* x, void* y) override;
   void unary_backward(Unary op, DType dtype, i64 n, const void* x, const void* y, const void* gy,

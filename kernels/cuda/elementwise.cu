@@ -1,5 +1,6 @@
 // Activations, broadcasting binary ops, the deterministic sums back to a broadcast operand,
 // axpby, bias rows and the total sum. Same formulas as kernels/cpu/elementwise.cpp.
+#include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/reduce.cuh"
 
@@ -20,13 +21,7 @@ template <class T>
 __global__ void unary_kernel(Unary op, i64 n, const T* x, T* y) {
   const i64 i = global_index();
   if (i >= n) return;
-  const T v = x[i];
-  switch (op) {
-    case Unary::relu: y[i] = v > T(0) ? v : (v != v ? v : T(0)); break;
-    case Unary::tanh: y[i] = tanh(v); break;
-    case Unary::sigmoid: y[i] = T(1) / (T(1) + exp(-v)); break;
-    case Unary::gelu: y[i] = T(0.5) * v * (T(1) + erf(v * T(0.70710678118654752440))); break;
-  }
+  y[i] = activate(op, x[i]);
 }
 
 template <class T>

@@ -1,6 +1,8 @@
 // Tiled GEMM, row-major, C = alpha op(A) op(B) + beta C, in FP32 (SGEMM) or FP64 (DGEMM), no
 // tensor cores: full FP32 accuracy, the default the NTK and geometry probes are checked against.
-// The tiling itself (shared-memory slabs, per-thread accumulators) is tiled_gemm.cuh's.
+// The tiling itself (shared-memory slabs, per-thread accumulators) is tiled_gemm.cuh's. A dense
+// layer's bias and activation can be applied as C is stored (gemm_bias_act).
+#include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/tiled_gemm.cuh"
 
@@ -21,6 +23,21 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
                                    });
 }
 
+// A dense layer's forward pass: act(value + bias[j]) as each element is stored (C is written
+// once; value + bias rounds as alpha·value + beta·C does with alpha = beta = 1 and C = bias).
+template <class T, int BM, int BN, int BK, int TM, int TN>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+    gemm_bias_act_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, const T* __restrict__ a, i64 lda,
+                         const T* __restrict__ b, i64 ldb, const T* __restrict__ bias, bool has_act, Unary act,
+                         T* __restrict__ c) {
+  const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
+  gemm_tile<T, BM, BN, BK, TM, TN>(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
+                                   [&](i64 i, i64 j, T value) {
+                                     const T z = bias ? value + bias[j] : value;
+                                     c[i * n + j] = has_act ? activate(act, z) : z;
+                                   });
+}
+
 // k = 0: C = beta C (beta = 0 zeroes it).
 template <class T>
 __global__ void scale_matrix_kernel(i64 m, i64 n, i64 ldc, T beta, T* c) {
@@ -30,13 +47,19 @@ __global__ void scale_matrix_kernel(i64 m, i64 n, i64 ldc, T beta, T* c) {
   *out = beta == T(0) ? T(0) : beta * *out;
 }
 
-template <class T, int BM, int BN, int BK, int TM, int TN>
-void launch_tiles(const GemmShape& s, double alpha, const void* a, const void* b, double beta, void* c) {
-  const dim3 grid(static_cast<unsigned>((s.n + BN - 1) / BN), static_cast<unsigned>((s.m + BM - 1) / BM));
-  constexpr int threads = (BM / TM) * (BN / TN);
-  launch("gemm", s.m * s.n, grid, threads, gemm_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n,
-         s.k, static_cast<T>(alpha), static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb,
-         static_cast<T>(beta), static_cast<T*>(c), s.ldc);
+// Square 64 × 64 tiles with 4 × 4 per thread (256 threads) for FP32; FP64 holds twice the bytes
+// per value, so half the depth keeps shared memory the same. Calls f.template operator()<T, BM,
+// BN, BK, TM, TN>() with the dtype's tiling.
+template <class F>
+void with_tiling(DType dtype, const char* entry_point, F&& f) {
+  if (dtype == DType::f32) return f.template operator()<float, 64, 64, 16, 4, 4>();
+  if (dtype == DType::f64) return f.template operator()<double, 64, 64, 8, 4, 4>();
+  throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
+}
+
+template <int BM, int BN>
+dim3 tile_grid(const GemmShape& s) {
+  return dim3(static_cast<unsigned>((s.n + BN - 1) / BN), static_cast<unsigned>((s.m + BM - 1) / BM));
 }
 
 }  // namespace
@@ -51,14 +74,31 @@ void CudaBackend::gemm(DType dtype, const GemmShape& s, double alpha, const void
     });
     return;
   }
-  // Square 64 × 64 tiles with 4 × 4 per thread (256 threads) for FP32; FP64 holds twice the
-  // bytes per value, so half the depth keeps shared memory the same.
-  if (dtype == DType::f32)
-    launch_tiles<float, 64, 64, 16, 4, 4>(s, alpha, a, b, beta, c);
-  else if (dtype == DType::f64)
-    launch_tiles<double, 64, 64, 8, 4, 4>(s, alpha, a, b, beta, c);
-  else
-    throw Error(std::string("gemm works on f32 or f64 tensors, got ") + dtype_name(dtype));
+  with_tiling(dtype, "gemm", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
+    launch("gemm", s.m * s.n, tile_grid<BM, BN>(s), (BM / TM) * (BN / TN), gemm_kernel<T, BM, BN, BK, TM, TN>,
+           s.transpose_a, s.transpose_b, s.m, s.n, s.k, static_cast<T>(alpha), static_cast<const T*>(a), s.lda,
+           static_cast<const T*>(b), s.ldb, static_cast<T>(beta), static_cast<T*>(c), s.ldc);
+  });
+}
+
+void CudaBackend::gemm_bias_act(DType dtype, const GemmShape& s, const void* a, const void* b, const void* bias,
+                                std::optional<Unary> act, void* c) {
+  if (s.ldc != s.n)
+    throw Error("gemm_bias_act: C must be dense, got ldc = " + std::to_string(s.ldc) + " for " + std::to_string(s.n) +
+                " columns");
+  if (s.m == 0 || s.n == 0) return;
+  if (s.k == 0) {  // no tiles to store through: the bias and activation of a zero product
+    gemm(dtype, s, 1.0, a, b, 0.0, c);
+    if (bias) broadcast_rows(dtype, s.m, s.n, bias, c);
+    if (act) unary(*act, dtype, s.m * s.n, c, c);
+    return;
+  }
+  with_tiling(dtype, "gemm_bias_act", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
+    launch("gemm_bias_act", s.m * s.n, tile_grid<BM, BN>(s), (BM / TM) * (BN / TN),
+           gemm_bias_act_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n, s.k,
+           static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb, static_cast<const T*>(bias),
+           act.has_value(), act.value_or(Unary::relu), static_cast<T*>(c));
+  });
 }
 
 }  // namespace gs::kernels::cuda
