@@ -94,12 +94,16 @@ void Adam::step() {
   auto& be = kernels::backend(counters_.device());
   auto* counters = static_cast<kernels::AdamCounters*>(counters_.raw());
   be.adam_advance(s, counters);
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    Tensor g = params_[i].grad();
-    if (!g.defined()) continue;
-    check_grad(i, params_[i], g);
-    be.adam_step(params_[i].dtype(), params_[i].numel(), params_[i].raw(), g.raw(), exp_avg_[i].raw(),
-                 exp_avg_sq_[i].raw(), s, counters);
+  // Every parameter with a gradient in one call per dtype (one launch on CUDA for up to 16).
+  for (DType dtype : {DType::f32, DType::f64}) {
+    std::vector<kernels::AdamTensor> tensors;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      Tensor g = params_[i].grad();
+      if (!g.defined() || params_[i].dtype() != dtype) continue;
+      check_grad(i, params_[i], g);
+      tensors.push_back({params_[i].numel(), params_[i].raw(), g.raw(), exp_avg_[i].raw(), exp_avg_sq_[i].raw()});
+    }
+    if (!tensors.empty()) be.adam_steps(dtype, tensors, s, counters);
   }
 }
 

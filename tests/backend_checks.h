@@ -464,6 +464,31 @@ inline void optimizers(Device d) {
       check_close(v, want_v, tol(dt, 2), "adam exp_avg_sq");
       check_close(p, want_p, tol(dt, 8), "adam param");
     }
+    {
+      // adam_steps on 21 tensors (more than one CUDA launch holds; one empty) updates each value
+      // exactly as adam_step does.
+      kernels::AdamStep s{.lr = 1e-2, .weight_decay = 0.05, .decoupled_weight_decay = true};
+      Tensor counters = on(d, {3, nan_value, nan_value}, DType::f64);
+      auto* c = static_cast<kernels::AdamCounters*>(counters.raw());
+      be.adam_advance(s, c);
+      std::vector<std::array<Tensor, 4>> many, one_by_one;
+      std::vector<kernels::AdamTensor> list;
+      for (std::int64_t t = 0; t < 21; ++t) {
+        const std::int64_t size = t == 4 ? 0 : 1 + (t * 137) % 700;
+        const std::uint64_t at = 900 + 4 * static_cast<std::uint64_t>(t);
+        auto values = [&](std::uint64_t seed, double lo, double hi) { return rounded(random_values(static_cast<std::size_t>(size), seed, lo, hi), dt); };
+        const auto p0 = values(at, -1, 1), g0 = values(at + 1, -1, 1), m0 = values(at + 2, -0.1, 0.1), v0 = values(at + 3, 0, 0.01);
+        many.push_back({on(d, p0, dt), on(d, g0, dt), on(d, m0, dt), on(d, v0, dt)});
+        one_by_one.push_back({on(d, p0, dt), on(d, g0, dt), on(d, m0, dt), on(d, v0, dt)});
+        auto& x = many.back();
+        list.push_back({size, x[0].raw(), x[1].raw(), x[2].raw(), x[3].raw()});
+      }
+      be.adam_steps(dt, list, s, c);
+      for (auto& x : one_by_one) be.adam_step(dt, x[0].numel(), x[0].raw(), x[1].raw(), x[2].raw(), x[3].raw(), s, c);
+      for (std::size_t t = 0; t < many.size(); ++t)
+        for (int k : {0, 2, 3}) CHECK(many[t][static_cast<std::size_t>(k)].to_vector() == one_by_one[t][static_cast<std::size_t>(k)].to_vector());
+      CHECK(many[1][0].to_vector() != rounded(random_values(138, 904, -1, 1), dt));  // the step moved the parameters
+    }
     for (bool nesterov : {false, true}) {
       Tensor p = on(d, pv, dt), g = on(d, gv, dt), buf = on(d, mv, dt);
       kernels::SgdStep s{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01, .nesterov = nesterov,

@@ -386,14 +386,16 @@ TEST_SUITE("cuda_emulator") {
         gs::cuda_emulator::record_launches(false);
         CHECK(third.size() > 10);  // a step's worth: forward, backward, the optimizer
         CHECK(third == fourth);
+        auto launched = [&](const std::string& kernel) {
+          return std::count_if(third.begin(), third.end(), [&](const std::string& l) { return l.rfind(kernel + "(", 0) == 0; });
+        };
         if (!cnn) {  // each Linear + ReLU is one GEMM that adds the bias and applies the ReLU as it stores
-          auto launched = [&](const std::string& kernel) {
-            return std::count_if(third.begin(), third.end(), [&](const std::string& l) { return l.rfind(kernel + "(", 0) == 0; });
-          };
           CHECK(launched("gemm_bias_act") == 2);
           CHECK(launched("broadcast_rows") == 0);
           CHECK(launched("unary") == 0);
         }
+        CHECK(launched("adam_steps") == 1);  // every parameter in one launch
+        CHECK(launched("adam_step") == 0);
       }
   }
 }

@@ -69,4 +69,10 @@ void CpuBackend::adam_step(DType dtype, i64 n, void* pv, const void* gv, void* m
   });
 }
 
+void CpuBackend::adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s,
+                            const AdamCounters* counters) {
+  // Each tensor is large enough to thread on its own; nothing to gain from fusing them here.
+  for (const AdamTensor& t : tensors) adam_step(dtype, t.n, t.param, t.grad, t.exp_avg, t.exp_avg_sq, s, counters);
+}
+
 }  // namespace gs::kernels::cpu

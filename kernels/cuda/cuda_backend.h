@@ -119,6 +119,8 @@ class CudaBackend final : public Backend {
   void adam_advance(const AdamStep& s, AdamCounters* counters) override;
   void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
                  const AdamStep& s, const AdamCounters* counters) override;
+  void adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s,
+                  const AdamCounters* counters) override;
 
   void add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k) override;
   void add_output_block(DType dtype, const KernelTile& tile, double alpha2, const void* g, i64 ldg, void* k) override;

@@ -30,11 +30,25 @@ __global__ void adam_advance_kernel(double lr, double beta1, double beta2, AdamC
   c->bias_correction2_sqrt = sqrt(1 - pow(beta2, c->step));
 }
 
+// The constants of one Adam step, as the kernels take them.
 template <class T>
-__global__ void adam_kernel(i64 n, T* p, const T* g, T* m, T* v, const AdamCounters* c, T b1, T b2, T eps, T decay,
-                            T wd, bool decoupled, bool coupled) {
-  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
+struct AdamConstants {
+  T b1, b2, eps, decay, wd;
+  bool decoupled, coupled;
+};
+
+template <class T>
+AdamConstants<T> constants_of(const AdamStep& s) {
+  const bool decoupled = s.decoupled_weight_decay;
+  return {T(s.beta1), T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay), T(s.weight_decay), decoupled,
+          !decoupled && s.weight_decay != 0};
+}
+
+// Element i of one tensor: torch's update, in the order kernels/cpu/optim.cpp computes it.
+template <class T>
+__device__ void adam_update(i64 i, T* p, const T* g, T* m, T* v, const AdamCounters* c, const AdamConstants<T>& k) {
+  const T b1 = k.b1, b2 = k.b2, eps = k.eps, decay = k.decay, wd = k.wd;
+  const bool decoupled = k.decoupled, coupled = k.coupled;
   const T step_size = static_cast<T>(c->step_size), sqrt_bc2 = static_cast<T>(c->bias_correction2_sqrt);
   T gi = g[i];
   T pi = p[i];
@@ -46,6 +60,36 @@ __global__ void adam_kernel(i64 n, T* p, const T* g, T* m, T* v, const AdamCount
   m[i] = mi;
   v[i] = vi;
   p[i] = pi + -step_size * (mi / denom);
+}
+
+template <class T>
+__global__ void adam_kernel(i64 n, T* p, const T* g, T* m, T* v, const AdamCounters* c, AdamConstants<T> k) {
+  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) adam_update(i, p, g, m, v, c, k);
+}
+
+// Up to adam_batch tensors in one launch, passed by value (about 1 KB of kernel arguments): the
+// blocks of tensor t are [first_block[t], first_block[t + 1]).
+constexpr int adam_batch = 16;
+
+template <class T>
+struct AdamBatch {
+  int count = 0;
+  i64 first_block[adam_batch + 1] = {};
+  i64 n[adam_batch] = {};
+  T* p[adam_batch] = {};
+  const T* g[adam_batch] = {};
+  T* m[adam_batch] = {};
+  T* v[adam_batch] = {};
+};
+
+template <class T>
+__global__ void adam_batch_kernel(AdamBatch<T> batch, const AdamCounters* c, AdamConstants<T> k) {
+  const i64 block = blockIdx.x;
+  int t = 0;
+  while (t + 1 < batch.count && batch.first_block[t + 1] <= block) ++t;
+  const i64 i = (block - batch.first_block[t]) * blockDim.x + threadIdx.x;
+  if (i < batch.n[t]) adam_update(i, batch.p[t], batch.g[t], batch.m[t], batch.v[t], c, k);
 }
 
 }  // namespace
@@ -66,11 +110,38 @@ void CudaBackend::adam_advance(const AdamStep& s, AdamCounters* counters) {
 void CudaBackend::adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
                             const AdamStep& s, const AdamCounters* counters) {
   if (n == 0) return;
-  const bool decoupled = s.decoupled_weight_decay, coupled = !decoupled && s.weight_decay != 0;
   with_float(dtype, "adam_step", [&]<class T>() {
     launch("adam_step", n, blocks_for(n), threads_per_block, adam_kernel<T>, n, static_cast<T*>(param),
-           static_cast<const T*>(grad), static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq), counters, T(s.beta1),
-           T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay), T(s.weight_decay), decoupled, coupled);
+           static_cast<const T*>(grad), static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq), counters,
+           constants_of<T>(s));
+  });
+}
+
+void CudaBackend::adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s,
+                             const AdamCounters* counters) {
+  with_float(dtype, "adam_steps", [&]<class T>() {
+    AdamBatch<T> batch;
+    i64 total = 0;
+    auto flush = [&] {
+      if (batch.count > 0)
+        launch("adam_steps", total, static_cast<int>(batch.first_block[batch.count]), threads_per_block,
+               adam_batch_kernel<T>, batch, counters, constants_of<T>(s));
+      batch = AdamBatch<T>{};
+      total = 0;
+    };
+    for (const AdamTensor& x : tensors) {
+      if (x.n == 0) continue;
+      const int b = batch.count++;
+      batch.n[b] = x.n;
+      batch.p[b] = static_cast<T*>(x.param);
+      batch.g[b] = static_cast<const T*>(x.grad);
+      batch.m[b] = static_cast<T*>(x.exp_avg);
+      batch.v[b] = static_cast<T*>(x.exp_avg_sq);
+      batch.first_block[b + 1] = batch.first_block[b] + blocks_for(x.n);
+      total += x.n;
+      if (batch.count == adam_batch) flush();
+    }
+    flush();
   });
 }
 
