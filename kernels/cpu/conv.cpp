@@ -7,8 +7,12 @@
 namespace gs::kernels::cpu {
 
 // The batched convolutions, image by image: im2col into a [patch, pixels] buffer, then one BLAS
-// GEMM with the filters (which spreads over the threads); images in order, so the weight
-// gradient's sum is deterministic.
+// GEMM with the filters. The forward pass and the input gradient give each thread whole images
+// (one image's GEMM is too small to spread over threads, and its im2col would run on one while
+// the others wait); BLAS called inside the parallel region runs on the calling thread, and
+// computes each element as it does threaded, so the results do not depend on the thread count.
+// The weight gradient sums over the images in order, on all threads per GEMM, so that its sum
+// is deterministic.
 namespace {
 
 struct ImageStrides {
@@ -27,12 +31,16 @@ void CpuBackend::conv2d_forward(DType dtype, const ConvGeometry& g, i64 images, 
   const i64 pixels = g.out_h() * g.out_w(), patch = g.patch_size();
   const ImageStrides st = strides_of(dtype, g, filters);
   const std::size_t col_bytes = static_cast<std::size_t>(patch * pixels) * st.bytes;
-  std::vector<char> scratch(patches ? 0 : col_bytes);
-  for (i64 i = 0; i < images; ++i) {  // y_i = W col_i
-    char* col = patches ? static_cast<char*>(patches) + static_cast<std::size_t>(i) * col_bytes : scratch.data();
-    im2col(dtype, g, static_cast<const char*>(x) + static_cast<std::size_t>(i) * st.in * st.bytes, col);
-    gemm(dtype, {false, false, filters, pixels, patch, patch, pixels, pixels}, 1.0, w, col, 0.0,
-         static_cast<char*>(y) + static_cast<std::size_t>(i) * st.out * st.bytes);
+#pragma omp parallel if (images > 1)
+  {
+    std::vector<char> scratch(patches ? 0 : col_bytes);
+#pragma omp for schedule(static)
+    for (i64 i = 0; i < images; ++i) {  // y_i = W col_i
+      char* col = patches ? static_cast<char*>(patches) + static_cast<std::size_t>(i) * col_bytes : scratch.data();
+      im2col(dtype, g, static_cast<const char*>(x) + static_cast<std::size_t>(i) * st.in * st.bytes, col);
+      gemm(dtype, {false, false, filters, pixels, patch, patch, pixels, pixels}, 1.0, w, col, 0.0,
+           static_cast<char*>(y) + static_cast<std::size_t>(i) * st.out * st.bytes);
+    }
   }
 }
 
@@ -40,11 +48,15 @@ void CpuBackend::conv2d_backward_data(DType dtype, const ConvGeometry& g, i64 im
                                       const void* w, void* gx) {
   const i64 pixels = g.out_h() * g.out_w(), patch = g.patch_size();
   const ImageStrides st = strides_of(dtype, g, filters);
-  std::vector<char> col(static_cast<std::size_t>(patch * pixels) * st.bytes);
-  for (i64 i = 0; i < images; ++i) {  // gx_i = col2im(Wᵀ gy_i)
-    gemm(dtype, {true, false, patch, pixels, filters, patch, pixels, pixels}, 1.0, w,
-         static_cast<const char*>(gy) + static_cast<std::size_t>(i) * st.out * st.bytes, 0.0, col.data());
-    col2im(dtype, g, col.data(), static_cast<char*>(gx) + static_cast<std::size_t>(i) * st.in * st.bytes);
+#pragma omp parallel if (images > 1)
+  {
+    std::vector<char> col(static_cast<std::size_t>(patch * pixels) * st.bytes);
+#pragma omp for schedule(static)
+    for (i64 i = 0; i < images; ++i) {  // gx_i = col2im(Wᵀ gy_i)
+      gemm(dtype, {true, false, patch, pixels, filters, patch, pixels, pixels}, 1.0, w,
+           static_cast<const char*>(gy) + static_cast<std::size_t>(i) * st.out * st.bytes, 0.0, col.data());
+      col2im(dtype, g, col.data(), static_cast<char*>(gx) + static_cast<std::size_t>(i) * st.in * st.bytes);
+    }
   }
 }
 
