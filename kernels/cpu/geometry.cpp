@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/anchor_terms.h"
 #include "kernels/cpu/cpu_backend.h"
 
 namespace gs::kernels::cpu {
@@ -178,64 +179,15 @@ void CpuBackend::solve_anchors(const std::vector<AnchorProblem>& manifolds, doub
 
 void CpuBackend::anchor_terms(const AnchorProblem& p, const double* sz, const double* gz, double* anchors,
                               double* terms) {
-  const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
-  const double *s = p.s, *tv = p.t, *proj = p.proj, *zs = p.z;
-  const std::int32_t* interior = p.interior;
+  const i64 d1 = p.dims, n_t = p.count;
   std::vector<double> mean(static_cast<std::size_t>(d1), 0.0);
   for (i64 q = 0; q < n_t; ++q) {
-    const double* t = tv + q * d1;
-    const double* z = zs + q * m;
     double* anchor = anchors + q * d1;
-    double* row = terms + q * anchor_term_count;
-    double violation = 0, min_multiplier = 0, complementarity = 0;
-    if (interior[q] > 0) {
-      const double* point = s + (interior[q] - 1) * d1;
-      std::copy(point, point + d, anchor);
-      anchor[d] = 1;
-    } else {
-      double zsum = 0;
-      for (i64 mu = 0; mu < m; ++mu) zsum += z[mu];
-      for (i64 k = 0; k < d1; ++k) anchor[k] = zsum > 0 ? sz[q * d1 + k] / zsum : 0;
-      // KKT of the primal: s_μ·v ≤ −κ, z ≥ 0, z_μ (s_μ·v + κ) = 0, with s_μ·v = s_μ·t − (G z)_μ.
-      for (i64 mu = 0; mu < m; ++mu) {
-        const double sv = proj[mu * n_t + q] - gz[q * m + mu];
-        violation = std::max(violation, sv + p.kappa);
-        min_multiplier = std::min(min_multiplier, z[mu]);
-        complementarity = std::max(complementarity, std::abs(z[mu] * (sv + p.kappa)));
-      }
-    }
-    double ts = p.kappa, ss = 0;
-    for (i64 k = 0; k < d1; ++k) {
-      ts += t[k] * anchor[k];
-      ss += anchor[k] * anchor[k];
-      mean[static_cast<std::size_t>(k)] += anchor[k] / static_cast<double>(n_t);
-    }
-    const double pos = std::max(ts, 0.0);
-    row[capacity_term] = ss > 0 ? pos * pos / ss : 0;
-    double cosine = 0;
-    if (d > 0) {
-      double tn = 0, sn = 0, dot = 0;
-      for (i64 k = 0; k < d; ++k) {
-        tn += t[k] * t[k];
-        sn += anchor[k] * anchor[k];
-        dot += t[k] * anchor[k];
-      }
-      cosine = dot / (std::sqrt(tn) * std::sqrt(sn + 1e-12));
-    }
-    row[cosine_term] = cosine;
-    row[max_violation_term] = violation;
-    row[min_multiplier_term] = min_multiplier;
-    row[complementarity_term] = complementarity;
+    anchor_row(p, q, sz, gz, anchor, terms + q * anchor_term_count);
+    for (i64 k = 0; k < d1; ++k) mean[static_cast<std::size_t>(k)] += anchor[k] / static_cast<double>(n_t);
   }
-  for (i64 q = 0; q < n_t; ++q) {
-    const double* anchor = anchors + q * d1;
-    double sq = 0;
-    for (i64 k = 0; k < d; ++k) {
-      const double dk = (anchor[k] - mean[static_cast<std::size_t>(k)]) / anchor[d];
-      sq += dk * dk;
-    }
-    terms[q * anchor_term_count + radius_term] = sq;
-  }
+  for (i64 q = 0; q < n_t; ++q)
+    terms[q * anchor_term_count + radius_term] = radius_term_of(anchors + q * d1, mean.data(), d1);
 }
 
 }  // namespace gs::kernels::cpu

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/anchor_terms.h"
 #include "kernels/cuda/cuda_backend.h"
 
 namespace gs::kernels::cuda {
@@ -315,55 +316,10 @@ __global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* firs
   for (i64 mu = me; mu < m; mu += anchor_threads) z_out[mu] = st.z[mu];
 }
 
-// Per t: its anchor (the max-projection point when interior, else Sᵀz / Σz), the KKT residuals
-// of its solve, and its capacity and cosine terms.
+// Per t: its anchor, the KKT residuals of its solve, its capacity and cosine terms.
 __global__ void anchor_terms_kernel(AnchorProblem p, const double* sz, const double* gz, double* anchors, double* terms) {
   const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (q >= p.count) return;
-  const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
-  const double *s = p.s, *tv = p.t, *proj = p.proj, *zs = p.z;
-  const std::int32_t* interior = p.interior;
-  const double* t = tv + q * d1;
-  const double* z = zs + q * m;
-  double* anchor = anchors + q * d1;
-  double* row = terms + q * anchor_term_count;
-  double violation = 0, min_multiplier = 0, complementarity = 0;
-  if (interior[q] > 0) {
-    const double* point = s + (interior[q] - 1) * d1;
-    for (i64 k = 0; k < d; ++k) anchor[k] = point[k];
-    anchor[d] = 1;
-  } else {
-    double zsum = 0;
-    for (i64 mu = 0; mu < m; ++mu) zsum += z[mu];
-    for (i64 k = 0; k < d1; ++k) anchor[k] = zsum > 0 ? sz[q * d1 + k] / zsum : 0;
-    for (i64 mu = 0; mu < m; ++mu) {
-      const double sv = proj[mu * n_t + q] - gz[q * m + mu];
-      violation = fmax(violation, sv + p.kappa);
-      min_multiplier = fmin(min_multiplier, z[mu]);
-      complementarity = fmax(complementarity, fabs(z[mu] * (sv + p.kappa)));
-    }
-  }
-  double ts = p.kappa, ss = 0;
-  for (i64 k = 0; k < d1; ++k) {
-    ts += t[k] * anchor[k];
-    ss += anchor[k] * anchor[k];
-  }
-  const double pos = fmax(ts, 0.0);
-  row[capacity_term] = ss > 0 ? pos * pos / ss : 0;
-  double cosine = 0;
-  if (d > 0) {
-    double tn = 0, sn = 0, dot = 0;
-    for (i64 k = 0; k < d; ++k) {
-      tn += t[k] * t[k];
-      sn += anchor[k] * anchor[k];
-      dot += t[k] * anchor[k];
-    }
-    cosine = dot / (sqrt(tn) * sqrt(sn + 1e-12));
-  }
-  row[cosine_term] = cosine;
-  row[max_violation_term] = violation;
-  row[min_multiplier_term] = min_multiplier;
-  row[complementarity_term] = complementarity;
+  if (q < p.count) anchor_row(p, q, sz, gz, anchors + q * p.dims, terms + q * anchor_term_count);
 }
 
 // mean[k] = Σ_q anchors[q, k] / n_t in increasing q, a thread per coordinate.
@@ -377,15 +333,7 @@ __global__ void anchor_mean_kernel(AnchorProblem p, const double* anchors, doubl
 
 __global__ void radius_terms_kernel(AnchorProblem p, const double* anchors, const double* mean, double* terms) {
   const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (q >= p.count) return;
-  const i64 d1 = p.dims, d = d1 - 1;
-  const double* anchor = anchors + q * d1;
-  double sq = 0;
-  for (i64 k = 0; k < d; ++k) {
-    const double dk = (anchor[k] - mean[k]) / anchor[d];
-    sq += dk * dk;
-  }
-  terms[q * anchor_term_count + radius_term] = sq;
+  if (q < p.count) terms[q * anchor_term_count + radius_term] = radius_term_of(anchors + q * p.dims, mean, p.dims);
 }
 
 }  // namespace
