@@ -433,6 +433,53 @@ inline void convolution_and_pooling(Device d) {
   }
 }
 
+// Max pooling's choices where they are not obvious: a tie goes to the first maximum in window
+// order, a NaN wins (torch propagates it) and the first NaN is the one chosen, an all −∞ window
+// keeps its first element; 2 × 2 windows and a 3 × 3 one with stride 1. The choice is read back
+// through the backward pass, which routes each output's gradient to it.
+inline void pooling_choices(Device d) {
+  auto& be = kernels::backend(d);
+  const double nan = nan_value, inf = std::numeric_limits<double>::infinity();
+  for (DType dt : {DType::f32, DType::f64}) {
+    const std::string dtype = dtype_name(dt);
+    CAPTURE(dtype);
+    // One 4 × 4 plane: windows (rows 0-1, cols 0-1) a tie of 5s; (0-1, 2-3) a 9 then a NaN;
+    // (2-3, 0-1) two NaNs; (2-3, 2-3) all −∞.
+    const std::vector<double> x{1, 5, 9, 2,  //
+                                5, 0, nan, 3,  //
+                                4, nan, -inf, -inf,  //
+                                nan, 2, -inf, -inf};
+    struct Case {
+      std::int64_t kernel, stride;
+      std::vector<double> want_y;
+      std::vector<std::int64_t> want_at;  // the input element each output's gradient goes to
+    };
+    for (const Case& c : {Case{2, 2, {5, nan, nan, -inf}, {1, 6, 9, 10}},
+                          Case{3, 1, {nan, nan, nan, nan}, {6, 6, 6, 6}}}) {
+      CAPTURE(c.kernel);
+      kernels::PoolGeometry g{1, 4, 4, c.kernel, c.stride};
+      const std::int64_t outs = g.out_h() * g.out_w();
+      Tensor xt = on(d, x, dt), y = poisoned(d, outs, dt);
+      Tensor argmax = labels_on(d, std::vector<std::int32_t>(static_cast<std::size_t>(outs), -1));
+      be.max_pool2d(dt, g, xt.raw(), y.raw(), static_cast<std::int32_t*>(argmax.raw()));
+      const auto got = y.to_vector();
+      for (std::int64_t o = 0; o < outs; ++o) {
+        CAPTURE(o);
+        const double w = c.want_y[static_cast<std::size_t>(o)], v = got[static_cast<std::size_t>(o)];
+        CHECK(((std::isnan(w) && std::isnan(v)) || w == v));
+      }
+      // Output o's gradient is 10^o, so each input's sum says which outputs chose it.
+      std::vector<double> gyv;
+      for (std::int64_t o = 0; o < outs; ++o) gyv.push_back(std::pow(10.0, static_cast<double>(o)));
+      Tensor gy = on(d, gyv, dt), gx = poisoned(d, 16, dt);
+      be.max_pool2d_backward(dt, g, gy.raw(), static_cast<const std::int32_t*>(argmax.raw()), gx.raw());
+      std::vector<double> want_gx(16, 0.0);
+      for (std::int64_t o = 0; o < outs; ++o) want_gx[static_cast<std::size_t>(c.want_at[static_cast<std::size_t>(o)])] += gyv[static_cast<std::size_t>(o)];
+      check_close(gx, want_gx, {0, 0}, "max_pool2d's choices, through its backward pass");
+    }
+  }
+}
+
 inline void optimizers(Device d) {
   auto& be = kernels::backend(d);
   for (DType dt : {DType::f32, DType::f64}) {
@@ -712,6 +759,7 @@ inline void check_backend_kernels(Device d) {
   SUBCASE("losses, argmax, counts") { backend_checks::losses(d); }
   SUBCASE("batched convolution and its gradients") { backend_checks::batched_convolution(d); }
   SUBCASE("convolution and pooling") { backend_checks::convolution_and_pooling(d); }
+  SUBCASE("max pooling: ties, NaN, −∞") { backend_checks::pooling_choices(d); }
   SUBCASE("optimizers") { backend_checks::optimizers(d); }
   SUBCASE("NTK probe tiles") { backend_checks::ntk_tiles(d); }
   SUBCASE("geometry probe anchors") { backend_checks::anchor_solves(d); }

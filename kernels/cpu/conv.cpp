@@ -125,33 +125,46 @@ void CpuBackend::col2im(DType dtype, const ConvGeometry& g, const void* colv, vo
   });
 }
 
+namespace {
+
+// One plane's max pooling. The first maximum in window order wins, and the first NaN wins over
+// everything (torch's max_pool2d propagates NaN); written without branches on the values, which
+// are unpredictable. K > 0 fixes the window size at compile time (the study's 2 × 2).
+template <class T, int K>
+void pool_plane(const T* plane, const PoolGeometry& g, T* y, std::int32_t* argmax) {
+  const i64 kernel = K > 0 ? K : g.kernel, oh = g.out_h(), ow = g.out_w();
+  for (i64 oy = 0; oy < oh; ++oy)
+    for (i64 ox = 0; ox < ow; ++ox) {
+      const i64 corner = oy * g.stride * g.width + ox * g.stride;
+      T best = -std::numeric_limits<T>::infinity();
+      i64 at = corner;
+      for (i64 ky = 0; ky < kernel; ++ky)
+        for (i64 kx = 0; kx < kernel; ++kx) {
+          const i64 idx = corner + ky * g.width + kx;
+          const T v = plane[idx];
+          const bool take = v > best || (v != v && best == best);
+          best = take ? v : best;
+          at = take ? idx : at;
+        }
+      y[oy * ow + ox] = best;
+      argmax[oy * ow + ox] = static_cast<std::int32_t>(at);
+    }
+}
+
+}  // namespace
+
 void CpuBackend::max_pool2d(DType dtype, const PoolGeometry& g, const void* xv, void* yv,
                             std::int32_t* argmax) {
   with_float_type(dtype, "max_pool2d", [&]<class T>() {
     auto x = static_cast<const T*>(xv);
     auto y = static_cast<T*>(yv);
-    const i64 oh = g.out_h(), ow = g.out_w();
-#pragma omp parallel for if (g.planes * g.height * g.width > parallel_grain)
+    const i64 in = g.height * g.width, out = g.out_h() * g.out_w();
+#pragma omp parallel for if (g.planes * in > parallel_grain)
     for (i64 p = 0; p < g.planes; ++p) {
-      const T* plane = x + p * g.height * g.width;
-      for (i64 oy = 0; oy < oh; ++oy)
-        for (i64 ox = 0; ox < ow; ++ox) {
-          T best = -std::numeric_limits<T>::infinity();
-          i64 at = (oy * g.stride) * g.width + ox * g.stride;
-          for (i64 ky = 0; ky < g.kernel; ++ky)
-            for (i64 kx = 0; kx < g.kernel; ++kx) {
-              const i64 idx = (oy * g.stride + ky) * g.width + ox * g.stride + kx;
-              const T v = plane[idx];
-              if (v > best || v != v) {  // NaN propagates, as torch's max_pool2d
-                best = v;
-                at = idx;
-                if (v != v) goto done;
-              }
-            }
-        done:
-          y[(p * oh + oy) * ow + ox] = best;
-          argmax[(p * oh + oy) * ow + ox] = static_cast<std::int32_t>(at);
-        }
+      if (g.kernel == 2)
+        pool_plane<T, 2>(x + p * in, g, y + p * out, argmax + p * out);
+      else
+        pool_plane<T, 0>(x + p * in, g, y + p * out, argmax + p * out);
     }
   });
 }
