@@ -41,15 +41,28 @@ void binary_typed(const Broadcast& b, const T* x, const T* y, T* out, F f) {
     for (i64 i = 0; i < n; ++i) out[i] = f(x[i], y[i]);
     return;
   }
-  const i64 d1 = b.out[1], d2 = b.out[2], d3 = b.out[3];
+  // Trailing dimensions of extent 1 moved to the front, so that the innermost loop runs over a
+  // real dimension (a convolution's bias, [n, c, pixels, 1], adds along the pixels).
+  std::array<i64, 4> extent = b.out, sa = as, sb = bs;
+  for (int shift = 0; shift < 3 && extent[3] == 1; ++shift) {
+    extent = {1, extent[0], extent[1], extent[2]};
+    sa = {0, sa[0], sa[1], sa[2]};
+    sb = {0, sb[0], sb[1], sb[2]};
+  }
+  const i64 d1 = extent[1], d2 = extent[2], d3 = extent[3];
 #pragma omp parallel for collapse(2) if (n > parallel_grain)
-  for (i64 i0 = 0; i0 < b.out[0]; ++i0)
+  for (i64 i0 = 0; i0 < extent[0]; ++i0)
     for (i64 i1 = 0; i1 < d1; ++i1)
       for (i64 i2 = 0; i2 < d2; ++i2) {
-        const T* xr = x + i0 * as[0] + i1 * as[1] + i2 * as[2];
-        const T* yr = y + i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
+        const T* xr = x + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+        const T* yr = y + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
         T* o = out + ((i0 * d1 + i1) * d2 + i2) * d3;
-        for (i64 i3 = 0; i3 < d3; ++i3) o[i3] = f(xr[i3 * as[3]], yr[i3 * bs[3]]);
+        if (sa[3] == 1 && sb[3] == 0) {  // a row of x with one value of y: vectorizes
+          const T q = yr[0];
+          for (i64 i3 = 0; i3 < d3; ++i3) o[i3] = f(xr[i3], q);
+        } else {
+          for (i64 i3 = 0; i3 < d3; ++i3) o[i3] = f(xr[i3 * sa[3]], yr[i3 * sb[3]]);
+        }
       }
 }
 
@@ -119,6 +132,35 @@ void CpuBackend::reduce_to_operand(DType dtype, const Broadcast& b,
     auto g_out = static_cast<const T*>(g_outv);
     auto other = static_cast<const T*>(otherv);
     auto g = static_cast<T*>(g_operandv);
+    // A per-channel sum ([n, c, pixels, 1] onto [c], a convolution's bias gradient): each
+    // channel's sum in the order of the serial pass below (images, then pixels), four channels'
+    // chains interleaved and the channels spread over the threads. The same sums, bit for bit.
+    const i64 n = b.out[0], channels = b.out[1], pixels = b.out[2];
+    if (!other && scale == 1.0 && b.out[3] == 1 && operand_stride == std::array<i64, 4>{0, 1, 0, 0} &&
+        operand_numel == channels) {
+      constexpr i64 lanes = 4;
+#pragma omp parallel for if (n * channels * pixels > parallel_grain)
+      for (i64 c0 = 0; c0 < channels; c0 += lanes) {
+        const i64 width = std::min(lanes, channels - c0);
+        T acc[lanes] = {T(0), T(0), T(0), T(0)};
+        for (i64 i = 0; i < n; ++i) {
+          const T* rows = g_out + (i * channels + c0) * pixels;
+          if (width == lanes) {
+            for (i64 p = 0; p < pixels; ++p) {
+              acc[0] += rows[p];
+              acc[1] += rows[pixels + p];
+              acc[2] += rows[2 * pixels + p];
+              acc[3] += rows[3 * pixels + p];
+            }
+          } else {
+            for (i64 l = 0; l < width; ++l)
+              for (i64 p = 0; p < pixels; ++p) acc[l] += rows[l * pixels + p];
+          }
+        }
+        for (i64 l = 0; l < width; ++l) g[c0 + l] = acc[l];
+      }
+      return;
+    }
     std::fill_n(g, operand_numel, T(0));
     // One serial pass in output order: the sums come out the same on every run.
     i64 flat = 0;
