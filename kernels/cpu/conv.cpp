@@ -142,7 +142,7 @@ void pool_plane(const T* plane, const PoolGeometry& g, T* y, std::int32_t* argma
         for (i64 kx = 0; kx < kernel; ++kx) {
           const i64 idx = corner + ky * g.width + kx;
           const T v = plane[idx];
-          const bool take = v > best || (v != v && best == best);
+          const bool take = (v > best) | ((v != v) & (best == best));  // no short circuit: no branch
           best = take ? v : best;
           at = take ? idx : at;
         }
