@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "benchmarks/synthetic_layer.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -356,18 +357,9 @@ void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, 
 // the host in both.
 void bench_geometry_layer() {
   const std::int64_t classes = 47, per_class = 200, features = 512;
-  Generator g(1, Stream::data);
-  Tensor centers = Tensor::empty(Shape{classes * features}, DType::f64), noise = Tensor::empty(Shape{classes * per_class * features}, DType::f64);
-  g.normal(centers, 0, 1);
-  g.normal(noise, 0, 0.5);
-  const auto c = centers.to_vector(), e = noise.to_vector();
-  std::vector<double> x;
-  std::vector<std::int32_t> y;
-  for (std::int64_t k = 0; k < classes; ++k)
-    for (std::int64_t p = 0; p < per_class; ++p) {
-      for (std::int64_t f = 0; f < features; ++f) x.push_back(c[k * features + f] + e[(k * per_class + p) * features + f]);
-      y.push_back(static_cast<std::int32_t>(k));
-    }
+  const bench::SyntheticLayer layer = bench::gaussian_clouds(classes, per_class, features);
+  const auto& x = layer.x;
+  const auto& y = layer.y;
   auto timed = [&](Device device, probe::LayerGeometry& out) {
     std::vector<double> t;
     for (int i = 0; i < 3; ++i) {
