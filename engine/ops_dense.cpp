@@ -107,21 +107,20 @@ Tensor dense_forward(const Tensor& x, const Tensor& w, const Tensor& bias, std::
   return y;
 }
 
-// The gradients of x Wᵀ + b given the gradient g of that sum.
-std::vector<Tensor> linear_backward(const Tensor& x, const Tensor& w, const Tensor& g, const std::vector<bool>& needs) {
+// The gradients of y = act(x Wᵀ + b) (act: none, relu, tanh or sigmoid) given y's gradient g, in
+// one backend call (one launch on CUDA). `y` is needed only with an activation.
+std::vector<Tensor> dense_backward(const Tensor& x, const Tensor& w, const Tensor& y, std::optional<kernels::Unary> act,
+                                   const Tensor& g, const std::vector<bool>& needs) {
   std::vector<Tensor> grads(3);
-  if (needs[0]) {
-    grads[0] = empty_like(x);
-    gemm(g, false, w, false, grads[0]);  // gx = g W
-  }
-  if (needs[1]) {
-    grads[1] = empty_like(w);
-    gemm(g, true, x, false, grads[1]);  // gW = gᵀ x
-  }
-  if (needs[2]) {
-    grads[2] = Tensor::empty(Shape{w.size(0)}, g.dtype(), g.device());
-    backend_of(g).sum_rows(g.dtype(), g.size(0), g.size(1), g.raw(), grads[2].raw());
-  }
+  if (needs[0]) grads[0] = empty_like(x);
+  if (needs[1]) grads[1] = empty_like(w);
+  if (needs[2]) grads[2] = Tensor::empty(Shape{w.size(0)}, g.dtype(), g.device());
+  if (!needs[0] && !needs[1] && !needs[2]) return grads;
+  Tensor gz_scratch = act ? empty_like(g) : Tensor();
+  auto raw = [](Tensor& t) { return t.defined() ? t.raw() : nullptr; };
+  backend_of(g).dense_backward(g.dtype(), {x.size(0), x.size(1), w.size(0)}, act, x.raw(), w.raw(),
+                               y.defined() ? y.raw() : nullptr, g.raw(), raw(gz_scratch), raw(grads[0]), raw(grads[1]),
+                               raw(grads[2]));
   return grads;
 }
 
@@ -131,7 +130,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   check_linear("linear", x, w, bias);
   Tensor y = dense_forward(x, w, bias, std::nullopt);
   return record(y, "linear", {x, w, bias}, [x, w](const Tensor& g, const std::vector<bool>& needs) {
-    return linear_backward(x, w, g, needs);
+    return dense_backward(x, w, Tensor(), std::nullopt, g, needs);
   });
 }
 
@@ -143,10 +142,7 @@ Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& bias, k
   // relu, tanh and sigmoid differentiate from their output: relu'(z) is y > 0 as well as z > 0.
   Tensor out = y.detach();
   return record(y, "linear_activation", {x, w, bias}, [x, w, out, act](const Tensor& g, const std::vector<bool>& needs) {
-    Tensor gz = empty_like(g);
-    backend_of(g).unary_backward(act, g.dtype(), g.numel(), act == kernels::Unary::relu ? out.raw() : nullptr,
-                                 act == kernels::Unary::relu ? nullptr : out.raw(), g.raw(), gz.raw());
-    return linear_backward(x, w, gz, needs);
+    return dense_backward(x, w, out, act, g, needs);
   });
 }
 

@@ -14,6 +14,11 @@ struct GemmShape {
   i64 lda = 0, ldb = 0, ldc = 0;
 };
 
+// A dense layer y = act(x Wᵀ + b): x is rows × in, W out × in, y rows × out; all row-major, dense.
+struct DenseShape {
+  i64 rows = 0, in = 0, out = 0;
+};
+
 class GemmKernels {
  public:
   virtual ~GemmKernels() = default;
@@ -23,6 +28,12 @@ class GemmKernels {
   // relu, tanh or sigmoid (none: the identity), with C written once. C must be dense (ldc = n).
   virtual void gemm_bias_act(DType dtype, const GemmShape& s, const void* a, const void* b, const void* bias,
                              std::optional<Unary> act, void* c) = 0;
+  // A dense layer's backward pass. From the gradient g of y: gz = g ⊙ act'(y) (act relu, tanh or
+  // sigmoid, each differentiated from its output y; none: gz = g), then gx = gz W, gW = gzᵀ x and
+  // gb = the column sums of gz. A null gx, gw or gb is not computed. gz_scratch holds rows × out
+  // values where a backend may keep gz (needed only with act).
+  virtual void dense_backward(DType dtype, const DenseShape& s, std::optional<Unary> act, const void* x, const void* w,
+                              const void* y, const void* g, void* gz_scratch, void* gx, void* gw, void* gb) = 0;
 };
 
 }  // namespace gs::kernels

@@ -104,6 +104,58 @@ inline void dense_layer(Device d) {
           }
 }
 
+// A dense layer's backward pass in one call against the reference: gz = g ⊙ act'(y) from the
+// derivative written in y (relu: y > 0; tanh: 1 − y²; sigmoid: y (1 − y)), then gz W, gzᵀ x and
+// the column sums of gz, in float64; every subset of the three gradients, empty depths included.
+inline void dense_layer_backward(Device d) {
+  auto& be = kernels::backend(d);
+  std::uint64_t seed = 170;
+  for (DType dt : {DType::f32, DType::f64})
+    for (auto [rows, in, out] : std::vector<std::array<std::int64_t, 3>>{
+             {1, 1, 1}, {17, 33, 5}, {65, 129, 70}, {130, 70, 65}, {3, 5, 0}, {0, 4, 3}})
+      for (int act = -1; act < 3; ++act)  // none, relu, tanh, sigmoid
+        for (int wanted : {7, 1, 2, 4, 6}) {  // bits: gx, gW, gb
+          if (wanted != 7 && rows != 17) continue;
+          const std::string dtype = dtype_name(dt);
+          CAPTURE(dtype);
+          CAPTURE(rows);
+          CAPTURE(in);
+          CAPTURE(out);
+          CAPTURE(act);
+          CAPTURE(wanted);
+          const auto activation = act < 0 ? std::nullopt : std::optional<kernels::Unary>(static_cast<kernels::Unary>(act));
+          auto xv = rounded(random_values(static_cast<std::size_t>(rows * in), ++seed, -2, 2), dt);
+          auto wv = rounded(random_values(static_cast<std::size_t>(out * in), ++seed, -2, 2), dt);
+          auto gv = rounded(random_values(static_cast<std::size_t>(rows * out), ++seed, -2, 2), dt);
+          // y: the activation of random pre-activations (some exactly 0 for relu).
+          auto yv = random_values(static_cast<std::size_t>(rows * out), ++seed, -3, 3);
+          if (activation)
+            for (double& v : yv) v = reference::unary(*activation, v);
+          yv = rounded(yv, dt);
+          Tensor x = on(d, xv, dt), w = on(d, wv, dt), y = on(d, yv, dt), g = on(d, gv, dt);
+          Tensor scratch = poisoned(d, rows * out, dt), gx = poisoned(d, rows * in, dt), gw = poisoned(d, out * in, dt),
+                 gb = poisoned(d, out, dt);
+          be.dense_backward(dt, {rows, in, out}, activation, x.raw(), w.raw(), activation ? y.raw() : nullptr, g.raw(),
+                            activation ? scratch.raw() : nullptr, wanted & 1 ? gx.raw() : nullptr,
+                            wanted & 2 ? gw.raw() : nullptr, wanted & 4 ? gb.raw() : nullptr);
+          std::vector<double> gz = gv, want_b(static_cast<std::size_t>(out), 0.0);
+          for (std::size_t i = 0; i < gz.size(); ++i) {
+            const double v = yv[i];
+            if (activation == kernels::Unary::relu) gz[i] = v > 0 ? gz[i] : 0;
+            if (activation == kernels::Unary::tanh) gz[i] *= 1 - v * v;
+            if (activation == kernels::Unary::sigmoid) gz[i] *= v * (1 - v);
+            want_b[i % static_cast<std::size_t>(std::max<std::int64_t>(out, 1))] += gz[i];
+          }
+          if (wanted & 1)
+            check_close(gx, reference::matmul(gz, wv, rows, in, out, false, false), tol(dt, static_cast<double>(out + 1)),
+                        "dense_backward: gx");
+          if (wanted & 2)
+            check_close(gw, reference::matmul(gz, xv, out, in, rows, true, false), tol(dt, static_cast<double>(rows + 1)),
+                        "dense_backward: gW");
+          if (wanted & 4) check_close(gb, want_b, tol(dt, static_cast<double>(rows + 1)), "dense_backward: gb");
+        }
+}
+
 inline void activations(Device d) {
   auto& be = kernels::backend(d);
   using kernels::Unary;
@@ -225,7 +277,7 @@ inline void rows_and_sums(Device d) {
       }
     check_close(y, want_y, {0, 0}, "broadcast_rows");
     check_close(s, want_s, tol(dt, rows), "sum_rows");
-    for (std::int64_t n : {1, 1000, 300001}) {  // one block, a few, many (the two-pass path)
+    for (std::int64_t n : {1, 1000, 8192, 8193, 300001}) {  // one block up to 8192 on CUDA, then two passes
       CAPTURE(n);
       auto v = rounded(random_values(static_cast<std::size_t>(n), 503 + static_cast<std::uint64_t>(n)), dt);
       Tensor t = on(d, v, dt), total = poisoned(d, 1, dt);
@@ -753,6 +805,7 @@ inline void anchor_solves(Device d) {
 inline void check_backend_kernels(Device d) {
   SUBCASE("gemm") { backend_checks::gemm(d); }
   SUBCASE("dense layer: GEMM, bias and activation") { backend_checks::dense_layer(d); }
+  SUBCASE("dense layer: the backward pass in one call") { backend_checks::dense_layer_backward(d); }
   SUBCASE("activations") { backend_checks::activations(d); }
   SUBCASE("broadcasting and its sums") { backend_checks::broadcasting(d); }
   SUBCASE("rows, sums, axpby") { backend_checks::rows_and_sums(d); }

@@ -384,7 +384,7 @@ TEST_SUITE("cuda_emulator") {
         step();
         const auto fourth = gs::cuda_emulator::recorded_launches();
         gs::cuda_emulator::record_launches(false);
-        CHECK(third.size() > 10);  // a step's worth: forward, backward, the optimizer
+        CHECK(third.size() >= 8);  // a step's worth: forward, loss, backward, the optimizer
         CHECK(third == fourth);
         auto launched = [&](const std::string& kernel) {
           return std::count_if(third.begin(), third.end(), [&](const std::string& l) { return l.rfind(kernel + "(", 0) == 0; });
@@ -394,6 +394,14 @@ TEST_SUITE("cuda_emulator") {
           CHECK(launched("broadcast_rows") == 0);
           CHECK(launched("unary") == 0);
         }
+        // Each dense layer's backward pass is one launch: no separate GEMM, ReLU derivative or bias sum.
+        CHECK(launched("dense_backward") == 2);
+        if (!cnn) {
+          CHECK(launched("gemm") == 0);
+          CHECK(launched("unary_backward") == 0);
+          CHECK(launched("sum_rows") == 0);
+        }
+        CHECK(launched(std::string(loss_kind) == "mse" ? "mse" : "nll") == 1);  // a batch's loss is a one-block sum
         CHECK(launched("adam_steps") == 1);  // every parameter in one launch
         CHECK(launched("adam_step") == 0);
       }

@@ -66,6 +66,50 @@ TEST_SUITE("gpu") {
       }
   }
 
+  // The fused backward pass reads gz = g ⊙ act'(y) where the separate kernels store it, and each
+  // of its parts keeps the separate kernels' order of additions. relu's derivative is a choice,
+  // so its gradients match bit for bit; tanh's and sigmoid's products may be contracted
+  // differently by the compiler in the two kernels, so they match to rounding.
+  TEST_CASE("a dense layer's backward pass in one launch equals its kernels launched apart") {
+    using kernels::Unary;
+    auto& be = kernels::backend(Device::cuda);
+    const std::int64_t rows = 70, in = 150, out = 66;
+    for (DType dt : {DType::f32, DType::f64})
+      for (std::optional<Unary> act : {std::optional<Unary>{}, std::optional{Unary::relu}, std::optional{Unary::tanh},
+                                       std::optional{Unary::sigmoid}}) {
+        CAPTURE(static_cast<int>(act.value_or(Unary::gelu)));
+        Tensor x = test::random_tensor(Shape{rows, in}, 1, dt).to(Device::cuda);
+        Tensor w = test::random_tensor(Shape{out, in}, 2, dt).to(Device::cuda);
+        Tensor g = test::random_tensor(Shape{rows, out}, 3, dt).to(Device::cuda);
+        Tensor y = test::random_tensor(Shape{rows, out}, 4, dt, -2, 2).to(Device::cuda);
+        if (act) be.unary(*act, dt, y.numel(), y.raw(), y.raw());
+        Tensor gz = Tensor::empty(g.shape(), dt, Device::cuda), gx = Tensor::empty(x.shape(), dt, Device::cuda),
+               gw = Tensor::empty(w.shape(), dt, Device::cuda), gb = Tensor::empty(Shape{out}, dt, Device::cuda);
+        be.dense_backward(dt, {rows, in, out}, act, x.raw(), w.raw(), y.raw(), g.raw(), gz.raw(), gx.raw(), gw.raw(),
+                          gb.raw());
+        Tensor apart_gz = g;
+        if (act) {
+          apart_gz = Tensor::empty(g.shape(), dt, Device::cuda);
+          be.unary_backward(*act, dt, g.numel(), y.raw(), y.raw(), g.raw(), apart_gz.raw());
+        }
+        Tensor apart_gx = Tensor::empty(x.shape(), dt, Device::cuda), apart_gw = Tensor::empty(w.shape(), dt, Device::cuda),
+               apart_gb = Tensor::empty(Shape{out}, dt, Device::cuda);
+        be.gemm(dt, {false, false, rows, in, out, out, in, in}, 1.0, apart_gz.raw(), w.raw(), 0.0, apart_gx.raw());
+        be.gemm(dt, {true, false, out, in, rows, out, in, in}, 1.0, apart_gz.raw(), x.raw(), 0.0, apart_gw.raw());
+        be.sum_rows(dt, rows, out, apart_gz.raw(), apart_gb.raw());
+        if (!act || *act == Unary::relu) {
+          CHECK(gx.to_vector() == apart_gx.to_vector());
+          CHECK(gw.to_vector() == apart_gw.to_vector());
+          CHECK(gb.to_vector() == apart_gb.to_vector());
+        } else {
+          const test::Tolerance t = dt == DType::f32 ? test::Tolerance{1e-5, 1e-5} : test::Tolerance{1e-13, 1e-13};
+          test::check_close(gx, apart_gx.to_vector(), t, "fused gx");
+          test::check_close(gw, apart_gw.to_vector(), t, "fused gW");
+          test::check_close(gb, apart_gb.to_vector(), t, "fused gb");
+        }
+      }
+  }
+
   TEST_CASE("training steps of the study's MLP and CNN on the GPU equal the CPU's") {
     test::check_training_matches_cpu(Device::cuda);
   }
@@ -126,7 +170,7 @@ TEST_SUITE("gpu") {
           std::string why_not;
           graph = StepGraph::capture(Device::cuda, work, why_not);
           REQUIRE_MESSAGE(graph, why_not);
-          CHECK(graph->operations() > 10);  // a step's worth: forward, backward, the optimizer
+          CHECK(graph->operations() >= 8);  // a step's worth: forward, loss, backward, the optimizer
           CHECK(parameter_values(*replayed) == before);  // captured, not run
           CHECK(replayed_opt->steps_taken() == 2);       // the host code did run
           graph->replay();

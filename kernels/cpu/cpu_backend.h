@@ -59,6 +59,8 @@ class CpuBackend final : public Backend {
             void* c) override;
   void gemm_bias_act(DType dtype, const GemmShape& s, const void* a, const void* b, const void* bias,
                      std::optional<Unary> act, void* c) override;
+  void dense_backward(DType dtype, const DenseShape& s, std::optional<Unary> act, const void* x, const void* w,
+                      const void* y, const void* g, void* gz_scratch, void* gx, void* gw, void* gb) override;
 
   void unary(Unary op, DType dtype, i64 n, const void* x, void* y) override;
   void unary_backward(Unary op, DType dtype, i64 n, const void* x, const void* y, const void* gy,

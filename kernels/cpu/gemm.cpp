@@ -38,4 +38,20 @@ void CpuBackend::gemm_bias_act(DType dtype, const GemmShape& s, const void* a, c
   if (act) unary(*act, dtype, s.m * s.n, c, c);
 }
 
+void CpuBackend::dense_backward(DType dtype, const DenseShape& s, std::optional<Unary> act, const void* x,
+                                const void* w, const void* y, const void* g, void* gz_scratch, void* gx, void* gw,
+                                void* gb) {
+  // Unfused: BLAS reads its operands from memory, so gz is materialized first.
+  const void* gz = g;
+  if (act) {
+    GS_CHECK(*act != Unary::gelu, "dense_backward: gelu's derivative needs its input, not its output");
+    GS_CHECK(y && gz_scratch, "dense_backward: an activation needs the layer's output and gz_scratch");
+    unary_backward(*act, dtype, s.rows * s.out, y, y, g, gz_scratch);  // relu reads y as its input: y > 0 iff z > 0
+    gz = gz_scratch;
+  }
+  if (gx) gemm(dtype, {false, false, s.rows, s.in, s.out, s.out, s.in, s.in}, 1.0, gz, w, 0.0, gx);
+  if (gw) gemm(dtype, {true, false, s.out, s.in, s.rows, s.out, s.in, s.in}, 1.0, gz, x, 0.0, gw);
+  if (gb) sum_rows(dtype, s.rows, s.out, gz, gb);
+}
+
 }  // namespace gs::kernels::cpu

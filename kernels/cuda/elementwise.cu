@@ -11,13 +11,6 @@ namespace {
 __device__ inline i64 global_index() { return blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; }
 
 template <class T>
-__device__ T gelu_derivative(T x) {
-  const T cdf = T(0.5) * (T(1) + erf(x * T(0.70710678118654752440)));
-  const T pdf = exp(T(-0.5) * x * x) * T(0.39894228040143267794);  // 1/√(2π)
-  return cdf + x * pdf;
-}
-
-template <class T>
 __global__ void unary_kernel(Unary op, i64 n, const T* x, T* y) {
   const i64 i = global_index();
   if (i >= n) return;
@@ -28,12 +21,9 @@ template <class T>
 __global__ void unary_backward_kernel(Unary op, i64 n, const T* x, const T* y, const T* gy, T* gx) {
   const i64 i = global_index();
   if (i >= n) return;
-  switch (op) {
-    case Unary::relu: gx[i] = x[i] <= T(0) ? T(0) : gy[i]; break;  // NaN passes gy, as torch
-    case Unary::tanh: gx[i] = gy[i] * (T(1) - y[i] * y[i]); break;
-    case Unary::sigmoid: gx[i] = gy[i] * y[i] * (T(1) - y[i]); break;
-    case Unary::gelu: gx[i] = gy[i] * gelu_derivative(x[i]); break;
-  }
+  // Only the operand the derivative reads may be given (the other may be null).
+  const bool from_input = op == Unary::relu || op == Unary::gelu;
+  gx[i] = activation_backward(op, from_input ? x[i] : T(0), from_input ? T(0) : y[i], gy[i]);
 }
 
 // Broadcast shapes travel by value: four extents and two stride sets.

@@ -1,7 +1,8 @@
 // Tiled GEMM, row-major, C = alpha op(A) op(B) + beta C, in FP32 (SGEMM) or FP64 (DGEMM), no
 // tensor cores: full FP32 accuracy, the default the NTK and geometry probes are checked against.
 // The tiling itself (shared-memory slabs, per-thread accumulators) is tiled_gemm.cuh's. A dense
-// layer's bias and activation can be applied as C is stored (gemm_bias_act).
+// layer's bias and activation can be applied as C is stored (gemm_bias_act), and its whole
+// backward pass is one launch (dense_backward).
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/tiled_gemm.cuh"
@@ -36,6 +37,56 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
                                      const T z = bias ? value + bias[j] : value;
                                      c[i * n + j] = has_act ? activate(act, z) : z;
                                    });
+}
+
+// gz = g ⊙ act'(y) read as op(gz)[row, col] straight from g and y, so that it is never stored:
+// the same value the elementwise backward kernel would have written.
+template <class T>
+struct LayerGradient {
+  const T* g;
+  const T* y;
+  i64 ld;
+  bool transposed;
+  bool along_k;
+  bool has_act;
+  Unary act;
+  __device__ T operator()(i64 row, i64 col) const {
+    const i64 i = transposed ? col * ld + row : row * ld + col;
+    return has_act ? activation_backward(act, y[i], y[i], g[i]) : g[i];
+  }
+};
+
+// A dense layer's backward pass in one launch of independent blocks: the first gx_blocks compute
+// tiles of gx = gz W, the next gw_blocks tiles of gW = gzᵀ x, the rest gb (a thread per column
+// summing the rows in order, as sum_rows does). Each part equals what the separate GEMM and
+// sum kernels compute, bit for bit.
+template <class T, int BM, int BN, int BK, int TM, int TN>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+    dense_backward_kernel(i64 rows, i64 in, i64 out, bool has_act, Unary act, const T* __restrict__ x, const T* __restrict__ w,
+                          const T* __restrict__ y, const T* __restrict__ g, T* __restrict__ gx, T* __restrict__ gw,
+                          T* __restrict__ gb, i64 gx_blocks, i64 gw_blocks) {
+  const i64 col_tiles = (in + BN - 1) / BN;  // gx and gW both have `in` columns
+  i64 b = blockIdx.x;
+  if (b < gx_blocks) {
+    const LayerGradient<T> gz{g, y, out, false, true, has_act, act};
+    gemm_tile<T, BM, BN, BK, TM, TN>((b / col_tiles) * BM, (b % col_tiles) * BN, rows, in, 0, out, gz,
+                                     dense_b(w, in, false), [&](i64 i, i64 j, T value) { gx[i * in + j] = value; });
+    return;
+  }
+  b -= gx_blocks;
+  if (b < gw_blocks) {
+    const LayerGradient<T> gz_t{g, y, out, true, false, has_act, act};
+    gemm_tile<T, BM, BN, BK, TM, TN>((b / col_tiles) * BM, (b % col_tiles) * BN, out, in, 0, rows, gz_t,
+                                     dense_b(x, in, false), [&](i64 i, i64 j, T value) { gw[i * in + j] = value; });
+    return;
+  }
+  b -= gw_blocks;
+  const i64 c = b * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (c >= out) return;
+  const LayerGradient<T> gz{g, y, out, false, true, has_act, act};
+  T acc = T(0);
+  for (i64 r = 0; r < rows; ++r) acc += gz(r, c);
+  gb[c] = acc;
 }
 
 // k = 0: C = beta C (beta = 0 zeroes it).
@@ -98,6 +149,27 @@ void CudaBackend::gemm_bias_act(DType dtype, const GemmShape& s, const void* a, 
            gemm_bias_act_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n, s.k,
            static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb, static_cast<const T*>(bias),
            act.has_value(), act.value_or(Unary::relu), static_cast<T*>(c));
+  });
+}
+
+void CudaBackend::dense_backward(DType dtype, const DenseShape& s, std::optional<Unary> act, const void* x,
+                                 const void* w, const void* y, const void* g, void*, void* gx, void* gw, void* gb) {
+  if (act && *act == Unary::gelu)
+    throw Error("dense_backward: gelu's derivative needs its input, not its output");
+  if (act && !y) throw Error("dense_backward: an activation needs the layer's output");
+  with_tiling(dtype, "dense_backward", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
+    static_assert((BM / TM) * (BN / TN) == threads_per_block, "the column sums use the GEMM blocks' threads");
+    const i64 col_tiles = (s.in + BN - 1) / BN;
+    // An empty depth (s.out or s.rows = 0) leaves the tiles' accumulators at 0: the gradients are 0.
+    const i64 gx_blocks = gx ? ((s.rows + BM - 1) / BM) * col_tiles : 0;
+    const i64 gw_blocks = gw ? ((s.out + BM - 1) / BM) * col_tiles : 0;
+    const i64 gb_blocks = gb ? (s.out + threads_per_block - 1) / threads_per_block : 0;
+    const i64 blocks = gx_blocks + gw_blocks + gb_blocks;
+    if (blocks == 0) return;
+    launch("dense_backward", s.rows * s.out, static_cast<unsigned>(blocks), threads_per_block,
+           dense_backward_kernel<T, BM, BN, BK, TM, TN>, s.rows, s.in, s.out, act.has_value(), act.value_or(Unary::relu),
+           static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(y), static_cast<const T*>(g),
+           static_cast<T*>(gx), static_cast<T*>(gw), static_cast<T*>(gb), gx_blocks, gw_blocks);
   });
 }
 

@@ -2,6 +2,7 @@
 // Deterministic sums on the device: no atomics, a fixed tree order that depends only on n.
 // Pass 1: block b sums the terms of its contiguous chunk (threads stride through it, then a
 // shared-memory tree); pass 2: one block sums the per-block partials and finishes the result.
+// A short sum (a loss over one batch) is one block and one launch.
 #include "kernels/cuda/cuda_backend.h"
 
 namespace gs::kernels::cuda {
@@ -36,12 +37,28 @@ __global__ void finish_sum_kernel(int blocks, const double* partial, Finish fini
   if (threadIdx.x == 0) finish(total);
 }
 
+template <class Term, class Finish>
+__global__ void one_block_sum_kernel(i64 n, Term term, Finish finish) {
+  double s = 0;
+  for (i64 i = threadIdx.x; i < n; i += blockDim.x) s += term(i);
+  const double total = block_sum<threads_per_block>(s);
+  if (threadIdx.x == 0) finish(total);
+}
+
+// Up to this many terms, one block sums them all (32 per thread): cheaper than a second launch,
+// and a graph of a training step has one node fewer per loss.
+constexpr i64 one_block_sum_max = 32 * threads_per_block;
+
 // A device buffer of max_sum_blocks + 1 doubles (the partials, then one result slot), allocated
 // once for the process.
 double* sum_scratch();
 
 template <class Term, class Finish>
 void deterministic_sum(const char* what, i64 n, Term term, Finish finish) {
+  if (n <= one_block_sum_max) {
+    launch(what, n, 1, threads_per_block, one_block_sum_kernel<Term, Finish>, n, term, finish);
+    return;
+  }
   // Enough blocks to fill the device, never more than the scratch holds; the count is a
   // function of n only, so the order of additions is too.
   const i64 min_chunk = 4 * threads_per_block;
