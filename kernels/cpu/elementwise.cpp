@@ -91,7 +91,10 @@ void CpuBackend::unary_backward(Unary op, DType dtype, i64 n, const void* xv, co
     switch (op) {
       case Unary::relu:
 #pragma omp parallel for if (n > parallel_grain)
-        for (i64 i = 0; i < n; ++i) gx[i] = x[i] <= T(0) ? T(0) : gy[i];  // NaN passes gy, as torch
+        for (i64 i = 0; i < n; ++i) {
+          const T g = gy[i];  // read unconditionally: the choice becomes a blend and the loop vectorizes
+          gx[i] = x[i] <= T(0) ? T(0) : g;  // NaN passes gy, as torch
+        }
         break;
       case Unary::tanh:
 #pragma omp parallel for if (n > parallel_grain)

@@ -40,32 +40,55 @@ void CpuBackend::adam_advance(const AdamStep& s, AdamCounters* c) {
   c->bias_correction2_sqrt = std::sqrt(1 - std::pow(s.beta2, c->step));
 }
 
+namespace {
+
+template <class T>
+struct AdamScalars {
+  T step_size, sqrt_bc2, b1, b2, eps, decay, wd;
+};
+
+// One Adam/AdamW update of n values. Everything arrives by value and the weight decay's form is
+// a template argument, so the loop has no branch and no load the stores could alias: the
+// compiler vectorizes it (sqrt and division are exactly rounded in every lane, so the values are
+// those of the scalar loop).
+template <class T, bool decoupled, bool coupled>
+void adam_update(i64 n, T* p, const T* g, T* m, T* v, const AdamScalars<T> k) {
+#pragma omp parallel if (n > parallel_grain)
+  {
+    FlushSubnormals ftz;  // the moments of idle weights decay into the subnormal range
+#pragma omp for
+    for (i64 i = 0; i < n; ++i) {
+      T gi = g[i];
+      T pi = p[i];
+      if constexpr (decoupled) pi *= k.decay;
+      if constexpr (coupled) gi += k.wd * pi;
+      const T mi = m[i] + (gi - m[i]) * (T(1) - k.b1);  // torch: exp_avg.lerp_(grad, 1 - beta1)
+      const T vi = v[i] * k.b2 + (T(1) - k.b2) * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      const T denom = std::sqrt(vi) / k.sqrt_bc2 + k.eps;
+      p[i] = pi + -k.step_size * (mi / denom);
+    }
+  }
+}
+
+}  // namespace
+
 void CpuBackend::adam_step(DType dtype, i64 n, void* pv, const void* gv, void* mv, void* vv,
                            const AdamStep& s, const AdamCounters* c) {
   with_float_type(dtype, "adam_step", [&]<class T>() {
+    const AdamScalars<T> k{T(c->step_size), T(c->bias_correction2_sqrt), T(s.beta1), T(s.beta2), T(s.eps),
+                           T(1 - s.lr * s.weight_decay), T(s.weight_decay)};
     auto p = static_cast<T*>(pv);
     auto g = static_cast<const T*>(gv);
     auto m = static_cast<T*>(mv);
     auto v = static_cast<T*>(vv);
-    const T step_size = T(c->step_size);
-    const T sqrt_bc2 = T(c->bias_correction2_sqrt);
-    const T b1 = T(s.beta1), b2 = T(s.beta2), eps = T(s.eps);
-    const T decay = T(1 - s.lr * s.weight_decay), wd = T(s.weight_decay);
-    const bool decoupled = s.decoupled_weight_decay, coupled = !decoupled && s.weight_decay != 0;
-#pragma omp parallel if (n > parallel_grain)
-    {
-      FlushSubnormals ftz;  // the moments of idle weights decay into the subnormal range
-#pragma omp for
-      for (i64 i = 0; i < n; ++i) {
-        T gi = g[i];
-        if (decoupled) p[i] *= decay;
-        if (coupled) gi += wd * p[i];
-        m[i] += (gi - m[i]) * (T(1) - b1);  // torch: exp_avg.lerp_(grad, 1 - beta1)
-        v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;
-        const T denom = std::sqrt(v[i]) / sqrt_bc2 + eps;
-        p[i] += -step_size * (m[i] / denom);
-      }
-    }
+    if (s.decoupled_weight_decay)
+      adam_update<T, true, false>(n, p, g, m, v, k);
+    else if (s.weight_decay != 0)
+      adam_update<T, false, true>(n, p, g, m, v, k);
+    else
+      adam_update<T, false, false>(n, p, g, m, v, k);
   });
 }
 
