@@ -529,6 +529,25 @@ inline void pooling_choices(Device d) {
       for (std::int64_t o = 0; o < outs; ++o) want_gx[static_cast<std::size_t>(c.want_at[static_cast<std::size_t>(o)])] += gyv[static_cast<std::size_t>(o)];
       check_close(gx, want_gx, {0, 0}, "max_pool2d's choices, through its backward pass");
     }
+    // The same choices along one 2 × 16 row of eight 2 × 2 windows, enough for the CPU's loop
+    // over windows to run vectorized: a tie, a number then NaN, NaN first, all −∞, NaN then
+    // numbers, a tie of −2 among −∞, ±0 below 1, four equal 3s.
+    const std::vector<double> row{1, 5,  9, 2,   4, nan,   -inf, -inf, nan, 7, -inf, -2,   0, -0.0, 3, 3,  //
+                                  5, 0,  nan, 3, nan, 2,   -inf, -inf, 8, 9, -2, -inf,   0, 1,    3, 3};
+    const std::vector<double> want_y{5, nan, nan, -inf, nan, -2, 1, 3};
+    const std::vector<std::int32_t> want_at{1, 18, 5, 6, 8, 11, 29, 14};
+    kernels::PoolGeometry g{1, 2, 16, 2, 2};
+    Tensor xt = on(d, row, dt), y = poisoned(d, 8, dt);
+    Tensor argmax = labels_on(d, std::vector<std::int32_t>(8, -1));
+    be.max_pool2d(dt, g, xt.raw(), y.raw(), static_cast<std::int32_t*>(argmax.raw()));
+    const auto got = y.to_vector();
+    for (std::size_t o = 0; o < 8; ++o) {
+      CAPTURE(o);
+      CHECK(((std::isnan(want_y[o]) && std::isnan(got[o])) || want_y[o] == got[o]));
+    }
+    std::vector<double> at;
+    for (double v : argmax.to(DType::f64).to_vector()) at.push_back(v);
+    CHECK(at == std::vector<double>(want_at.begin(), want_at.end()));
   }
 }
 

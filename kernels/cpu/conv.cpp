@@ -76,6 +76,23 @@ void CpuBackend::conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64 
   }
 }
 
+namespace {
+
+// The output columns ox whose input column ox·stride + kx − padding lies inside the image:
+// [begin, end), so that im2col and col2im copy that range without a test per value (the same
+// values, in the same order).
+struct ColumnRange {
+  i64 begin, end, offset;  // offset = kx − padding: input column = ox·stride + offset
+};
+ColumnRange inside_columns(const ConvGeometry& g, i64 kx, i64 ow) {
+  const i64 offset = kx - g.padding;
+  const i64 begin = std::min(ow, offset >= 0 ? 0 : (-offset + g.stride - 1) / g.stride);
+  const i64 end = g.width - offset <= 0 ? begin : std::clamp((g.width - offset + g.stride - 1) / g.stride, begin, ow);
+  return {begin, end, offset};
+}
+
+}  // namespace
+
 void CpuBackend::im2col(DType dtype, const ConvGeometry& g, const void* imagev, void* colv) {
   with_float_type(dtype, "im2col", [&]<class T>() {
     auto image = static_cast<const T*>(imagev);
@@ -86,6 +103,7 @@ void CpuBackend::im2col(DType dtype, const ConvGeometry& g, const void* imagev, 
         for (i64 kx = 0; kx < g.kernel_w; ++kx) {
           T* row = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * oh * ow;
           const T* plane = image + c * g.height * g.width;
+          const ColumnRange r = inside_columns(g, kx, ow);
           for (i64 oy = 0; oy < oh; ++oy) {
             const i64 iy = oy * g.stride + ky - g.padding;
             T* out = row + oy * ow;
@@ -93,10 +111,13 @@ void CpuBackend::im2col(DType dtype, const ConvGeometry& g, const void* imagev, 
               std::fill_n(out, ow, T(0));
               continue;
             }
-            for (i64 ox = 0; ox < ow; ++ox) {
-              const i64 ix = ox * g.stride + kx - g.padding;
-              out[ox] = (ix >= 0 && ix < g.width) ? plane[iy * g.width + ix] : T(0);
-            }
+            const T* in = plane + iy * g.width + r.offset;
+            std::fill_n(out, r.begin, T(0));
+            if (g.stride == 1)
+              std::copy(in + r.begin, in + r.end, out + r.begin);
+            else
+              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox] = in[ox * g.stride];
+            std::fill_n(out + r.end, ow - r.end, T(0));
           }
         }
   });
@@ -113,13 +134,16 @@ void CpuBackend::col2im(DType dtype, const ConvGeometry& g, const void* colv, vo
         for (i64 kx = 0; kx < g.kernel_w; ++kx) {
           const T* row = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * oh * ow;
           T* plane = image + c * g.height * g.width;
+          const ColumnRange r = inside_columns(g, kx, ow);
           for (i64 oy = 0; oy < oh; ++oy) {
             const i64 iy = oy * g.stride + ky - g.padding;
             if (iy < 0 || iy >= g.height) continue;
-            for (i64 ox = 0; ox < ow; ++ox) {
-              const i64 ix = ox * g.stride + kx - g.padding;
-              if (ix >= 0 && ix < g.width) plane[iy * g.width + ix] += row[oy * ow + ox];
-            }
+            T* out = plane + iy * g.width + r.offset;
+            const T* in = row + oy * ow;
+            if (g.stride == 1)
+              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox] += in[ox];
+            else
+              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox * g.stride] += in[ox];
           }
         }
   });
@@ -127,28 +151,42 @@ void CpuBackend::col2im(DType dtype, const ConvGeometry& g, const void* colv, vo
 
 namespace {
 
-// One plane's max pooling. The first maximum in window order wins, and the first NaN wins over
-// everything (torch's max_pool2d propagates NaN); written without branches on the values, which
-// are unpredictable. K > 0 fixes the window size at compile time (the study's 2 × 2).
-template <class T, int K>
+// One pooling window's next value, in window order: the first maximum wins, and the first NaN
+// wins over everything (torch's max_pool2d propagates NaN). Two selects and no logic on the
+// comparisons, so that a loop over windows vectorizes: while best is a number, v replaces it
+// unless v <= best (a NaN v does); once best is NaN, nothing replaces it.
+template <class T>
+inline void pick(T v, std::int32_t idx, T& best, std::int32_t& at) {
+  const bool open = best == best;
+  const T candidate = open ? v : best;
+  const std::int32_t candidate_at = open ? idx : at;
+  const bool keep = v <= best;
+  best = keep ? best : candidate;
+  at = keep ? at : candidate_at;
+}
+
+// One plane's max pooling. K and S > 0 fix the window and the stride at compile time (the
+// study's 2 × 2, stride 2), which lets the loop over a row's windows vectorize.
+template <class T, int K, int S>
 void pool_plane(const T* plane, const PoolGeometry& g, T* y, std::int32_t* argmax) {
-  const i64 kernel = K > 0 ? K : g.kernel, oh = g.out_h(), ow = g.out_w();
-  for (i64 oy = 0; oy < oh; ++oy)
+  const i64 kernel = K > 0 ? K : g.kernel, stride = S > 0 ? S : g.stride, width = g.width;
+  const i64 oh = g.out_h(), ow = g.out_w();
+  for (i64 oy = 0; oy < oh; ++oy) {
+    const T* row = plane + oy * stride * width;
+    const std::int32_t row_at = static_cast<std::int32_t>(oy * stride * width);  // planes are < 2^31 values
+    T* y_row = y + oy * ow;
+    std::int32_t* at_row = argmax + oy * ow;
     for (i64 ox = 0; ox < ow; ++ox) {
-      const i64 corner = oy * g.stride * g.width + ox * g.stride;
+      const std::int32_t corner = row_at + static_cast<std::int32_t>(ox * stride);
       T best = -std::numeric_limits<T>::infinity();
-      i64 at = corner;
+      std::int32_t at = corner;
       for (i64 ky = 0; ky < kernel; ++ky)
-        for (i64 kx = 0; kx < kernel; ++kx) {
-          const i64 idx = corner + ky * g.width + kx;
-          const T v = plane[idx];
-          const bool take = (v > best) | ((v != v) & (best == best));  // no short circuit: no branch
-          best = take ? v : best;
-          at = take ? idx : at;
-        }
-      y[oy * ow + ox] = best;
-      argmax[oy * ow + ox] = static_cast<std::int32_t>(at);
+        for (i64 kx = 0; kx < kernel; ++kx)
+          pick(row[ky * width + ox * stride + kx], corner + static_cast<std::int32_t>(ky * width + kx), best, at);
+      y_row[ox] = best;
+      at_row[ox] = at;
     }
+  }
 }
 
 }  // namespace
@@ -161,10 +199,10 @@ void CpuBackend::max_pool2d(DType dtype, const PoolGeometry& g, const void* xv, 
     const i64 in = g.height * g.width, out = g.out_h() * g.out_w();
 #pragma omp parallel for if (g.planes * in > parallel_grain)
     for (i64 p = 0; p < g.planes; ++p) {
-      if (g.kernel == 2)
-        pool_plane<T, 2>(x + p * in, g, y + p * out, argmax + p * out);
+      if (g.kernel == 2 && g.stride == 2)
+        pool_plane<T, 2, 2>(x + p * in, g, y + p * out, argmax + p * out);
       else
-        pool_plane<T, 0>(x + p * in, g, y + p * out, argmax + p * out);
+        pool_plane<T, 0, 0>(x + p * in, g, y + p * out, argmax + p * out);
     }
   });
 }
