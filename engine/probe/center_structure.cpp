@@ -15,26 +15,23 @@ namespace {
 
 Matrix zeros(std::int64_t r, std::int64_t c) { return {r, c, std::vector<double>(static_cast<std::size_t>(r * c), 0.0)}; }
 
-Matrix transposed(const Matrix& a) {
-  Matrix t = zeros(a.cols, a.rows);
-  for (std::int64_t i = 0; i < a.rows; ++i)
-    for (std::int64_t j = 0; j < a.cols; ++j) t(j, i) = a(i, j);
-  return t;
-}
-
 // The matrices here are at most P × P (P classes): plain loops beat a BLAS call's overhead, and
-// the CG below calls this hundreds of thousands of times per layer.
-Matrix matmul(const Matrix& a_in, const Matrix& b_in, bool ta = false, bool tb = false) {
-  const Matrix& a = ta ? transposed(a_in) : a_in;
-  const Matrix& b = tb ? transposed(b_in) : b_in;
-  const std::int64_t m = a.rows, k = a.cols, n = b.cols;
+// the CG below calls this hundreds of thousands of times per layer. op(A) and op(B) are read in
+// place (no transposed copies); each entry sums its products in order of the inner index.
+Matrix matmul(const Matrix& a, const Matrix& b, bool ta = false, bool tb = false) {
+  const std::int64_t m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols, n = tb ? b.rows : b.cols;
   Matrix out = zeros(m, n);
   for (std::int64_t i = 0; i < m; ++i) {
     double* row = out.v.data() + i * n;
     for (std::int64_t p = 0; p < k; ++p) {
-      const double av = a.v[static_cast<std::size_t>(i * k + p)];
-      const double* brow = b.v.data() + p * n;
-      for (std::int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
+      const double av = ta ? a.v[static_cast<std::size_t>(p * a.cols + i)] : a.v[static_cast<std::size_t>(i * k + p)];
+      if (tb) {
+        const double* bcol = b.v.data() + p;
+        for (std::int64_t j = 0; j < n; ++j) row[j] += av * bcol[j * b.cols];
+      } else {
+        const double* brow = b.v.data() + p * n;
+        for (std::int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
+      }
     }
   }
   return out;
@@ -103,12 +100,64 @@ Matrix axpy(const Matrix& a, double s, const Matrix& b) {
   return out;
 }
 
+// The cost at V and what its gradient reuses: c = X V, E = C − c cᵀ, w_m = 1 / E_mm.
+struct CostTerms {
+  Matrix c, e;
+  std::vector<double> w;
+  double f = 0;
+};
+
+CostTerms cost_terms(const Matrix& x, const Matrix& cc, const Matrix& v) {
+  const std::int64_t p = x.rows, k = v.cols;
+  CostTerms t;
+  t.c = matmul(x, v);  // P × k
+  const Matrix& c = t.c;
+  t.w.resize(static_cast<std::size_t>(p));
+  for (std::int64_t m = 0; m < p; ++m) {
+    double s = 0;
+    for (std::int64_t j = 0; j < k; ++j) s += c(m, j) * c(m, j);
+    t.w[static_cast<std::size_t>(m)] = 1 / (cc(m, m) - s);
+  }
+  // E is symmetric to the last bit (both products commute and sum in the same order), so only
+  // its upper half is computed.
+  t.e = zeros(p, p);
+  Matrix& e = t.e;
+  for (std::int64_t m = 0; m < p; ++m)
+    for (std::int64_t n = m; n < p; ++n) {
+      double s = 0;
+      for (std::int64_t j = 0; j < k; ++j) s += c(m, j) * c(n, j);
+      e(m, n) = e(n, m) = cc(m, n) - s;
+    }
+  const auto& w = t.w;
+  for (std::int64_t m = 0; m < p; ++m)
+    for (std::int64_t n = 0; n < p; ++n) t.f += 0.5 * e(m, n) * e(m, n) * w[m] * w[n];
+  return t;
+}
+
+// ∂F/∂c_m = −2 w_m Σ_n E_mn w_n c_n + 2 w_m² c_m Σ_n E_mn² w_n;  ∂F/∂V = Xᵀ ∂F/∂c.
+Matrix cost_gradient(const Matrix& x, const CostTerms& t) {
+  const Matrix &c = t.c, &e = t.e;
+  const auto& w = t.w;
+  const std::int64_t p = c.rows, k = c.cols;
+  Matrix ew = e;  // E_mn w_n, the first product of each term of the sum over n
+  for (std::int64_t m = 0; m < p; ++m)
+    for (std::int64_t n = 0; n < p; ++n) ew(m, n) *= w[n];
+  const Matrix s = matmul(ew, c);  // Σ_n E_mn w_n c_nj, summed over n in order
+  Matrix dc = zeros(p, k);
+  for (std::int64_t m = 0; m < p; ++m) {
+    double q = 0;
+    for (std::int64_t n = 0; n < p; ++n) q += e(m, n) * e(m, n) * w[n];
+    for (std::int64_t j = 0; j < k; ++j) dc(m, j) = -2 * w[m] * s(m, j) + 2 * w[m] * w[m] * c(m, j) * q;
+  }
+  return matmul(x, dc, true, false);
+}
+
 // Riemannian CG from v0.
 Matrix minimize(const Matrix& x, Matrix v) {
   const Matrix cc = matmul(x, x, false, true);  // X Xᵀ: the same at every evaluation
-  Matrix g = zeros(v.rows, v.cols);
-  double f = center_cost_given_gram(x, cc, v, &g), f_previous = INFINITY;
-  Matrix grad = tangent(v, g), dir = grad;
+  CostTerms terms = cost_terms(x, cc, v);
+  double f = terms.f, f_previous = INFINITY;
+  Matrix grad = tangent(v, cost_gradient(x, terms)), dir = grad;
   for (double& d : dir.v) d = -d;
   // pymanopt's defaults, which the reference runs with (its own tolerances never reach the solver):
   // stop below a gradient norm of 1e-6 or after 1000 iterations.
@@ -128,14 +177,13 @@ Matrix minimize(const Matrix& x, Matrix v) {
     Matrix v_new;
     for (int back = 0; back < 60; ++back, step *= 0.5) {  // Armijo backtracking
       v_new = retract(axpy(v, step, dir));
-      f_new = center_cost_given_gram(x, cc, v_new);
+      terms = cost_terms(x, cc, v_new);
+      f_new = terms.f;
       if (f_new <= f + 1e-4 * step * slope) break;
     }
     if (!(f_new < f)) break;  // no progress left at machine precision
     const bool converged = f - f_new <= 1e-14 * std::max(1.0, std::abs(f));
-    Matrix g_new = zeros(v.rows, v.cols);
-    center_cost_given_gram(x, cc, v_new, &g_new);
-    Matrix grad_new = tangent(v_new, g_new);
+    Matrix grad_new = tangent(v_new, cost_gradient(x, terms));  // the gradient where the search stopped
     // Vector transport by projection onto the new tangent space.
     Matrix old_transported = tangent(v_new, grad), dir_transported = tangent(v_new, dir);
     const double beta = std::max(0.0, dot(grad_new, axpy(grad_new, -1.0, old_transported)) / std::max(dot(grad, grad), 1e-300));
@@ -174,39 +222,9 @@ double center_cost(const Matrix& x, const Matrix& v, Matrix* grad) {
 }
 
 double center_cost_given_gram(const Matrix& x, const Matrix& cc, const Matrix& v, Matrix* grad) {
-  const std::int64_t p = x.rows, k = v.cols;
-  Matrix c = matmul(x, v);  // P × k
-  std::vector<double> c0(static_cast<std::size_t>(p)), w(static_cast<std::size_t>(p));
-  for (std::int64_t m = 0; m < p; ++m) {
-    double s = 0;
-    for (std::int64_t j = 0; j < k; ++j) s += c(m, j) * c(m, j);
-    c0[m] = cc(m, m) - s;
-    w[m] = 1 / c0[m];
-  }
-  double f = 0;
-  Matrix e = zeros(p, p);
-  for (std::int64_t m = 0; m < p; ++m)
-    for (std::int64_t n = 0; n < p; ++n) {
-      double s = 0;
-      for (std::int64_t j = 0; j < k; ++j) s += c(m, j) * c(n, j);
-      e(m, n) = cc(m, n) - s;
-      f += 0.5 * e(m, n) * e(m, n) * w[m] * w[n];
-    }
-  if (grad) {
-    // ∂F/∂c_m = −2 w_m Σ_n E_mn w_n c_n + 2 w_m² c_m Σ_n E_mn² w_n;  ∂F/∂V = Xᵀ ∂F/∂c.
-    Matrix dc = zeros(p, k);
-    for (std::int64_t m = 0; m < p; ++m) {
-      double q = 0;
-      for (std::int64_t n = 0; n < p; ++n) q += e(m, n) * e(m, n) * w[n];
-      for (std::int64_t j = 0; j < k; ++j) {
-        double s = 0;
-        for (std::int64_t n = 0; n < p; ++n) s += e(m, n) * w[n] * c(n, j);
-        dc(m, j) = -2 * w[m] * s + 2 * w[m] * w[m] * c(m, j) * q;
-      }
-    }
-    *grad = matmul(x, dc, true, false);
-  }
-  return f;
+  const CostTerms t = cost_terms(x, cc, v);
+  if (grad) *grad = cost_gradient(x, t);
+  return t.f;
 }
 
 CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed, int restarts) {
