@@ -111,12 +111,12 @@ void CpuBackend::im2col(DType dtype, const ConvGeometry& g, const void* imagev, 
               std::fill_n(out, ow, T(0));
               continue;
             }
-            const T* in = plane + iy * g.width + r.offset;
+            const T* in = plane + iy * g.width;  // input column ox·stride + offset ≥ 0 for ox ≥ begin
             std::fill_n(out, r.begin, T(0));
             if (g.stride == 1)
-              std::copy(in + r.begin, in + r.end, out + r.begin);
+              std::copy(in + r.begin + r.offset, in + r.end + r.offset, out + r.begin);
             else
-              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox] = in[ox * g.stride];
+              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox] = in[ox * g.stride + r.offset];
             std::fill_n(out + r.end, ow - r.end, T(0));
           }
         }
@@ -138,12 +138,12 @@ void CpuBackend::col2im(DType dtype, const ConvGeometry& g, const void* colv, vo
           for (i64 oy = 0; oy < oh; ++oy) {
             const i64 iy = oy * g.stride + ky - g.padding;
             if (iy < 0 || iy >= g.height) continue;
-            T* out = plane + iy * g.width + r.offset;
+            T* out = plane + iy * g.width;
             const T* in = row + oy * ow;
             if (g.stride == 1)
-              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox] += in[ox];
+              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox + r.offset] += in[ox];
             else
-              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox * g.stride] += in[ox];
+              for (i64 ox = r.begin; ox < r.end; ++ox) out[ox * g.stride + r.offset] += in[ox];
           }
         }
   });
