@@ -66,20 +66,15 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
                           const T* __restrict__ y, const T* __restrict__ g, T* __restrict__ gx, T* __restrict__ gw,
                           T* __restrict__ gb, i64 gx_blocks, i64 gw_blocks) {
   const i64 col_tiles = (in + BN - 1) / BN;  // gx and gW both have `in` columns
+  // Tile b of C (m × in, dense) = op(gz) B over `depth`.
+  auto tile = [&](i64 b, i64 m, i64 depth, const LayerGradient<T>& gz, const T* bm, T* c) {
+    gemm_tile<T, BM, BN, BK, TM, TN>((b / col_tiles) * BM, (b % col_tiles) * BN, m, in, 0, depth, gz, dense_b(bm, in, false),
+                                     [&](i64 i, i64 j, T value) { c[i * in + j] = value; });
+  };
   i64 b = blockIdx.x;
-  if (b < gx_blocks) {
-    const LayerGradient<T> gz{g, y, out, false, true, has_act, act};
-    gemm_tile<T, BM, BN, BK, TM, TN>((b / col_tiles) * BM, (b % col_tiles) * BN, rows, in, 0, out, gz,
-                                     dense_b(w, in, false), [&](i64 i, i64 j, T value) { gx[i * in + j] = value; });
-    return;
-  }
+  if (b < gx_blocks) return tile(b, rows, out, {g, y, out, false, true, has_act, act}, w, gx);  // gz W
   b -= gx_blocks;
-  if (b < gw_blocks) {
-    const LayerGradient<T> gz_t{g, y, out, true, false, has_act, act};
-    gemm_tile<T, BM, BN, BK, TM, TN>((b / col_tiles) * BM, (b % col_tiles) * BN, out, in, 0, rows, gz_t,
-                                     dense_b(x, in, false), [&](i64 i, i64 j, T value) { gw[i * in + j] = value; });
-    return;
-  }
+  if (b < gw_blocks) return tile(b, out, rows, {g, y, out, true, false, has_act, act}, x, gw);  // gzᵀ x
   b -= gw_blocks;
   const i64 c = b * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (c >= out) return;
