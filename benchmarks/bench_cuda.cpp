@@ -326,12 +326,11 @@ void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, 
   std::vector<std::int32_t> y(static_cast<std::size_t>(batch));
   for (std::int64_t i = 0; i < batch; ++i) y[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % 10);
   Tensor labels = Tensor::from(y, Shape{batch}).to(Device::cuda);
-  Tensor targets = ops::one_hot(Tensor::from(y, Shape{batch}), 10).to(Device::cuda);
   Tensor xd = x.to(Device::cuda);
   auto step = [&] {
     opt.zero_grad();
     Tensor out = net->forward(xd);
-    Tensor loss = mse ? ops::mse_loss(out, targets) : ops::cross_entropy(out, labels);
+    Tensor loss = mse ? ops::mse_one_hot_loss(out, labels) : ops::cross_entropy(out, labels);
     loss.backward();
     opt.step();
   };

@@ -34,11 +34,10 @@ void train_step(benchmark::State& state, std::vector<std::int64_t> widths, std::
   std::vector<std::int32_t> y(static_cast<std::size_t>(batch));
   for (auto& v : y) v = static_cast<std::int32_t>(data.below(static_cast<std::uint64_t>(widths.back())));
   Tensor labels = Tensor::from(y, Shape{batch});
-  Tensor targets = ops::one_hot(labels, widths.back());
   for (auto _ : state) {
     opt.zero_grad();
     Tensor out = net->forward(x);
-    Tensor loss = mse ? ops::mse_loss(out, targets) : ops::cross_entropy(out, labels);
+    Tensor loss = mse ? ops::mse_one_hot_loss(out, labels) : ops::cross_entropy(out, labels);
     loss.backward();
     opt.step();
     benchmark::DoNotOptimize(loss.raw());

@@ -81,6 +81,22 @@ Tensor mse_loss(const Tensor& prediction, const Tensor& target) {
                 });
 }
 
+Tensor mse_one_hot_loss(const Tensor& prediction, const Tensor& labels) {
+  check_logits("mse_one_hot_loss", prediction);
+  GS_CHECK(prediction.numel() > 0, "mse_one_hot_loss: the prediction {} is empty", prediction.describe());
+  check_labels("mse_one_hot_loss", prediction, labels);
+  Tensor loss = Tensor::empty(Shape{}, prediction.dtype(), prediction.device());
+  const auto* label_values = static_cast<const std::int32_t*>(labels.raw());
+  backend_of(prediction).mse_one_hot(prediction.dtype(), prediction.size(0), prediction.size(1), prediction.raw(),
+                                     label_values, loss.raw());
+  return record(loss, "mse_one_hot_loss", {prediction}, [prediction, labels](const Tensor& g, const std::vector<bool>&) {
+    Tensor gx = empty_like(prediction);
+    backend_of(g).mse_one_hot_backward(g.dtype(), prediction.size(0), prediction.size(1), prediction.raw(),
+                                       static_cast<const std::int32_t*>(labels.raw()), g.raw(), gx.raw());
+    return std::vector<Tensor>{gx};
+  });
+}
+
 Tensor argmax(const Tensor& x) {
   check_logits("argmax", x);
   Tensor out = Tensor::empty(Shape{x.size(0)}, DType::i32, x.device());

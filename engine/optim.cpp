@@ -80,11 +80,11 @@ Adam::Adam(std::vector<Tensor> params, const AdamOptions& o, bool decoupled)
   for (const auto& p : params_)
     GS_CHECK(p.device() == device, "Adam: the parameters are on more than one device ({} and {}); move the model with "
              "Module::to first", device_name(device), device_name(p.device()));
-  counters_ = Tensor::zeros(Shape{3}, DType::f64, device);
+  counters_ = Tensor::zeros(Shape{2}, DType::f64, device);  // a zero count, no block finished
 }
 
 void Adam::steps_restored() {
-  counters_.copy_(Tensor::from(std::vector<double>{static_cast<double>(steps_), 0, 0}, Shape{3}, DType::f64));
+  counters_.copy_(Tensor::from(std::vector<double>{static_cast<double>(steps_), 0}, Shape{2}, DType::f64));
 }
 
 void Adam::step() {
@@ -93,8 +93,9 @@ void Adam::step() {
   const kernels::AdamStep s{lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, decoupled_};
   auto& be = kernels::backend(counters_.device());
   auto* counters = static_cast<kernels::AdamCounters*>(counters_.raw());
-  be.adam_advance(s, counters);
-  // Every parameter with a gradient in one call per dtype (one launch on CUDA for up to 16).
+  // Every parameter with a gradient in one call per dtype (one launch on CUDA for up to 16); the
+  // last call counts the step.
+  std::vector<std::pair<DType, std::vector<kernels::AdamTensor>>> calls;
   for (DType dtype : {DType::f32, DType::f64}) {
     std::vector<kernels::AdamTensor> tensors;
     for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -103,8 +104,11 @@ void Adam::step() {
       check_grad(i, params_[i], g);
       tensors.push_back({params_[i].numel(), params_[i].raw(), g.raw(), exp_avg_[i].raw(), exp_avg_sq_[i].raw()});
     }
-    if (!tensors.empty()) be.adam_steps(dtype, tensors, s, counters);
+    if (!tensors.empty()) calls.emplace_back(dtype, std::move(tensors));
   }
+  if (calls.empty()) calls.emplace_back(DType::f32, std::vector<kernels::AdamTensor>{});  // still a step
+  for (std::size_t c = 0; c < calls.size(); ++c)
+    be.adam_steps(calls[c].first, calls[c].second, s, counters, c + 1 == calls.size());
 }
 
 nn::NamedTensors Adam::state() const {

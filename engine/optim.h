@@ -70,7 +70,7 @@ class Adam final : public Optimizer {
   AdamOptions options_;
   bool decoupled_;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
-  Tensor counters_;  // kernels::AdamCounters as f64 [3], on the parameters' device
+  Tensor counters_;  // kernels::AdamCounters as f64 [2], on the parameters' device
 };
 
 inline Adam AdamW(std::vector<Tensor> params, AdamOptions options) { return Adam(std::move(params), options, true); }

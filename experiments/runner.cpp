@@ -125,7 +125,8 @@ std::string git_revision() {
 
 Tensor recipe_loss(const std::string& kind, const Tensor& logits, const Tensor& labels, std::int64_t classes) {
   if (kind == "ce") return ops::cross_entropy(logits, labels);
-  return ops::mse_loss(logits, ops::one_hot(labels, classes, logits.dtype()));
+  GS_CHECK(logits.size(1) == classes, "the network has {} outputs for {} classes", logits.size(1), classes);
+  return ops::mse_one_hot_loss(logits, labels);
 }
 
 Evaluation evaluate(nn::Module& model, const data::Dataset& d, const std::string& loss_kind) {

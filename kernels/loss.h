@@ -22,6 +22,12 @@ class LossKernels {
   // ga = 2 (a - b) g_out / n.
   virtual void mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out,
                             void* ga) = 0;
+  // mse and mse_backward against one_hot(labels, cols), without storing the targets: the same
+  // values, summed in the same order, as one_hot followed by mse (a label outside [0, cols) makes
+  // the loss and its row's gradient NaN). A training step's MSE loss is then one launch, not two.
+  virtual void mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out) = 0;
+  virtual void mse_one_hot_backward(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels,
+                                    const void* g_out, void* gx) = 0;
   // out[r] = the first index of the row's maximum (NaN counts as maximal, as torch.argmax).
   virtual void argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) = 0;
   // y[r, c] = 1 where labels[r] == c, else 0; a label outside [0, classes) makes its row NaN.

@@ -19,16 +19,15 @@ struct AdamStep {
   bool decoupled_weight_decay = false;  // false: Adam (wd added to the gradient); true: AdamW
 };
 
-// Adam's step count and bias corrections, three doubles kept with the parameters (device memory
-// on a GPU). adam_advance counts the step and computes the corrections from the count in f64,
-// as torch does from Python floats; adam_step reads them. So the launches of one step are the
-// same as the next's, which is what a replayed CUDA graph needs.
+// Adam's step count, kept with the parameters (device memory on a GPU) so that the launches of
+// one step are the same as the next's, which is what a replayed CUDA graph needs. adam_steps
+// reads it, computes the step's bias corrections from it in f64 (as torch does from Python
+// floats), and counts the step.
 struct AdamCounters {
-  double step;             // 1-based after adam_advance, as torch's state['step']
-  double step_size;        // lr / (1 − β1^t)
-  double bias_correction2_sqrt;  // √(1 − β2^t)
+  double step;                         // steps taken, as torch's state['step']
+  unsigned long long finished_blocks;  // CUDA: blocks of the counting launch done so far; 0 between calls
 };
-static_assert(sizeof(AdamCounters) == 3 * sizeof(double), "AdamCounters is stored as an f64 tensor of 3");
+static_assert(sizeof(AdamCounters) == 2 * sizeof(double), "AdamCounters is stored as an f64 tensor of 2");
 
 // One parameter tensor of an Adam step: its n values, gradient and two moments.
 struct AdamTensor {
@@ -44,13 +43,12 @@ class OptimKernels {
   virtual ~OptimKernels() = default;
   virtual void sgd_step(DType dtype, i64 n, void* param, const void* grad, void* momentum_buffer,
                         const SgdStep& s) = 0;
-  virtual void adam_advance(const AdamStep& s, AdamCounters* counters) = 0;
-  virtual void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg,
-                         void* exp_avg_sq, const AdamStep& s, const AdamCounters* counters) = 0;
-  // adam_step on every tensor of a model (all of `dtype`), each value updated exactly as
-  // adam_step updates it; on CUDA in one launch per 16 tensors instead of one per tensor.
+  // One Adam step, number t = counters->step + 1, on every tensor of a model that is of `dtype`.
+  // With count_step the call also stores t in counters->step: a step of a model with tensors of
+  // both dtypes makes two calls and counts in the second. On CUDA: one launch per 16 tensors, the
+  // count kept by the last block of the last launch to finish (no launch of its own).
   virtual void adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s,
-                          const AdamCounters* counters) = 0;
+                          AdamCounters* counters, bool count_step) = 0;
 };
 
 }  // namespace gs::kernels

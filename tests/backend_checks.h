@@ -335,8 +335,9 @@ inline void losses(Device d) {
       bad[9] = -1;
       Tensor bad_lab = labels_on(d, bad);
       for (const auto* which : {&labels, &bad}) {
+        const auto* which_labels = static_cast<const std::int32_t*>((which == &bad ? bad_lab : lab).raw());
         Tensor oh = poisoned(d, rows * cols, dt);
-        be.one_hot(dt, rows, cols, static_cast<const std::int32_t*>((which == &bad ? bad_lab : lab).raw()), oh.raw());
+        be.one_hot(dt, rows, cols, which_labels, oh.raw());
         auto got_oh = oh.to_vector();
         for (std::int64_t r = 0; r < rows; ++r)
           for (std::int64_t c = 0; c < cols; ++c) {
@@ -346,6 +347,24 @@ inline void losses(Device d) {
             else
               CHECK(v == (c == (*which)[static_cast<std::size_t>(r)] ? 1.0 : 0.0));
           }
+        // The MSE against the labels is mse against one_hot's targets, bit for bit (NaN where they are).
+        Tensor via_targets = poisoned(d, 1, dt), direct = poisoned(d, 1, dt);
+        be.mse(dt, rows * cols, x.raw(), oh.raw(), via_targets.raw());
+        be.mse_one_hot(dt, rows, cols, x.raw(), which_labels, direct.raw());
+        if (which == &bad) {
+          CHECK(std::isnan(direct.item()));
+        } else {
+          CHECK(direct.item() == via_targets.item());
+          check_close(direct, {reference::mse(xv, got_oh)}, tol(dt, 8), "mse_one_hot");
+        }
+        Tensor g_via = poisoned(d, rows * cols, dt), g_direct = poisoned(d, rows * cols, dt);
+        be.mse_backward(dt, rows * cols, x.raw(), oh.raw(), g_out.raw(), g_via.raw());
+        be.mse_one_hot_backward(dt, rows, cols, x.raw(), which_labels, g_out.raw(), g_direct.raw());
+        const auto want = g_via.to_vector(), got = g_direct.to_vector();
+        std::int64_t differ = 0;
+        for (std::size_t i = 0; i < want.size(); ++i)
+          differ += !(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])));
+        CHECK_MESSAGE(differ == 0, differ, " of ", want.size(), " values of mse_one_hot_backward differ from mse_backward's");
       }
       Tensor bad_loss = poisoned(d, 1, dt);
       be.fill(dt, 1, 0.0, bad_loss.raw());
@@ -561,13 +580,11 @@ inline void optimizers(Device d) {
       Tensor p = on(d, pv, dt), g = on(d, gv, dt), m = on(d, mv, dt), v = on(d, vv, dt);
       kernels::AdamStep s{.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.05,
                           .decoupled_weight_decay = decoupled};
-      // The counters after six steps (garbage corrections: adam_advance must recompute them).
-      Tensor counters = on(d, {6, nan_value, nan_value}, DType::f64);
+      // After six steps, step 7 (its bias corrections in every block of the launch), then counted.
+      Tensor counters = on(d, {6, 0}, DType::f64);
       auto* c = static_cast<kernels::AdamCounters*>(counters.raw());
-      be.adam_advance(s, c);
-      check_close(counters, {7, s.lr / (1 - std::pow(0.9, 7)), std::sqrt(1 - std::pow(0.999, 7))}, {0, 1e-15},
-                  "adam counters");
-      be.adam_step(dt, n, p.raw(), g.raw(), m.raw(), v.raw(), s, c);
+      be.adam_steps(dt, {{n, p.raw(), g.raw(), m.raw(), v.raw()}}, s, c, /*count_step=*/true);
+      CHECK(counters.to_vector() == std::vector<double>{7, 0});  // no block left counted for the next call
       std::vector<double> want_p(n), want_m(n), want_v(n);
       for (std::int64_t i = 0; i < n; ++i) {
         double pi = pv[i], gi = gv[i];
@@ -584,11 +601,11 @@ inline void optimizers(Device d) {
     }
     {
       // adam_steps on 21 tensors (more than one CUDA launch holds; one empty) updates each value
-      // exactly as adam_step does.
+      // exactly as a call for its tensor alone does, all with the same step count; a call without
+      // count_step leaves the count alone, and one with no tensors still counts.
       kernels::AdamStep s{.lr = 1e-2, .weight_decay = 0.05, .decoupled_weight_decay = true};
-      Tensor counters = on(d, {3, nan_value, nan_value}, DType::f64);
+      Tensor counters = on(d, {3, 0}, DType::f64);
       auto* c = static_cast<kernels::AdamCounters*>(counters.raw());
-      be.adam_advance(s, c);
       std::vector<std::array<Tensor, 4>> many, one_by_one;
       std::vector<kernels::AdamTensor> list;
       for (std::int64_t t = 0; t < 21; ++t) {
@@ -601,8 +618,13 @@ inline void optimizers(Device d) {
         auto& x = many.back();
         list.push_back({size, x[0].raw(), x[1].raw(), x[2].raw(), x[3].raw()});
       }
-      be.adam_steps(dt, list, s, c);
-      for (auto& x : one_by_one) be.adam_step(dt, x[0].numel(), x[0].raw(), x[1].raw(), x[2].raw(), x[3].raw(), s, c);
+      for (auto& x : one_by_one)
+        be.adam_steps(dt, {{x[0].numel(), x[0].raw(), x[1].raw(), x[2].raw(), x[3].raw()}}, s, c, /*count_step=*/false);
+      CHECK(counters.to_vector() == std::vector<double>{3, 0});
+      be.adam_steps(dt, list, s, c, /*count_step=*/true);
+      CHECK(counters.to_vector() == std::vector<double>{4, 0});
+      be.adam_steps(dt, {}, s, c, /*count_step=*/true);
+      CHECK(counters.to_vector() == std::vector<double>{5, 0});
       for (std::size_t t = 0; t < many.size(); ++t)
         for (int k : {0, 2, 3}) CHECK(many[t][static_cast<std::size_t>(k)].to_vector() == one_by_one[t][static_cast<std::size_t>(k)].to_vector());
       CHECK(many[1][0].to_vector() != rounded(random_values(138, 904, -1, 1), dt));  // the step moved the parameters

@@ -37,6 +37,8 @@ TEST_SUITE("bad_input") {
     Tensor short_labels = Tensor::from(std::vector<std::int32_t>{0, 1}, Shape{2});
     CHECK_THROWS_WITH_AS(ops::cross_entropy(logits, short_labels), doctest::Contains("labels must be i32[3]"), Error);
     CHECK_THROWS_WITH_AS(ops::one_hot(labels, 4), doctest::Contains("label 4 at row 1"), Error);
+    CHECK_THROWS_WITH_AS(ops::mse_one_hot_loss(logits, labels), doctest::Contains("mse_one_hot_loss: label 4 at row 1"), Error);
+    CHECK_THROWS_WITH_AS(ops::mse_one_hot_loss(logits, short_labels), doctest::Contains("labels must be i32[3]"), Error);
   }
 
   TEST_CASE("empty tensors: well-defined results or a clear refusal") {

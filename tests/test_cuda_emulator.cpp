@@ -399,9 +399,11 @@ TEST_SUITE("cuda_emulator") {
           CHECK(launched("unary_backward") == 0);
           CHECK(launched("sum_rows") == 0);
         }
-        CHECK(launched(std::string(loss_kind) == "mse" ? "mse" : "nll") == 1);  // a batch's loss is a one-block sum
-        CHECK(launched("adam_steps") == 1);  // every parameter in one launch
-        CHECK(launched("adam_step") == 0);
+        // A batch's loss is a one-block sum; the MSE reads the labels, with no one-hot targets stored.
+        CHECK(launched(std::string(loss_kind) == "mse" ? "mse_one_hot" : "nll") == 1);
+        CHECK(launched("one_hot") == 0);
+        CHECK(launched("adam_steps") == 1);  // every parameter in one launch, which also counts the step
+        CHECK(launched("adam_advance") == 0);
       }
   }
 }

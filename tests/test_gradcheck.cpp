@@ -110,7 +110,7 @@ TEST_SUITE("gradcheck") {
     check_gradients({random_tensor(Shape{3, 4}, 26)}, [](const Inputs& x) { return ops::mean(x[0]); }, "mean");
   }
 
-  TEST_CASE("log_softmax, cross_entropy, mse_loss") {
+  TEST_CASE("log_softmax, cross_entropy, mse_loss, mse_one_hot_loss") {
     check_gradients({random_tensor(Shape{4, 6}, 27, DType::f64, -3, 3)}, [](const Inputs& x) { return ops::log_softmax(x[0]); },
                     "log_softmax");
     Tensor labels = Tensor::from(std::vector<std::int32_t>{2, 0, 5, 5}, Shape{4});
@@ -118,6 +118,8 @@ TEST_SUITE("gradcheck") {
                     [labels](const Inputs& x) { return ops::cross_entropy(x[0], labels); }, "cross_entropy");
     check_gradients({random_tensor(Shape{4, 6}, 29), random_tensor(Shape{4, 6}, 30)},
                     [](const Inputs& x) { return ops::mse_loss(x[0], x[1]); }, "mse_loss");
+    check_gradients({random_tensor(Shape{4, 6}, 36)}, [labels](const Inputs& x) { return ops::mse_one_hot_loss(x[0], labels); },
+                    "mse_one_hot_loss");
   }
 
   TEST_CASE("a whole small network: conv, pool, flatten, linear, scale, cross-entropy") {

@@ -144,6 +144,8 @@ TEST_SUITE("ops_forward") {
     Tensor p = Tensor::from(std::vector<double>{1, 2, 3, 4}, Shape{2, 2}, DType::f64);
     Tensor t = Tensor::from(std::vector<double>{0, 0, 1, 1}, Shape{2, 2}, DType::f64);
     CHECK(ops::mse_loss(p, t).item() == 4.5);
+    // Labels {1, 0} are the targets {0, 1, 1, 0}: (1 + 1 + 4 + 16) / 4.
+    CHECK(ops::mse_one_hot_loss(p, Tensor::from(std::vector<std::int32_t>{1, 0}, Shape{2})).item() == 5.5);
   }
 
   TEST_CASE("sum, mean, argmax, accuracy, one_hot") {

@@ -87,6 +87,9 @@ class CpuBackend final : public Backend {
   void mse(DType dtype, i64 n, const void* a, const void* b, void* out) override;
   void mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out,
                     void* ga) override;
+  void mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out) override;
+  void mse_one_hot_backward(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, const void* g_out,
+                            void* gx) override;
   void argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) override;
   i64 count_equal(i64 n, const std::int32_t* a, const std::int32_t* b) override;
 
@@ -106,11 +109,8 @@ class CpuBackend final : public Backend {
 
   void sgd_step(DType dtype, i64 n, void* param, const void* grad, void* momentum_buffer,
                 const SgdStep& s) override;
-  void adam_advance(const AdamStep& s, AdamCounters* counters) override;
-  void adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
-                 const AdamStep& s, const AdamCounters* counters) override;
-  void adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s,
-                  const AdamCounters* counters) override;
+  void adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s, AdamCounters* counters,
+                  bool count_step) override;
 
   void add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k) override;
   void add_output_block(DType dtype, const KernelTile& tile, double alpha2, const void* g, i64 ldg, void* k) override;

@@ -6,6 +6,14 @@
 
 namespace gs::kernels::cpu {
 
+namespace {
+// Element c of a one-hot row for `label`, as one_hot writes it.
+template <class T>
+T one_hot_value(std::int32_t label, i64 c, i64 cols) {
+  return label >= 0 && label < cols ? T(c == label) : std::numeric_limits<T>::quiet_NaN();
+}
+}  // namespace
+
 void CpuBackend::log_softmax(DType dtype, i64 rows, i64 cols, const void* xv, void* yv) {
   with_float_type(dtype, "log_softmax", [&]<class T>() {
     auto x = static_cast<const T*>(xv);
@@ -56,10 +64,8 @@ void CpuBackend::nll(DType dtype, i64 rows, i64 cols, const void* logpv, const s
 void CpuBackend::one_hot(DType dtype, i64 rows, i64 classes, const std::int32_t* labels, void* yv) {
   with_float_type(dtype, "one_hot", [&]<class T>() {
     auto y = static_cast<T*>(yv);
-    for (i64 r = 0; r < rows; ++r) {
-      const bool valid = labels[r] >= 0 && labels[r] < classes;
-      for (i64 c = 0; c < classes; ++c) y[r * classes + c] = valid ? T(c == labels[r]) : std::numeric_limits<T>::quiet_NaN();
-    }
+    for (i64 r = 0; r < rows; ++r)
+      for (i64 c = 0; c < classes; ++c) y[r * classes + c] = one_hot_value<T>(labels[r], c, classes);
   });
 }
 
@@ -96,6 +102,30 @@ void CpuBackend::mse_backward(DType dtype, i64 n, const void* av, const void* bv
     const T k = T(2) * *static_cast<const T*>(g_outv) / static_cast<T>(n);
 #pragma omp parallel for if (n > parallel_grain)
     for (i64 i = 0; i < n; ++i) ga[i] = k * (a[i] - b[i]);
+  });
+}
+
+void CpuBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* xv, const std::int32_t* labels, void* outv) {
+  with_float_type(dtype, "mse_one_hot", [&]<class T>() {
+    auto x = static_cast<const T*>(xv);
+    double s = 0;
+    for (i64 r = 0; r < rows; ++r)
+      for (i64 c = 0; c < cols; ++c) {
+        const double d = static_cast<double>(x[r * cols + c]) - static_cast<double>(one_hot_value<T>(labels[r], c, cols));
+        s += d * d;
+      }
+    *static_cast<T*>(outv) = static_cast<T>(s / static_cast<double>(rows * cols));
+  });
+}
+
+void CpuBackend::mse_one_hot_backward(DType dtype, i64 rows, i64 cols, const void* xv, const std::int32_t* labels,
+                                      const void* g_outv, void* gxv) {
+  with_float_type(dtype, "mse_one_hot_backward", [&]<class T>() {
+    auto x = static_cast<const T*>(xv);
+    auto gx = static_cast<T*>(gxv);
+    const T k = T(2) * *static_cast<const T*>(g_outv) / static_cast<T>(rows * cols);
+    for (i64 r = 0; r < rows; ++r)
+      for (i64 c = 0; c < cols; ++c) gx[r * cols + c] = k * (x[r * cols + c] - one_hot_value<T>(labels[r], c, cols));
   });
 }
 

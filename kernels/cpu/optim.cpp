@@ -34,12 +34,6 @@ void CpuBackend::sgd_step(DType dtype, i64 n, void* pv, const void* gv, void* bu
 // Adam adds wd·p to the gradient. Then m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g²,
 // p ← p − (lr / (1−β1^t)) · m / (√v / √(1−β2^t) + ε). Bias corrections are computed in f64, as
 // torch computes them from Python floats.
-void CpuBackend::adam_advance(const AdamStep& s, AdamCounters* c) {
-  c->step += 1;
-  c->step_size = s.lr / (1 - std::pow(s.beta1, c->step));
-  c->bias_correction2_sqrt = std::sqrt(1 - std::pow(s.beta2, c->step));
-}
-
 namespace {
 
 template <class T>
@@ -74,29 +68,29 @@ void adam_update(i64 n, T* p, const T* g, T* m, T* v, const AdamScalars<T> k) {
 
 }  // namespace
 
-void CpuBackend::adam_step(DType dtype, i64 n, void* pv, const void* gv, void* mv, void* vv,
-                           const AdamStep& s, const AdamCounters* c) {
-  with_float_type(dtype, "adam_step", [&]<class T>() {
-    const AdamScalars<T> k{T(c->step_size), T(c->bias_correction2_sqrt), T(s.beta1), T(s.beta2), T(s.eps),
-                           T(1 - s.lr * s.weight_decay), T(s.weight_decay)};
-    auto p = static_cast<T*>(pv);
-    auto g = static_cast<const T*>(gv);
-    auto m = static_cast<T*>(mv);
-    auto v = static_cast<T*>(vv);
-    if (s.decoupled_weight_decay)
-      adam_update<T, true, false>(n, p, g, m, v, k);
-    else if (s.weight_decay != 0)
-      adam_update<T, false, true>(n, p, g, m, v, k);
-    else
-      adam_update<T, false, false>(n, p, g, m, v, k);
+void CpuBackend::adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s, AdamCounters* c,
+                            bool count_step) {
+  const double t = c->step + 1;
+  const double step_size = s.lr / (1 - std::pow(s.beta1, t)), sqrt_bc2 = std::sqrt(1 - std::pow(s.beta2, t));
+  with_float_type(dtype, "adam_steps", [&]<class T>() {
+    const AdamScalars<T> k{T(step_size), T(sqrt_bc2), T(s.beta1), T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay),
+                           T(s.weight_decay)};
+    // One loop per tensor: on the CPU a call costs nothing a fused loop would save (the large
+    // tensors thread on their own).
+    for (const AdamTensor& x : tensors) {
+      auto p = static_cast<T*>(x.param);
+      auto g = static_cast<const T*>(x.grad);
+      auto m = static_cast<T*>(x.exp_avg);
+      auto v = static_cast<T*>(x.exp_avg_sq);
+      if (s.decoupled_weight_decay)
+        adam_update<T, true, false>(x.n, p, g, m, v, k);
+      else if (s.weight_decay != 0)
+        adam_update<T, false, true>(x.n, p, g, m, v, k);
+      else
+        adam_update<T, false, false>(x.n, p, g, m, v, k);
+    }
   });
-}
-
-void CpuBackend::adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s,
-                            const AdamCounters* counters) {
-  // One call per tensor: on the CPU a call costs nothing a fused loop would save (the large
-  // tensors thread on their own).
-  for (const AdamTensor& t : tensors) adam_step(dtype, t.n, t.param, t.grad, t.exp_avg, t.exp_avg_sq, s, counters);
+  if (count_step) c->step = t;
 }
 
 }  // namespace gs::kernels::cpu

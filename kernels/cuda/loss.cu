@@ -49,12 +49,17 @@ struct StoreNegativeMean {
   __device__ void operator()(double total) const { *out = static_cast<T>(-total / count); }
 };
 
+// Element i of the row-major one-hot targets of `labels`, NaN in the row of an invalid label.
+template <class T>
+__device__ T one_hot_at(i64 i, i64 classes, const std::int32_t* labels) {
+  const i64 label = labels[i / classes];
+  return label >= 0 && label < classes ? T(i % classes == label) : T(NAN);
+}
+
 template <class T>
 __global__ void one_hot_kernel(i64 rows, i64 classes, const std::int32_t* labels, T* y) {
   const i64 i = global_index();
-  if (i >= rows * classes) return;
-  const i64 label = labels[i / classes];
-  y[i] = label >= 0 && label < classes ? T(i % classes == label) : T(NAN);
+  if (i < rows * classes) y[i] = one_hot_at<T>(i, classes, labels);
 }
 
 template <class T>
@@ -74,6 +79,17 @@ struct SquaredDifference {
     return d * d;
   }
 };
+// SquaredDifference against one_hot's targets, computed where they are needed.
+template <class T>
+struct SquaredDifferenceToOneHot {
+  const T* x;
+  const std::int32_t* labels;
+  i64 classes;
+  __device__ double operator()(i64 i) const {
+    const double d = static_cast<double>(x[i]) - static_cast<double>(one_hot_at<T>(i, classes, labels));
+    return d * d;
+  }
+};
 template <class T>
 struct StoreMean {
   T* out;
@@ -87,6 +103,15 @@ __global__ void mse_backward_kernel(i64 n, const T* a, const T* b, const T* g_ou
   if (i >= n) return;
   const T k = T(2) * *g_out / static_cast<T>(n);
   ga[i] = k * (a[i] - b[i]);
+}
+
+template <class T>
+__global__ void mse_one_hot_backward_kernel(i64 n, i64 classes, const T* x, const std::int32_t* labels, const T* g_out,
+                                            T* gx) {
+  const i64 i = global_index();
+  if (i >= n) return;
+  const T k = T(2) * *g_out / static_cast<T>(n);
+  gx[i] = k * (x[i] - one_hot_at<T>(i, classes, labels));
 }
 
 template <class T>
@@ -166,6 +191,23 @@ void CudaBackend::mse_backward(DType dtype, i64 n, const void* a, const void* b,
   with_float(dtype, "mse_backward", [&]<class T>() {
     launch("mse_backward", n, blocks_for(n), threads_per_block, mse_backward_kernel<T>, n, static_cast<const T*>(a),
            static_cast<const T*>(b), static_cast<const T*>(g_out), static_cast<T*>(ga));
+  });
+}
+
+void CudaBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out) {
+  with_float(dtype, "mse_one_hot", [&]<class T>() {
+    deterministic_sum("mse_one_hot", rows * cols, SquaredDifferenceToOneHot<T>{static_cast<const T*>(x), labels, cols},
+                      StoreMean<T>{static_cast<T*>(out), static_cast<double>(rows * cols)});
+  });
+}
+
+void CudaBackend::mse_one_hot_backward(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels,
+                                       const void* g_out, void* gx) {
+  const i64 n = rows * cols;
+  if (n == 0) return;
+  with_float(dtype, "mse_one_hot_backward", [&]<class T>() {
+    launch("mse_one_hot_backward", n, blocks_for(n), threads_per_block, mse_one_hot_backward_kernel<T>, n, cols,
+           static_cast<const T*>(x), labels, static_cast<const T*>(g_out), static_cast<T*>(gx));
   });
 }
 

@@ -1,7 +1,9 @@
 // Fused optimizer steps, torch.optim's update rules as in kernels/cpu/optim.cpp; one thread per
 // parameter. The GPU handles subnormals at full speed, so unlike the CPU backend nothing is
 // flushed (values below 1.2e-38 in f32 may differ from the CPU's by that flush).
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cuda/cuda_backend.h"
 
@@ -23,33 +25,33 @@ __global__ void sgd_kernel(i64 n, T* p, const T* g, T* buf, T lr, T wd, T mom, T
   p[i] -= lr * d;
 }
 
-// One thread: the step count and the bias corrections, in f64, as the CPU backend computes them.
-__global__ void adam_advance_kernel(double lr, double beta1, double beta2, AdamCounters* c) {
-  c->step += 1;
-  c->step_size = lr / (1 - pow(beta1, c->step));
-  c->bias_correction2_sqrt = sqrt(1 - pow(beta2, c->step));
-}
-
 // The constants of one Adam step, as the kernels take them.
 template <class T>
 struct AdamConstants {
   T b1, b2, eps, decay, wd;
   bool decoupled, coupled;
+  double lr, beta1, beta2;  // for the bias corrections, in f64
 };
 
 template <class T>
 AdamConstants<T> constants_of(const AdamStep& s) {
   const bool decoupled = s.decoupled_weight_decay;
   return {T(s.beta1), T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay), T(s.weight_decay), decoupled,
-          !decoupled && s.weight_decay != 0};
+          !decoupled && s.weight_decay != 0, s.lr, s.beta1, s.beta2};
 }
+
+// The bias corrections of step t, as the CPU backend computes them.
+struct AdamCorrections {
+  double step_size;  // lr / (1 − β1^t)
+  double sqrt_bc2;   // √(1 − β2^t)
+};
 
 // Element i of one tensor: torch's update, in the order kernels/cpu/optim.cpp computes it.
 template <class T>
-__device__ void adam_update(i64 i, T* p, const T* g, T* m, T* v, const AdamCounters* c, const AdamConstants<T>& k) {
+__device__ void adam_update(i64 i, T* p, const T* g, T* m, T* v, const AdamCorrections& c, const AdamConstants<T>& k) {
   const T b1 = k.b1, b2 = k.b2, eps = k.eps, decay = k.decay, wd = k.wd;
   const bool decoupled = k.decoupled, coupled = k.coupled;
-  const T step_size = static_cast<T>(c->step_size), sqrt_bc2 = static_cast<T>(c->bias_correction2_sqrt);
+  const T step_size = static_cast<T>(c.step_size), sqrt_bc2 = static_cast<T>(c.sqrt_bc2);
   T gi = g[i];
   T pi = p[i];
   if (decoupled) pi *= decay;
@@ -60,12 +62,6 @@ __device__ void adam_update(i64 i, T* p, const T* g, T* m, T* v, const AdamCount
   m[i] = mi;
   v[i] = vi;
   p[i] = pi + -step_size * (mi / denom);
-}
-
-template <class T>
-__global__ void adam_kernel(i64 n, T* p, const T* g, T* m, T* v, const AdamCounters* c, AdamConstants<T> k) {
-  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (i < n) adam_update(i, p, g, m, v, c, k);
 }
 
 // Up to adam_batch tensors in one launch, passed by value (about 1 KB of kernel arguments): the
@@ -83,13 +79,29 @@ struct AdamBatch {
   T* v[adam_batch] = {};
 };
 
+// Thread 0 of every block reads the step count and computes the corrections of the next step.
+// With count_step, each block then takes a ticket, and the last block to finish stores the new
+// count: every block has read the old one by then, and the next launch sees the new one.
 template <class T>
-__global__ void adam_batch_kernel(AdamBatch<T> batch, const AdamCounters* c, AdamConstants<T> k) {
+__global__ void adam_batch_kernel(AdamBatch<T> batch, AdamCounters* c, AdamConstants<T> k, bool count_step) {
+  __shared__ AdamCorrections corrections;
+  if (threadIdx.x == 0) {
+    const double t = c->step + 1;
+    corrections = {k.lr / (1 - pow(k.beta1, t)), sqrt(1 - pow(k.beta2, t))};
+  }
+  __syncthreads();
   const i64 block = blockIdx.x;
   int t = 0;
   while (t + 1 < batch.count && batch.first_block[t + 1] <= block) ++t;
   const i64 i = (block - batch.first_block[t]) * blockDim.x + threadIdx.x;
-  if (i < batch.n[t]) adam_update(i, batch.p[t], batch.g[t], batch.m[t], batch.v[t], c, k);
+  if (i < batch.n[t]) adam_update(i, batch.p[t], batch.g[t], batch.m[t], batch.v[t], corrections, k);
+  if (count_step && threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(&c->finished_blocks, 1ULL) == gridDim.x - 1) {
+      c->step += 1;
+      c->finished_blocks = 0;
+    }
+  }
 }
 
 }  // namespace
@@ -103,34 +115,14 @@ void CudaBackend::sgd_step(DType dtype, i64 n, void* param, const void* grad, vo
   });
 }
 
-void CudaBackend::adam_advance(const AdamStep& s, AdamCounters* counters) {
-  launch("adam_advance", 1, 1, 1, adam_advance_kernel, s.lr, s.beta1, s.beta2, counters);
-}
-
-void CudaBackend::adam_step(DType dtype, i64 n, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
-                            const AdamStep& s, const AdamCounters* counters) {
-  if (n == 0) return;
-  with_float(dtype, "adam_step", [&]<class T>() {
-    launch("adam_step", n, blocks_for(n), threads_per_block, adam_kernel<T>, n, static_cast<T*>(param),
-           static_cast<const T*>(grad), static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq), counters,
-           constants_of<T>(s));
-  });
-}
-
 void CudaBackend::adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s,
-                             const AdamCounters* counters) {
+                             AdamCounters* counters, bool count_step) {
   with_float(dtype, "adam_steps", [&]<class T>() {
-    AdamBatch<T> batch;
-    i64 total = 0;
-    auto flush = [&] {
-      if (batch.count > 0)
-        launch("adam_steps", total, static_cast<int>(batch.first_block[batch.count]), threads_per_block,
-               adam_batch_kernel<T>, batch, counters, constants_of<T>(s));
-      batch = AdamBatch<T>{};
-      total = 0;
-    };
+    std::vector<AdamBatch<T>> batches(1);
     for (const AdamTensor& x : tensors) {
       if (x.n == 0) continue;
+      if (batches.back().count == adam_batch) batches.emplace_back();
+      AdamBatch<T>& batch = batches.back();
       const int b = batch.count++;
       batch.n[b] = x.n;
       batch.p[b] = static_cast<T*>(x.param);
@@ -138,10 +130,18 @@ void CudaBackend::adam_steps(DType dtype, const std::vector<AdamTensor>& tensors
       batch.m[b] = static_cast<T*>(x.exp_avg);
       batch.v[b] = static_cast<T*>(x.exp_avg_sq);
       batch.first_block[b + 1] = batch.first_block[b] + blocks_for(x.n);
-      total += x.n;
-      if (batch.count == adam_batch) flush();
     }
-    flush();
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      const AdamBatch<T>& batch = batches[b];
+      const bool last = b + 1 == batches.size();
+      if (batch.count == 0 && !(last && count_step)) continue;
+      i64 values = 0;
+      for (int t = 0; t < batch.count; ++t) values += batch.n[t];
+      // A step with no values still counts: one block with nothing to update.
+      const int blocks = std::max<int>(1, static_cast<int>(batch.first_block[batch.count]));
+      launch("adam_steps", values, blocks, threads_per_block, adam_batch_kernel<T>, batch, counters, constants_of<T>(s),
+             last && count_step);
+    }
   });
 }
 

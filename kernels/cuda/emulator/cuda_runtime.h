@@ -211,3 +211,11 @@ bool argument_ok(const char* kernel, int index, const P& value) {
 #define gridDim (::gs::cuda_emulator::context().grid_dim)
 
 inline void __syncthreads() { ::gs::cuda_emulator::sync_threads(); }
+// Blocks run one after another and a block's threads switch only at barriers, so an atomic is a
+// plain read-modify-write here and every write is already visible.
+inline unsigned long long atomicAdd(unsigned long long* address, unsigned long long value) {
+  const unsigned long long old = *address;
+  *address = old + value;
+  return old;
+}
+inline void __threadfence() {}
