@@ -6,13 +6,18 @@
 
 #include "kernels/geometry.h"
 
-#if defined(__CUDACC__)
-#define GS_HOST_DEVICE __host__ __device__
-#else
-#define GS_HOST_DEVICE
-#endif
-
 namespace gs::kernels {
+
+// Entry `index` of span_coordinates' output (index = point · dims + coordinate), from the work
+// array once its QR (F > m) has left R in the upper triangle.
+GS_HOST_DEVICE inline double span_coordinate(const SpanProblem& p, i64 index) {
+  const i64 m = p.points, d1 = p.dims(), point = index / d1, r = index % d1;
+  if (r == d1 - 1) return 1;                           // the center coordinate
+  if (p.features <= m) return p.work[r * m + point];   // feature r of the point
+  if (r > point) return 0;                             // below R's diagonal
+  const double v = p.work[r * m + point];
+  return p.work[r * m + r] < 0 ? -v : v;               // row r signed by its diagonal
+}
 
 // The anchor s̃ of t_q (the max-projection point when t_q is interior, else Sᵀz / Σz) into
 // `anchor` [dims], and every column of its row of terms but the radius's.

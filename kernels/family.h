@@ -5,6 +5,13 @@
 
 #include "engine/dtype.h"
 
+// For the few helpers that one definition serves to the CPU backend and to CUDA kernels.
+#if defined(__CUDACC__)
+#define GS_HOST_DEVICE __host__ __device__
+#else
+#define GS_HOST_DEVICE
+#endif
+
 namespace gs::kernels {
 
 using i64 = std::int64_t;

@@ -31,6 +31,15 @@ struct AnchorProblem {
   std::int32_t* interior = nullptr;
 };
 
+// One manifold's points, to be expressed in coordinates of their own span (span_coordinates).
+struct SpanProblem {
+  i64 features = 0;        // F
+  i64 points = 0;          // m
+  double* work = nullptr;  // [features, points] row-major (column p is point p); overwritten
+  double* s = nullptr;     // out: [points, min(features, points) + 1], the anchor problem's points
+  GS_HOST_DEVICE i64 dims() const { return (features > points ? points : features) + 1; }
+};
+
 // The columns of anchor_terms' `terms`, one row per t.
 enum AnchorTerm : int {
   capacity_term = 0,   // (t·s̃ + κ)₊² / ‖s̃‖²
@@ -52,6 +61,12 @@ class GeometryKernels {
   //   min_{z ≥ 0} ‖Sᵀz − (t + κ ê)‖²
   // by Lawson and Hanson's active-set method on the Gram, with KKT tolerance `tolerance`.
   virtual void solve_anchors(const std::vector<AnchorProblem>& manifolds, double tolerance) = 0;
+  // For each manifold, the coordinates of its points in their own span, with the center
+  // coordinate 1 appended: s[p, :] = (R[0..m−1, p], 1) where work = Q R is the Householder QR
+  // (LAPACK's dgeqrf) and each row of R is signed so that its diagonal is non-negative, which
+  // makes R unique for points of full rank, so the coordinates do not depend on the basis the
+  // points came in. With F ≤ m the coordinates are the points themselves.
+  virtual void span_coordinates(const std::vector<SpanProblem>& manifolds) = 0;
   // From one manifold's solves: each t's anchor s̃ (row q of anchors, [count, dims]) and its row
   // of terms ([count, anchor_term_count], the columns above). The mean over q is in increasing q.
   virtual void anchor_terms(const AnchorProblem& p, const double* sz, const double* gz, double* anchors,

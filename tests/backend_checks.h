@@ -700,6 +700,72 @@ inline void ntk_tiles(Device d) {
   }
 }
 
+// span_coordinates on manifolds in one call: more features than points (R against Gram–Schmidt's),
+// more points than a CUDA block has threads, as many or fewer features (the points themselves),
+// and points of deficient rank (R not unique there: its Gram must still be the points').
+inline void span_coordinates(Device d) {
+  auto& be = kernels::backend(d);
+  struct Case {
+    std::int64_t features, points;
+    bool deficient;  // point 1 repeats point 0, and point 2 is zero
+  };
+  const std::vector<Case> cases{{13, 5, false}, {40, 7, false}, {3, 6, false}, {6, 6, false},
+                                {270, 260, false}, {12, 6, true}, {9, 1, false}};
+  std::vector<Tensor> work, out;
+  std::vector<std::vector<double>> inputs;
+  std::vector<kernels::SpanProblem> problems;
+  std::uint64_t seed = 680;
+  for (const Case c : cases) {
+    const std::int64_t f = c.features, m = c.points;
+    auto a = random_values(static_cast<std::size_t>(f * m), ++seed, -1, 1);
+    if (c.deficient)
+      for (std::int64_t i = 0; i < f; ++i) a[i * m + 1] = a[i * m], a[i * m + 2] = 0;
+    inputs.push_back(a);
+    work.push_back(on(d, a, DType::f64));
+    const kernels::SpanProblem p{f, m, static_cast<double*>(work.back().raw()), nullptr};
+    out.push_back(poisoned(d, m * p.dims(), DType::f64));
+    problems.push_back({f, m, static_cast<double*>(work.back().raw()), static_cast<double*>(out.back().raw())});
+  }
+  be.span_coordinates(problems);
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const std::int64_t f = cases[c].features, m = cases[c].points, d1 = problems[c].dims(), dims = d1 - 1;
+    CAPTURE(f);
+    CAPTURE(m);
+    const auto s = out[c].to_vector();
+    const auto& a = inputs[c];
+    auto at = [&](std::int64_t p, std::int64_t k) { return s[static_cast<std::size_t>(p * d1 + k)]; };
+    std::int64_t wrong = 0;
+    for (std::int64_t p = 0; p < m; ++p) {
+      wrong += at(p, dims) != 1;  // the center coordinate
+      for (std::int64_t k = 0; k < dims; ++k) {
+        if (f <= m) wrong += at(p, k) != a[k * m + p];  // the points themselves
+        else if (k > p) wrong += at(p, k) != 0;         // R is upper triangular
+        else if (k == p) wrong += !(at(p, k) >= 0);     // with a non-negative diagonal
+      }
+    }
+    CHECK_MESSAGE(wrong == 0, wrong, " coordinates break the layout");
+    if (f <= m) continue;
+    if (!cases[c].deficient) {  // R is unique: against Gram–Schmidt's
+      const auto want = reference::qr_r(a, f, m);
+      std::vector<double> got(static_cast<std::size_t>(m * m));
+      for (std::int64_t k = 0; k < m; ++k)
+        for (std::int64_t p = 0; p < m; ++p) got[static_cast<std::size_t>(k * m + p)] = at(p, k);
+      check_close(got, want, {1e-10, 1e-9}, "span_coordinates R");
+    }
+    // RᵀR = AᵀA: the coordinates keep every product between the points.
+    std::vector<double> gram_r(static_cast<std::size_t>(m * m)), gram_a(static_cast<std::size_t>(m * m));
+    for (std::int64_t p = 0; p < m; ++p)
+      for (std::int64_t q = 0; q < m; ++q) {
+        double x = 0, y = 0;
+        for (std::int64_t k = 0; k < dims; ++k) x += at(p, k) * at(q, k);
+        for (std::int64_t i = 0; i < f; ++i) y += a[i * m + p] * a[i * m + q];
+        gram_r[static_cast<std::size_t>(p * m + q)] = x;
+        gram_a[static_cast<std::size_t>(p * m + q)] = y;
+      }
+    check_close(gram_r, gram_a, {1e-10, 1e-9}, "span_coordinates Gram");
+  }
+}
+
 // The geometry probe's anchor kernels on five manifolds solved in one call (more points than
 // dimensions: a singular Gram, dependent columns; fewer; more points than a CUDA block has
 // threads; a point manifold, D = 0; κ > 0), then on one of 300 points. Each t's interior test against the max projection found here;
@@ -856,6 +922,7 @@ inline void check_backend_kernels(Device d) {
   SUBCASE("max pooling: ties, NaN, −∞") { backend_checks::pooling_choices(d); }
   SUBCASE("optimizers") { backend_checks::optimizers(d); }
   SUBCASE("NTK probe tiles") { backend_checks::ntk_tiles(d); }
+  SUBCASE("geometry probe span coordinates") { backend_checks::span_coordinates(d); }
   SUBCASE("geometry probe anchors") { backend_checks::anchor_solves(d); }
 }
 

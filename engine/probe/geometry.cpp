@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include <lapacke.h>
-
 #include <fmt/format.h>
 
 #include "engine/error.h"
@@ -70,28 +68,23 @@ ManifoldGeometry summarize(const std::vector<double>& term, const std::vector<st
 
 }  // namespace
 
-std::vector<ManifoldGeometry> analyze_manifolds(const std::vector<Manifold>& manifolds, double kappa,
-                                                const std::vector<std::vector<double>>& t_vectors, std::int64_t n_t,
-                                                Device device) {
-  GS_CHECK(t_vectors.size() == manifolds.size(), "analyze_manifolds: {} sets of t vectors for {} manifolds",
-           t_vectors.size(), manifolds.size());
-  GS_CHECK(n_t >= 1, "analyze_manifolds: needs at least one t vector, got n_t = {}", n_t);
+namespace {
+
+// The analysis of manifolds whose points (`points[i]`, [m, D + 1], the last coordinate 1) are on
+// the device already; everything stays there until the per-t terms (n_t × 6 values per
+// manifold) come back for the averages.
+std::vector<ManifoldGeometry> analyze_points(std::vector<Tensor> points, double kappa,
+                                             const std::vector<std::vector<double>>& t_vectors, std::int64_t n_t,
+                                             Device device) {
   auto& be = kernels::backend(device);
   const auto f64 = DType::f64;
-  // The points and t vectors go to the device once; everything below stays there until the
-  // per-t terms (n_t × 6 values per manifold) come back for the averages.
   std::vector<ManifoldArrays> arrays;
   std::vector<kernels::AnchorProblem> problems;
-  for (std::size_t i = 0; i < manifolds.size(); ++i) {
-    const Manifold& mf = manifolds[i];
-    const std::int64_t d1 = mf.dims, m = mf.count;
-    GS_CHECK(d1 >= 1 && m >= 1 && static_cast<std::int64_t>(mf.points.size()) == d1 * m,
-             "analyze_manifold: {} values do not make {} points of {} dimensions", mf.points.size(), m, d1);
-    GS_CHECK(static_cast<std::int64_t>(t_vectors[i].size()) == d1 * n_t, "analyze_manifold: t vectors must be {} × {}", d1,
-             n_t);
-    ManifoldArrays a{Tensor::from(mf.points, Shape{m, d1}, f64, device), Tensor::from(t_vectors[i], Shape{n_t, d1}, f64, device),
-                     Tensor::empty(Shape{m, m}, f64, device),           Tensor::empty(Shape{m, n_t}, f64, device),
-                     Tensor::empty(Shape{n_t, m}, f64, device),         Tensor::empty(Shape{n_t}, DType::i32, device)};
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const std::int64_t m = points[i].size(0), d1 = points[i].size(1);
+    ManifoldArrays a{std::move(points[i]), Tensor::from(t_vectors[i], Shape{n_t, d1}, f64, device),
+                     Tensor::empty(Shape{m, m}, f64, device), Tensor::empty(Shape{m, n_t}, f64, device),
+                     Tensor::empty(Shape{n_t, m}, f64, device), Tensor::empty(Shape{n_t}, DType::i32, device)};
     // G = S Sᵀ, and every product of the points with the t vectors: proj[μ, q] = s_μ · t_q.
     be.gemm(f64, {false, true, m, m, d1, d1, d1, m}, 1.0, a.s.raw(), a.s.raw(), 0.0, a.gram.raw());
     be.gemm(f64, {false, true, m, n_t, d1, d1, d1, n_t}, 1.0, a.s.raw(), a.t.raw(), 0.0, a.proj.raw());
@@ -100,9 +93,9 @@ std::vector<ManifoldGeometry> analyze_manifolds(const std::vector<Manifold>& man
   }
   be.solve_anchors(problems, 1e-12);  // every manifold's t vectors at once
   std::vector<ManifoldGeometry> out;
-  for (std::size_t i = 0; i < manifolds.size(); ++i) {
+  for (std::size_t i = 0; i < arrays.size(); ++i) {
     ManifoldArrays& a = arrays[i];
-    const std::int64_t d1 = manifolds[i].dims, m = manifolds[i].count;
+    const std::int64_t m = a.s.size(0), d1 = a.s.size(1);
     // Sᵀz (the anchor, once normalized) and G z, from which s_μ·v = s_μ·t − (G z)_μ for v = t − Sᵀz.
     Tensor sz = Tensor::empty(Shape{n_t, d1}, f64, device), gz = Tensor::empty(Shape{n_t, m}, f64, device);
     be.gemm(f64, {false, false, n_t, d1, m, m, d1, d1}, 1.0, a.z.raw(), a.s.raw(), 0.0, sz.raw());
@@ -113,6 +106,27 @@ std::vector<ManifoldGeometry> analyze_manifolds(const std::vector<Manifold>& man
     out.push_back(summarize(terms.to_vector(), a.interior.to_int_vector(), n_t, d1 - 1));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<ManifoldGeometry> analyze_manifolds(const std::vector<Manifold>& manifolds, double kappa,
+                                                const std::vector<std::vector<double>>& t_vectors, std::int64_t n_t,
+                                                Device device) {
+  GS_CHECK(t_vectors.size() == manifolds.size(), "analyze_manifolds: {} sets of t vectors for {} manifolds",
+           t_vectors.size(), manifolds.size());
+  GS_CHECK(n_t >= 1, "analyze_manifolds: needs at least one t vector, got n_t = {}", n_t);
+  std::vector<Tensor> points;
+  for (std::size_t i = 0; i < manifolds.size(); ++i) {
+    const Manifold& mf = manifolds[i];
+    const std::int64_t d1 = mf.dims, m = mf.count;
+    GS_CHECK(d1 >= 1 && m >= 1 && static_cast<std::int64_t>(mf.points.size()) == d1 * m,
+             "analyze_manifold: {} values do not make {} points of {} dimensions", mf.points.size(), m, d1);
+    GS_CHECK(static_cast<std::int64_t>(t_vectors[i].size()) == d1 * n_t, "analyze_manifold: t vectors must be {} × {}", d1,
+             n_t);
+    points.push_back(Tensor::from(mf.points, Shape{m, d1}, DType::f64, device));
+  }
+  return analyze_points(std::move(points), kappa, t_vectors, n_t, device);
 }
 
 ManifoldGeometry analyze_manifold(const Manifold& m, double kappa, const std::vector<double>& t_vectors, std::int64_t n_t,
@@ -199,21 +213,24 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
     }
   };
 
-  // 3, manifold by manifold.
-  std::vector<Manifold> manifolds;
+  // 3, manifold by manifold: the points, then (for all classes in one call) their coordinates in
+  // their own span, on the device.
+  auto& be = kernels::backend(device);
+  std::vector<Tensor> work, points;
+  std::vector<kernels::SpanProblem> spans;
   std::vector<std::vector<double>> t_vectors;
   for (std::int64_t c = 0; c < classes; ++c) {
     const auto& r = rows[static_cast<std::size_t>(c)];
     const std::int64_t m = static_cast<std::int64_t>(r.size());
     // Each point minus the global mean, with the center structure projected out; then minus the
-    // manifold's own mean and over that mean's norm. Column-major [features, m].
+    // manifold's own mean and over that mean's norm. Row-major [features, m]: column p is point p.
     std::vector<double> s(static_cast<std::size_t>(features * m)), point(static_cast<std::size_t>(features));
     std::vector<double> own_mean(static_cast<std::size_t>(features), 0.0);
     for (std::int64_t p = 0; p < m; ++p) {
       for (std::int64_t f = 0; f < features; ++f) point[static_cast<std::size_t>(f)] = x[r[p] * features + f] - mean[f];
       project_out(point);
       for (std::int64_t f = 0; f < features; ++f) {
-        s[p * features + f] = point[static_cast<std::size_t>(f)];
+        s[f * m + p] = point[static_cast<std::size_t>(f)];
         own_mean[static_cast<std::size_t>(f)] += point[static_cast<std::size_t>(f)] / static_cast<double>(m);
       }
     }
@@ -223,48 +240,28 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
     GS_CHECK(center_norm > 0, "geometry: class {}'s center lies in the removed center structure or on the global mean; its "
              "manifold has no direction left", c);
     double spread = 0;
-    for (std::int64_t p = 0; p < m; ++p)
-      for (std::int64_t f = 0; f < features; ++f) {
-        s[p * features + f] = (s[p * features + f] - own_mean[static_cast<std::size_t>(f)]) / center_norm;
-        spread = std::max(spread, std::abs(s[p * features + f]));
+    for (std::int64_t f = 0; f < features; ++f)
+      for (std::int64_t p = 0; p < m; ++p) {
+        s[f * m + p] = (s[f * m + p] - own_mean[static_cast<std::size_t>(f)]) / center_norm;
+        spread = std::max(spread, std::abs(s[f * m + p]));
       }
     // Degenerate manifolds have defined values (all points equal: a point manifold, α = 2 at
     // κ = 0; collinear points: a segment); they are worth a word, since real layers rarely do this.
     if (spread < 1e-12)
       out.warnings.push_back(fmt::format("class {}: all {} points coincide; analysed as a single point", c, m));
-    std::int64_t d = features;
-    std::vector<double> reduced;
-    if (features > m) {  // reduce to the span: S = Q R, keep R (the coordinates in Q's basis)
-      std::vector<double> a = s, tau(static_cast<std::size_t>(m));
-      GS_CHECK(LAPACKE_dgeqrf(LAPACK_COL_MAJOR, static_cast<int>(features), static_cast<int>(m), a.data(),
-                              static_cast<int>(features), tau.data()) == 0,
-               "geometry: QR of class {} failed", c);
-      d = m;
-      reduced.assign(static_cast<std::size_t>(m * m), 0.0);
-      for (std::int64_t p = 0; p < m; ++p)
-        for (std::int64_t k = 0; k <= p; ++k) reduced[p * m + k] = a[p * features + k];  // R's column p
-      // R with a non-negative diagonal is unique: the coordinates (and so the analysis with the
-      // same t vectors) no longer depend on the basis the points came in.
-      for (std::int64_t k = 0; k < m; ++k)
-        if (reduced[k * m + k] < 0)
-          for (std::int64_t p = k; p < m; ++p) reduced[p * m + k] = -reduced[p * m + k];
-    } else {
-      reduced = s;
-    }
-    Manifold mf{d + 1, m, {}};
-    mf.points.reserve(static_cast<std::size_t>((d + 1) * m));
-    for (std::int64_t p = 0; p < m; ++p) {
-      mf.points.insert(mf.points.end(), reduced.begin() + p * d, reduced.begin() + (p + 1) * d);
-      mf.points.push_back(1.0);
-    }
+    work.push_back(Tensor::from(s, Shape{features, m}, DType::f64, device));
+    kernels::SpanProblem span{features, m, doubles(work.back()), nullptr};
+    points.push_back(Tensor::empty(Shape{m, span.dims()}, DType::f64, device));
+    span.s = doubles(points.back());
+    spans.push_back(span);
     Generator gen(seed, static_cast<std::uint64_t>(1000 + c));  // one stream per class: stable under class subsets
-    Tensor t = Tensor::empty(Shape{(d + 1) * n_t}, DType::f64);
+    Tensor t = Tensor::empty(Shape{span.dims() * n_t}, DType::f64);
     gen.normal(t, 0, 1);
-    manifolds.push_back(std::move(mf));
     t_vectors.push_back(t.to_vector());
   }
+  be.span_coordinates(spans);  // `work` is kept until the analysis is done: the device may still read it
   // 4. Every class's anchors at once.
-  out.per_class = analyze_manifolds(manifolds, kappa, t_vectors, n_t, device);
+  out.per_class = analyze_points(std::move(points), kappa, t_vectors, n_t, device);
   double inverse_sum = 0, inverse_var = 0;
   for (const ManifoldGeometry& g : out.per_class) {
     inverse_sum += 1 / g.capacity;

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <vector>
 
+#include <lapacke.h>
+
 #include "kernels/anchor_terms.h"
 #include "kernels/cpu/cpu_backend.h"
 
@@ -135,6 +137,20 @@ void nnls_gram(const double* g, const double* aty, i64 m, double tol, double* z)
       }
       if (!chol.keep_only(passive)) return;
     }
+  }
+}
+
+void CpuBackend::span_coordinates(const std::vector<SpanProblem>& manifolds) {
+  std::vector<double> tau;
+  for (const SpanProblem& p : manifolds) {
+    if (p.features > p.points) {  // LAPACK's threads work inside each QR
+      tau.resize(static_cast<std::size_t>(p.points));
+      const int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, static_cast<int>(p.features), static_cast<int>(p.points), p.work,
+                                      static_cast<int>(p.points), tau.data());
+      if (info != 0) throw Error("geometry: QR of a manifold of " + std::to_string(p.points) + " points in " +
+                                 std::to_string(p.features) + " dimensions failed (LAPACK info " + std::to_string(info) + ")");
+    }
+    for (i64 i = 0; i < p.points * p.dims(); ++i) p.s[i] = span_coordinate(p, i);
   }
 }
 

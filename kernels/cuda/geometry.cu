@@ -336,7 +336,71 @@ __global__ void radius_terms_kernel(AnchorProblem p, const double* anchors, cons
   if (q < p.count) terms[q * anchor_term_count + radius_term] = radius_term_of(anchors + q * p.dims, mean, p.dims);
 }
 
+// span_coordinates: one block per manifold. For F > m, the Householder QR of its work array
+// [F, m] column by column, the threads sharing the columns: for column k, every column j ≥ k
+// takes its product with column k (rows k..F−1), then with v = a_k − α e_k (α = ∓‖a_k‖, the sign
+// opposite to a_kk's, so that nothing cancels) each column j > k becomes a_j − τ (vᵀa_j) v,
+// τ = 2 / vᵀv = 1 / (‖a_k‖² − α a_kk), and a_kk becomes α. A zero column is left as it is, as
+// LAPACK leaves it. The rows of the work array are read across the threads (coalesced).
+constexpr int span_threads = 256;
+
+__global__ void span_coordinates_kernel(const SpanProblem* table, const i64* dots_first, double* dots_all) {
+  const SpanProblem p = table[blockIdx.x];
+  const i64 f = p.features, m = p.points;
+  double* a = p.work;
+  if (f > m) {
+    double* dots = dots_all + dots_first[blockIdx.x];
+    __shared__ double alpha, tau;
+    for (i64 k = 0; k < m; ++k) {
+      for (i64 j = k + threadIdx.x; j < m; j += blockDim.x) {
+        double sum = 0;
+        for (i64 i = k; i < f; ++i) sum += a[i * m + k] * a[i * m + j];
+        dots[j] = sum;
+      }
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        const double norm2 = dots[k], akk = a[k * m + k];
+        alpha = norm2 == 0 ? 0 : akk >= 0 ? -sqrt(norm2) : sqrt(norm2);
+        tau = norm2 == 0 ? 0 : 1 / (norm2 - alpha * akk);
+      }
+      __syncthreads();
+      for (i64 j = k + 1 + threadIdx.x; j < m; j += blockDim.x) {
+        const double scale = tau * (dots[j] - alpha * a[k * m + j]);
+        a[k * m + j] -= scale * (a[k * m + k] - alpha);
+        for (i64 i = k + 1; i < f; ++i) a[i * m + j] -= scale * a[i * m + k];
+      }
+      __syncthreads();
+      if (threadIdx.x == 0 && tau != 0) a[k * m + k] = alpha;
+      __syncthreads();
+    }
+  }
+  for (i64 i = threadIdx.x; i < m * p.dims(); i += blockDim.x) p.s[i] = span_coordinate(p, i);
+}
+
 }  // namespace
+
+void CudaBackend::span_coordinates(const std::vector<SpanProblem>& manifolds) {
+  if (manifolds.empty()) return;
+  // In the work buffer: the table, the offsets of each manifold's m products, then the products.
+  std::vector<i64> first(manifolds.size() + 1, 0);
+  i64 largest = 0;
+  for (std::size_t i = 0; i < manifolds.size(); ++i) {
+    first[i + 1] = first[i] + manifolds[i].points;
+    largest = std::max(largest, manifolds[i].points);
+  }
+  const std::size_t table_bytes = manifolds.size() * sizeof(SpanProblem), first_bytes = first.size() * sizeof(i64);
+  const std::size_t header = (table_bytes + first_bytes + 255) / 256 * 256;
+  char* buffer = static_cast<char*>(geometry_buffer(header + static_cast<std::size_t>(first.back()) * sizeof(double)));
+  std::vector<char> head(table_bytes + first_bytes);
+  std::memcpy(head.data(), manifolds.data(), table_bytes);
+  std::memcpy(head.data() + table_bytes, first.data(), first_bytes);
+  copy_from_host(buffer, head.data(), head.size());
+  const std::string what = "span_coordinates (" + std::to_string(manifolds.size()) + " manifolds, up to " +
+                           std::to_string(largest) + " points)";
+  launch(what.c_str(), first.back(), static_cast<int>(manifolds.size()), span_threads, span_coordinates_kernel,
+         reinterpret_cast<const SpanProblem*>(buffer), reinterpret_cast<const i64*>(buffer + table_bytes),
+         reinterpret_cast<double*>(buffer + header));
+}
 
 void CudaBackend::solve_anchors(const std::vector<AnchorProblem>& manifolds, double tolerance) {
   // The table and the prefix of t counts go first in the buffer, then the slabs, each slab as

@@ -234,4 +234,25 @@ Array nnls_by_supports(const Array& gram, const Array& b, i64 m) {
   return best;
 }
 
+Array qr_r(const Array& a, i64 rows, i64 cols) {
+  Array q(static_cast<std::size_t>(rows * cols)), r(static_cast<std::size_t>(cols * cols), 0.0);
+  for (i64 j = 0; j < cols; ++j) {
+    Array v(static_cast<std::size_t>(rows));
+    for (i64 i = 0; i < rows; ++i) v[i] = a[i * cols + j];
+    for (int pass = 0; pass < 2; ++pass)
+      for (i64 k = 0; k < j; ++k) {
+        double d = 0;
+        for (i64 i = 0; i < rows; ++i) d += q[i * cols + k] * v[i];
+        for (i64 i = 0; i < rows; ++i) v[i] -= d * q[i * cols + k];
+        r[k * cols + j] += d;
+      }
+    double norm = 0;
+    for (double x : v) norm += x * x;
+    norm = std::sqrt(norm);
+    r[j * cols + j] = norm;
+    for (i64 i = 0; i < rows; ++i) q[i * cols + j] = v[i] / norm;
+  }
+  return r;
+}
+
 }  // namespace gs::reference

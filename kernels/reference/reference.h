@@ -45,4 +45,9 @@ Array dense_layer_kernel_tile(const Array& d, const Array& h, i64 c, i64 out, i6
 double nnls_objective(const Array& gram, const Array& b, const Array& z);
 Array nnls_by_supports(const Array& gram, const Array& b, i64 m);
 
+// The R of a = Q R with a non-negative diagonal, a [rows, cols] row-major with rows ≥ cols of full
+// column rank, by Gram–Schmidt with every column orthogonalized twice (not Householder, the
+// backends' route). Row-major [cols, cols].
+Array qr_r(const Array& a, i64 rows, i64 cols);
+
 }  // namespace gs::reference
