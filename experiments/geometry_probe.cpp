@@ -36,8 +36,8 @@ void GeometryProbe::operator()(const ProbeContext& c) {
     if (v == 0) v = classes++;
   for (auto& y : labels) y = index[static_cast<std::size_t>(y)];
   for (const auto& [name, act] : layer_activations(c.model, set.images)) {
-    // Steps 1-3 (centers, center structure, QR) on the host; the anchor solves where the model is.
-    const auto g = probe::analyze_layer(act.to_vector(), act.size(1), labels, classes, kappa_, n_t_, seed_, true, act.device());
+    // Where the model is; only the class centers (for the center structure) and the per-t terms come back.
+    const auto g = probe::analyze_layer(act, labels, classes, kappa_, n_t_, seed_, true);
     for (const auto& w : g.warnings) fmt::print(stderr, "grokscope: geometry at step {}, {}: {}\n", c.step, name, w);
     csv_ << fmt::format("{},{},{:.9g},{:.6g},{:.9g},{:.9g},{:.9g},{}\n", c.step, name, g.capacity, g.capacity_se, g.radius,
                         g.dimension, g.center_correlation, g.k);

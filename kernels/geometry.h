@@ -31,6 +31,14 @@ struct AnchorProblem {
   std::int32_t* interior = nullptr;
 };
 
+// One layer's activations grouped by class: the input of layer_centers and manifold_points.
+struct LayerClasses {
+  i64 rows = 0, features = 0, classes = 0;
+  const double* x = nullptr;                  // [rows, features] row-major
+  const std::int32_t* class_rows = nullptr;   // [rows]: the rows of class 0 in increasing order, then class 1's, …
+  const std::int32_t* class_first = nullptr;  // [classes + 1]: class c's are class_rows[class_first[c] .. class_first[c + 1])
+};
+
 // One manifold's points, to be expressed in coordinates of their own span (span_coordinates).
 struct SpanProblem {
   i64 features = 0;        // F
@@ -61,6 +69,18 @@ class GeometryKernels {
   //   min_{z ≥ 0} ‖Sᵀz − (t + κ ê)‖²
   // by Lawson and Hanson's active-set method on the Gram, with KKT tolerance `tolerance`.
   virtual void solve_anchors(const std::vector<AnchorProblem>& manifolds, double tolerance) = 0;
+  // The mean of all rows (mean [features]) and each class's center, the mean of its rows minus
+  // that mean (centers [classes, features]); the sums run over the rows in class_rows' order.
+  virtual void layer_centers(const LayerClasses& layer, double* mean, double* centers) = 0;
+  // Each class's manifold, span_coordinates' input: each of its rows minus `mean`, the k
+  // orthonormal columns of basis [features, k] projected out one after the other, then minus the
+  // class's own mean of these and divided by that mean's norm. `work` holds the classes one after
+  // another, class c's as [features, m_c] row-major (column p its p-th row) from
+  // features · class_first[c]. norms [classes, 2]: the norm divided by, and the largest |value|
+  // of the class's work (0 when its points coincide). A zero norm leaves that class's work
+  // undefined (its center lies in the basis's span).
+  virtual void manifold_points(const LayerClasses& layer, const double* mean, const double* basis, i64 k, double* work,
+                               double* norms) = 0;
   // For each manifold, the coordinates of its points in their own span, with the center
   // coordinate 1 appended: s[p, :] = (R[0..m−1, p], 1) where work = Q R is the Householder QR
   // (LAPACK's dgeqrf) and each row of R is signed so that its diagonal is non-negative, which

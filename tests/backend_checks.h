@@ -700,6 +700,93 @@ inline void ntk_tiles(Device d) {
   }
 }
 
+// layer_centers and manifold_points on two layers (classes of unequal sizes, rows in mixed
+// order; one with more features than a CUDA block has threads) against their definitions: the
+// projection as (I − B Bᵀ) at once rather than one direction after another.
+inline void layer_manifolds(Device d) {
+  auto& be = kernels::backend(d);
+  struct Case {
+    std::int64_t rows, features, classes, k;
+  };
+  std::uint64_t seed = 660;
+  for (const Case c : {Case{23, 7, 3, 2}, Case{41, 300, 4, 3}, Case{9, 5, 2, 0}}) {
+    const std::int64_t n = c.rows, f_count = c.features, classes = c.classes, k = c.k;
+    CAPTURE(f_count);
+    const auto x = random_values(static_cast<std::size_t>(n * f_count), ++seed, -2, 3);
+    std::vector<std::int32_t> labels(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 5 + i / 3) % classes);
+    std::vector<std::int32_t> first(static_cast<std::size_t>(classes + 1), 0), rows;
+    for (std::int64_t cl = 0; cl < classes; ++cl) {
+      for (std::int64_t i = 0; i < n; ++i)
+        if (labels[static_cast<std::size_t>(i)] == cl) rows.push_back(static_cast<std::int32_t>(i));
+      first[static_cast<std::size_t>(cl + 1)] = static_cast<std::int32_t>(rows.size());
+    }
+    // An orthonormal basis [features, k]: Gram–Schmidt's Q of random columns.
+    auto basis = random_values(static_cast<std::size_t>(f_count * k), ++seed, -1, 1);
+    for (std::int64_t j = 0; j < k; ++j) {
+      for (std::int64_t i = 0; i < j; ++i) {
+        double dot = 0;
+        for (std::int64_t f = 0; f < f_count; ++f) dot += basis[f * k + i] * basis[f * k + j];
+        for (std::int64_t f = 0; f < f_count; ++f) basis[f * k + j] -= dot * basis[f * k + i];
+      }
+      double norm = 0;
+      for (std::int64_t f = 0; f < f_count; ++f) norm += basis[f * k + j] * basis[f * k + j];
+      for (std::int64_t f = 0; f < f_count; ++f) basis[f * k + j] /= std::sqrt(norm);
+    }
+    Tensor x_d = on(d, x, DType::f64), rows_d = labels_on(d, rows), first_d = labels_on(d, first);
+    Tensor basis_d = k > 0 ? on(d, basis, DType::f64) : Tensor();
+    Tensor mean = poisoned(d, f_count, DType::f64), centers = poisoned(d, classes * f_count, DType::f64);
+    Tensor work = poisoned(d, n * f_count, DType::f64), norms = poisoned(d, 2 * classes, DType::f64);
+    const kernels::LayerClasses layer{n, f_count, classes, static_cast<const double*>(x_d.raw()),
+                                      static_cast<const std::int32_t*>(rows_d.raw()),
+                                      static_cast<const std::int32_t*>(first_d.raw())};
+    be.layer_centers(layer, static_cast<double*>(mean.raw()), static_cast<double*>(centers.raw()));
+    be.manifold_points(layer, static_cast<const double*>(mean.raw()), k > 0 ? static_cast<const double*>(basis_d.raw()) : nullptr,
+                       k, static_cast<double*>(work.raw()), static_cast<double*>(norms.raw()));
+    std::vector<double> want_mean(static_cast<std::size_t>(f_count), 0.0), want_centers(static_cast<std::size_t>(classes * f_count), 0.0);
+    for (std::int64_t f = 0; f < f_count; ++f) {
+      for (std::int64_t i = 0; i < n; ++i) want_mean[f] += x[i * f_count + f];
+      want_mean[f] /= static_cast<double>(n);
+    }
+    std::vector<double> want_work(static_cast<std::size_t>(n * f_count)), want_norms(static_cast<std::size_t>(2 * classes));
+    for (std::int64_t cl = 0; cl < classes; ++cl) {
+      const std::int64_t m = first[cl + 1] - first[cl];
+      std::vector<double> points(static_cast<std::size_t>(m * f_count));  // [m, features]
+      for (std::int64_t p = 0; p < m; ++p) {
+        const std::int64_t row = rows[static_cast<std::size_t>(first[cl] + p)];
+        for (std::int64_t f = 0; f < f_count; ++f) {
+          points[p * f_count + f] = x[row * f_count + f] - want_mean[f];
+          want_centers[cl * f_count + f] += points[p * f_count + f] / static_cast<double>(m);
+        }
+        std::vector<double> coefficients(static_cast<std::size_t>(k), 0.0);  // Bᵀ point
+        for (std::int64_t j = 0; j < k; ++j)
+          for (std::int64_t f = 0; f < f_count; ++f) coefficients[j] += basis[f * k + j] * points[p * f_count + f];
+        for (std::int64_t f = 0; f < f_count; ++f)
+          for (std::int64_t j = 0; j < k; ++j) points[p * f_count + f] -= basis[f * k + j] * coefficients[j];
+      }
+      double norm = 0, spread = 0;
+      std::vector<double> own(static_cast<std::size_t>(f_count), 0.0);
+      for (std::int64_t f = 0; f < f_count; ++f) {
+        for (std::int64_t p = 0; p < m; ++p) own[f] += points[p * f_count + f] / static_cast<double>(m);
+        norm += own[f] * own[f];
+      }
+      norm = std::sqrt(norm);
+      for (std::int64_t f = 0; f < f_count; ++f)
+        for (std::int64_t p = 0; p < m; ++p) {
+          const double v = (points[p * f_count + f] - own[f]) / norm;
+          want_work[f_count * first[cl] + f * m + p] = v;
+          spread = std::max(spread, std::abs(v));
+        }
+      want_norms[2 * cl] = norm;
+      want_norms[2 * cl + 1] = spread;
+    }
+    check_close(mean, want_mean, {1e-13, 1e-13}, "layer_centers mean");
+    check_close(centers, want_centers, {1e-13, 1e-12}, "layer_centers centers");
+    check_close(work, want_work, {1e-12, 1e-11}, "manifold_points points");
+    check_close(norms, want_norms, {1e-13, 1e-12}, "manifold_points norms");
+  }
+}
+
 // span_coordinates on manifolds in one call: more features than points (R against Gram–Schmidt's),
 // more points than a CUDA block has threads, as many or fewer features (the points themselves),
 // and points of deficient rank (R not unique there: its Gram must still be the points').
@@ -922,6 +1009,7 @@ inline void check_backend_kernels(Device d) {
   SUBCASE("max pooling: ties, NaN, −∞") { backend_checks::pooling_choices(d); }
   SUBCASE("optimizers") { backend_checks::optimizers(d); }
   SUBCASE("NTK probe tiles") { backend_checks::ntk_tiles(d); }
+  SUBCASE("geometry probe class manifolds") { backend_checks::layer_manifolds(d); }
   SUBCASE("geometry probe span coordinates") { backend_checks::span_coordinates(d); }
   SUBCASE("geometry probe anchors") { backend_checks::anchor_solves(d); }
 }

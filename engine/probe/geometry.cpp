@@ -169,30 +169,53 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
   GS_CHECK(features >= 1 && static_cast<std::int64_t>(x.size()) == n * features,
            "geometry: {} activation values for {} labels of {} features; X and y must have the same number of rows", x.size(),
            n, features);
+  return analyze_layer(Tensor::from(x, Shape{n, features}, DType::f64, device), labels, classes, kappa, n_t, seed,
+                       remove_center_structure);
+}
+
+LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::int32_t>& labels, std::int64_t classes,
+                            double kappa, std::int64_t n_t, std::uint64_t seed, bool remove_center_structure) {
+  const std::int64_t n = static_cast<std::int64_t>(labels.size());
+  GS_CHECK(activations.rank() == 2 && activations.size(0) == n && activations.size(1) >= 1,
+           "geometry: the activations are {} for {} labels; they must be [rows, features] with one row per label",
+           activations.describe(), n);
   GS_CHECK(classes >= 2, "geometry: needs at least 2 classes, got {}", classes);
-  for (double v : x) GS_CHECK(std::isfinite(v), "geometry: the activations hold NaN or Inf");
-  std::vector<std::vector<std::int64_t>> rows(static_cast<std::size_t>(classes));
+  const std::int64_t features = activations.size(1);
+  const Device device = activations.device();
+  // The rows of each class, class after class, as the kernels take them (kernels/geometry.h).
+  std::vector<std::int32_t> class_first(static_cast<std::size_t>(classes + 1), 0), class_rows(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
     GS_CHECK(labels[i] >= 0 && labels[i] < classes, "geometry: label {} at row {} is outside 0..{}", labels[i], i, classes - 1);
-    rows[static_cast<std::size_t>(labels[i])].push_back(i);
+    ++class_first[static_cast<std::size_t>(labels[i]) + 1];
   }
-  for (std::int64_t c = 0; c < classes; ++c)
-    GS_CHECK(rows[static_cast<std::size_t>(c)].size() >= 2, "geometry: class {} has {} points; every class needs at least 2", c,
-             rows[static_cast<std::size_t>(c)].size());
+  for (std::int64_t c = 0; c < classes; ++c) {
+    GS_CHECK(class_first[c + 1] >= 2, "geometry: class {} has {} points; every class needs at least 2", c, class_first[c + 1]);
+    class_first[c + 1] += class_first[c];
+  }
+  {
+    std::vector<std::int32_t> next(class_first.begin(), class_first.end() - 1);
+    for (std::int64_t i = 0; i < n; ++i) class_rows[static_cast<std::size_t>(next[labels[i]]++)] = static_cast<std::int32_t>(i);
+  }
+  const Tensor x = activations.dtype() == DType::f64 ? activations : activations.to(DType::f64);
+  const Tensor rows_d = Tensor::from(class_rows, Shape{n}, device), first_d = Tensor::from(class_first, Shape{classes + 1}, device);
+  const kernels::LayerClasses layer{n, features, classes, static_cast<const double*>(x.raw()),
+                                    static_cast<const std::int32_t*>(rows_d.raw()),
+                                    static_cast<const std::int32_t*>(first_d.raw())};
+  auto& be = kernels::backend(device);
 
-  // 1. Global mean, then class centers (of the mean-subtracted points).
-  std::vector<double> mean(static_cast<std::size_t>(features), 0.0);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t f = 0; f < features; ++f) mean[f] += x[i * features + f] / static_cast<double>(n);
-  std::vector<double> centers(static_cast<std::size_t>(classes * features), 0.0);
-  for (std::int64_t c = 0; c < classes; ++c)
-    for (auto i : rows[c])
-      for (std::int64_t f = 0; f < features; ++f)
-        centers[c * features + f] += (x[i * features + f] - mean[f]) / static_cast<double>(rows[c].size());
+  // 1. Global mean, then class centers (of the mean-subtracted points). Only the centers come back.
+  Tensor mean = Tensor::empty(Shape{features}, DType::f64, device);
+  Tensor centers_d = Tensor::empty(Shape{classes, features}, DType::f64, device);
+  be.layer_centers(layer, doubles(mean), doubles(centers_d));
+  const std::vector<double> centers = centers_d.to_vector();
+  // A NaN or Inf anywhere in X makes its feature's mean, and so that feature of every center, one.
+  for (double v : centers)
+    GS_CHECK(std::isfinite(v), "geometry: the activations hold NaN or Inf (or values so large that their sum overflows)");
 
   LayerGeometry out;
-  // 2. The centers' common low-rank structure: found, then projected out of every point (needs
-  // 3 centers in at least P − 1 dimensions; otherwise nothing is removed and K = 0).
+  // 2. The centers' common low-rank structure, found on the host from the P × N centers, then
+  // projected out of every point (needs 3 centers in at least P − 1 dimensions; otherwise
+  // nothing is removed and K = 0).
   Matrix basis;  // N × K
   if (remove_center_structure && classes >= 3 && features >= classes - 1) {
     Matrix c{classes, features, centers};
@@ -205,52 +228,26 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
     Matrix c{classes, features, centers};
     out.center_correlation = mean_abs_cosine_of_centers(c);
   }
-  auto project_out = [&](std::vector<double>& point) {  // point − B Bᵀ point
-    for (std::int64_t j = 0; j < basis.cols; ++j) {
-      double d = 0;
-      for (std::int64_t f = 0; f < features; ++f) d += basis(f, j) * point[static_cast<std::size_t>(f)];
-      for (std::int64_t f = 0; f < features; ++f) point[static_cast<std::size_t>(f)] -= d * basis(f, j);
-    }
-  };
 
-  // 3, manifold by manifold: the points, then (for all classes in one call) their coordinates in
-  // their own span, on the device.
-  auto& be = kernels::backend(device);
-  std::vector<Tensor> work, points;
+  // 3. Every class's points with the structure projected out, minus their own mean and over
+  // that mean's norm; then their coordinates in their own span.
+  const Tensor basis_d = basis.cols > 0 ? Tensor::from(basis.v, Shape{features, basis.cols}, DType::f64, device) : Tensor();
+  Tensor work = Tensor::empty(Shape{n, features}, DType::f64, device), norms_d = Tensor::empty(Shape{classes, 2}, DType::f64, device);
+  be.manifold_points(layer, doubles(mean), basis.cols > 0 ? static_cast<const double*>(basis_d.raw()) : nullptr, basis.cols,
+                     doubles(work), doubles(norms_d));
+  const std::vector<double> norms = norms_d.to_vector();
+  std::vector<Tensor> points;
   std::vector<kernels::SpanProblem> spans;
   std::vector<std::vector<double>> t_vectors;
   for (std::int64_t c = 0; c < classes; ++c) {
-    const auto& r = rows[static_cast<std::size_t>(c)];
-    const std::int64_t m = static_cast<std::int64_t>(r.size());
-    // Each point minus the global mean, with the center structure projected out; then minus the
-    // manifold's own mean and over that mean's norm. Row-major [features, m]: column p is point p.
-    std::vector<double> s(static_cast<std::size_t>(features * m)), point(static_cast<std::size_t>(features));
-    std::vector<double> own_mean(static_cast<std::size_t>(features), 0.0);
-    for (std::int64_t p = 0; p < m; ++p) {
-      for (std::int64_t f = 0; f < features; ++f) point[static_cast<std::size_t>(f)] = x[r[p] * features + f] - mean[f];
-      project_out(point);
-      for (std::int64_t f = 0; f < features; ++f) {
-        s[f * m + p] = point[static_cast<std::size_t>(f)];
-        own_mean[static_cast<std::size_t>(f)] += point[static_cast<std::size_t>(f)] / static_cast<double>(m);
-      }
-    }
-    double center_norm = 0;
-    for (double v : own_mean) center_norm += v * v;
-    center_norm = std::sqrt(center_norm);
-    GS_CHECK(center_norm > 0, "geometry: class {}'s center lies in the removed center structure or on the global mean; its "
+    const std::int64_t m = class_first[c + 1] - class_first[c];
+    GS_CHECK(norms[2 * c] > 0, "geometry: class {}'s center lies in the removed center structure or on the global mean; its "
              "manifold has no direction left", c);
-    double spread = 0;
-    for (std::int64_t f = 0; f < features; ++f)
-      for (std::int64_t p = 0; p < m; ++p) {
-        s[f * m + p] = (s[f * m + p] - own_mean[static_cast<std::size_t>(f)]) / center_norm;
-        spread = std::max(spread, std::abs(s[f * m + p]));
-      }
     // Degenerate manifolds have defined values (all points equal: a point manifold, α = 2 at
     // κ = 0; collinear points: a segment); they are worth a word, since real layers rarely do this.
-    if (spread < 1e-12)
+    if (norms[2 * c + 1] < 1e-12)
       out.warnings.push_back(fmt::format("class {}: all {} points coincide; analysed as a single point", c, m));
-    work.push_back(Tensor::from(s, Shape{features, m}, DType::f64, device));
-    kernels::SpanProblem span{features, m, doubles(work.back()), nullptr};
+    kernels::SpanProblem span{features, m, doubles(work) + features * class_first[c], nullptr};
     points.push_back(Tensor::empty(Shape{m, span.dims()}, DType::f64, device));
     span.s = doubles(points.back());
     spans.push_back(span);
@@ -259,7 +256,8 @@ LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features,
     gen.normal(t, 0, 1);
     t_vectors.push_back(t.to_vector());
   }
-  be.span_coordinates(spans);  // `work` is kept until the analysis is done: the device may still read it
+  be.span_coordinates(spans);  // `work` lives until the analysis is done: the device may still read it
+
   // 4. Every class's anchors at once.
   out.per_class = analyze_points(std::move(points), kappa, t_vectors, n_t, device);
   double inverse_sum = 0, inverse_var = 0;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/dtype.h"
+#include "engine/tensor.h"
 
 namespace gs::probe {
 
@@ -76,7 +77,12 @@ struct LayerGeometry {
   std::vector<std::string> warnings;  // degenerate manifolds, said once each
 };
 
-// activations: row-major [n, features] (f64), labels: class per row in [0, classes).
+// activations: [n, features] (f32 or f64) on the device the analysis runs on; labels: the class of
+// each row, in [0, classes). Only the class centers (for the center structure, found on the
+// host) and per-t terms come back from the device.
+LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::int32_t>& labels, std::int64_t classes,
+                            double kappa, std::int64_t n_t, std::uint64_t seed, bool remove_center_structure = true);
+// The same from row-major host values, analysed on `device`.
 LayerGeometry analyze_layer(const std::vector<double>& activations, std::int64_t features, const std::vector<std::int32_t>& labels,
                             std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed,
                             bool remove_center_structure = true, Device device = Device::cpu);

@@ -140,6 +140,56 @@ void nnls_gram(const double* g, const double* aty, i64 m, double tol, double* z)
   }
 }
 
+void CpuBackend::layer_centers(const LayerClasses& l, double* mean, double* centers) {
+  const i64 n = l.rows, f_count = l.features;
+  std::fill(mean, mean + f_count, 0.0);
+  for (i64 i = 0; i < n; ++i)
+    for (i64 f = 0; f < f_count; ++f) mean[f] += l.x[i * f_count + f] / static_cast<double>(n);
+  std::fill(centers, centers + l.classes * f_count, 0.0);
+  for (i64 c = 0; c < l.classes; ++c) {
+    const double size = l.class_first[c + 1] - l.class_first[c];
+    for (i64 at = l.class_first[c]; at < l.class_first[c + 1]; ++at) {
+      const double* row = l.x + static_cast<i64>(l.class_rows[at]) * f_count;
+      for (i64 f = 0; f < f_count; ++f) centers[c * f_count + f] += (row[f] - mean[f]) / size;
+    }
+  }
+}
+
+void CpuBackend::manifold_points(const LayerClasses& l, const double* mean, const double* basis, i64 k, double* work,
+                                 double* norms) {
+  const i64 f_count = l.features;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (i64 c = 0; c < l.classes; ++c) {
+    const i64 first = l.class_first[c], m = l.class_first[c + 1] - first;
+    double* s = work + f_count * first;
+    std::vector<double> point(static_cast<std::size_t>(f_count)), own_mean(static_cast<std::size_t>(f_count), 0.0);
+    for (i64 p = 0; p < m; ++p) {
+      const double* row = l.x + static_cast<i64>(l.class_rows[first + p]) * f_count;
+      for (i64 f = 0; f < f_count; ++f) point[f] = row[f] - mean[f];
+      for (i64 j = 0; j < k; ++j) {  // point − b_j (b_j · point), one direction after the other
+        double d = 0;
+        for (i64 f = 0; f < f_count; ++f) d += basis[f * k + j] * point[f];
+        for (i64 f = 0; f < f_count; ++f) point[f] -= d * basis[f * k + j];
+      }
+      for (i64 f = 0; f < f_count; ++f) {
+        s[f * m + p] = point[f];
+        own_mean[f] += point[f] / static_cast<double>(m);
+      }
+    }
+    double norm = 0;
+    for (double v : own_mean) norm += v * v;
+    norm = std::sqrt(norm);
+    double spread = 0;
+    for (i64 f = 0; f < f_count; ++f)
+      for (i64 p = 0; p < m; ++p) {
+        s[f * m + p] = (s[f * m + p] - own_mean[f]) / norm;
+        spread = std::max(spread, std::abs(s[f * m + p]));
+      }
+    norms[2 * c] = norm;
+    norms[2 * c + 1] = spread;
+  }
+}
+
 void CpuBackend::span_coordinates(const std::vector<SpanProblem>& manifolds) {
   std::vector<double> tau;
   for (const SpanProblem& p : manifolds) {

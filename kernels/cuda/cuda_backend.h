@@ -128,6 +128,9 @@ class CudaBackend final : public Backend {
   void add_output_block(DType dtype, const KernelTile& tile, double alpha2, const void* g, i64 ldg, void* k) override;
   void dot_f64(DType dtype, i64 n, const void* x, const void* y, double* out) override;
 
+  void layer_centers(const LayerClasses& layer, double* mean, double* centers) override;
+  void manifold_points(const LayerClasses& layer, const double* mean, const double* basis, i64 k, double* work,
+                       double* norms) override;
   void span_coordinates(const std::vector<SpanProblem>& manifolds) override;
   void solve_anchors(const std::vector<AnchorProblem>& manifolds, double tolerance) override;
   void anchor_terms(const AnchorProblem& p, const double* sz, const double* gz, double* anchors, double* terms) override;

@@ -12,6 +12,7 @@
 
 #include "kernels/anchor_terms.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/reduce.cuh"
 
 namespace gs::kernels::cuda {
 
@@ -336,6 +337,95 @@ __global__ void radius_terms_kernel(AnchorProblem p, const double* anchors, cons
   if (q < p.count) terms[q * anchor_term_count + radius_term] = radius_term_of(anchors + q * p.dims, mean, p.dims);
 }
 
+// layer_centers: one thread per feature, summing the rows in the CPU backend's order (the same
+// values, bit for bit), reading a row across the threads.
+__global__ void layer_centers_kernel(LayerClasses l, double* mean, double* centers) {
+  const i64 f = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (f >= l.features) return;
+  const i64 stride = l.features;
+  double mu = 0;
+  for (i64 i = 0; i < l.rows; ++i) mu += l.x[i * stride + f] / static_cast<double>(l.rows);
+  mean[f] = mu;
+  for (i64 c = 0; c < l.classes; ++c) {
+    const double size = l.class_first[c + 1] - l.class_first[c];
+    double sum = 0;
+    for (i64 at = l.class_first[c]; at < l.class_first[c + 1]; ++at)
+      sum += (l.x[static_cast<i64>(l.class_rows[at]) * stride + f] - mu) / size;
+    centers[c * stride + f] = sum;
+  }
+}
+
+// The class whose rows include position `at` of class_rows.
+__device__ i64 class_of(const LayerClasses& l, i64 at) {
+  i64 lo = 0, hi = l.classes - 1;
+  while (lo < hi) {
+    const i64 mid = (lo + hi + 1) / 2;
+    if (l.class_first[mid] <= at) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+// manifold_points, first pass: one block per row, its value minus the mean with the basis's
+// directions projected out one after the other, written to its column of its class's work.
+__global__ void project_points_kernel(LayerClasses l, const double* mean, const double* basis, i64 k, double* work) {
+  const i64 at = blockIdx.x, c = class_of(l, at), first = l.class_first[c], m = l.class_first[c + 1] - first;
+  const i64 p = at - first, features = l.features;
+  const double* row = l.x + static_cast<i64>(l.class_rows[at]) * features;
+  double* w = work + features * first + p;  // feature f of this point at w[f · m]
+  for (i64 f = threadIdx.x; f < features; f += blockDim.x) w[f * m] = row[f] - mean[f];
+  for (i64 j = 0; j < k; ++j) {
+    double partial = 0;
+    for (i64 f = threadIdx.x; f < features; f += blockDim.x) partial += basis[f * k + j] * w[f * m];
+    const double d = block_sum<threads_per_block>(partial);
+    __syncthreads();  // every thread has read the sum before the next one reuses block_sum's buffer
+    for (i64 f = threadIdx.x; f < features; f += blockDim.x) w[f * m] -= d * basis[f * k + j];
+  }
+}
+
+template <int Threads>
+__device__ double block_max(double v) {
+  __shared__ double buf[Threads];
+  buf[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = Threads / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s) buf[threadIdx.x] = fmax(buf[threadIdx.x], buf[threadIdx.x + s]);
+    __syncthreads();
+  }
+  return buf[0];
+}
+
+// manifold_points, second pass: one block per class, one thread per feature (a row of the work
+// array, in the CPU's order): the class's own mean, its norm, and the points centered and scaled.
+__global__ void normalize_manifolds_kernel(LayerClasses l, double* work, double* norms) {
+  const i64 c = blockIdx.x, first = l.class_first[c], m = l.class_first[c + 1] - first, features = l.features;
+  double* s = work + features * first;
+  const auto own_mean = [&](i64 f) {
+    double sum = 0;
+    for (i64 p = 0; p < m; ++p) sum += s[f * m + p] / static_cast<double>(m);
+    return sum;
+  };
+  double partial = 0;
+  for (i64 f = threadIdx.x; f < features; f += blockDim.x) {
+    const double mu = own_mean(f);
+    partial += mu * mu;
+  }
+  const double norm = sqrt(block_sum<threads_per_block>(partial));
+  double spread = 0;
+  for (i64 f = threadIdx.x; f < features; f += blockDim.x) {
+    const double mu = own_mean(f);
+    for (i64 p = 0; p < m; ++p) {
+      s[f * m + p] = (s[f * m + p] - mu) / norm;
+      spread = fmax(spread, fabs(s[f * m + p]));
+    }
+  }
+  spread = block_max<threads_per_block>(spread);
+  if (threadIdx.x == 0) {
+    norms[2 * c] = norm;
+    norms[2 * c + 1] = spread;
+  }
+}
+
 // span_coordinates: one block per manifold. For F > m, the Householder QR of its work array
 // [F, m] column by column, the threads sharing the columns: for column k, every column j ≥ k
 // takes its product with column k (rows k..F−1), then with v = a_k − α e_k (α = ∓‖a_k‖, the sign
@@ -378,6 +468,23 @@ __global__ void span_coordinates_kernel(const SpanProblem* table, const i64* dot
 }
 
 }  // namespace
+
+void CudaBackend::layer_centers(const LayerClasses& layer, double* mean, double* centers) {
+  if (layer.features == 0) return;
+  launch("layer_centers", layer.rows * layer.features, blocks_for(layer.features), threads_per_block, layer_centers_kernel,
+         layer, mean, centers);
+}
+
+void CudaBackend::manifold_points(const LayerClasses& layer, const double* mean, const double* basis, i64 k, double* work,
+                                  double* norms) {
+  if (layer.rows == 0 || layer.classes == 0) return;
+  const std::string what = "manifold_points (" + std::to_string(layer.rows) + " points of " +
+                           std::to_string(layer.features) + " features, " + std::to_string(k) + " directions out)";
+  launch(what.c_str(), layer.rows * layer.features, static_cast<int>(layer.rows), threads_per_block, project_points_kernel,
+         layer, mean, basis, k, work);
+  launch(what.c_str(), layer.rows * layer.features, static_cast<int>(layer.classes), threads_per_block,
+         normalize_manifolds_kernel, layer, work, norms);
+}
 
 void CudaBackend::span_coordinates(const std::vector<SpanProblem>& manifolds) {
   if (manifolds.empty()) return;
