@@ -54,7 +54,8 @@ void run_backward(const Tensor& root, const Tensor& cotangent, bool retain_graph
              "backward() without a cotangent needs a one-element output, got {}; pass a cotangent "
              "of the output's shape",
              root.describe());
-    seed = Tensor::full(root.shape(), 1.0, root.dtype(), root.device());
+    const auto node = root.grad_fn();
+    seed = node && node->seed.defined() ? node->seed : Tensor::full(root.shape(), 1.0, root.dtype(), root.device());
   }
   GS_CHECK(seed.shape() == root.shape() && seed.dtype() == root.dtype() && seed.device() == root.device(),
            "backward(): the cotangent is {} but the output is {}; they must match", seed.describe(),

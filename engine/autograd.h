@@ -19,6 +19,9 @@ struct Node {
   std::vector<Tensor> inputs;
   BackwardFn backward;
   bool released = false;
+  // A loss's node: a one-element tensor holding 1, written by the loss's own kernel, which
+  // backward() without a cotangent takes as its seed instead of filling one (a launch less).
+  Tensor seed;
 };
 
 bool grad_enabled();

@@ -32,6 +32,26 @@ void check_labels(const char* op, const Tensor& logits, const Tensor& labels) {
              i, logits.size(1), logits.size(1));
 }
 
+// A loss's value and, when the tape is to record it, backward()'s seed beside it: two elements of
+// one allocation, both written by the loss's launch (kernels/loss.h), so that backward() launches
+// no fill.
+struct LossOutput {
+  Tensor loss, one;
+  void* one_raw() { return one.defined() ? one.raw() : nullptr; }
+  Tensor with_seed(Tensor recorded) const {  // record()'s result, its node given the seed
+    if (one.defined() && recorded.grad_fn()) recorded.grad_fn()->seed = one;
+    return recorded;
+  }
+};
+
+LossOutput loss_output(const Tensor& like, std::initializer_list<const Tensor*> inputs) {
+  bool taped = false;
+  for (const Tensor* t : inputs) taped = taped || (t->defined() && t->requires_grad());
+  if (!grad_enabled() || !taped) return {Tensor::empty(Shape{}, like.dtype(), like.device()), Tensor()};
+  Tensor both = Tensor::empty(Shape{2}, like.dtype(), like.device());
+  return {both.rows(0, 1).view(Shape{}), both.rows(1, 2).view(Shape{})};
+}
+
 }  // namespace
 
 Tensor log_softmax(const Tensor& x) {
@@ -52,15 +72,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
            logits.describe());
   check_labels("cross_entropy", logits, labels);
   Tensor logp = log_softmax(logits);
-  Tensor loss = Tensor::empty(Shape{}, logits.dtype(), logits.device());
+  LossOutput out = loss_output(logits, {&logp});
   backend_of(logits).nll(logits.dtype(), logits.size(0), logits.size(1), logp.raw(),
-                         static_cast<const std::int32_t*>(labels.raw()), loss.raw());
-  return record(loss, "cross_entropy", {logp}, [labels, shape = logp.shape()](const Tensor& g, const std::vector<bool>&) {
+                         static_cast<const std::int32_t*>(labels.raw()), out.loss.raw(), out.one_raw());
+  return out.with_seed(record(out.loss, "cross_entropy", {logp}, [labels, shape = logp.shape()](const Tensor& g, const std::vector<bool>&) {
     Tensor glogp = Tensor::empty(shape, g.dtype(), g.device());
     backend_of(g).nll_backward(g.dtype(), shape[0], shape[1], static_cast<const std::int32_t*>(labels.raw()), g.raw(),
                                glogp.raw());
     return std::vector<Tensor>{glogp};
-  });
+  }));
 }
 
 Tensor mse_loss(const Tensor& prediction, const Tensor& target) {
@@ -68,9 +88,10 @@ Tensor mse_loss(const Tensor& prediction, const Tensor& target) {
   GS_CHECK(prediction.shape() == target.shape(), "mse_loss: the prediction {} and the target {} differ in shape",
            prediction.describe(), target.describe());
   GS_CHECK(prediction.numel() > 0, "mse_loss: the prediction {} is empty", prediction.describe());
-  Tensor loss = Tensor::empty(Shape{}, prediction.dtype(), prediction.device());
-  backend_of(prediction).mse(prediction.dtype(), prediction.numel(), prediction.raw(), target.raw(), loss.raw());
-  return record(loss, "mse_loss", {prediction, target},
+  LossOutput out = loss_output(prediction, {&prediction, &target});
+  backend_of(prediction).mse(prediction.dtype(), prediction.numel(), prediction.raw(), target.raw(), out.loss.raw(),
+                             out.one_raw());
+  return out.with_seed(record(out.loss, "mse_loss", {prediction, target},
                 [prediction, target](const Tensor& g, const std::vector<bool>& needs) {
                   std::vector<Tensor> grads(2);
                   Tensor ga = empty_like(prediction);
@@ -78,23 +99,23 @@ Tensor mse_loss(const Tensor& prediction, const Tensor& target) {
                   if (needs[1]) grads[1] = scale(ga, -1.0);
                   if (needs[0]) grads[0] = ga;
                   return grads;
-                });
+                }));
 }
 
 Tensor mse_one_hot_loss(const Tensor& prediction, const Tensor& labels) {
   check_logits("mse_one_hot_loss", prediction);
   GS_CHECK(prediction.numel() > 0, "mse_one_hot_loss: the prediction {} is empty", prediction.describe());
   check_labels("mse_one_hot_loss", prediction, labels);
-  Tensor loss = Tensor::empty(Shape{}, prediction.dtype(), prediction.device());
+  LossOutput out = loss_output(prediction, {&prediction});
   const auto* label_values = static_cast<const std::int32_t*>(labels.raw());
   backend_of(prediction).mse_one_hot(prediction.dtype(), prediction.size(0), prediction.size(1), prediction.raw(),
-                                     label_values, loss.raw());
-  return record(loss, "mse_one_hot_loss", {prediction}, [prediction, labels](const Tensor& g, const std::vector<bool>&) {
+                                     label_values, out.loss.raw(), out.one_raw());
+  return out.with_seed(record(out.loss, "mse_one_hot_loss", {prediction}, [prediction, labels](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = empty_like(prediction);
     backend_of(g).mse_one_hot_backward(g.dtype(), prediction.size(0), prediction.size(1), prediction.raw(),
                                        static_cast<const std::int32_t*>(labels.raw()), g.raw(), gx.raw());
     return std::vector<Tensor>{gx};
-  });
+  }));
 }
 
 Tensor argmax(const Tensor& x) {

@@ -11,21 +11,25 @@ class LossKernels {
   // gx = gy - exp(y) Σ_row gy, with y the log-softmax output.
   virtual void log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* y, const void* gy,
                                     void* gx) = 0;
+  // The losses (nll, mse, mse_one_hot) write their value to out[0] and, where `one` is not null,
+  // 1 to one[0]: backward()'s seed, written by the loss's own launch instead of a fill of its own.
+  //
   // out[0] = -mean_r logp[r, label_r]. A label outside [0, cols) makes the loss NaN: the ops check
   // labels on the host, but labels on a GPU are not read back (no host round trip in a step).
   virtual void nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels,
-                   void* out) = 0;
+                   void* out, void* one) = 0;
   virtual void nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels,
                             const void* g_out, void* g_logp) = 0;
   // out[0] = mean over all n elements of (a - b)², torch.nn.MSELoss()'s default reduction.
-  virtual void mse(DType dtype, i64 n, const void* a, const void* b, void* out) = 0;
+  virtual void mse(DType dtype, i64 n, const void* a, const void* b, void* out, void* one) = 0;
   // ga = 2 (a - b) g_out / n.
   virtual void mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out,
                             void* ga) = 0;
   // mse and mse_backward against one_hot(labels, cols), without storing the targets: the same
   // values, summed in the same order, as one_hot followed by mse (a label outside [0, cols) makes
   // the loss and its row's gradient NaN). A training step's MSE loss is then one launch, not two.
-  virtual void mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out) = 0;
+  virtual void mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out,
+                           void* one) = 0;
   virtual void mse_one_hot_backward(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels,
                                     const void* g_out, void* gx) = 0;
   // out[r] = the first index of the row's maximum (NaN counts as maximal, as torch.argmax).

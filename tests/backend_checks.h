@@ -322,8 +322,10 @@ inline void losses(Device d) {
       }
       check_close(gx, want_gx, tol(dt, static_cast<double>(cols)), "log_softmax_backward");
       Tensor loss = poisoned(d, 1, dt), g_out = on(d, {1.7}, dt), g_logp = poisoned(d, rows * cols, dt);
-      be.nll(dt, rows, cols, logp.raw(), static_cast<const std::int32_t*>(lab.raw()), loss.raw());
+      Tensor one = poisoned(d, 1, dt);  // backward()'s seed, which a loss writes when given a place for it
+      be.nll(dt, rows, cols, logp.raw(), static_cast<const std::int32_t*>(lab.raw()), loss.raw(), one.raw());
       check_close(loss, {reference::cross_entropy(xv, labels, rows, cols)}, tol(dt, 8), "nll");
+      CHECK(one.item() == 1);
       be.nll_backward(dt, rows, cols, static_cast<const std::int32_t*>(lab.raw()), g_out.raw(), g_logp.raw());
       std::vector<double> want_gn(static_cast<std::size_t>(rows * cols), 0.0);
       for (std::int64_t r = 0; r < rows; ++r) want_gn[r * cols + labels[r]] = -1.7 / static_cast<double>(rows);
@@ -349,8 +351,10 @@ inline void losses(Device d) {
           }
         // The MSE against the labels is mse against one_hot's targets, bit for bit (NaN where they are).
         Tensor via_targets = poisoned(d, 1, dt), direct = poisoned(d, 1, dt);
-        be.mse(dt, rows * cols, x.raw(), oh.raw(), via_targets.raw());
-        be.mse_one_hot(dt, rows, cols, x.raw(), which_labels, direct.raw());
+        be.mse(dt, rows * cols, x.raw(), oh.raw(), via_targets.raw(), nullptr);
+        be.fill(dt, 1, 0.0, one.raw());
+        be.mse_one_hot(dt, rows, cols, x.raw(), which_labels, direct.raw(), one.raw());
+        CHECK(one.item() == 1);
         if (which == &bad) {
           CHECK(std::isnan(direct.item()));
         } else {
@@ -368,10 +372,12 @@ inline void losses(Device d) {
       }
       Tensor bad_loss = poisoned(d, 1, dt);
       be.fill(dt, 1, 0.0, bad_loss.raw());
-      be.nll(dt, rows, cols, logp.raw(), static_cast<const std::int32_t*>(bad_lab.raw()), bad_loss.raw());
+      be.nll(dt, rows, cols, logp.raw(), static_cast<const std::int32_t*>(bad_lab.raw()), bad_loss.raw(), nullptr);
       CHECK(std::isnan(bad_loss.item()));
       Tensor mse = poisoned(d, 1, dt), gm = poisoned(d, rows * cols, dt);
-      be.mse(dt, rows * cols, x.raw(), g.raw(), mse.raw());
+      be.fill(dt, 1, 0.0, one.raw());
+      be.mse(dt, rows * cols, x.raw(), g.raw(), mse.raw(), one.raw());
+      CHECK(one.item() == 1);
       check_close(mse, {reference::mse(xv, gv)}, tol(dt, 8), "mse");
       be.mse_backward(dt, rows * cols, x.raw(), g.raw(), g_out.raw(), gm.raw());
       std::vector<double> want_gm(xv.size());

@@ -57,6 +57,32 @@ TEST_SUITE("autograd") {
     CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("a second time"), Error);
   }
 
+  TEST_CASE("a loss's backward starts from the 1 its own kernel wrote, as from an explicit cotangent of 1") {
+    Tensor labels = Tensor::from(std::vector<std::int32_t>{2, 0, 1}, Shape{3});
+    for (int which = 0; which < 3; ++which) {
+      CAPTURE(which);
+      Tensor x = random_tensor(Shape{3, 4}, 40 + static_cast<std::uint64_t>(which));
+      x.set_requires_grad();
+      auto loss_of = [&] {
+        if (which == 0) return ops::cross_entropy(x, labels);
+        if (which == 1) return ops::mse_one_hot_loss(x, labels);
+        return ops::mse_loss(x, ops::one_hot(labels, 4, DType::f64));
+      };
+      Tensor loss = loss_of();
+      REQUIRE(loss.grad_fn());
+      REQUIRE(loss.grad_fn()->seed.defined());
+      CHECK(loss.grad_fn()->seed.item() == 1);
+      loss.backward(Tensor(), /*retain_graph=*/true);
+      const auto implicit = x.grad().to_vector();
+      x.zero_grad();
+      loss.backward(Tensor::full(Shape{}, 1.0, DType::f64));
+      CHECK(x.grad().to_vector() == implicit);
+      CHECK(loss.grad_fn()->seed.item() == 1);  // read, never written
+      NoGrad no_tape;
+      CHECK_FALSE(loss_of().grad_fn());  // untaped: no seed, no node
+    }
+  }
+
   TEST_CASE("NoGrad records nothing; detach cuts the tape") {
     Tensor x = random_tensor(Shape{3}, 5);
     x.set_requires_grad();

@@ -50,14 +50,15 @@ void CpuBackend::log_softmax_backward(DType dtype, i64 rows, i64 cols, const voi
   });
 }
 
-void CpuBackend::nll(DType dtype, i64 rows, i64 cols, const void* logpv, const std::int32_t* labels,
-                     void* outv) {
+void CpuBackend::nll(DType dtype, i64 rows, i64 cols, const void* logpv, const std::int32_t* labels, void* outv,
+                     void* one) {
   with_float_type(dtype, "nll", [&]<class T>() {
     auto logp = static_cast<const T*>(logpv);
     double s = 0;
     for (i64 r = 0; r < rows; ++r)
       s += labels[r] >= 0 && labels[r] < cols ? static_cast<double>(logp[r * cols + labels[r]]) : std::nan("");
     *static_cast<T*>(outv) = static_cast<T>(-s / static_cast<double>(rows));
+    if (one) *static_cast<T*>(one) = T(1);
   });
 }
 
@@ -80,7 +81,7 @@ void CpuBackend::nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_
   });
 }
 
-void CpuBackend::mse(DType dtype, i64 n, const void* av, const void* bv, void* outv) {
+void CpuBackend::mse(DType dtype, i64 n, const void* av, const void* bv, void* outv, void* one) {
   with_float_type(dtype, "mse", [&]<class T>() {
     auto a = static_cast<const T*>(av);
     auto b = static_cast<const T*>(bv);
@@ -90,6 +91,7 @@ void CpuBackend::mse(DType dtype, i64 n, const void* av, const void* bv, void* o
       s += d * d;
     }
     *static_cast<T*>(outv) = static_cast<T>(s / static_cast<double>(n));
+    if (one) *static_cast<T*>(one) = T(1);
   });
 }
 
@@ -105,7 +107,8 @@ void CpuBackend::mse_backward(DType dtype, i64 n, const void* av, const void* bv
   });
 }
 
-void CpuBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* xv, const std::int32_t* labels, void* outv) {
+void CpuBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* xv, const std::int32_t* labels, void* outv,
+                             void* one) {
   with_float_type(dtype, "mse_one_hot", [&]<class T>() {
     auto x = static_cast<const T*>(xv);
     double s = 0;
@@ -115,6 +118,7 @@ void CpuBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* xv, co
         s += d * d;
       }
     *static_cast<T*>(outv) = static_cast<T>(s / static_cast<double>(rows * cols));
+    if (one) *static_cast<T*>(one) = T(1);
   });
 }
 

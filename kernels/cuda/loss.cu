@@ -42,11 +42,16 @@ struct PickedLogp {
     return c >= 0 && c < cols ? static_cast<double>(logp[r * cols + c]) : NAN;  // an invalid label: a NaN loss
   }
 };
+// The loss, and backward()'s seed where asked for (kernels/loss.h).
 template <class T>
 struct StoreNegativeMean {
   T* out;
   double count;
-  __device__ void operator()(double total) const { *out = static_cast<T>(-total / count); }
+  T* one;
+  __device__ void operator()(double total) const {
+    *out = static_cast<T>(-total / count);
+    if (one) *one = T(1);
+  }
 };
 
 // Element i of the row-major one-hot targets of `labels`, NaN in the row of an invalid label.
@@ -94,7 +99,11 @@ template <class T>
 struct StoreMean {
   T* out;
   double count;
-  __device__ void operator()(double total) const { *out = static_cast<T>(total / count); }
+  T* one;
+  __device__ void operator()(double total) const {
+    *out = static_cast<T>(total / count);
+    if (one) *one = T(1);
+  }
 };
 
 template <class T>
@@ -155,10 +164,10 @@ void CudaBackend::log_softmax_backward(DType dtype, i64 rows, i64 cols, const vo
   });
 }
 
-void CudaBackend::nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels, void* out) {
+void CudaBackend::nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels, void* out, void* one) {
   with_float(dtype, "nll", [&]<class T>() {
     deterministic_sum("nll", rows, PickedLogp<T>{static_cast<const T*>(logp), labels, cols},
-                      StoreNegativeMean<T>{static_cast<T*>(out), static_cast<double>(rows)});
+                      StoreNegativeMean<T>{static_cast<T*>(out), static_cast<double>(rows), static_cast<T*>(one)});
   });
 }
 
@@ -179,10 +188,10 @@ void CudaBackend::one_hot(DType dtype, i64 rows, i64 classes, const std::int32_t
   });
 }
 
-void CudaBackend::mse(DType dtype, i64 n, const void* a, const void* b, void* out) {
+void CudaBackend::mse(DType dtype, i64 n, const void* a, const void* b, void* out, void* one) {
   with_float(dtype, "mse", [&]<class T>() {
     deterministic_sum("mse", n, SquaredDifference<T>{static_cast<const T*>(a), static_cast<const T*>(b)},
-                      StoreMean<T>{static_cast<T*>(out), static_cast<double>(n)});
+                      StoreMean<T>{static_cast<T*>(out), static_cast<double>(n), static_cast<T*>(one)});
   });
 }
 
@@ -194,10 +203,11 @@ void CudaBackend::mse_backward(DType dtype, i64 n, const void* a, const void* b,
   });
 }
 
-void CudaBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out) {
+void CudaBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out,
+                              void* one) {
   with_float(dtype, "mse_one_hot", [&]<class T>() {
     deterministic_sum("mse_one_hot", rows * cols, SquaredDifferenceToOneHot<T>{static_cast<const T*>(x), labels, cols},
-                      StoreMean<T>{static_cast<T*>(out), static_cast<double>(rows * cols)});
+                      StoreMean<T>{static_cast<T*>(out), static_cast<double>(rows * cols), static_cast<T*>(one)});
   });
 }
 
