@@ -1,6 +1,7 @@
 // The per-manifold MFTMA core against analytic capacities (Gardner's points, line segments,
 // balls), its QP solutions against their KKT conditions, its NNLS against brute force, and its
 // invariances.
+#include <chrono>
 #include <cmath>
 
 #include "engine/probe/geometry.h"
@@ -231,6 +232,24 @@ TEST_SUITE("geometry") {
       CHECK(std::abs(perm.capacity - base.capacity) < 4 * std::hypot(base.capacity_se, perm.capacity_se));
       CHECK(base.capacity_se < 0.02 * base.capacity);
     }
+  }
+
+  TEST_CASE("a layer: the tensor form on the activations' device equals the host form, and times its parts") {
+    auto c = clouds(4, 12, 9, 0.4, 8);
+    const auto from_host = analyze_layer(c.x, 9, c.y, 4, 0.0, 300, 5);
+    const auto start = std::chrono::steady_clock::now();
+    const auto from_tensor = analyze_layer(Tensor::from(c.x, Shape{48, 9}, DType::f64), c.y, 4, 0.0, 300, 5);
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(from_tensor.capacity == from_host.capacity);
+    CHECK(from_tensor.radius == from_host.radius);
+    CHECK(from_tensor.dimension == from_host.dimension);
+    CHECK(from_tensor.k == from_host.k);
+    const auto& t = from_tensor.seconds;
+    CHECK(t.centers >= 0);
+    CHECK(t.structure >= 0);
+    CHECK(t.manifolds >= 0);
+    CHECK(t.anchors > 0);
+    CHECK(t.centers + t.structure + t.manifolds + t.anchors <= total);
   }
 
   TEST_CASE("a layer: degenerate manifolds give defined values and a warning") {

@@ -1,6 +1,7 @@
 #include "engine/probe/geometry.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -180,6 +181,12 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
            "geometry: the activations are {} for {} labels; they must be [rows, features] with one row per label",
            activations.describe(), n);
   GS_CHECK(classes >= 2, "geometry: needs at least 2 classes, got {}", classes);
+  auto lap = [last = std::chrono::steady_clock::now()]() mutable {  // seconds since the previous lap
+    const auto now = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(now - last).count();
+    last = now;
+    return s;
+  };
   const std::int64_t features = activations.size(1);
   const Device device = activations.device();
   // The rows of each class, class after class, as the kernels take them (kernels/geometry.h).
@@ -213,6 +220,7 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
     GS_CHECK(std::isfinite(v), "geometry: the activations hold NaN or Inf (or values so large that their sum overflows)");
 
   LayerGeometry out;
+  out.seconds.centers = lap();
   // 2. The centers' common low-rank structure, found on the host from the P × N centers, then
   // projected out of every point (needs 3 centers in at least P − 1 dimensions; otherwise
   // nothing is removed and K = 0).
@@ -229,6 +237,7 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
     out.center_correlation = mean_abs_cosine_of_centers(c);
   }
 
+  out.seconds.structure = lap();
   // 3. Every class's points with the structure projected out, minus their own mean and over
   // that mean's norm; then their coordinates in their own span.
   const Tensor basis_d = basis.cols > 0 ? Tensor::from(basis.v, Shape{features, basis.cols}, DType::f64, device) : Tensor();
@@ -236,6 +245,7 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
   be.manifold_points(layer, doubles(mean), basis.cols > 0 ? static_cast<const double*>(basis_d.raw()) : nullptr, basis.cols,
                      doubles(work), doubles(norms_d));
   const std::vector<double> norms = norms_d.to_vector();
+  out.seconds.manifolds = lap();
   std::vector<Tensor> points;
   std::vector<kernels::SpanProblem> spans;
   std::vector<std::vector<double>> t_vectors;
@@ -260,6 +270,7 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
 
   // 4. Every class's anchors at once.
   out.per_class = analyze_points(std::move(points), kappa, t_vectors, n_t, device);
+  out.seconds.anchors = lap();
   double inverse_sum = 0, inverse_var = 0;
   for (const ManifoldGeometry& g : out.per_class) {
     inverse_sum += 1 / g.capacity;

@@ -75,6 +75,13 @@ struct LayerGeometry {
   std::vector<std::int64_t> k_near_ties;  // other K within 1e-3 of the best residual (the capacity moves with K)
   std::vector<ManifoldGeometry> per_class;
   std::vector<std::string> warnings;  // degenerate manifolds, said once each
+  // Wall-clock seconds of the analysis's parts, each ending when its results are back on the
+  // host (so a GPU's queued work counts where it finishes): the centers (with the upload), the
+  // center structure (host), the manifolds, and the rest (span coordinates, Gaussian vectors,
+  // anchors and terms).
+  struct Seconds {
+    double centers = 0, structure = 0, manifolds = 0, anchors = 0;
+  } seconds;
 };
 
 // activations: [n, features] (f32 or f64) on the device the analysis runs on; labels: the class of
