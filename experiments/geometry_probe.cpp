@@ -35,7 +35,12 @@ void GeometryProbe::operator()(const ProbeContext& c) {
   for (auto& v : index)
     if (v == 0) v = classes++;
   for (auto& y : labels) y = index[static_cast<std::size_t>(y)];
-  for (const auto& [name, act] : layer_activations(c.model, set.images)) {
+  nn::Sequential& model = c.device_model ? *c.device_model : c.model;
+  const auto params = model.parameters();
+  const Device device = params.empty() ? Device::cpu : params.front().device();
+  if (device != Device::cpu && !device_images_.defined()) device_images_ = set.images.to(device);
+  last_device_ = device;
+  for (const auto& [name, act] : layer_activations(model, device == Device::cpu ? set.images : device_images_)) {
     // Where the model is; only the class centers (for the center structure) and the per-t terms come back.
     const auto g = probe::analyze_layer(act, labels, classes, kappa_, n_t_, seed_, true);
     for (const auto& w : g.warnings) fmt::print(stderr, "grokscope: geometry at step {}, {}: {}\n", c.step, name, w);

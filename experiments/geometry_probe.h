@@ -4,7 +4,9 @@
 // geometry probe set, grouped by class, analysed by MFTMA (engine/probe/geometry.h); one row per
 // layer in geometry.csv:
 //   step, layer, capacity, capacity_se, radius, dimension, center_correlation, k
-// The same seeded Gaussian vectors serve every step, so steps differ by the network alone.
+// The same seeded Gaussian vectors serve every step, so steps differ by the network alone. In a
+// run trained on a GPU the network there computes the activations and the analysis runs there
+// (only the class centers and the per-t terms come back).
 #include <fstream>
 
 #include "experiments/runner.h"
@@ -15,12 +17,15 @@ class GeometryProbe {
  public:
   GeometryProbe(double kappa, std::int64_t n_t, std::uint64_t seed) : kappa_(kappa), n_t_(n_t), seed_(seed) {}
   void operator()(const ProbeContext& context);
+  Device last_device() const { return last_device_; }  // where the last probe step's analysis ran
 
  private:
   double kappa_;
   std::int64_t n_t_;
   std::uint64_t seed_;
   std::ofstream csv_;
+  Tensor device_images_;  // the probe set's images on the training device, uploaded once
+  Device last_device_ = Device::cpu;
 };
 
 // The activations of every layer on x: ("input", x flattened), then each layer's output named

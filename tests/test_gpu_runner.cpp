@@ -1,6 +1,6 @@
 // A whole run trained on the cuda device against the same run on the CPU: what a researcher gets
 // from `grokscope train --device cuda`. The probes are included; the NTK probe and the geometry
-// probe's anchor solves run on the device too.
+// probe run on the device too.
 #include <nlohmann/json.hpp>
 
 #include "experiments/geometry_probe.h"
@@ -20,6 +20,7 @@ struct TinyRun {
   bool step_graph = true;
   bool streamed_ntk = false;  // force the NTK probe's factor path (an MLP's run on a GPU takes it anyway)
   bool save_kernels = false;  // probe.save_kernels: held kernels, written as .npy
+  Device* geometry_device = nullptr;  // out: where the geometry probe's last analysis ran
 };
 
 // Returns whether the NTK probe computed its factors on the device.
@@ -37,6 +38,7 @@ bool train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device d
   auto geometry = std::make_shared<GeometryProbe>(0.0, 50, recipe.train.seed);
   runner.add_probe("geometry", [geometry](const ProbeContext& c) { (*geometry)(c); });
   runner.run();
+  if (how.geometry_device) *how.geometry_device = geometry->last_device();
   return ntk->measured_off_cpu();
 }
 
@@ -78,8 +80,11 @@ TEST_SUITE("gpu") {
     test::TempDir dir;
     test::write_tiny_mnist(dir.path(), 64, 24);
     const Recipe recipe = test::tiny_recipe(dir.path(), 40);
-    train_tiny(recipe, dir / "cpu", Device::cpu);
-    train_tiny(recipe, dir / "cuda", Device::cuda);
+    Device geometry_on = Device::cuda;
+    train_tiny(recipe, dir / "cpu", Device::cpu, TinyRun{.geometry_device = &geometry_on});
+    CHECK(geometry_on == Device::cpu);
+    train_tiny(recipe, dir / "cuda", Device::cuda, TinyRun{.geometry_device = &geometry_on});
+    CHECK(geometry_on == Device::cuda);  // the activations and their analysis stay on the device
     // f32 sums in another order: the losses and norms drift apart by rounding, nothing more.
     check_same_csv(dir / "cpu" / "metrics.csv", dir / "cuda" / "metrics.csv", 1e-4, "seconds");
     check_same_csv(dir / "cpu" / "ntk.csv", dir / "cuda" / "ntk.csv", 1e-3);
