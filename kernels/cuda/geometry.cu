@@ -378,21 +378,9 @@ __global__ void project_points_kernel(LayerClasses l, const double* mean, const 
     double partial = 0;
     for (i64 f = threadIdx.x; f < features; f += blockDim.x) partial += basis[f * k + j] * w[f * m];
     const double d = block_sum<threads_per_block>(partial);
-    __syncthreads();  // every thread has read the sum before the next one reuses block_sum's buffer
+    __syncthreads();  // every thread has read the sum before the next call reuses the buffer
     for (i64 f = threadIdx.x; f < features; f += blockDim.x) w[f * m] -= d * basis[f * k + j];
   }
-}
-
-template <int Threads>
-__device__ double block_max(double v) {
-  __shared__ double buf[Threads];
-  buf[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = Threads / 2; s > 0; s >>= 1) {
-    if (static_cast<int>(threadIdx.x) < s) buf[threadIdx.x] = fmax(buf[threadIdx.x], buf[threadIdx.x + s]);
-    __syncthreads();
-  }
-  return buf[0];
 }
 
 // manifold_points, second pass: one block per class, one thread per feature (a row of the work

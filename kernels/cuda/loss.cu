@@ -42,17 +42,7 @@ struct PickedLogp {
     return c >= 0 && c < cols ? static_cast<double>(logp[r * cols + c]) : NAN;  // an invalid label: a NaN loss
   }
 };
-// The loss, and backward()'s seed where asked for (kernels/loss.h).
-template <class T>
-struct StoreNegativeMean {
-  T* out;
-  double count;
-  T* one;
-  __device__ void operator()(double total) const {
-    *out = static_cast<T>(-total / count);
-    if (one) *one = T(1);
-  }
-};
+
 
 // Element i of the row-major one-hot targets of `labels`, NaN in the row of an invalid label.
 template <class T>
@@ -95,13 +85,15 @@ struct SquaredDifferenceToOneHot {
     return d * d;
   }
 };
+// The loss, ±total / count, and backward()'s seed where asked for (kernels/loss.h).
 template <class T>
 struct StoreMean {
   T* out;
   double count;
   T* one;
+  bool negate = false;
   __device__ void operator()(double total) const {
-    *out = static_cast<T>(total / count);
+    *out = static_cast<T>((negate ? -total : total) / count);
     if (one) *one = T(1);
   }
 };
@@ -167,7 +159,7 @@ void CudaBackend::log_softmax_backward(DType dtype, i64 rows, i64 cols, const vo
 void CudaBackend::nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels, void* out, void* one) {
   with_float(dtype, "nll", [&]<class T>() {
     deterministic_sum("nll", rows, PickedLogp<T>{static_cast<const T*>(logp), labels, cols},
-                      StoreNegativeMean<T>{static_cast<T*>(out), static_cast<double>(rows), static_cast<T*>(one)});
+                      StoreMean<T>{static_cast<T*>(out), static_cast<double>(rows), static_cast<T*>(one), true});
   });
 }
 

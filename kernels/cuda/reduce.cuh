@@ -7,16 +7,34 @@
 
 namespace gs::kernels::cuda {
 
-template <int Threads>
-__device__ double block_sum(double v) {
+// The block's values combined by a shared-memory tree (one buffer per Combine); every thread gets
+// the result. A second call with the same Combine needs a barrier first: the buffer is reused.
+template <int Threads, class Combine>
+__device__ double block_reduce(double v, Combine combine) {
   __shared__ double buf[Threads];
   buf[threadIdx.x] = v;
   __syncthreads();
   for (int s = Threads / 2; s > 0; s >>= 1) {
-    if (static_cast<int>(threadIdx.x) < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+    if (static_cast<int>(threadIdx.x) < s) buf[threadIdx.x] = combine(buf[threadIdx.x], buf[threadIdx.x + s]);
     __syncthreads();
   }
   return buf[0];
+}
+
+struct Add {
+  __device__ double operator()(double a, double b) const { return a + b; }
+};
+struct Max {  // a NaN loses, as in std::fmax
+  __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+template <int Threads>
+__device__ double block_sum(double v) {
+  return block_reduce<Threads>(v, Add{});
+}
+template <int Threads>
+__device__ double block_max(double v) {
+  return block_reduce<Threads>(v, Max{});
 }
 
 // Term(i) -> double; Finish(double total) writes the result.
