@@ -191,16 +191,28 @@ void CpuBackend::manifold_points(const LayerClasses& l, const double* mean, cons
 }
 
 void CpuBackend::span_coordinates(const std::vector<SpanProblem>& manifolds) {
-  std::vector<double> tau;
+  std::vector<double> a, tau;
   for (const SpanProblem& p : manifolds) {
-    if (p.features > p.points) {  // LAPACK's threads work inside each QR
-      tau.resize(static_cast<std::size_t>(p.points));
-      const int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, static_cast<int>(p.features), static_cast<int>(p.points), p.work,
-                                      static_cast<int>(p.points), tau.data());
-      if (info != 0) throw Error("geometry: QR of a manifold of " + std::to_string(p.points) + " points in " +
-                                 std::to_string(p.features) + " dimensions failed (LAPACK info " + std::to_string(info) + ")");
+    const i64 f = p.features, m = p.points;
+    if (f > m) {
+      // Into LAPACK's column-major layout by 32 × 32 tiles (LAPACKE's row-major path transposes
+      // value by value, there and back); LAPACK's threads work inside each QR.
+      a.resize(static_cast<std::size_t>(f * m));
+      constexpr i64 tile = 32;
+      for (i64 f0 = 0; f0 < f; f0 += tile)
+        for (i64 p0 = 0; p0 < m; p0 += tile)
+          for (i64 i = f0; i < std::min(f0 + tile, f); ++i)
+            for (i64 j = p0; j < std::min(p0 + tile, m); ++j) a[static_cast<std::size_t>(j * f + i)] = p.work[i * m + j];
+      tau.resize(static_cast<std::size_t>(m));
+      const int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, static_cast<int>(f), static_cast<int>(m), a.data(), static_cast<int>(f),
+                                      tau.data());
+      if (info != 0) throw Error("geometry: QR of a manifold of " + std::to_string(m) + " points in " + std::to_string(f) +
+                                 " dimensions failed (LAPACK info " + std::to_string(info) + ")");
+      // R, the upper triangle of the first m rows, back into the work array where span_coordinate reads it.
+      for (i64 r = 0; r < m; ++r)
+        for (i64 j = r; j < m; ++j) p.work[r * m + j] = a[static_cast<std::size_t>(j * f + r)];
     }
-    for (i64 i = 0; i < p.points * p.dims(); ++i) p.s[i] = span_coordinate(p, i);
+    for (i64 i = 0; i < m * p.dims(); ++i) p.s[i] = span_coordinate(p, i);
   }
 }
 
