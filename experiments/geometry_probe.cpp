@@ -36,8 +36,7 @@ void GeometryProbe::operator()(const ProbeContext& c) {
     if (v == 0) v = classes++;
   for (auto& y : labels) y = index[static_cast<std::size_t>(y)];
   nn::Sequential& model = c.device_model ? *c.device_model : c.model;
-  const auto params = model.parameters();
-  const Device device = params.empty() ? Device::cpu : params.front().device();
+  const Device device = c.device_model ? c.device_model->parameters().front().device() : Device::cpu;
   if (device != Device::cpu && !device_images_.defined()) device_images_ = set.images.to(device);
   last_device_ = device;
   for (const auto& [name, act] : layer_activations(model, device == Device::cpu ? set.images : device_images_)) {

@@ -2,6 +2,7 @@
 // Fused optimizer updates with torch.optim's exact update rules, applied in place. One difference
 // on x86 CPUs: subnormal values (below 1.2e-38 in f32) are flushed to zero during the update,
 // which torch does not do; see FlushSubnormals in kernels/cpu/cpu_backend.h for why.
+#include <cmath>
 #include <vector>
 
 #include "kernels/family.h"
@@ -28,6 +29,15 @@ struct AdamCounters {
   unsigned long long finished_blocks;  // CUDA: blocks of the counting launch done so far; 0 between calls
 };
 static_assert(sizeof(AdamCounters) == 2 * sizeof(double), "AdamCounters is stored as an f64 tensor of 2");
+
+// The bias corrections of step t, one definition for the CPU backend and the CUDA kernel.
+struct AdamCorrections {
+  double step_size;  // lr / (1 − β1^t)
+  double sqrt_bc2;   // √(1 − β2^t)
+};
+GS_HOST_DEVICE inline AdamCorrections adam_corrections(double lr, double beta1, double beta2, double t) {
+  return {lr / (1 - pow(beta1, t)), sqrt(1 - pow(beta2, t))};
+}
 
 // One parameter tensor of an Adam step: its n values, gradient and two moments.
 struct AdamTensor {

@@ -71,9 +71,9 @@ void adam_update(i64 n, T* p, const T* g, T* m, T* v, const AdamScalars<T> k) {
 void CpuBackend::adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s, AdamCounters* c,
                             bool count_step) {
   const double t = c->step + 1;
-  const double step_size = s.lr / (1 - std::pow(s.beta1, t)), sqrt_bc2 = std::sqrt(1 - std::pow(s.beta2, t));
+  const AdamCorrections corrections = adam_corrections(s.lr, s.beta1, s.beta2, t);
   with_float_type(dtype, "adam_steps", [&]<class T>() {
-    const AdamScalars<T> k{T(step_size), T(sqrt_bc2), T(s.beta1), T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay),
+    const AdamScalars<T> k{T(corrections.step_size), T(corrections.sqrt_bc2), T(s.beta1), T(s.beta2), T(s.eps), T(1 - s.lr * s.weight_decay),
                            T(s.weight_decay)};
     // One loop per tensor: on the CPU a call costs nothing a fused loop would save (the large
     // tensors thread on their own).

@@ -40,11 +40,6 @@ AdamConstants<T> constants_of(const AdamStep& s) {
           !decoupled && s.weight_decay != 0, s.lr, s.beta1, s.beta2};
 }
 
-// The bias corrections of step t, as the CPU backend computes them.
-struct AdamCorrections {
-  double step_size;  // lr / (1 − β1^t)
-  double sqrt_bc2;   // √(1 − β2^t)
-};
 
 // Element i of one tensor: torch's update, in the order kernels/cpu/optim.cpp computes it.
 template <class T>
@@ -85,10 +80,7 @@ struct AdamBatch {
 template <class T>
 __global__ void adam_batch_kernel(AdamBatch<T> batch, AdamCounters* c, AdamConstants<T> k, bool count_step) {
   __shared__ AdamCorrections corrections;
-  if (threadIdx.x == 0) {
-    const double t = c->step + 1;
-    corrections = {k.lr / (1 - pow(k.beta1, t)), sqrt(1 - pow(k.beta2, t))};
-  }
+  if (threadIdx.x == 0) corrections = adam_corrections(k.lr, k.beta1, k.beta2, c->step + 1);
   __syncthreads();
   const i64 block = blockIdx.x;
   int t = 0;
