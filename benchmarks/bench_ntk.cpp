@@ -76,6 +76,27 @@ void BM_ntk_distance_emnist_mlp_1280_streamed(benchmark::State& state) {
   }
 }
 
+// What a streamed probe step computes besides its distances, on the same EMNIST factors: each
+// layer's trace kernel (their traces give the layers' shares, their sum the trace kernel), the
+// output layer's Gram and the alignment's numerator Yᵀ K Y. n × n work, never n·C × n·C.
+void BM_ntk_companions_emnist_mlp_1280(benchmark::State& state) {
+  Generator gen(0);
+  auto net = models::make_mlp({{784, 128, 512, 128, 47}, nn::Activation::relu, 10.0, 1.0}, gen);
+  Tensor x = Tensor::empty(Shape{1280, 784});
+  Generator data(1, Stream::data);
+  data.uniform(x, 0, 1);
+  std::vector<std::int32_t> y;
+  for (std::int32_t i = 0; i < 1280; ++i) y.push_back(i % 47);
+  const Tensor labels = Tensor::from(y, Shape{1280});
+  const auto factors = probe::kernel_factors(*net, x);
+  for (auto _ : state) {
+    const auto layers = probe::layer_trace_kernels(factors);
+    benchmark::DoNotOptimize(probe::add_kernels(layers).raw());
+    benchmark::DoNotOptimize(probe::output_gram(factors).raw());
+    benchmark::DoNotOptimize(probe::target_quadratic_form(factors, labels));
+  }
+}
+
 // The per-logit loop on n points; times scale_to_256 is a lower bound for the full set.
 void BM_per_logit_loop_mnist_mlp(benchmark::State& state) {
   const std::int64_t n = state.range(0);
@@ -89,5 +110,6 @@ void BM_per_logit_loop_mnist_mlp(benchmark::State& state) {
 BENCHMARK(BM_ntk_mnist_mlp_256)->Arg(32)->Arg(64)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ntk_mnist_cnn_256)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 BENCHMARK(BM_ntk_distance_emnist_mlp_1280_streamed)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_ntk_companions_emnist_mlp_1280)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_per_logit_loop_mnist_mlp)->Arg(16)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -35,21 +35,6 @@ void with_checkpoint(nn::Sequential& model, const std::filesystem::path& file, F
   for (std::size_t i = 0; i < params.size(); ++i) params[i].second.copy_(saved[i]);
 }
 
-}  // namespace
-
-namespace {
-
-// The traces of each layer's block, from the factors (for the shares of a streamed kernel).
-std::vector<double> layer_traces_of(const probe::KernelFactors& f) {
-  std::vector<double> out;
-  probe::KernelFactors one = f;
-  for (const auto& l : f.layers) {
-    one.layers = {l};
-    out.push_back(probe::trace(probe::trace_kernel(one)));
-  }
-  return out;
-}
-
 // ⟨A, B⟩ of two n × n f64 matrices.
 double inner(const Tensor& a, const Tensor& b) {
   const double* p = a.data<double>();
@@ -71,8 +56,10 @@ NtkProbe::Measurement NtkProbe::measure(nn::Sequential& model, const Tensor& x) 
     const auto params = model.parameters();
     m.factors = probe::kernel_factors(model, x.to(params.front().device()));
     for (const auto& l : m.factors.layers) m.layer_names.push_back(l.name);
-    m.layer_traces = layer_traces_of(m.factors);
-    m.trace = probe::trace_kernel(m.factors);
+    // Each layer's trace kernel once: its trace gives the layer's share, their sum the trace kernel.
+    const auto layer_traces = probe::layer_trace_kernels(m.factors);
+    for (const auto& t : layer_traces) m.layer_traces.push_back(probe::trace(t));
+    m.trace = probe::add_kernels(layer_traces);
     m.output_gram = probe::output_gram(m.factors);
     return m;
   }

@@ -16,6 +16,7 @@
 
 #include "engine/error_type.h"
 #include "engine/optim.h"
+#include "engine/probe/ntk_stream.h"
 #include "experiments/runner.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "models/models.h"
@@ -413,5 +414,36 @@ TEST_SUITE("cuda_emulator") {
         CHECK(launched("adam_steps") == 1);  // every parameter in one launch, which also counts the step
         CHECK(launched("adam_advance") == 0);
       }
+  }
+
+  // Probes never leave the device: from factors held there, the streamed probe's companions
+  // (each layer's trace kernel, the alignment's numerator, the output Gram) copy back their n × n
+  // results and sums, never the n·C-row factors they are computed from.
+  TEST_CASE("the NTK probe's companions from device factors copy back results, not factors") {
+    gs::Generator gen(7);
+    auto net = gs::models::make_mlp({.widths = {30, 40, 40, 10}}, gen);
+    net->to(gs::Device::cuda);
+    const std::int64_t n = 12;
+    gs::Tensor x = gs::Tensor::full(gs::Shape{n, 30}, 0.25, gs::DType::f32, gs::Device::cuda);
+    const auto factors = gs::probe::kernel_factors(*net, x);
+    std::int64_t factor_bytes = 0;
+    for (const auto& l : factors.layers)
+      if (l.signals.defined()) factor_bytes += l.signals.numel() * 4;
+    std::vector<std::int32_t> y;
+    for (std::int64_t i = 0; i < n; ++i) y.push_back(static_cast<std::int32_t>(i % 10));
+    const gs::Tensor labels = gs::Tensor::from(y, gs::Shape{n});
+    const auto before = gs::cuda_emulator::copy_counts();
+    const auto traces = gs::probe::layer_trace_kernels(factors);
+    const double quadratic = gs::probe::target_quadratic_form(factors, labels);
+    const gs::Tensor output = gs::probe::output_gram(factors);
+    const auto after = gs::cuda_emulator::copy_counts();
+    CHECK(std::isfinite(quadratic));
+    // f64 trace kernels, the f32 output Gram (made f64 on the host), a sum per layer.
+    const auto layers = static_cast<std::int64_t>(traces.size());
+    const std::int64_t results = layers * n * n * 8 + n * n * 4, sums = layers * 8;
+    CHECK(after.device_to_host_bytes - before.device_to_host_bytes <= results + sums);
+    CHECK(after.device_to_host_bytes - before.device_to_host_bytes >= results);  // the counter counts bytes
+    CHECK(factor_bytes > 4 * results);  // the factors themselves would not have fit the bound
+    CHECK(after.host_to_device_bytes - before.host_to_device_bytes == n * 10 * 8);  // the labels, as Y
   }
 }

@@ -268,6 +268,16 @@ TEST_SUITE("gpu") {
         }
         test::check_close(probe::trace_kernel(start_d), probe::trace_kernel(start).to_vector(), {1e-12, tolerance},
                           "trace kernel from device factors");
+        const auto layers_d = probe::layer_trace_kernels(later_d), layers = probe::layer_trace_kernels(later);
+        REQUIRE(layers_d.size() == layers.size());
+        for (std::size_t l = 0; l < layers.size(); ++l)
+          test::check_close(layers_d[l], layers[l].to_vector(), {1e-12, tolerance}, "a layer's trace kernel from device factors");
+        std::vector<std::int32_t> y;
+        for (std::int64_t i = 0; i < x.size(0); ++i) y.push_back(static_cast<std::int32_t>((i * 7) % later.classes));
+        const Tensor labels = Tensor::from(y, Shape{x.size(0)});
+        const double quadratic = probe::target_quadratic_form(later, labels);
+        CHECK(std::abs(quadratic) > 1e-6);
+        CHECK(probe::target_quadratic_form(later_d, labels) == doctest::Approx(quadratic).epsilon(tolerance));
         test::check_close(probe::output_gram(start_d), probe::output_gram(start).to_vector(), {1e-12, tolerance},
                           "output Gram from device factors");
       }

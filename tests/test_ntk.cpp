@@ -314,15 +314,37 @@ TEST_SUITE("ntk") {
     cnn->to(DType::f64);
     Tensor x = test::random_tensor(Shape{6, 1, 8, 8}, 19, DType::f64, 0, 1);
     Tensor labels = Tensor::from(std::vector<std::int32_t>{0, 1, 2, 2, 1, 0}, Shape{6});
-    Tensor k = empirical_ntk(*cnn, x).kernel;
-    auto f = kernel_factors(*cnn, x);
-    auto t = probe::trace_kernel(f).to_vector(), want = probe::trace_kernel(k, 3).to_vector();
-    for (std::size_t q = 0; q < t.size(); ++q) CHECK(t[q] == doctest::Approx(want[q]).epsilon(1e-12));
     double yy = 0;
     for (int i : {0, 1, 2, 2, 1, 0})
       for (int a = 0; a < 3; ++a) yy += std::pow((i == a ? 1.0 : 0.0) - 1.0 / 3, 2);
-    CHECK(target_quadratic_form(f, labels) / (frobenius_norm(k) * yy) ==
-          doctest::Approx(kernel_alignment(k, labels, 3)).epsilon(1e-12));
+    // Each layer's trace kernel against the per-logit trace of that layer's held block, and the
+    // alignment's numerator against the held kernel's alignment: a CNN (convolutions' plain
+    // Grams, dense layers, the output block) and an MLP of three dense layers.
+    auto mlp = tiny_mlp(nn::Activation::tanh, DType::f64);
+    Tensor x_mlp = test::random_tensor(Shape{6, 6}, 20);
+    for (bool cnn_case : {true, false}) {
+      CAPTURE(cnn_case);
+      nn::Sequential& net = cnn_case ? *cnn : *mlp;
+      const Tensor& xs = cnn_case ? x : x_mlp;
+      Ntk held = empirical_ntk(net, xs, {.per_layer = true});
+      auto f = kernel_factors(net, xs);
+      const auto layers = probe::layer_trace_kernels(f);
+      REQUIRE(layers.size() == held.per_layer.size());
+      for (std::size_t l = 0; l < layers.size(); ++l) {
+        CAPTURE(l);
+        CHECK(layers[l].shape() == Shape{6, 6});
+        test::check_close(layers[l], probe::trace_kernel(held.per_layer[l], 3).to_vector(), {1e-13, 1e-12},
+                          "a layer's trace kernel");
+        CHECK(trace(layers[l]) == doctest::Approx(held.layer_traces[l]).epsilon(1e-12));
+      }
+      auto t = probe::trace_kernel(f).to_vector(), want = probe::trace_kernel(held.kernel, 3).to_vector();
+      for (std::size_t q = 0; q < t.size(); ++q) CHECK(t[q] == doctest::Approx(want[q]).epsilon(1e-12));
+      const double alignment = kernel_alignment(held.kernel, labels, 3);
+      CHECK(std::abs(alignment) > 1e-3);  // not a vacuous zero
+      CHECK(target_quadratic_form(f, labels) / (frobenius_norm(held.kernel) * yy) == doctest::Approx(alignment).epsilon(1e-12));
+    }
+    Tensor k = empirical_ntk(*cnn, x).kernel;
+    auto f = kernel_factors(*cnn, x);
     init::scale_parameters(*cnn, 1.05);
     Tensor k2 = empirical_ntk(*cnn, x).kernel;
     auto f2 = kernel_factors(*cnn, x);

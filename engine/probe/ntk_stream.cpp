@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/autograd.h"
+#include "engine/ops.h"
 #include "engine/probe/ntk_tiles.h"
 
 namespace gs::probe {
@@ -138,17 +139,6 @@ void check_same_points(const KernelFactors& a, const KernelFactors& b) {
            dtype_name(a.layers.front().signals.dtype()), dtype_name(b.layers.front().signals.dtype()));
 }
 
-// Row (i, a) of a layer's signals (or a convolution's gradients), as doubles.
-template <class F>
-void for_each_row(const LayerFactors& l, F&& f) {
-  const std::int64_t rows = l.signals.size(0), width = l.signals.size(1);
-  const Tensor d = l.signals.dtype() == DType::f64 ? l.signals : l.signals.to(DType::f64);
-  const double* p = d.data<double>();
-  for (std::int64_t r = 0; r < rows; ++r) f(r, p + r * width, width);
-}
-
-std::vector<double> input_gram_f64(const LayerFactors& l) { return tiles::input_gram(l.inputs).to(Device::cpu).to_vector(); }
-
 }  // namespace
 
 StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
@@ -167,61 +157,93 @@ StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors&
   return {s.norm2, s.norm2_ref[0], s.inner[0]};
 }
 
-Tensor trace_kernel(const KernelFactors& f) {
-  if (f.device() != Device::cpu) return trace_kernel(f.to(Device::cpu));
-  const std::int64_t n = f.samples, c = f.classes;
-  std::vector<double> t(static_cast<std::size_t>(n * n), 0.0);
-  for (const auto& l : f.layers) {
-    if (l.output_layer) {  // C α² (H Hᵀ + 1)
-      auto g = input_gram_f64(l);
-      for (std::size_t q = 0; q < t.size(); ++q) t[q] += static_cast<double>(c) * l.output_scale * l.output_scale * g[q];
-      continue;
-    }
-    // Σ_a ⟨d_(i,a), d_(j,a)⟩ = ⟨vec D_i, vec D_j⟩ with D_i the C × width block of sample i.
-    const std::int64_t width = l.signals.size(1);
-    Tensor flat = l.signals.view(Shape{n, c * width}).to(DType::f64);
-    Tensor dd = Tensor::empty(Shape{n, n}, DType::f64);
-    kernels::GemmShape s{false, true, n, n, c * width, c * width, c * width, n};
-    kernels::cpu_backend().gemm(DType::f64, s, 1.0, flat.raw(), flat.raw(), 0.0, dd.raw());
-    const double* ddp = dd.data<double>();
-    std::vector<double> g = l.plain_gram ? std::vector<double>() : input_gram_f64(l);
-    for (std::size_t q = 0; q < t.size(); ++q) t[q] += ddp[q] * (l.plain_gram ? 1.0 : g[q]);
-  }
-  return Tensor::from(t, Shape{n, n}, DType::f64);
+namespace {
+
+// One layer's block of the per-logit trace Σ_a K_l[(i,a),(j,a)], f64 [n, n], where the factors are.
+Tensor layer_trace_kernel(const LayerFactors& l, std::int64_t n, std::int64_t c) {
+  if (l.output_layer)  // C α² (H Hᵀ + 1)
+    return ops::scale(tiles::input_gram(l.inputs).to(DType::f64), static_cast<double>(c) * l.output_scale * l.output_scale);
+  // Σ_a ⟨d_(i,a), d_(j,a)⟩ = ⟨vec D_i, vec D_j⟩ with D_i the C × width block of sample i.
+  const std::int64_t width = l.signals.size(1);
+  const Device device = l.signals.device();
+  Tensor flat = l.signals.view(Shape{n, c * width}).to(DType::f64);
+  Tensor dd = Tensor::empty(Shape{n, n}, DType::f64, device);
+  kernels::GemmShape s{false, true, n, n, c * width, c * width, c * width, n};
+  kernels::backend(device).gemm(DType::f64, s, 1.0, flat.raw(), flat.raw(), 0.0, dd.raw());
+  return l.plain_gram ? dd : ops::mul(dd, tiles::input_gram(l.inputs).to(DType::f64));
 }
 
+}  // namespace
+
+std::vector<Tensor> layer_trace_kernels(const KernelFactors& f) {
+  NoGrad no_tape;
+  std::vector<Tensor> out;
+  for (const auto& l : f.layers) out.push_back(layer_trace_kernel(l, f.samples, f.classes).to(Device::cpu));
+  return out;
+}
+
+Tensor add_kernels(const std::vector<Tensor>& layer_traces) {
+  GS_CHECK(!layer_traces.empty(), "add_kernels: no kernels to add");
+  Tensor t = Tensor::zeros(layer_traces.front().shape(), DType::f64);
+  double* p = t.data<double>();
+  for (const auto& layer : layer_traces) {
+    const double* q = layer.data<double>();
+    for (std::int64_t i = 0; i < t.numel(); ++i) p[i] += q[i];
+  }
+  return t;
+}
+
+Tensor trace_kernel(const KernelFactors& f) { return add_kernels(layer_trace_kernels(f)); }
+
 double target_quadratic_form(const KernelFactors& f, const Tensor& labels) {
-  if (f.device() != Device::cpu) return target_quadratic_form(f.to(Device::cpu), labels);
+  NoGrad no_tape;
   const std::int64_t n = f.samples, c = f.classes;
   const auto y = labels.to_int_vector();
   GS_CHECK(static_cast<std::int64_t>(y.size()) == n, "target_quadratic_form: {} labels for {} samples", y.size(), n);
-  auto target = [&](std::int64_t i, std::int64_t a) { return (y[static_cast<std::size_t>(i)] == a ? 1.0 : 0.0) - 1.0 / static_cast<double>(c); };
+  for (std::size_t i = 0; i < y.size(); ++i)
+    GS_CHECK(y[i] >= 0 && y[i] < c, "target_quadratic_form: label {} of sample {} is not a class of the kernel's {} logits",
+             y[i], i, c);
+  const Device device = f.device();
+  auto& be = kernels::backend(device);
+  // Y [n, C], the centred one-hot labels: the only upload.
+  std::vector<double> targets(static_cast<std::size_t>(n * c));
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t a = 0; a < c; ++a)
+      targets[static_cast<std::size_t>(i * c + a)] = (y[static_cast<std::size_t>(i)] == a ? 1.0 : 0.0) - 1.0 / static_cast<double>(c);
+  const Tensor target = Tensor::from(targets, Shape{n, c}, DType::f64, device);
+  // Row products u uᵀ [n, n] and f64 sums, on the device; only the sums come back.
+  auto row_products = [&](const Tensor& u) {
+    const std::int64_t w = u.size(1);
+    Tensor uu = Tensor::empty(Shape{n, n}, DType::f64, device);
+    be.gemm(DType::f64, kernels::GemmShape{false, true, n, n, w, w, w, n}, 1.0, u.raw(), u.raw(), 0.0, uu.raw());
+    return uu;
+  };
+  Tensor sum = Tensor::empty(Shape{1}, DType::f64, device);
+  auto inner = [&](const Tensor& a, const Tensor& b) {  // Σ_q a_q b_q
+    be.dot_f64(DType::f64, a.numel(), a.raw(), b.raw(), static_cast<double*>(sum.raw()));
+    return sum.item();
+  };
   double total = 0;
   for (const auto& l : f.layers) {
-    if (l.output_layer) {  // α² Σ_ij G_ij Σ_a y_ia y_ja
-      auto g = input_gram_f64(l);
-      for (std::int64_t i = 0; i < n; ++i)
-        for (std::int64_t j = 0; j < n; ++j) {
-          double yy = 0;
-          for (std::int64_t a = 0; a < c; ++a) yy += target(i, a) * target(j, a);
-          total += l.output_scale * l.output_scale * g[static_cast<std::size_t>(i * n + j)] * yy;
-        }
+    if (l.output_layer) {  // α² Σ_ij G_ij ⟨y_i, y_j⟩
+      total += l.output_scale * l.output_scale * inner(tiles::input_gram(l.inputs).to(DType::f64), row_products(target));
       continue;
     }
-    // u_i = Σ_a y_ia d_(i,a); then Σ_ij G_ij ⟨u_i, u_j⟩ (G = 1 for a convolution's plain Gram).
+    // u_i = Σ_a y_ia d_(i,a): D [n, C, width] times Y [n, C, 1], summed over a (the reduction that
+    // a broadcast product's gradient makes), then Σ_ij G_ij ⟨u_i, u_j⟩ (G = 1 for a convolution).
     const std::int64_t width = l.signals.size(1);
-    std::vector<double> u(static_cast<std::size_t>(n * width), 0.0);
-    for_each_row(l, [&](std::int64_t r, const double* row, std::int64_t w) {
-      const double yr = target(r / c, r % c);
-      for (std::int64_t q = 0; q < w; ++q) u[static_cast<std::size_t>((r / c) * width + q)] += yr * row[q];
-    });
-    std::vector<double> g = l.plain_gram ? std::vector<double>() : input_gram_f64(l);
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j < n; ++j) {
-        double dot = 0;
-        for (std::int64_t q = 0; q < width; ++q) dot += u[static_cast<std::size_t>(i * width + q)] * u[static_cast<std::size_t>(j * width + q)];
-        total += dot * (l.plain_gram ? 1.0 : g[static_cast<std::size_t>(i * n + j)]);
-      }
+    const Tensor d = l.signals.to(DType::f64);
+    Tensor u = Tensor::empty(Shape{n, width}, DType::f64, device);
+    kernels::Broadcast b;
+    b.out = {1, n, c, width};
+    be.reduce_to_operand(DType::f64, b, {0, width, 0, 1}, n * width, 1.0, d.raw(), {0, c, 1, 0}, target.raw(), u.raw());
+    const Tensor uu = row_products(u);
+    if (l.plain_gram) {
+      be.sum(DType::f64, uu.numel(), uu.raw(), sum.raw());
+      total += sum.item();
+    } else {
+      total += inner(uu, tiles::input_gram(l.inputs).to(DType::f64));
+    }
   }
   return total;
 }

@@ -37,9 +37,12 @@ struct StreamedSums {
 StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
                               std::int64_t tile_samples = 64);
 
-// Cheap companions, from the factors alone (n × n work, never n·C × n·C), on the cpu (factors
-// elsewhere are copied there first):
-Tensor trace_kernel(const KernelFactors& f);  // f64 [n, n], Σ_a K[(i,a),(j,a)]
+// Cheap companions, from the factors alone (n × n work, never n·C × n·C), computed where the
+// factors are; only n × n matrices and sums come back:
+// each layer's block of the trace kernel Σ_a K_l[(i,a),(j,a)], f64 [n, n] on the cpu;
+std::vector<Tensor> layer_trace_kernels(const KernelFactors& f);
+Tensor add_kernels(const std::vector<Tensor>& kernels);  // their sum in order, f64 on the cpu
+Tensor trace_kernel(const KernelFactors& f);             // add_kernels(layer_trace_kernels(f))
 // Yᵀ K Y with Y the centred one-hot labels (the numerator of the kernel-target alignment).
 double target_quadratic_form(const KernelFactors& f, const Tensor& labels);
 

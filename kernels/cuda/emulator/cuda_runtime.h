@@ -156,10 +156,12 @@ void note_pointer(std::vector<const void*>& pointers, const P& value) {
   (void)pointers, (void)value;
 }
 
-// Copies across the host boundary since the process started: a training step that makes none
-// can run as one captured graph, and a test can tell.
+// Copies across the host boundary since the process started, and their bytes: a training step
+// that makes none can run as one captured graph, and a test can tell; a probe that keeps its
+// work on the device copies back only its results.
 struct CopyCounts {
   std::int64_t host_to_device = 0, device_to_host = 0;
+  std::int64_t host_to_device_bytes = 0, device_to_host_bytes = 0;
 };
 CopyCounts copy_counts();
 

@@ -548,7 +548,10 @@ cudaError_t check_copy(const char* call, void* dst, const void* src, std::size_t
 }
 
 void copy_now(void* dst, const void* src, std::size_t bytes, bool dst_device, bool src_device) {
-  if (src_device != dst_device) ++(dst_device ? counts.host_to_device : counts.device_to_host);
+  if (src_device != dst_device) {
+    ++(dst_device ? counts.host_to_device : counts.device_to_host);
+    (dst_device ? counts.host_to_device_bytes : counts.device_to_host_bytes) += static_cast<std::int64_t>(bytes);
+  }
   gs::cuda_emulator::DeviceMemory::Open open(memory());
   std::memmove(dst, src, bytes);
 }
