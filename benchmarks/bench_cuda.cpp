@@ -2,8 +2,9 @@
 // DGEMM against cuBLAS at the study's shapes (GFLOP/s, ratio, max error against the float64
 // reference or, for shapes too large for it, against cuBLAS); the CNN's convolutions (implicit
 // GEMM: forward, input and weight gradients) against cuDNN; one training step of the MNIST MLP
-// and of the CNN, eager and replayed as one CUDA graph; and the geometry probe of an EMNIST-sized
-// layer with its anchor problems on the GPU against the whole probe on the CPU. Prints markdown
+// and of the CNN, eager and replayed as one CUDA graph; the geometry probe of an EMNIST-sized
+// layer with its anchor problems on the GPU against the whole probe on the CPU; and the NTK probe
+// of one EMNIST probe set (1280 points) on the GPU. Prints markdown
 // tables. cuBLAS and cuDNN are loaded at run time (libcublas.so.13 / .12, libcudnn.so.9), so this
 // binary runs where only a Python wheel ships them; without them the baseline columns say so.
 // cudnn.h gives the types; nothing is linked.
@@ -24,6 +25,8 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/probe/geometry.h"
+#include "engine/probe/kernel_metrics.h"
+#include "engine/probe/ntk_stream.h"
 #include "engine/rng.h"
 #include "engine/step_graph.h"
 #include "engine/tensor.h"
@@ -424,6 +427,76 @@ void bench_geometry_layer() {
   part("part: span coordinates, Gaussian vectors, anchors", &probe::LayerGeometry::Seconds::anchors);
 }
 
+// The NTK probe of one EMNIST probe set on the GPU, the run's streamed path: the study's EMNIST
+// MLP (784-128-512-128-47) at 1280 points, the factors of the network now, its streamed comparison
+// with two references (the initial and the previous kernel; here the factors of two other
+// networks), and the companions (each layer's trace kernel, the output Gram, the alignment's
+// numerator). Random weights and inputs: the time depends on the shapes only. Wall clock, each
+// part ending when its results are on the host; the median of 3 runs (1 when a run takes > 10 s).
+void bench_ntk_probe() {
+  const std::int64_t n = 1280;
+  const std::vector<std::int64_t> widths{784, 128, 512, 128, 47};
+  auto network = [&](std::uint64_t seed) {
+    Generator g(seed);
+    auto net = models::make_mlp({.widths = widths, .init_scale = 10}, g);
+    net->to(Device::cuda);
+    return net;
+  };
+  Generator data(4, Stream::test);
+  Tensor x = Tensor::empty(Shape{n, widths.front()}, DType::f32);
+  data.uniform(x, 0, 1);
+  x = x.to(Device::cuda);
+  std::vector<std::int32_t> y;
+  for (std::int64_t i = 0; i < n; ++i) y.push_back(static_cast<std::int32_t>(i % widths.back()));
+  const Tensor labels = Tensor::from(y, Shape{n});
+  auto init = network(11), previous = network(12), now = network(13);
+  const auto f0 = probe::kernel_factors(*init, x), f1 = probe::kernel_factors(*previous, x);
+  using clock = std::chrono::steady_clock;
+  auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  struct Run {
+    double total = 0, factors = 0, comparison = 0, companions = 0, distance = 0;
+  };
+  std::vector<Run> runs;
+  for (int i = 0; i < 3 && (runs.empty() || runs.back().total < 10); ++i) {
+    Run r;
+    const auto start = clock::now();
+    const auto f = probe::kernel_factors(*now, x);
+    check(cudaDeviceSynchronize(), "factors");
+    r.factors = since(start);
+    const auto sums = probe::compare_streamed(f, {&f0, &f1});
+    r.comparison = since(start) - r.factors;
+    const auto traces = probe::layer_trace_kernels(f);
+    const double trace = probe::trace(probe::add_kernels(traces));
+    const Tensor output = probe::output_gram(f);
+    const double quadratic = probe::target_quadratic_form(f, labels);
+    r.total = since(start);
+    r.companions = r.total - r.factors - r.comparison;
+    r.distance = 1 - sums.inner[0] / std::sqrt(sums.norm2 * sums.norm2_ref[0]);
+    if (!std::isfinite(trace + quadratic + output.to_vector()[0])) r.distance = NAN;
+    runs.push_back(r);
+  }
+  std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.total < b.total; });
+  const Run& r = runs[runs.size() / 2];
+  std::printf("\n| NTK probe, EMNIST MLP 784-128-512-128-47, %lld points × 47 logits | time (median of %zu) |\n",
+              static_cast<long long>(n), runs.size());
+  std::printf("| --- | ---: |\n");
+  std::printf("| one probe set: factors, distances to 2 kernels, companions (target ≤ 1 s) | %.3f s |\n", r.total);
+  std::printf("| part: factors (forward, one-hot backward) | %.3f s |\n", r.factors);
+  std::printf("| part: streamed comparison with 2 references (tiles of 64 points) | %.3f s |\n", r.comparison);
+  std::printf("| part: companions (trace kernels, output Gram, alignment) | %.3f s |\n", r.companions);
+  std::printf("| check: distance to the first reference (finite, in (0, 1)) | %.4f |\n", r.distance);
+}
+
+// One table's failure (a refused launch, a missing library) is printed and the next still runs.
+template <class F>
+void section(const char* what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    std::printf("\n%s: failed: %s\n", what, e.what());
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -461,9 +534,14 @@ int main() {
   for (const ConvShape& c : {ConvShape{"CNN layer 1", 128, 1, 28, 28, 32, 3, 1}, ConvShape{"CNN layer 2", 128, 32, 14, 14, 64, 3, 1}})
     bench_conv(have_cudnn ? &cudnn : nullptr, c);
   Generator gen(1);
-  bench_training_step("MLP 784-200-200-10, batch 200, MSE, AdamW", models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen),
-                      Shape{200, 784}, true, " (target ≤ 20 µs)");
-  bench_training_step("the study's CNN, batch 64, cross-entropy, AdamW", models::make_cnn({}, gen), Shape{64, 1, 28, 28}, false, "");
-  bench_geometry_layer();
+  section("training step, MLP", [&] {
+    bench_training_step("MLP 784-200-200-10, batch 200, MSE, AdamW", models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen),
+                        Shape{200, 784}, true, " (target ≤ 20 µs)");
+  });
+  section("training step, CNN", [&] {
+    bench_training_step("the study's CNN, batch 64, cross-entropy, AdamW", models::make_cnn({}, gen), Shape{64, 1, 28, 28}, false, "");
+  });
+  section("geometry probe", bench_geometry_layer);
+  section("NTK probe", bench_ntk_probe);
   return 0;
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: the `gpu` test suite (every CUDA kernel against the float64 reference, training
-# steps and probes against the CPU) and bench_cuda (our GEMMs against cuBLAS, our convolutions
-# against cuDNN, the training step eager and as one CUDA graph, the geometry probe of a layer),
-# ending with a short summary. Two halves, because the GPU machine has nvcc, CMake and a Python
+# steps and probes against the CPU), bench_cuda (our GEMMs against cuBLAS, our convolutions
+# against cuDNN, the training step eager and as one CUDA graph, the geometry probe of a layer,
+# the NTK probe of an EMNIST probe set) and the whole MNIST study timed on the GPU, ending with a
+# short summary. Two halves, because the GPU machine has nvcc, CMake and a Python
 # with NVIDIA's wheels but none of the Debian packages grokscope builds against:
 #
 #   tools/gpu_check.sh --bundle   here (Debian, nvcc): build the cuda preset for sm_90 from a
@@ -13,7 +14,8 @@
 #   tools/gpu_check.sh            on the GPU machine: unpack that bundle (or, without one, try to
 #                                 build there), find cuBLAS in the CUDA toolkit or the Python
 #                                 wheels, run, and write summary.md and the logs to $OUT
-#                                 (default build/gpu-check/). Under 8 minutes on an H200.
+#                                 (default build/gpu-check/). Under 8 minutes on an H200: each
+#                                 step is stopped at its limit (240 + 180 + 150 s at most).
 #
 # Each step's output goes to its own log; a failing step is recorded and the next one still runs.
 set -uo pipefail
@@ -35,6 +37,13 @@ if [[ "${1:-}" == "--bundle" ]]; then
     ldd "$bin" | awk '/=> \// {print $3}'
   done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*)\.so' |
     while read -r lib; do cp -L "$lib" build/gpu-bundle/lib/; done
+  # MNIST for the study's timing (step 4 below), gzipped: the reader takes .gz as it is.
+  if [[ -f data/cache/mnist/train-images-idx3-ubyte ]]; then
+    mkdir -p build/gpu-bundle/data/mnist
+    for f in data/cache/mnist/*-ubyte; do gzip -9c "$f" >"build/gpu-bundle/data/mnist/$(basename "$f").gz"; done
+  else
+    echo "gpu_check: no data/cache/mnist (run data/fetch.sh first): the bundle leaves out the study's timing"
+  fi
   git rev-parse HEAD >build/gpu-bundle/REVISION
   git status --porcelain --untracked-files=no | grep -q . && echo "(working tree had uncommitted changes)" >>build/gpu-bundle/REVISION
   ldd --version | head -1 >build/gpu-bundle/BUILT_WITH
@@ -88,21 +97,66 @@ EOF
   } | while read -r d; do
     { compgen -G "$d/libcublas.so*" || compgen -G "$d/libcudnn.so*"; } >/dev/null && echo "$d"
   done | sort -u | paste -sd: -)
-[[ -n "$cublas_dirs" ]] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cublas_dirs"
+[[ -n "$cublas_dirs" ]] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$cublas_dirs"
 log "cuBLAS / cuDNN searched in: ${cublas_dirs:-nowhere found}"
 
 # 3. The gpu suite, then the benchmarks.
 "$work/bin/grokscope" info 2>&1 | tee "$out/info.log" | tee -a "$summary"
-timeout 300 "$work/bin/grokscope_tests" --test-suite=gpu --no-version >"$out/gpu_tests.log" 2>&1
+timeout 240 "$work/bin/grokscope_tests" --test-suite=gpu --no-version >"$out/gpu_tests.log" 2>&1
 tests_rc=$?
 log ""
 log "gpu tests (exit $tests_rc): $(grep -E 'test cases:|assertions:' "$out/gpu_tests.log" | tr -s ' ' | paste -sd ';' -)"
 grep -qE 'test cases:' "$out/gpu_tests.log" || head -3 "$out/gpu_tests.log" | sed 's/^/    /' | tee -a "$summary"
 grep -E 'ERROR|error' "$out/gpu_tests.log" | head -20 | sed 's/^/    /' | tee -a "$summary"
 log ""
-timeout 240 "$work/bin/bench_cuda" >"$out/bench_cuda.md" 2>&1
+timeout 180 "$work/bin/bench_cuda" >"$out/bench_cuda.md" 2>&1
 log "bench_cuda (exit $?):"
 cat "$out/bench_cuda.md" | tee -a "$summary"
+
+# 4. The whole MNIST study on the GPU (target ≤ 2 minutes): the four MNIST recipes, 100k steps
+# each with their probes, run side by side on the one GPU. Stopped at 150 s; a stopped run keeps
+# what it wrote, and its last logged step says how far it got. The runs are written outside $OUT
+# (checkpoints are large); their CSVs and run.json are copied there.
+log ""
+mnist="$work/data/mnist"
+[[ -d "$mnist" ]] || mnist="$root/data/cache/mnist"
+if [[ -d "$mnist" ]]; then
+  study="$root/build/gpu-study"
+  rm -rf "$study" && mkdir -p "$study" "$out/study"
+  start=$(date +%s%N)
+  seconds_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}'; }
+  # A quarter of the cores each for the host's share (center structure, pairwise NTK matrix).
+  threads=$(( $(nproc) / 4 > 0 ? $(nproc) / 4 : 1 ))
+  for recipe in "$root"/experiments/mnist-*.toml; do
+    name=$(basename "$recipe" .toml)
+    ( s=$(date +%s%N)
+      OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads timeout 150 "$work/bin/grokscope" train "$recipe" --device cuda --quiet --out "$study/$name" \
+        --set data.path="$mnist" >"$out/study/$name.log" 2>&1
+      echo "$? $(seconds_since "$s")" >"$study/$name.status" ) &
+  done
+  wait
+  log "the MNIST study on the GPU, 4 recipes side by side (target ≤ 2 minutes): $(seconds_since "$start") s wall clock"
+  log ""
+  log "| recipe | exit (124: stopped at 150 s) | seconds | last logged step | probe steps | test accuracy there |"
+  log "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for recipe in "$root"/experiments/mnist-*.toml; do
+    name=$(basename "$recipe" .toml)
+    read -r rc secs <"$study/$name.status"
+    last=$(tail -1 "$study/$name/metrics.csv" 2>/dev/null | cut -d, -f1)
+    probes=$(tail -n +2 "$study/$name/geometry.csv" 2>/dev/null | cut -d, -f1 | sort -u | wc -l)
+    # The test accuracy's column, by its header.
+    acc=$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "test_accuracy") c = i} END {if (c) print $c}' \
+      "$study/$name/metrics.csv" 2>/dev/null)
+    log "| $name | $rc | $secs | ${last:-none} | $probes | ${acc:-none} |"
+    mkdir -p "$out/study/$name"
+    cp "$study/$name"/{metrics.csv,ntk.csv,geometry.csv,run.json} "$out/study/$name/" 2>/dev/null
+  done
+  # What the runs said besides their routine lines (a step not captured as a graph, an error).
+  grep -hvE '^grokscope: (training .* into|done; metrics)|^  ' "$out"/study/*.log | sort | uniq -c | head -10 |
+    sed 's/^/    /' | tee -a "$summary"
+else
+  log "the MNIST study: skipped (no MNIST in the bundle or in data/cache/mnist)"
+fi
 echo
 echo "gpu_check: summary and logs in $out"
 exit $tests_rc
