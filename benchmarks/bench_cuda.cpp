@@ -519,12 +519,22 @@ int main() {
       {"MLP forward output", 200, 10, 200, false, true},
       {"MLP weight gradient", 200, 784, 200, true, false},   // gᵀ x
       {"MLP input gradient", 200, 784, 200, false, false},   // g W
+      {"EMNIST MLP forward layer 1", 128, 128, 784, false, true},
+      {"EMNIST MLP forward layer 2", 128, 512, 128, false, true},
+      {"EMNIST MLP forward layer 3", 128, 128, 512, false, true},
+      {"EMNIST MLP forward output", 128, 47, 128, false, true},
+      {"EMNIST MLP weight gradient, layer 2", 512, 128, 128, true, false},
+      {"CNN dense forward", 64, 128, 3136, false, true},
+      {"CNN dense weight gradient", 128, 3136, 64, true, false},
       {"NTK Gram H Hᵀ, 1280 points", 1280, 1280, 200, false, true},
+      {"NTK tile D_I D_Jᵀ, EMNIST layer 2, 64 points", 3008, 3008, 512, false, true},
       {"NTK Gram tile, EMNIST", 8192, 8192, 200, false, true},
       {"square", 4096, 4096, 4096, false, false},
   };
   for (const auto& s : shapes) bench_gemm<float>(base, s, DType::f32);
   for (const auto& s : shapes) bench_gemm<double>(base, s, DType::f64);
+  // The NTK probe's trace kernel of a layer: an f64 product over its C · width signal columns.
+  bench_gemm<double>(base, {"NTK trace kernel, EMNIST layer 2", 1280, 1280, 47 * 512, false, true}, DType::f64);
 
   Cudnn cudnn;
   const bool have_cudnn = cudnn.load();
