@@ -61,12 +61,16 @@ void BM_ntk_mnist_cnn_256(benchmark::State& state) {
 // The EMNIST MLP (784-128-512-128-47) on 1280 points: K would be 60160 × 60160 (14.5 GB in f32),
 // so the probe compares two kernels (initial weights and weights ×1.01) tile by tile from their
 // factors without holding either. Counts the Jacobian passes of both and the streamed comparison.
-void BM_ntk_distance_emnist_mlp_1280_streamed(benchmark::State& state) {
+Setup emnist_mlp_1280() {
   Generator gen(0);
-  auto net = models::make_mlp({{784, 128, 512, 128, 47}, nn::Activation::relu, 10.0, 1.0}, gen);
-  Tensor x = Tensor::empty(Shape{1280, 784});
+  Setup s{models::make_mlp({{784, 128, 512, 128, 47}, nn::Activation::relu, 10.0, 1.0}, gen), Tensor::empty(Shape{1280, 784})};
   Generator data(1, Stream::data);
-  data.uniform(x, 0, 1);
+  data.uniform(s.x, 0, 1);
+  return s;
+}
+
+void BM_ntk_distance_emnist_mlp_1280_streamed(benchmark::State& state) {
+  auto [net, x] = emnist_mlp_1280();
   for (auto _ : state) {
     auto before = probe::kernel_factors(*net, x);
     init::scale_parameters(*net, 1.01);
@@ -80,11 +84,7 @@ void BM_ntk_distance_emnist_mlp_1280_streamed(benchmark::State& state) {
 // layer's trace kernel (their traces give the layers' shares, their sum the trace kernel), the
 // output layer's Gram and the alignment's numerator Yᵀ K Y. n × n work, never n·C × n·C.
 void BM_ntk_companions_emnist_mlp_1280(benchmark::State& state) {
-  Generator gen(0);
-  auto net = models::make_mlp({{784, 128, 512, 128, 47}, nn::Activation::relu, 10.0, 1.0}, gen);
-  Tensor x = Tensor::empty(Shape{1280, 784});
-  Generator data(1, Stream::data);
-  data.uniform(x, 0, 1);
+  auto [net, x] = emnist_mlp_1280();
   std::vector<std::int32_t> y;
   for (std::int32_t i = 0; i < 1280; ++i) y.push_back(i % 47);
   const Tensor labels = Tensor::from(y, Shape{1280});
