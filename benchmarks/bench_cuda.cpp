@@ -158,6 +158,20 @@ double median_seconds(F&& f, int calls_per_batch) {
   return t[2];
 }
 
+// Wall-clock median over 5 batches of `calls` calls, for work that waits on the host (copies,
+// read-backs); the first batch is a warm-up.
+template <class F>
+double wall_median_seconds(F&& f, int calls) {
+  std::vector<double> t;
+  for (int batch = 0; batch < 6; ++batch) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) f();
+    if (batch > 0) t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls);
+  }
+  std::sort(t.begin(), t.end());
+  return t[2];
+}
+
 struct Shape3 {
   const char* what;
   std::int64_t m, n, k;
@@ -330,10 +344,11 @@ void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, 
   for (std::int64_t i = 0; i < batch; ++i) y[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % 10);
   Tensor labels = Tensor::from(y, Shape{batch}).to(Device::cuda);
   Tensor xd = x.to(Device::cuda);
+  Tensor loss;  // after a capture: the graph's loss buffer, which every replay rewrites
   auto step = [&] {
     opt.zero_grad();
     Tensor out = net->forward(xd);
-    Tensor loss = mse ? ops::mse_one_hot_loss(out, labels) : ops::cross_entropy(out, labels);
+    loss = mse ? ops::mse_one_hot_loss(out, labels) : ops::cross_entropy(out, labels);
     loss.backward();
     opt.step();
   };
@@ -352,6 +367,20 @@ void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, 
   std::printf("| one CUDA graph of %lld operations, replayed%s | %.1f µs | %.2f |\n",
               static_cast<long long>(graph->operations()), target, replayed * 1e6, eager / replayed);
 
+  // What a run adds to a replayed step, wall clock: it reads the loss back (the divergence check)
+  // and uploads the batch's row numbers (it gathers the rows from its copy of the training set on
+  // the GPU, two more operations in the graph); before, it uploaded the batch itself.
+  std::vector<std::int32_t> rows(static_cast<std::size_t>(batch));
+  for (std::int64_t i = 0; i < batch; ++i) rows[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 7) % batch);
+  const Tensor rows_host = Tensor::from(rows, Shape{batch});
+  Tensor rows_device = rows_host.to(Device::cuda);
+  std::printf("| replayed, then the loss read back (what a run's step waits for) | %.1f µs | |\n",
+              wall_median_seconds([&] { graph->replay(); (void)loss.item(); }, 200) * 1e6);
+  std::printf("| upload of the batch's %lld row numbers (a run's step) | %.1f µs | |\n", static_cast<long long>(batch),
+              wall_median_seconds([&] { rows_device.copy_(rows_host); }, 200) * 1e6);
+  std::printf("| upload of the batch itself, %.0f KB (a run's step before) | %.1f µs | |\n", x.numel() * 4 / 1e3,
+              wall_median_seconds([&] { xd.copy_(x); }, 200) * 1e6);
+
   // Where an eager step's time goes: events between its parts, recorded on the legacy stream
   // (which orders itself with the backend's blocking stream), medians of 200 steps.
   constexpr int parts = 4;
@@ -364,9 +393,9 @@ void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, 
     opt.zero_grad();
     Tensor out = net->forward(xd);
     check(cudaEventRecord(marks[1]), "record");
-    Tensor loss = mse ? ops::mse_one_hot_loss(out, labels) : ops::cross_entropy(out, labels);
+    Tensor part_loss = mse ? ops::mse_one_hot_loss(out, labels) : ops::cross_entropy(out, labels);
     check(cudaEventRecord(marks[2]), "record");
-    loss.backward();
+    part_loss.backward();
     check(cudaEventRecord(marks[3]), "record");
     opt.step();
     check(cudaEventRecord(marks[4]), "record");

@@ -232,6 +232,12 @@ void Batches::restore(const State& s) {
 }
 
 Batch Batches::next() {
+  const BatchRows b = next_rows();
+  Dataset d = select(data_, b.rows);
+  return {d.images, d.labels, b.epoch};
+}
+
+BatchRows Batches::next_rows() {
   const std::int64_t remaining = data_.size() - state_.position;
   if (remaining <= 0 || (drop_last_ && remaining < batch_size_)) {
     state_.generator_offset = gen_.offset();
@@ -242,8 +248,7 @@ Batch Batches::next() {
   const std::int64_t take = std::min(batch_size_, data_.size() - state_.position);
   std::vector<std::int64_t> rows(order_.begin() + state_.position, order_.begin() + state_.position + take);
   state_.position += take;
-  Dataset b = select(data_, rows);
-  return {b.images, b.labels, state_.epoch};
+  return {std::move(rows), state_.epoch};
 }
 
 }  // namespace gs::data

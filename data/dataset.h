@@ -54,12 +54,19 @@ struct Batch {
   Tensor images, labels;
   std::int64_t epoch = 0;
 };
+struct BatchRows {
+  std::vector<std::int64_t> rows;  // of the dataset, in batch order
+  std::int64_t epoch = 0;
+};
 
 // Reshuffles at the start of every epoch; the last partial batch is kept unless drop_last.
 class Batches {
  public:
   Batches(const Dataset& d, std::int64_t batch_size, bool drop_last, Generator shuffle);
   Batch next();
+  // The next batch's rows only, advancing as next() does: a GPU run takes them from its copy of
+  // the dataset there.
+  BatchRows next_rows();
   std::int64_t batches_per_epoch() const;
   // Where the iterator stands, for checkpoints: resuming from it yields the same batches.
   struct State {

@@ -36,6 +36,10 @@ Tensor max_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride);
 
 Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& dims);  // one dimension may be -1
 Tensor flatten(const Tensor& x);                      // [n, ...] -> [n, rest]
+// Rows of x [n, ...] by i32 indices [m], on x's device: [m, ...]; any dtype, not differentiable
+// (a batch taken from a dataset where it lives). Host indices are checked; device indices out of
+// range give rows of NaN (−1 for i32).
+Tensor gather_rows(const Tensor& x, const Tensor& indices);
 
 Tensor sum(const Tensor& x);   // all elements -> one-element tensor of shape []
 Tensor mean(const Tensor& x);

@@ -177,6 +177,29 @@ Tensor flatten(const Tensor& x) {
   return reshape(x, {n, n == 0 ? 0 : x.numel() / n});
 }
 
+Tensor gather_rows(const Tensor& x, const Tensor& indices) {
+  check_defined("gather_rows", x, "input");
+  check_defined("gather_rows", indices, "indices");
+  GS_CHECK(x.rank() >= 1, "gather_rows: needs rows to take, got {}", x.describe());
+  GS_CHECK(indices.dtype() == DType::i32 && indices.rank() == 1, "gather_rows: indices must be i32[m], got {}",
+           indices.describe());
+  GS_CHECK(x.device() == indices.device(), "gather_rows: {} and the indices {} are on different devices; move one with .to(Device)",
+           x.describe(), indices.describe());
+  const std::int64_t rows = x.size(0);
+  if (indices.device() == Device::cpu) {
+    const auto* p = static_cast<const std::int32_t*>(indices.raw());
+    for (std::int64_t i = 0; i < indices.numel(); ++i)
+      GS_CHECK(p[i] >= 0 && p[i] < rows, "gather_rows: index {} at position {} is out of range for {} rows", p[i], i, rows);
+  }
+  std::int64_t dims[Shape::max_rank], row_elements = 1;
+  dims[0] = indices.size(0);
+  for (int i = 1; i < x.rank(); ++i) row_elements *= dims[i] = x.size(i);
+  Tensor out = Tensor::empty(Shape::of(dims, x.rank()), x.dtype(), x.device());
+  backend_of(x).gather_rows(x.dtype(), indices.size(0), row_elements, rows, x.raw(),
+                            static_cast<const std::int32_t*>(indices.raw()), out.raw());
+  return out;
+}
+
 Tensor sum(const Tensor& x) {
   check_float("sum", x, "input");
   Tensor out = Tensor::empty(Shape{}, x.dtype(), x.device());

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -197,6 +198,8 @@ int Runner::run() {
   std::shared_ptr<nn::Sequential> trained = model;
   data::Dataset train_set = d.train, test_set = d.test;  // where `trained` evaluates
   if (device != Device::cpu) {
+    GS_CHECK(d.train.size() <= std::numeric_limits<std::int32_t>::max(),
+             "{}: {} training rows; a run on a GPU numbers them as i32. Lower data.train_size", r.name, d.train.size());
     Generator same_init(r.train.seed, Stream::init);
     trained = make_model(r, d.train, same_init);
     trained->to(device);
@@ -299,20 +302,21 @@ int Runner::run() {
                           {"seconds", fmt::format("{:.17g}", elapsed())}});
   };
 
-  // One training step on `batch`. On the CPU the ops run as they are called. On a GPU the step
-  // reads the batch from buffers kept per batch shape (the last batch of an epoch may be
-  // shorter), runs eagerly once per shape, and is then captured as a graph and replayed: the
-  // same kernels on the same data, one launch per step. A capture that fails says why, once,
+  // One training step on the next batch. On the CPU the ops run as they are called. On a GPU the
+  // training set is already there: only the batch's row numbers are uploaded, into a buffer kept
+  // per batch size (the last batch of an epoch may be shorter), and the step gathers its rows
+  // there. It runs eagerly once per size, and is then captured as a graph and replayed: the
+  // same kernels on the same buffers, one launch per step. A capture that fails says why, once,
   // and the steps run kernel by kernel from then on.
   struct DeviceStep {
-    Tensor images, labels, loss;
+    Tensor rows, loss;
     std::unique_ptr<StepGraph> graph;
     bool warmed_up = false;
   };
   std::map<std::int64_t, DeviceStep> device_steps;
   bool capture_refused = !options_.step_graph;
   if (device != Device::cpu) info["training_step"] = capture_refused ? "kernel by kernel (--no-graph)" : "not captured yet";
-  auto train_step = [&](const data::Batch& batch) -> Tensor {
+  auto train_step = [&]() -> Tensor {
     auto forward_backward = [&](const Tensor& images, const Tensor& labels) {
       optimizer->zero_grad();
       Tensor loss = recipe_loss(r.train.loss, trained->forward(images), labels, d.train.classes);
@@ -320,20 +324,22 @@ int Runner::run() {
       optimizer->step();
       return loss;
     };
-    if (device == Device::cpu) return forward_backward(batch.images, batch.labels);
-    DeviceStep& s = device_steps[batch.images.size(0)];
-    if (!s.images.defined()) {
-      s.images = Tensor::empty(batch.images.shape(), batch.images.dtype(), device);
-      s.labels = Tensor::empty(batch.labels.shape(), batch.labels.dtype(), device);
+    if (device == Device::cpu) {
+      const data::Batch batch = batches.next();
+      return forward_backward(batch.images, batch.labels);
     }
-    s.images.copy_(batch.images);
-    s.labels.copy_(batch.labels);
+    const data::BatchRows batch = batches.next_rows();
+    const std::vector<std::int32_t> rows(batch.rows.begin(), batch.rows.end());  // i32: checked where the run starts
+    const auto size = static_cast<std::int64_t>(rows.size());
+    DeviceStep& s = device_steps[size];
+    if (!s.rows.defined()) s.rows = Tensor::empty(Shape{size}, DType::i32, device);
+    s.rows.copy_(Tensor::from(rows, Shape{size}));
     if (s.graph) {
       optimizer->set_step_count(optimizer->steps_taken() + 1);
       s.graph->replay();
       return s.loss;
     }
-    auto work = [&] { s.loss = forward_backward(s.images, s.labels); };
+    auto work = [&] { s.loss = forward_backward(ops::gather_rows(train_set.images, s.rows), ops::gather_rows(train_set.labels, s.rows)); };
     if (!s.warmed_up || capture_refused) {
       work();
       s.warmed_up = true;
@@ -353,12 +359,12 @@ int Runner::run() {
     }
     s.graph->replay();
     std::string captured;
-    for (const auto& [rows, step] : device_steps)
-      if (step.graph) captured += fmt::format("{}batch {}: {} operations", captured.empty() ? "" : ", ", rows, step.graph->operations());
+    for (const auto& [batch_size, step] : device_steps)
+      if (step.graph) captured += fmt::format("{}batch {}: {} operations", captured.empty() ? "" : ", ", batch_size, step.graph->operations());
     info["training_step"] = "one CUDA graph per batch shape (" + captured + ")";
     if (!options_.quiet)
       fmt::print(stderr, "grokscope: the training step on batches of {} is one CUDA graph of {} operations, replayed every step\n",
-                 batch.images.size(0), s.graph->operations());
+                 size, s.graph->operations());
     return s.loss;
   };
 
@@ -392,7 +398,7 @@ int Runner::run() {
     }
     if (step == r.train.steps) break;
 
-    const double value = train_step(batches.next()).item();
+    const double value = train_step().item();
     if (!std::isfinite(value)) {
       write_info("diverged", step + 1);
       fail("step {}: the training loss is {}; the run stopped there. The last good checkpoint is {}. Lower optimizer.lr or "

@@ -1,6 +1,7 @@
 #pragma once
 // Device memory: allocation, copies across the host boundary, fills and dtype conversion.
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/family.h"
 
@@ -18,6 +19,11 @@ class MemoryKernels {
   virtual void fill(DType dtype, i64 n, double value, void* y) = 0;
   // y = x converted between any two dtypes (f32, f64, i32); i32 <- float truncates toward zero.
   virtual void convert(DType from, DType to, i64 n, const void* x, void* y) = 0;
+  // y[r, :] = x[indices[r], :] for r < rows, rows of row_elements values (a batch gathered from a
+  // dataset where it lives). An index outside [0, source_rows) gives a row of NaN (−1 for i32)
+  // instead of a read outside x.
+  virtual void gather_rows(DType dtype, i64 rows, i64 row_elements, i64 source_rows, const void* x,
+                           const std::int32_t* indices, void* y) = 0;
 };
 
 }  // namespace gs::kernels

@@ -999,6 +999,42 @@ inline void anchor_solves(Device d) {
   CHECK(interior_total > 0);  // the interior path ran too
 }
 
+// Rows gathered by index (a batch taken from a dataset where it lives): repeats, any order, a
+// one-value row, every dtype; an index out of range gives a poison row instead of a stray read.
+inline void gathered_rows(Device d) {
+  auto& be = kernels::backend(d);
+  const std::vector<std::int32_t> picks{5, 0, 36, 5, 17, -1, 36, 37, 2};
+  const Tensor idx = labels_on(d, picks);
+  for (DType dt : {DType::f32, DType::f64, DType::i32})
+    for (std::int64_t width : {1, 11, 784}) {
+      const std::string dtype = dtype_name(dt);
+      CAPTURE(dtype);
+      CAPTURE(width);
+      const std::int64_t rows = 37;
+      auto xv = random_values(static_cast<std::size_t>(rows * width), 601 + static_cast<std::uint64_t>(width), -50, 50);
+      if (dt == DType::i32)
+        for (double& v : xv) v = std::trunc(v);
+      xv = rounded(xv, dt);
+      const Tensor x = on(d, xv, dt);
+      Tensor y = dt == DType::i32 ? Tensor::full(Shape{static_cast<std::int64_t>(picks.size()) * width}, 12345, dt, d)
+                                  : poisoned(d, static_cast<std::int64_t>(picks.size()) * width, dt);
+      be.gather_rows(dt, static_cast<std::int64_t>(picks.size()), width, rows, x.raw(),
+                     static_cast<const std::int32_t*>(idx.raw()), y.raw());
+      std::vector<double> want;
+      for (std::int32_t p : picks)
+        for (std::int64_t c = 0; c < width; ++c)
+          want.push_back(p >= 0 && p < rows ? xv[static_cast<std::size_t>(p * width + c)] : dt == DType::i32 ? -1.0 : nan_value);
+      const auto got = y.to_vector();
+      REQUIRE(got.size() == want.size());
+      bool same = true;
+      for (std::size_t i = 0; i < got.size(); ++i) same = same && (got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])));
+      CHECK_MESSAGE(same, "gather_rows: a row differs from x's row at its index");
+    }
+  Tensor untouched = poisoned(d, 3, DType::f32);
+  be.gather_rows(DType::f32, 0, 3, 37, untouched.raw(), static_cast<const std::int32_t*>(idx.raw()), untouched.raw());
+  CHECK(std::isnan(untouched.to_vector()[0]));  // no rows: nothing written
+}
+
 }  // namespace backend_checks
 
 // All of the above on one backend.
@@ -1009,6 +1045,7 @@ inline void check_backend_kernels(Device d) {
   SUBCASE("activations") { backend_checks::activations(d); }
   SUBCASE("broadcasting and its sums") { backend_checks::broadcasting(d); }
   SUBCASE("rows, sums, axpby") { backend_checks::rows_and_sums(d); }
+  SUBCASE("rows gathered by index") { backend_checks::gathered_rows(d); }
   SUBCASE("losses, argmax, counts") { backend_checks::losses(d); }
   SUBCASE("batched convolution and its gradients") { backend_checks::batched_convolution(d); }
   SUBCASE("convolution and pooling") { backend_checks::convolution_and_pooling(d); }

@@ -164,6 +164,26 @@ TEST_SUITE("ops_forward") {
     CHECK(ops::flatten(x).shape() == Shape{2, 12});
     CHECK(ops::flatten(x).to_vector() == x.to_vector());
   }
+
+  TEST_CASE("gather_rows takes whole rows by index, in the indices' order, and names a bad index") {
+    Tensor x = random_tensor(Shape{5, 2, 3}, 15, DType::f32);
+    const auto xv = x.to_vector();
+    Tensor picked = ops::gather_rows(x, Tensor::from(std::vector<std::int32_t>{4, 0, 4}, Shape{3}));
+    CHECK(picked.shape() == Shape{3, 2, 3});
+    CHECK(picked.dtype() == DType::f32);
+    std::vector<double> want(xv.begin() + 24, xv.end());
+    want.insert(want.end(), xv.begin(), xv.begin() + 6);
+    want.insert(want.end(), xv.begin() + 24, xv.end());
+    CHECK(picked.to_vector() == want);
+    Tensor labels = Tensor::from(std::vector<std::int32_t>{7, 8, 9}, Shape{3});
+    CHECK(ops::gather_rows(labels, Tensor::from(std::vector<std::int32_t>{2, 1}, Shape{2})).to_int_vector() ==
+          std::vector<std::int32_t>{9, 8});
+    CHECK(ops::gather_rows(x, Tensor::from(std::vector<std::int32_t>{}, Shape{0})).shape() == Shape{0, 2, 3});
+    CHECK_THROWS_WITH_AS(ops::gather_rows(x, Tensor::from(std::vector<std::int32_t>{1, 5}, Shape{2})),
+                         doctest::Contains("gather_rows: index 5 at position 1 is out of range for 5 rows"), Error);
+    CHECK_THROWS_WITH_AS(ops::gather_rows(x, Tensor::from(std::vector<double>{1}, Shape{1})),
+                         doctest::Contains("gather_rows: indices must be i32[m]"), Error);
+  }
 }
 
 #include "backend_checks.h"

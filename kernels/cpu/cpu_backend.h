@@ -54,6 +54,8 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, std::size_t bytes) override;
   void fill(DType dtype, i64 n, double value, void* y) override;
   void convert(DType from, DType to, i64 n, const void* x, void* y) override;
+  void gather_rows(DType dtype, i64 rows, i64 row_elements, i64 source_rows, const void* x, const std::int32_t* indices,
+                   void* y) override;
 
   void gemm(DType dtype, const GemmShape& s, double alpha, const void* a, const void* b, double beta,
             void* c) override;

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -59,6 +60,38 @@ void CpuBackend::convert(DType from, DType to, i64 n, const void* x, void* y) {
     case DType::f32: convert_from(from, n, x, static_cast<float*>(y)); return;
     case DType::f64: convert_from(from, n, x, static_cast<double*>(y)); return;
     case DType::i32: convert_from(from, n, x, static_cast<std::int32_t*>(y)); return;
+  }
+}
+
+namespace {
+template <class T>
+void gather_typed(i64 rows, i64 row_elements, i64 source_rows, const T* x, const std::int32_t* indices, T* y, T missing) {
+  for (i64 r = 0; r < rows; ++r) {
+    const i64 from = indices[r];
+    T* out = y + r * row_elements;
+    if (from >= 0 && from < source_rows)
+      std::copy_n(x + from * row_elements, row_elements, out);
+    else
+      std::fill_n(out, row_elements, missing);
+  }
+}
+}  // namespace
+
+void CpuBackend::gather_rows(DType dtype, i64 rows, i64 row_elements, i64 source_rows, const void* x,
+                             const std::int32_t* indices, void* y) {
+  switch (dtype) {
+    case DType::f32:
+      gather_typed(rows, row_elements, source_rows, static_cast<const float*>(x), indices, static_cast<float*>(y),
+                   std::numeric_limits<float>::quiet_NaN());
+      return;
+    case DType::f64:
+      gather_typed(rows, row_elements, source_rows, static_cast<const double*>(x), indices, static_cast<double*>(y),
+                   std::numeric_limits<double>::quiet_NaN());
+      return;
+    case DType::i32:
+      gather_typed(rows, row_elements, source_rows, static_cast<const std::int32_t*>(x), indices,
+                   static_cast<std::int32_t*>(y), std::int32_t{-1});
+      return;
   }
 }
 

@@ -1,5 +1,6 @@
 // Device memory, copies, fills and dtype conversion; the backend's entry point.
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <string>
 
@@ -22,6 +23,24 @@ template <class To, class From>
 __global__ void convert_kernel(i64 n, const From* x, To* y) {
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] = static_cast<To>(x[i]);
+}
+
+// One thread per value of y; a row whose index is out of range is filled with `missing`.
+template <class T>
+__global__ void gather_rows_kernel(i64 n, i64 row_elements, i64 source_rows, const T* x, const std::int32_t* indices,
+                                   T* y, T missing) {
+  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const i64 r = i / row_elements, from = indices[r];
+  y[i] = from >= 0 && from < source_rows ? x[from * row_elements + i % row_elements] : missing;
+}
+
+template <class T>
+void gather_typed(i64 rows, i64 row_elements, i64 source_rows, const void* x, const std::int32_t* indices, void* y,
+                  T missing) {
+  const i64 n = rows * row_elements;
+  launch("gather_rows", n, blocks_for(n), threads_per_block, gather_rows_kernel<T>, n, row_elements, source_rows,
+         static_cast<const T*>(x), indices, static_cast<T*>(y), missing);
 }
 
 template <class To>
@@ -160,6 +179,16 @@ void CudaBackend::convert(DType from, DType to, i64 n, const void* x, void* y) {
     case DType::f32: convert_to(from, n, x, static_cast<float*>(y)); break;
     case DType::f64: convert_to(from, n, x, static_cast<double*>(y)); break;
     case DType::i32: convert_to(from, n, x, static_cast<std::int32_t*>(y)); break;
+  }
+}
+
+void CudaBackend::gather_rows(DType dtype, i64 rows, i64 row_elements, i64 source_rows, const void* x,
+                              const std::int32_t* indices, void* y) {
+  if (rows == 0 || row_elements == 0) return;
+  switch (dtype) {
+    case DType::f32: gather_typed(rows, row_elements, source_rows, x, indices, y, std::numeric_limits<float>::quiet_NaN()); break;
+    case DType::f64: gather_typed(rows, row_elements, source_rows, x, indices, y, std::numeric_limits<double>::quiet_NaN()); break;
+    case DType::i32: gather_typed(rows, row_elements, source_rows, x, indices, y, std::int32_t{-1}); break;
   }
 }
 
