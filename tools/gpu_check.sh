@@ -8,9 +8,9 @@
 #
 #   tools/gpu_check.sh --bundle   here (Debian, nvcc): build the cuda preset for sm_90 from a
 #                                 clean build tree, and pack the binaries with every shared
-#                                 library they load except glibc's into build/gpu-bundle.tar.gz
-#                                 (about 20 MB; carry it to the GPU machine: it is git-ignored,
-#                                 so name build/gpu-bundle.tar.gz among the paths to carry)
+#                                 library they load except glibc's, and MNIST gzipped, into
+#                                 build/gpu-bundle.tar.gz (about 35 MB; carry it to the GPU
+#                                 machine: it is git-ignored, so name it among the paths to carry)
 #   tools/gpu_check.sh            on the GPU machine: unpack that bundle (or, without one, try to
 #                                 build there), find cuBLAS in the CUDA toolkit or the Python
 #                                 wheels, run, and write summary.md and the logs to $OUT
@@ -45,8 +45,8 @@ if [[ "${1:-}" == "--bundle" ]]; then
     echo "gpu_check: no data/cache/mnist (run data/fetch.sh first): the bundle leaves out the study's timing"
   fi
   git rev-parse HEAD >build/gpu-bundle/REVISION
-  git status --porcelain --untracked-files=no | grep -q . && echo "(working tree had uncommitted changes)" >>build/gpu-bundle/REVISION
-  ldd --version | head -1 >build/gpu-bundle/BUILT_WITH
+  [[ -z "$(git status --porcelain --untracked-files=no)" ]] || echo "(working tree had uncommitted changes)" >>build/gpu-bundle/REVISION
+  ldd --version | sed -n 1p >build/gpu-bundle/BUILT_WITH  # sed reads it all: no SIGPIPE under pipefail
   tar -C build -czf "$bundle_tar" gpu-bundle
   echo "gpu_check: bundle $(du -h "$bundle_tar" | cut -f1) at ${bundle_tar#$root/} (revision $(head -1 build/gpu-bundle/REVISION))"
   exit 0
