@@ -135,7 +135,7 @@ if [[ -d "$mnist" ]]; then
       echo "$? $(seconds_since "$s")" >"$study/$name.status" ) &
   done
   wait
-  log "the MNIST study on the GPU, 4 recipes side by side (target ≤ 2 minutes): $(seconds_since "$start") s wall clock"
+  log "the MNIST study on the GPU, 4 recipes side by side (target ≤ 2 minutes), MNIST from ${mnist#$root/}: $(seconds_since "$start") s wall clock"
   log ""
   log "| recipe | exit (124: stopped at 150 s) | seconds | last logged step | probe steps | test accuracy there |"
   log "| --- | ---: | ---: | ---: | ---: | ---: |"
@@ -152,7 +152,7 @@ if [[ -d "$mnist" ]]; then
     cp "$study/$name"/{metrics.csv,ntk.csv,geometry.csv,run.json} "$out/study/$name/" 2>/dev/null
   done
   # What the runs said besides their routine lines (a step not captured as a graph, an error).
-  grep -hvE '^grokscope: (training .* into|done; metrics)|^  ' "$out"/study/*.log | sort | uniq -c | head -10 |
+  grep -hvE '^grokscope: (training .* into|done; metrics)|^  |^$' "$out"/study/*.log | sort | uniq -c | head -10 |
     sed 's/^/    /' | tee -a "$summary"
 else
   log "the MNIST study: skipped (no MNIST in the bundle or in data/cache/mnist)"
