@@ -184,6 +184,19 @@ TEST_SUITE("data") {
       b.restore(a.state());
       for (int i = 0; i < 5; ++i) CHECK(a.next().labels.to_int_vector() == b.next().labels.to_int_vector());
     }
+
+    // The rows alone (what a GPU run uploads) follow the same order, epochs and state.
+    Batches whole(d, 4, false, Generator(7, Stream::shuffle)), rows_only(d, 4, false, Generator(7, Stream::shuffle));
+    for (int i = 0; i < 7; ++i) {
+      CAPTURE(i);
+      const Batch b = whole.next();
+      const BatchRows r = rows_only.next_rows();
+      CHECK(r.epoch == b.epoch);
+      const Dataset picked = select(d, r.rows);
+      CHECK(picked.labels.to_int_vector() == b.labels.to_int_vector());
+      CHECK(picked.images.to_vector() == b.images.to_vector());
+      CHECK(rows_only.state().position == whole.state().position);
+    }
   }
 }
 
