@@ -339,7 +339,9 @@ int Runner::run() {
       s.graph->replay();
       return s.loss;
     }
-    auto work = [&] { s.loss = forward_backward(ops::gather_rows(train_set.images, s.rows), ops::gather_rows(train_set.labels, s.rows)); };
+    auto work = [&] {
+      s.loss = forward_backward(ops::gather_rows(train_set.images, s.rows), ops::gather_rows(train_set.labels, s.rows));
+    };
     if (!s.warmed_up || capture_refused) {
       work();
       s.warmed_up = true;
