@@ -15,7 +15,8 @@
 #                                 build there), find cuBLAS in the CUDA toolkit or the Python
 #                                 wheels, run, and write summary.md and the logs to $OUT
 #                                 (default build/gpu-check/). Under 8 minutes on an H200: each
-#                                 step is stopped at its limit (240 + 180 + 150 s at most).
+#                                 step is stopped at its limit (240 + 180 + 150 s), and killed
+#                                 10 s later if it has not stopped.
 #
 # Each step's output goes to its own log; a failing step is recorded and the next one still runs.
 set -uo pipefail
@@ -102,14 +103,14 @@ log "cuBLAS / cuDNN searched in: ${cublas_dirs:-nowhere found}"
 
 # 3. The gpu suite, then the benchmarks.
 "$work/bin/grokscope" info 2>&1 | tee "$out/info.log" | tee -a "$summary"
-timeout 240 "$work/bin/grokscope_tests" --test-suite=gpu --no-version >"$out/gpu_tests.log" 2>&1
+timeout -k 10 240 "$work/bin/grokscope_tests" --test-suite=gpu --no-version >"$out/gpu_tests.log" 2>&1
 tests_rc=$?
 log ""
 log "gpu tests (exit $tests_rc): $(grep -E 'test cases:|assertions:' "$out/gpu_tests.log" | tr -s ' ' | paste -sd ';' -)"
 grep -qE 'test cases:' "$out/gpu_tests.log" || head -3 "$out/gpu_tests.log" | sed 's/^/    /' | tee -a "$summary"
 grep -E 'ERROR|error' "$out/gpu_tests.log" | head -20 | sed 's/^/    /' | tee -a "$summary"
 log ""
-timeout 180 "$work/bin/bench_cuda" >"$out/bench_cuda.md" 2>&1
+timeout -k 10 180 "$work/bin/bench_cuda" >"$out/bench_cuda.md" 2>&1
 log "bench_cuda (exit $?):"
 cat "$out/bench_cuda.md" | tee -a "$summary"
 
@@ -130,7 +131,7 @@ if [[ -d "$mnist" ]]; then
   for recipe in "$root"/experiments/mnist-*.toml; do
     name=$(basename "$recipe" .toml)
     ( s=$(date +%s%N)
-      OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads timeout 150 "$work/bin/grokscope" train "$recipe" --device cuda --quiet --out "$study/$name" \
+      OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads timeout -k 10 150 "$work/bin/grokscope" train "$recipe" --device cuda --quiet --out "$study/$name" \
         --set data.path="$mnist" >"$out/study/$name.log" 2>&1
       echo "$? $(seconds_since "$s")" >"$study/$name.status" ) &
   done
