@@ -43,7 +43,6 @@ struct PickedLogp {
   }
 };
 
-
 // Element i of the row-major one-hot targets of `labels`, NaN in the row of an invalid label.
 template <class T>
 __device__ T one_hot_at(i64 i, i64 classes, const std::int32_t* labels) {

@@ -40,7 +40,6 @@ AdamConstants<T> constants_of(const AdamStep& s) {
           !decoupled && s.weight_decay != 0, s.lr, s.beta1, s.beta2};
 }
 
-
 // Element i of one tensor: torch's update, in the order kernels/cpu/optim.cpp computes it.
 template <class T>
 __device__ void adam_update(i64 i, T* p, const T* g, T* m, T* v, const AdamCorrections& c, const AdamConstants<T>& k) {
