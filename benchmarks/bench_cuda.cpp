@@ -1,6 +1,7 @@
 // The CUDA backend's kernels against the vendor libraries, in one process: grokscope's SGEMM and
-// DGEMM against cuBLAS at the study's shapes (GFLOP/s, ratio, max error against the float64
-// reference or, for shapes too large for it, against cuBLAS); the CNN's convolutions (implicit
+// DGEMM against cuBLAS at the study's shapes (GFLOP/s of both tilings and of the one the shape
+// gets, its ratio, max error against the float64 reference or, for shapes too large for it,
+// against cuBLAS); the CNN's convolutions (implicit
 // GEMM: forward, input and weight gradients) against cuDNN; one training step of the MNIST MLP
 // and of the CNN, eager and replayed as one CUDA graph; the geometry probe of an EMNIST-sized
 // layer with its anchor problems on the GPU against the whole probe on the CPU; and the NTK probe
@@ -31,6 +32,7 @@
 #include "engine/step_graph.h"
 #include "engine/tensor.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "kernels/reference/reference.h"
 #include "models/models.h"
 
@@ -190,15 +192,28 @@ void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
   auto& be = kernels::backend(Device::cuda);
   const double flops = 2.0 * double(sh.m) * double(sh.n) * double(sh.k);
   const int calls = std::max(1, int(2e10 / std::max(flops, 1.0)));
-  const double ours = median_seconds([&] { be.gemm(dt, s, 1.0, ad.raw(), bd.raw(), 0.0, c.raw()); }, std::min(calls, 2000));
+  // Both tilings, pinned in turn; the ratio is that of the one the shape gets.
+  Tensor c_large = Tensor::zeros(Shape{sh.m * sh.n}, dt, Device::cuda);
+  auto timed = [&](kernels::GemmTiling tiling, Tensor& out) {
+    kernels::set_gemm_tiling(tiling);
+    const double t = median_seconds([&] { be.gemm(dt, s, 1.0, ad.raw(), bd.raw(), 0.0, out.raw()); }, std::min(calls, 2000));
+    kernels::set_gemm_tiling(kernels::GemmTiling::by_shape);
+    return t;
+  };
+  const double small = timed(kernels::GemmTiling::small_tiles, c), large = timed(kernels::GemmTiling::large_tiles, c_large);
+  const bool picks_large = dynamic_cast<kernels::cuda::CudaBackend&>(be).large_gemm_tiles(sh.m, sh.n);
+  const double ours = picks_large ? large : small;
   double theirs = NAN;
   if (cublas) {
     theirs = median_seconds([&] { cublas->gemm<T>(s, static_cast<const T*>(ad.raw()), static_cast<const T*>(bd.raw()),
                                                   static_cast<T*>(c_ref.raw())); },
                             std::min(calls, 2000));
   }
-  // Max error relative to the largest |reference| entry: against f64 truth where that is cheap.
-  const auto got = c.to_vector();
+  // Max error relative to the largest |reference| entry, of either tiling: against f64 truth
+  // where that is cheap.
+  auto got = c.to_vector();
+  const auto got_large = c_large.to_vector();
+  got.insert(got.end(), got_large.begin(), got_large.end());
   std::vector<double> want;
   std::string against = "f64 reference";
   if (flops <= 2e9) {
@@ -208,12 +223,13 @@ void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
     against = "cuBLAS";
   }
   double err = 0, scale = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, std::abs(got[i] - want[i]));
-    scale = std::max(scale, std::abs(want[i]));
+  for (std::size_t i = 0; i < got.size() && !want.empty(); ++i) {
+    err = std::max(err, std::abs(got[i] - want[i % want.size()]));
+    scale = std::max(scale, std::abs(want[i % want.size()]));
   }
-  std::printf("| %s %s | %lld×%lld×%lld%s%s | %.1f | %s | %s | %s |\n", dt == DType::f32 ? "SGEMM" : "DGEMM", sh.what,
-              (long long)sh.m, (long long)sh.n, (long long)sh.k, sh.ta ? " Aᵀ" : "", sh.tb ? " Bᵀ" : "", flops / ours * 1e-9,
+  std::printf("| %s %s | %lld×%lld×%lld%s%s | %.1f | %.1f | %s | %.1f | %s | %s | %s |\n", dt == DType::f32 ? "SGEMM" : "DGEMM",
+              sh.what, (long long)sh.m, (long long)sh.n, (long long)sh.k, sh.ta ? " Aᵀ" : "", sh.tb ? " Bᵀ" : "",
+              flops / small * 1e-9, flops / large * 1e-9, picks_large ? "128" : "64", flops / ours * 1e-9,
               cublas ? std::to_string(flops / theirs * 1e-9).substr(0, 8).c_str() : "n/a",
               cublas ? std::to_string(theirs / ours).substr(0, 5).c_str() : "n/a",
               want.empty() ? "n/a" : (std::to_string(err / std::max(scale, 1e-300)).substr(0, 9) + " vs " + against).c_str());
@@ -539,8 +555,9 @@ int main() {
   const bool have_cublas = cublas.load();
   std::printf("device: %s (sm_%d%d), cuBLAS: %s\n\n", prop.name, prop.major, prop.minor,
               have_cublas ? cublas.origin.c_str() : "not found (set LD_LIBRARY_PATH to a libcublas.so.13 or .12)");
-  std::printf("| kernel | m×n×k | GFLOP/s | cuBLAS GFLOP/s | ratio (ours/cuBLAS speed) | max error / max |ref| |\n");
-  std::printf("| --- | --- | ---: | ---: | ---: | --- |\n");
+  std::printf("| kernel | m×n×k | GFLOP/s, 64² tiles | GFLOP/s, 128² tiles | shape gets | GFLOP/s | cuBLAS GFLOP/s | "
+              "ratio (ours/cuBLAS speed) | max error / max |ref| |\n");
+  std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
   const Cublas* base = have_cublas ? &cublas : nullptr;
   const std::vector<Shape3> shapes{
       {"MLP forward layer 1", 200, 200, 784, false, true},   // x Wᵀ

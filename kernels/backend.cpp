@@ -1,5 +1,7 @@
 #include "kernels/backend.h"
 
+#include <atomic>
+
 #include "engine/error.h"
 #include "kernels/cpu/cpu_backend.h"
 
@@ -12,6 +14,12 @@ Backend* cuda_backend_or_null(const char** reason);
 #else
 [[gnu::weak]] Backend* cuda_backend_or_null(const char** reason);
 #endif
+
+namespace {
+std::atomic<GemmTiling> pinned_gemm_tiling{GemmTiling::by_shape};
+}
+void set_gemm_tiling(GemmTiling tiling) { pinned_gemm_tiling = tiling; }
+GemmTiling gemm_tiling() { return pinned_gemm_tiling; }
 
 void missing_kernel(const char* backend_name, const char* entry_point) {
   fail("{} has no {} implementation yet; run this op on the cpu device", entry_point, backend_name);

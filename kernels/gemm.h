@@ -19,6 +19,13 @@ struct DenseShape {
   i64 rows = 0, in = 0, out = 0;
 };
 
+// Which block tiling a GPU backend's gemm and dense_backward use: chosen by shape (the
+// default), or one pinned for the whole process by benchmarks and tests that compare the two.
+// The CPU backend ignores it.
+enum class GemmTiling { by_shape, small_tiles, large_tiles };
+void set_gemm_tiling(GemmTiling tiling);
+GemmTiling gemm_tiling();
+
 class GemmKernels {
  public:
   virtual ~GemmKernels() = default;

@@ -395,7 +395,9 @@ TEST_SUITE("cuda_emulator") {
           CHECK(third.size() == (mse ? 7u : 9u));
         CHECK(third == fourth);
         auto launched = [&](const std::string& kernel) {
-          return std::count_if(third.begin(), third.end(), [&](const std::string& l) { return l.rfind(kernel + "(", 0) == 0; });
+          return std::count_if(third.begin(), third.end(), [&](const std::string& l) {
+            return l.rfind(kernel + "(", 0) == 0 || l.rfind(kernel + " (", 0) == 0;  // "gemm (64 × 64 tiles)(…)"
+          });
         };
         // Each dense layer's backward pass is one launch: no separate GEMM, ReLU derivative or bias sum.
         CHECK(launched("dense_backward") == 2);
@@ -445,5 +447,36 @@ TEST_SUITE("cuda_emulator") {
     CHECK(after.device_to_host_bytes - before.device_to_host_bytes >= results);  // the counter counts bytes
     CHECK(factor_bytes > 4 * results);  // the factors themselves would not have fit the bound
     CHECK(after.host_to_device_bytes - before.host_to_device_bytes == n * 10 * 8);  // the labels, as Y
+  }
+
+  // Large tiles once a product has at least two of them per multiprocessor (the emulator reports
+  // an H200's 132), unless a tiling is pinned; the launch names the tiling it ran.
+  TEST_CASE("a GEMM's tiling follows its shape unless one is pinned") {
+    using gs::kernels::GemmTiling;
+    struct Unpin {
+      ~Unpin() {
+        gs::kernels::set_gemm_tiling(GemmTiling::by_shape);
+        gs::cuda_emulator::record_launches(false);
+      }
+    } unpin;
+    auto& be = gs::kernels::backend(gs::Device::cuda);
+    const i64 m = 17 * 128, n = 16 * 128;  // 272 large tiles ≥ 264; one row of tiles fewer is 256
+    gs::Tensor a = gs::Tensor::full(gs::Shape{m}, 1.0, gs::DType::f32, gs::Device::cuda);
+    gs::Tensor b = gs::Tensor::full(gs::Shape{n}, 1.0, gs::DType::f32, gs::Device::cuda);
+    gs::Tensor c = gs::Tensor::empty(gs::Shape{m * n}, gs::DType::f32, gs::Device::cuda);
+    auto tiling_of = [&](i64 rows, GemmTiling pinned) {  // an outer product a bᵀ over `rows` rows
+      gs::kernels::set_gemm_tiling(pinned);
+      gs::cuda_emulator::record_launches(true);
+      be.gemm(gs::DType::f32, {false, false, rows, n, 1, 1, n, n}, 1.0, a.raw(), b.raw(), 0.0, c.raw());
+      const auto launches = gs::cuda_emulator::recorded_launches();
+      REQUIRE(launches.size() == 1);
+      return launches[0].substr(0, launches[0].find(')') + 1);
+    };
+    CHECK(tiling_of(m, GemmTiling::by_shape) == "gemm (128 × 128 tiles)");
+    CHECK(tiling_of(m - 128, GemmTiling::by_shape) == "gemm (64 × 64 tiles)");
+    CHECK(tiling_of(200, GemmTiling::by_shape) == "gemm (64 × 64 tiles)");
+    CHECK(tiling_of(m, GemmTiling::small_tiles) == "gemm (64 × 64 tiles)");
+    CHECK(tiling_of(200, GemmTiling::large_tiles) == "gemm (128 × 128 tiles)");
+    CHECK(c.to_vector()[0] == 1.0);
   }
 }

@@ -31,6 +31,40 @@ std::vector<std::vector<double>> parameter_values(nn::Sequential& net) {
 TEST_SUITE("gpu") {
   TEST_CASE("every kernel family against the float64 reference") { test::check_backend_kernels(Device::cuda); }
 
+  // The NTK probe's products get the large tiling (kernels/cuda/gemm.cu), the training step's the
+  // small one; tests pin each in turn. Both keep one running sum per element down the whole depth,
+  // in the same order, so besides matching the reference they match each other bit for bit.
+  TEST_CASE("both GEMM tilings against the float64 reference and against each other") {
+    struct Unpin {
+      ~Unpin() { kernels::set_gemm_tiling(kernels::GemmTiling::by_shape); }
+    } unpin;
+    using kernels::GemmTiling;
+    for (GemmTiling tiling : {GemmTiling::small_tiles, GemmTiling::large_tiles}) {
+      CAPTURE(static_cast<int>(tiling));
+      kernels::set_gemm_tiling(tiling);
+      test::backend_checks::gemm(Device::cuda);
+      test::backend_checks::dense_layer_backward(Device::cuda);
+    }
+    auto& be = kernels::backend(Device::cuda);
+    const std::int64_t m = 259, n = 131, k = 37;  // partial large tiles along both edges
+    for (DType dt : {DType::f32, DType::f64})
+      for (bool ta : {false, true}) {
+        CAPTURE(dtype_name(dt));
+        CAPTURE(ta);
+        Tensor a = test::random_tensor(Shape{m * k}, 21, dt).to(Device::cuda);
+        Tensor b = test::random_tensor(Shape{k * n}, 22, dt).to(Device::cuda);
+        const kernels::GemmShape s{ta, false, m, n, k, ta ? m : k, n, n};
+        std::vector<std::vector<double>> results;
+        for (GemmTiling tiling : {GemmTiling::small_tiles, GemmTiling::large_tiles}) {
+          kernels::set_gemm_tiling(tiling);
+          Tensor c = Tensor::full(Shape{m * n}, std::nan(""), dt, Device::cuda);
+          be.gemm(dt, s, 0.7, a.raw(), b.raw(), 0.0, c.raw());
+          results.push_back(c.to_vector());
+        }
+        CHECK(results[0] == results[1]);
+      }
+  }
+
   TEST_CASE("host/device copies, fill and dtype conversion round-trip") {
     // 524288 f64 values fill the 4 MiB pinned staging buffer exactly; one more goes directly.
     for (std::int64_t n : {1, 255, 256, 257, 100003, 524287, 524288, 524289}) {

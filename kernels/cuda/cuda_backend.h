@@ -144,6 +144,14 @@ class CudaBackend final : public Backend {
   void replay(CapturedWork* work) override;
   void destroy(CapturedWork* work) override;
   i64 recorded_operations(const CapturedWork* work) const override;
+
+  CudaBackend();
+  // Whether a GEMM launch whose output is m × n gets the large tiles (gemm.cu); bench_cuda's
+  // table marks the tiling each shape gets.
+  bool large_gemm_tiles(i64 m, i64 n) const;
+
+ private:
+  int multiprocessors_ = 0;  // read once here: a device query must not run inside a graph capture
 };
 
 // Σ of n doubles on the device into *out (device), in a fixed order: per-block trees over

@@ -3,6 +3,8 @@
 // The tiling itself (shared-memory slabs, per-thread accumulators) is tiled_gemm.cuh's. A dense
 // layer's bias and activation can be applied as C is stored (gemm_bias_act), and its whole
 // backward pass is one launch (dense_backward).
+#include <algorithm>
+
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/tiled_gemm.cuh"
@@ -93,13 +95,25 @@ __global__ void scale_matrix_kernel(i64 m, i64 n, i64 ldc, T beta, T* c) {
   *out = beta == T(0) ? T(0) : beta * *out;
 }
 
-// Square 64 × 64 tiles with 4 × 4 per thread (256 threads) for FP32; FP64 holds twice the bytes
-// per value, so half the depth keeps shared memory the same. Calls f.template operator()<T, BM,
-// BN, BK, TM, TN>() with the dtype's tiling.
+// Two tilings, each of 256 threads as a 16 × 16 grid:
+//   small: 64 × 64 tiles, 4 × 4 values per thread. Many blocks, for the training step's products
+//          (a batch of 200 against a layer of 200 is 16 of them);
+//   large: 128 × 128 tiles, 8 × 8 per thread. Every value read from shared memory feeds 8
+//          multiply-adds instead of 4, and each operand value is read from global memory half
+//          as often; for products whose large tiles still fill the device (the NTK probe's).
+// FP64 holds twice the bytes per value, so the small tiling's depth is halved to keep its
+// shared memory at 8 KB. Calls f.template operator()<T, BM, BN, BK, TM, TN>() with the tiling.
 template <class F>
-void with_tiling(DType dtype, const char* entry_point, F&& f) {
+void with_small_tiling(DType dtype, const char* entry_point, F&& f) {
   if (dtype == DType::f32) return f.template operator()<float, 64, 64, 16, 4, 4>();
   if (dtype == DType::f64) return f.template operator()<double, 64, 64, 8, 4, 4>();
+  throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
+}
+template <class F>
+void with_tiling(DType dtype, bool large, const char* entry_point, F&& f) {
+  if (!large) return with_small_tiling(dtype, entry_point, f);
+  if (dtype == DType::f32) return f.template operator()<float, 128, 128, 8, 8, 8>();
+  if (dtype == DType::f64) return f.template operator()<double, 128, 128, 8, 8, 8>();
   throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
 }
 
@@ -109,6 +123,18 @@ dim3 tile_grid(const GemmShape& s) {
 }
 
 }  // namespace
+
+// Large tiles once there are at least two of them per multiprocessor: with fewer, the small
+// tiling's four times as many blocks keep more of the device busy. The threshold is a first
+// guess, to be set from bench_cuda's two columns on a GPU.
+bool CudaBackend::large_gemm_tiles(i64 m, i64 n) const {
+  switch (gemm_tiling()) {
+    case GemmTiling::small_tiles: return false;
+    case GemmTiling::large_tiles: return true;
+    case GemmTiling::by_shape: break;
+  }
+  return ((m + 127) / 128) * ((n + 127) / 128) >= 2 * static_cast<i64>(multiprocessors_);
+}
 
 void CudaBackend::gemm(DType dtype, const GemmShape& s, double alpha, const void* a, const void* b, double beta,
                        void* c) {
@@ -120,8 +146,9 @@ void CudaBackend::gemm(DType dtype, const GemmShape& s, double alpha, const void
     });
     return;
   }
-  with_tiling(dtype, "gemm", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
-    launch("gemm", s.m * s.n, tile_grid<BM, BN>(s), (BM / TM) * (BN / TN), gemm_kernel<T, BM, BN, BK, TM, TN>,
+  with_tiling(dtype, large_gemm_tiles(s.m, s.n), "gemm", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
+    launch(BM == 128 ? "gemm (128 × 128 tiles)" : "gemm (64 × 64 tiles)", s.m * s.n, tile_grid<BM, BN>(s),
+           (BM / TM) * (BN / TN), gemm_kernel<T, BM, BN, BK, TM, TN>,
            s.transpose_a, s.transpose_b, s.m, s.n, s.k, static_cast<T>(alpha), static_cast<const T*>(a), s.lda,
            static_cast<const T*>(b), s.ldb, static_cast<T>(beta), static_cast<T*>(c), s.ldc);
   });
@@ -139,7 +166,9 @@ void CudaBackend::gemm_bias_act(DType dtype, const GemmShape& s, const void* a, 
     if (act) unary(*act, dtype, s.m * s.n, c, c);
     return;
   }
-  with_tiling(dtype, "gemm_bias_act", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
+  // The small tiling always: evaluating an activation on 64 live accumulators per thread made
+  // ptxas spill registers in the large one (f32, sm_90), and the study's layer forwards are small.
+  with_small_tiling(dtype, "gemm_bias_act", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
     launch("gemm_bias_act", s.m * s.n, tile_grid<BM, BN>(s), (BM / TM) * (BN / TN),
            gemm_bias_act_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n, s.k,
            static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb, static_cast<const T*>(bias),
@@ -152,7 +181,9 @@ void CudaBackend::dense_backward(DType dtype, const DenseShape& s, std::optional
   if (act && *act == Unary::gelu)
     throw Error("dense_backward: gelu's derivative needs its input, not its output");
   if (act && !y) throw Error("dense_backward: an activation needs the layer's output");
-  with_tiling(dtype, "dense_backward", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
+  // One tiling for the launch, chosen by its larger product: gx (rows × in) or gW (out × in).
+  const bool large = large_gemm_tiles(std::max(gx ? s.rows : 0, gw ? s.out : 0), s.in);
+  with_tiling(dtype, large, "dense_backward", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
     static_assert((BM / TM) * (BN / TN) == threads_per_block, "the column sums use the GEMM blocks' threads");
     const i64 col_tiles = (s.in + BN - 1) / BN;
     // An empty depth (s.out or s.rows = 0) leaves the tiles' accumulators at 0: the gradients are 0.
@@ -161,7 +192,8 @@ void CudaBackend::dense_backward(DType dtype, const DenseShape& s, std::optional
     const i64 gb_blocks = gb ? (s.out + threads_per_block - 1) / threads_per_block : 0;
     const i64 blocks = gx_blocks + gw_blocks + gb_blocks;
     if (blocks == 0) return;
-    launch("dense_backward", s.rows * s.out, static_cast<unsigned>(blocks), threads_per_block,
+    launch(BM == 128 ? "dense_backward (128 × 128 tiles)" : "dense_backward (64 × 64 tiles)", s.rows * s.out,
+           static_cast<unsigned>(blocks), threads_per_block,
            dense_backward_kernel<T, BM, BN, BK, TM, TN>, s.rows, s.in, s.out, act.has_value(), act.value_or(Unary::relu),
            static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(y), static_cast<const T*>(g),
            static_cast<T*>(gx), static_cast<T*>(gw), static_cast<T*>(gb), gx_blocks, gw_blocks);

@@ -192,6 +192,11 @@ void CudaBackend::gather_rows(DType dtype, i64 rows, i64 row_elements, i64 sourc
   }
 }
 
+CudaBackend::CudaBackend() {
+  GS_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, 0),
+                "cudaDeviceGetAttribute(multiprocessor count)");
+}
+
 }  // namespace cuda
 
 Backend* cuda_backend_or_null(const char** reason) {

@@ -103,6 +103,10 @@ cudaError_t cudaFreeHost(void* ptr);
 cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes);
 cudaError_t cudaGetDeviceCount(int* count);
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+// The emulated device reports an H200's 132 multiprocessors, so that choices made by the
+// device's size (the GEMM tiling) go here as they go on the GPU the study targets.
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
 cudaError_t cudaPeekAtLastError();

@@ -724,6 +724,14 @@ cudaError_t cudaGetDeviceCount(int* count) {
   return cudaSuccess;
 }
 
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  using gs::cuda_emulator::fail;
+  if (device != 0) return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute: the emulator has one device, 0");
+  if (attr != cudaDevAttrMultiProcessorCount) return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute: attribute not emulated");
+  *value = 132;
+  return cudaSuccess;
+}
+
 cudaError_t cudaDeviceSynchronize() {
   std::lock_guard lock(device_queue());
   if (unsafe_during_capture("cudaDeviceSynchronize")) return cudaErrorStreamCaptureUnsupported;
