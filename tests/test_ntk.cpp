@@ -354,6 +354,12 @@ TEST_SUITE("ntk") {
     auto sums = compare_streamed(f3, {&f, &f2}, 4);
     CHECK(1 - sums.inner[0] / std::sqrt(sums.norm2 * sums.norm2_ref[0]) == doctest::Approx(kernel_distance(k3, k)).epsilon(1e-8));
     CHECK(1 - sums.inner[1] / std::sqrt(sums.norm2 * sums.norm2_ref[1]) == doctest::Approx(kernel_distance(k3, k2)).epsilon(1e-8));
+    // The input Grams are the factors' own, computed once by kernel_factors: without them the
+    // streamed functions say where factors come from instead of reading past the end.
+    CHECK(f3.input_grams.size() == f3.layers.size());
+    f2.input_grams.clear();
+    CHECK_THROWS_WITH_AS(compare_streamed(f3, f2), doctest::Contains("build them with kernel_factors"), Error);
+    CHECK_THROWS_WITH_AS(probe::trace_kernel(f2), doctest::Contains("0 input Grams for"), Error);
   }
 
   TEST_CASE("unsupported layers are named") {

@@ -15,6 +15,7 @@ KernelFactors kernel_factors(nn::Sequential& net, const Tensor& x) {
   f.samples = x.size(0);
   f.classes = f.layers.back().plain_gram ? 0 : f.layers.back().signals.size(1);
   GS_CHECK(f.layers.back().output_layer, "streamed NTK: the network must end in a dense output layer (then Scale)");
+  for (const auto& l : f.layers) f.input_grams.push_back(l.plain_gram ? Tensor() : tiles::input_gram(l.inputs));
   return f;
 }
 
@@ -24,12 +25,29 @@ KernelFactors KernelFactors::to(Device device) const {
     if (l.signals.defined()) l.signals = l.signals.to(device);
     if (l.inputs.defined()) l.inputs = l.inputs.to(device);
   }
+  for (auto& g : out.input_grams)
+    if (g.defined()) g = g.to(device);
   return out;
 }
 
+namespace {
+
+void check_grams(const KernelFactors& f) {
+  GS_CHECK(f.input_grams.size() == f.layers.size(),
+           "streamed NTK: the factors hold {} input Grams for {} layers; build them with kernel_factors", f.input_grams.size(),
+           f.layers.size());
+}
+
+// Layer l's input Gram, held with the factors (built by kernel_factors); checked by the caller
+// where this runs on threads.
+const Tensor& gram_of(const KernelFactors& f, std::size_t l) { return f.input_grams[l]; }
+
+}  // namespace
+
 Tensor output_gram(const KernelFactors& f) {
   const LayerFactors& out = f.layers.back();
-  Tensor g = tiles::input_gram(out.inputs).to(Device::cpu).to(DType::f64);
+  check_grams(f);
+  Tensor g = gram_of(f, f.layers.size() - 1).to(Device::cpu).to(DType::f64);
   double* p = g.data<double>();
   for (std::int64_t q = 0; q < g.numel(); ++q) p[q] *= out.output_scale * out.output_scale;
   return g;
@@ -38,12 +56,6 @@ Tensor output_gram(const KernelFactors& f) {
 double StreamedComparison::distance() const { return 1.0 - inner / std::sqrt(norm2_a * norm2_b); }
 
 namespace {
-
-std::vector<Tensor> grams_of(const KernelFactors& f) {
-  std::vector<Tensor> g;
-  for (const auto& l : f.layers) g.push_back(l.plain_gram ? Tensor() : tiles::input_gram(l.inputs));
-  return g;
-}
 
 struct TilePairs {
   std::vector<std::pair<std::int64_t, std::int64_t>> blocks;  // (bi, bj) with bi ≤ bj
@@ -74,9 +86,6 @@ std::vector<double> tile_sums(const KernelFactors& cur, const std::vector<const 
   const Device device = cur.layers.front().signals.device();
   const DType dtype = cur.layers.front().signals.dtype();
   auto& be = kernels::backend(device);
-  const auto grams_cur = grams_of(cur);
-  std::vector<std::vector<Tensor>> grams_ref;
-  for (const auto* r : refs) grams_ref.push_back(grams_of(*r));
   const std::int64_t tile_elements = size * c * size * c;
   Tensor sums = Tensor::empty(Shape{static_cast<std::int64_t>(pairs.blocks.size() * stride)}, DType::f64, device);
   auto* out = static_cast<double*>(sums.raw());
@@ -84,12 +93,12 @@ std::vector<double> tile_sums(const KernelFactors& cur, const std::vector<const 
     const kernels::KernelTile t = pairs.tile(p, n, c, size);
     const std::int64_t elements = t.rows() * t.cols();
     be.fill(dtype, elements, 0.0, tk);
-    for (std::size_t l = 0; l < cur.layers.size(); ++l) tiles::add_layer_tile(cur.layers[l], grams_cur[l], t, tk, scratch);
+    for (std::size_t l = 0; l < cur.layers.size(); ++l) tiles::add_layer_tile(cur.layers[l], gram_of(cur, l), t, tk, scratch);
     be.dot_f64(dtype, elements, tk, tk, out + p * stride);
     for (std::size_t r = 0; r < m; ++r) {
       be.fill(dtype, elements, 0.0, tr);
       for (std::size_t l = 0; l < refs[r]->layers.size(); ++l)
-        tiles::add_layer_tile(refs[r]->layers[l], grams_ref[r][l], t, tr, scratch);
+        tiles::add_layer_tile(refs[r]->layers[l], gram_of(*refs[r], l), t, tr, scratch);
       be.dot_f64(dtype, elements, tr, tr, out + p * stride + 1 + 2 * r);
       be.dot_f64(dtype, elements, tk, tr, out + p * stride + 2 + 2 * r);
     }
@@ -144,6 +153,8 @@ void check_same_points(const KernelFactors& a, const KernelFactors& b) {
 StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
                               std::int64_t tile_samples) {
   GS_CHECK(tile_samples >= 1, "compare_streamed: tile_samples must be at least 1");
+  check_grams(current);
+  for (const auto* r : refs) check_grams(*r);
   for (const auto* r : refs) check_same_points(current, *r);
   for (const auto* r : refs)
     GS_CHECK(r->layers.front().signals.device() == current.layers.front().signals.device(),
@@ -159,10 +170,11 @@ StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors&
 
 namespace {
 
-// One layer's block of the per-logit trace Σ_a K_l[(i,a),(j,a)], f64 [n, n], where the factors are.
-Tensor layer_trace_kernel(const LayerFactors& l, std::int64_t n, std::int64_t c) {
+// One layer's block of the per-logit trace Σ_a K_l[(i,a),(j,a)], f64 [n, n], where the factors
+// are; g is the layer's input Gram.
+Tensor layer_trace_kernel(const LayerFactors& l, const Tensor& g, std::int64_t n, std::int64_t c) {
   if (l.output_layer)  // C α² (H Hᵀ + 1)
-    return ops::scale(tiles::input_gram(l.inputs).to(DType::f64), static_cast<double>(c) * l.output_scale * l.output_scale);
+    return ops::scale(g.to(DType::f64), static_cast<double>(c) * l.output_scale * l.output_scale);
   // Σ_a ⟨d_(i,a), d_(j,a)⟩ = ⟨vec D_i, vec D_j⟩ with D_i the C × width block of sample i.
   const std::int64_t width = l.signals.size(1);
   const Device device = l.signals.device();
@@ -170,15 +182,17 @@ Tensor layer_trace_kernel(const LayerFactors& l, std::int64_t n, std::int64_t c)
   Tensor dd = Tensor::empty(Shape{n, n}, DType::f64, device);
   kernels::GemmShape s{false, true, n, n, c * width, c * width, c * width, n};
   kernels::backend(device).gemm(DType::f64, s, 1.0, flat.raw(), flat.raw(), 0.0, dd.raw());
-  return l.plain_gram ? dd : ops::mul(dd, tiles::input_gram(l.inputs).to(DType::f64));
+  return l.plain_gram ? dd : ops::mul(dd, g.to(DType::f64));
 }
 
 }  // namespace
 
 std::vector<Tensor> layer_trace_kernels(const KernelFactors& f) {
   NoGrad no_tape;
+  check_grams(f);
   std::vector<Tensor> out;
-  for (const auto& l : f.layers) out.push_back(layer_trace_kernel(l, f.samples, f.classes).to(Device::cpu));
+  for (std::size_t l = 0; l < f.layers.size(); ++l)
+    out.push_back(layer_trace_kernel(f.layers[l], gram_of(f, l), f.samples, f.classes).to(Device::cpu));
   return out;
 }
 
@@ -197,6 +211,7 @@ Tensor trace_kernel(const KernelFactors& f) { return add_kernels(layer_trace_ker
 
 double target_quadratic_form(const KernelFactors& f, const Tensor& labels) {
   NoGrad no_tape;
+  check_grams(f);
   const std::int64_t n = f.samples, c = f.classes;
   const auto y = labels.to_int_vector();
   GS_CHECK(static_cast<std::int64_t>(y.size()) == n, "target_quadratic_form: {} labels for {} samples", y.size(), n);
@@ -224,9 +239,10 @@ double target_quadratic_form(const KernelFactors& f, const Tensor& labels) {
     return sum.item();
   };
   double total = 0;
-  for (const auto& l : f.layers) {
+  for (std::size_t layer = 0; layer < f.layers.size(); ++layer) {
+    const LayerFactors& l = f.layers[layer];
     if (l.output_layer) {  // α² Σ_ij G_ij ⟨y_i, y_j⟩
-      total += l.output_scale * l.output_scale * inner(tiles::input_gram(l.inputs).to(DType::f64), row_products(target));
+      total += l.output_scale * l.output_scale * inner(gram_of(f, layer).to(DType::f64), row_products(target));
       continue;
     }
     // u_i = Σ_a y_ia d_(i,a): D [n, C, width] times Y [n, C, 1], summed over a (the reduction that
@@ -242,7 +258,7 @@ double target_quadratic_form(const KernelFactors& f, const Tensor& labels) {
       be.sum(DType::f64, uu.numel(), uu.raw(), sum.raw());
       total += sum.item();
     } else {
-      total += inner(uu, tiles::input_gram(l.inputs).to(DType::f64));
+      total += inner(uu, gram_of(f, layer).to(DType::f64));
     }
   }
   return total;

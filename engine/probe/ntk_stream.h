@@ -8,6 +8,10 @@ namespace gs::probe {
 
 struct KernelFactors {
   std::vector<LayerFactors> layers;
+  // Per layer, a dense layer's input Gram H Hᵀ + 1 [n, n] (undefined for a convolution), in the
+  // factors' dtype and on their device: computed once with the factors, read by every tile, the
+  // trace kernels and the alignment's numerator.
+  std::vector<Tensor> input_grams;
   std::int64_t samples = 0, classes = 0;
   Device device() const { return layers.front().signals.device(); }
   KernelFactors to(Device device) const;  // a copy whose tensors live on `device`
