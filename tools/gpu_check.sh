@@ -14,9 +14,10 @@
 #   tools/gpu_check.sh            on the GPU machine: unpack that bundle (or, without one, try to
 #                                 build there), find cuBLAS in the CUDA toolkit or the Python
 #                                 wheels, run, and write summary.md and the logs to $OUT
-#                                 (default build/gpu-check/). Under 8 minutes on an H200: each
-#                                 step is stopped at its limit (240 + 180 + 150 s), and killed
-#                                 10 s later if it has not stopped.
+#                                 (default build/gpu-check/). Under 10 minutes on an H200: each
+#                                 step is stopped at its limit (150 s for the tests, 90 more when
+#                                 they fail, 180 + 150 s), and killed 10 s later if it has not
+#                                 stopped.
 #
 # Each step's output goes to its own log; a failing step is recorded and the next one still runs.
 set -uo pipefail
@@ -49,7 +50,7 @@ if [[ "${1:-}" == "--bundle" ]]; then
   [[ -z "$(git status --porcelain --untracked-files=no)" ]] || echo "(working tree had uncommitted changes)" >>build/gpu-bundle/REVISION
   ldd --version | sed -n 1p >build/gpu-bundle/BUILT_WITH  # sed reads it all: no SIGPIPE under pipefail
   tar -C build -czf "$bundle_tar" gpu-bundle
-  echo "gpu_check: bundle $(du -h "$bundle_tar" | cut -f1) at ${bundle_tar#$root/} (revision $(head -1 build/gpu-bundle/REVISION))"
+  echo "gpu_check: bundle $(du -h "$bundle_tar" | cut -f1) at ${bundle_tar#"$root"/} (revision $(head -1 build/gpu-bundle/REVISION))"
   exit 0
 fi
 
@@ -103,16 +104,21 @@ log "cuBLAS / cuDNN searched in: ${cublas_dirs:-nowhere found}"
 
 # 3. The gpu suite, then the benchmarks.
 "$work/bin/grokscope" info 2>&1 | tee "$out/info.log" | tee -a "$summary"
-timeout -k 10 240 "$work/bin/grokscope_tests" --test-suite=gpu --no-version >"$out/gpu_tests.log" 2>&1
+timeout -k 10 150 "$work/bin/grokscope_tests" --test-suite=gpu --no-version >"$out/gpu_tests.log" 2>&1
 tests_rc=$?
 log ""
 log "gpu tests (exit $tests_rc): $(grep -E 'test cases:|assertions:' "$out/gpu_tests.log" | tr -s ' ' | paste -sd ';' -)"
 grep -qE 'test cases:' "$out/gpu_tests.log" || head -3 "$out/gpu_tests.log" | sed 's/^/    /' | tee -a "$summary"
 grep -E 'ERROR|error' "$out/gpu_tests.log" | head -20 | sed 's/^/    /' | tee -a "$summary"
+# A fault can poison the rest of the suite's process: each case again, alone (tools/gpu_triage.sh).
+if [[ $tests_rc -ne 0 && $tests_rc -ne 77 ]]; then
+  log ""
+  tools/gpu_triage.sh "$work/bin/grokscope_tests" 90 "$out/gpu_tests_alone.log" | tee -a "$summary"
+fi
 log ""
 timeout -k 10 180 "$work/bin/bench_cuda" >"$out/bench_cuda.md" 2>&1
 log "bench_cuda (exit $?):"
-cat "$out/bench_cuda.md" | tee -a "$summary"
+tee -a "$summary" <"$out/bench_cuda.md"
 
 # 4. The whole MNIST study on the GPU (target ≤ 2 minutes): the four MNIST recipes, 100k steps
 # each with their probes, run side by side on the one GPU. Stopped at 150 s; a stopped run keeps
@@ -136,7 +142,7 @@ if [[ -d "$mnist" ]]; then
       echo "$? $(seconds_since "$s")" >"$study/$name.status" ) &
   done
   wait
-  log "the MNIST study on the GPU, 4 recipes side by side (target ≤ 2 minutes), MNIST from ${mnist#$root/}: $(seconds_since "$start") s wall clock"
+  log "the MNIST study on the GPU, 4 recipes side by side (target ≤ 2 minutes), MNIST from ${mnist#"$root"/}: $(seconds_since "$start") s wall clock"
   log ""
   log "| recipe | exit (124: stopped at 150 s) | seconds | last logged step | probe steps | test accuracy there |"
   log "| --- | ---: | ---: | ---: | ---: | ---: |"
