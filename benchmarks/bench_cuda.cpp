@@ -545,6 +545,8 @@ void section(const char* what, F&& f) {
 }  // namespace
 
 int main() {
+  // Line by line even into a file: stopped at gpu_check.sh's limit, it keeps every row printed.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (!kernels::cuda_available()) {
     std::printf("bench_cuda: no usable CUDA device: %s\n", kernels::cuda_unavailable_reason());
     return 77;

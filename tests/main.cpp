@@ -11,6 +11,9 @@
 #include "kernels/backend.h"
 
 int main(int argc, char** argv) {
+  // Line by line even into a file: a suite stopped at a time limit (tools/gpu_check.sh) keeps
+  // every failure and finished case it printed.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--test-suite=gpu" && !gs::kernels::cuda_available()) {
       std::printf("gpu suite skipped: %s\n", gs::kernels::cuda_unavailable_reason());

@@ -104,7 +104,8 @@ log "cuBLAS / cuDNN searched in: ${cublas_dirs:-nowhere found}"
 
 # 3. The gpu suite, then the benchmarks.
 "$work/bin/grokscope" info 2>&1 | tee "$out/info.log" | tee -a "$summary"
-timeout -k 10 150 "$work/bin/grokscope_tests" --test-suite=gpu --no-version >"$out/gpu_tests.log" 2>&1
+# --duration: a line per finished case, so that a suite stopped at its limit shows where it hung.
+timeout -k 10 150 "$work/bin/grokscope_tests" --test-suite=gpu --no-version --duration=true >"$out/gpu_tests.log" 2>&1
 tests_rc=$?
 log ""
 log "gpu tests (exit $tests_rc): $(grep -E 'test cases:|assertions:' "$out/gpu_tests.log" | tr -s ' ' | paste -sd ';' -)"
