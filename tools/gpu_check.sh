@@ -49,6 +49,12 @@ if [[ "${1:-}" == "--bundle" ]]; then
   git rev-parse HEAD >build/gpu-bundle/REVISION
   [[ -z "$(git status --porcelain --untracked-files=no)" ]] || echo "(working tree had uncommitted changes)" >>build/gpu-bundle/REVISION
   ldd --version | sed -n 1p >build/gpu-bundle/BUILT_WITH  # sed reads it all: no SIGPIPE under pipefail
+  # The newest glibc symbol version each file needs (libstdc++ here: 2.36). The GPU machine's
+  # glibc may be older; there, a library that needs more than it has is left out for the
+  # machine's own (below), and a binary that does is reported.
+  for f in build/gpu-bundle/bin/* build/gpu-bundle/lib/*; do
+    echo "${f#build/gpu-bundle/} $(objdump -T "$f" | { grep -o 'GLIBC_[0-9.]*' || true; } | sed 's/GLIBC_//' | sort -uV | sed -n '$p')"
+  done >build/gpu-bundle/GLIBC_NEEDS
   tar -C build -czf "$bundle_tar" gpu-bundle
   echo "gpu_check: bundle $(du -h "$bundle_tar" | cut -f1) at ${bundle_tar#"$root"/} (revision $(head -1 build/gpu-bundle/REVISION))"
   exit 0
@@ -74,6 +80,19 @@ work="$root/build/gpu-bundle"
 if [[ -f "$bundle_tar" ]]; then
   rm -rf "$work" && tar -C "$root/build" -xzf "$bundle_tar"
   log "binaries: the bundle built at $(head -1 "$work/REVISION") ($(cat "$work/BUILT_WITH"))"
+  # A carried library that needs a newer glibc than this machine's would stop every binary from
+  # loading: leave it out, so that the machine's own serves (its libstdc++ must then be of GCC
+  # 11 or later, GLIBCXX_3.4.29).
+  glibc_here=$(ldd --version 2>&1 | sed -n '1s/.* \([0-9][0-9.]*\)$/\1/p')
+  while read -r file needs; do
+    [[ -n "$needs" && -n "$glibc_here" && "$needs" != "$glibc_here" ]] || continue
+    [[ "$(printf '%s\n%s\n' "$needs" "$glibc_here" | sort -V | sed -n '$p')" == "$needs" ]] || continue
+    case "$file" in
+      lib/*) mkdir -p "$work/lib-left-out" && mv "$work/$file" "$work/lib-left-out/"
+             log "binaries: $file needs glibc $needs, this machine has $glibc_here: its own is used instead" ;;
+      *) log "binaries: $file needs glibc $needs, this machine has $glibc_here: it will not load (build here instead)" ;;
+    esac
+  done < <(cat "$work/GLIBC_NEEDS" 2>/dev/null)
   export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 else
   log "binaries: no bundle; building the cuda preset here (needs OpenBLAS, fmt, toml++, CLI11, doctest)"
