@@ -15,8 +15,9 @@
 #                                 build there), find cuBLAS in the CUDA toolkit or the Python
 #                                 wheels, run, and write summary.md and the logs to $OUT
 #                                 (default build/gpu-check/). Under 10 minutes on an H200: each
-#                                 step is stopped at its limit (150 s for the tests, 90 more when
-#                                 they fail, 180 + 150 s), and killed 10 s later if it has not
+#                                 step is stopped at its limit (150 s for the tests; 90 more to
+#                                 run each case alone when they fail, or compute-sanitizer when
+#                                 they pass; 180 + 150 s), and killed 10 s later if it has not
 #                                 stopped.
 #
 # Each step's output goes to its own log; a failing step is recorded and the next one still runs.
@@ -134,6 +135,24 @@ grep -E 'ERROR|error' "$out/gpu_tests.log" | head -20 | sed 's/^/    /' | tee -a
 if [[ $tests_rc -ne 0 && $tests_rc -ne 77 ]]; then
   log ""
   tools/gpu_triage.sh "$work/bin/grokscope_tests" 90 "$out/gpu_tests_alone.log" | tee -a "$summary"
+fi
+# A suite that passed gets the same 90 s for NVIDIA's compute-sanitizer on the kernel families:
+# reads and writes outside an allocation (memcheck), shared-memory races between a block's
+# threads (racecheck) and barriers not reached by every thread (synccheck), on the device's own
+# scheduling, which the emulator's fibers only approximate.
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [[ $tests_rc -eq 0 && -n "$sanitizer" ]]; then
+  log ""
+  log "| compute-sanitizer on \"every kernel family\" | exit (124: stopped at 30 s) | summary |"
+  log "| --- | ---: | --- |"
+  for tool in memcheck racecheck synccheck; do
+    timeout -k 5 30 "$sanitizer" --tool "$tool" --error-exitcode 3 --print-limit 20 "$work/bin/grokscope_tests" \
+      --test-suite=gpu --test-case="every kernel family*" --no-version >"$out/sanitizer_$tool.log" 2>&1
+    rc=$?
+    log "| $tool | $rc | $(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer_$tool.log" | tr '|' '/') |"
+  done
+elif [[ $tests_rc -eq 0 ]]; then
+  log "compute-sanitizer: not found here; skipped"
 fi
 log ""
 timeout -k 10 180 "$work/bin/bench_cuda" >"$out/bench_cuda.md" 2>&1
