@@ -23,6 +23,7 @@
 #include "engine/step_graph.h"
 #include "experiments/console.h"
 #include "experiments/schedule.h"
+#include "experiments/step_queue.h"
 #include "models/models.h"
 
 #ifndef GROKSCOPE_SOURCE_DIR
@@ -314,6 +315,9 @@ int Runner::run() {
     bool warmed_up = false;
   };
   std::map<std::int64_t, DeviceStep> device_steps;
+  // GPU runs queue their steps' row uploads and loss read-backs (experiments/step_queue.h).
+  std::unique_ptr<StepQueue> step_queue;
+  if (device != Device::cpu) step_queue = std::make_unique<StepQueue>(device, r.train.batch_size);
   bool capture_refused = !options_.step_graph;
   if (device != Device::cpu) info["training_step"] = capture_refused ? "kernel by kernel (--no-graph)" : "not captured yet";
   auto train_step = [&]() -> Tensor {
@@ -333,7 +337,7 @@ int Runner::run() {
     const auto size = static_cast<std::int64_t>(rows.size());
     DeviceStep& s = device_steps[size];
     if (!s.rows.defined()) s.rows = Tensor::empty(Shape{size}, DType::i32, device);
-    s.rows.copy_(Tensor::from(rows, Shape{size}));
+    step_queue->upload_rows(rows, s.rows);
     if (s.graph) {
       optimizer->set_step_count(optimizer->steps_taken() + 1);
       s.graph->replay();
@@ -370,11 +374,24 @@ int Runner::run() {
     return s.loss;
   };
 
+  auto diverged = [&](std::int64_t step, double loss) {
+    write_info("diverged", step);
+    fail("step {}: the training loss is {}; the run stopped there. The last good checkpoint is {}. Lower optimizer.lr or "
+         "model.init_scale",
+         step, loss, last_checkpoint);
+  };
+  // The queued steps' losses, before anything reads the weights the steps wrote.
+  auto check_queued_losses = [&] {
+    if (!step_queue) return;
+    if (const auto bad = step_queue->check()) diverged(bad->step, bad->loss);
+  };
+
   StopSignals signals;
   Progress progress(options_.quiet);
   Evaluation train_eval, test_eval;
   for (std::int64_t step = first_step;; ++step) {
     const bool resumed_here = step == first_step;
+    if (metric_steps.count(step) || probe_steps.count(step) || step == r.train.steps) check_queued_losses();
     if (metric_steps.count(step) && !(resumed_here && metrics_done)) {
       train_eval = evaluate(*trained, train_set, r.train.loss);
       test_eval = evaluate(*trained, test_set, r.train.loss);
@@ -400,14 +417,14 @@ int Runner::run() {
     }
     if (step == r.train.steps) break;
 
-    const double value = train_step().item();
-    if (!std::isfinite(value)) {
-      write_info("diverged", step + 1);
-      fail("step {}: the training loss is {}; the run stopped there. The last good checkpoint is {}. Lower optimizer.lr or "
-           "model.init_scale",
-           step + 1, value, last_checkpoint);
+    const Tensor loss = train_step();
+    if (step_queue) {
+      if (step_queue->queue_loss(loss, step + 1)) check_queued_losses();
+    } else if (const double value = loss.item(); !std::isfinite(value)) {
+      diverged(step + 1, value);
     }
     if (stop_requested() != 0 || step + 1 == options_.stop_after_step) {
+      check_queued_losses();
       checkpoint(step + 1);
       save_resume_state(step + 1, false, false, false);
       metrics.flush();

@@ -15,6 +15,15 @@ class MemoryKernels {
   virtual void copy_from_host(void* dst, const void* host_src, std::size_t bytes) = 0;
   virtual void copy_to_host(void* host_dst, const void* src, std::size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
+  // Host memory for queued copies: page-locked on a GPU, so that the device copies it directly.
+  virtual void* allocate_host(std::size_t bytes) = 0;
+  virtual void release_host(void* ptr) = 0;
+  // Copies that return at once and run in order with the kernels issued around them (the cpu
+  // copies at once). The host memory, from allocate_host, must stay as it is, and a copy into it
+  // unread, until synchronize() returns. Not while a graph is being captured.
+  virtual void copy_from_host_queued(void* dst, const void* host_src, std::size_t bytes) = 0;
+  virtual void copy_to_host_queued(void* host_dst, const void* src, std::size_t bytes) = 0;
+  virtual void synchronize() = 0;  // every queued copy and kernel has finished
   // y[i] = value, written in y's dtype (exact for i32 indices).
   virtual void fill(DType dtype, i64 n, double value, void* y) = 0;
   // y = x converted between any two dtypes (f32, f64, i32); i32 <- float truncates toward zero.

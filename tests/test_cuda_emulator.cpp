@@ -209,6 +209,42 @@ TEST_SUITE("cuda_emulator") {
     cudaFree(d);
   }
 
+  TEST_CASE("a queued copy into pinned memory lands when the host waits, and its pinned source must hold until then") {
+    float* d = device_array<float>(4);
+    const std::vector<float> values{1, 2, 3, 4};
+    REQUIRE(cudaMemcpy(d, values.data(), 16, cudaMemcpyHostToDevice) == cudaSuccess);
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
+    void* p = nullptr;
+    REQUIRE(cudaMallocHost(&p, 16) == cudaSuccess);
+    auto* h = static_cast<float*>(p);
+    // To the host: NaN until the wait, then the values.
+    REQUIRE(cudaMemcpyAsync(h, d, 16, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    CHECK(std::isnan(h[0]));
+    CHECK(cudaFreeHost(p) == cudaErrorIllegalState);  // still in flight
+    CHECK(cudaStreamSynchronize(s) == cudaSuccess);
+    CHECK(std::vector<float>(h, h + 4) == values);
+    // To the device: the copy is made, and a source changed before the wait is an error there.
+    for (int i = 0; i < 4; ++i) h[i] = static_cast<float>(10 + i);
+    REQUIRE(cudaMemcpyAsync(d, h, 16, cudaMemcpyHostToDevice, s) == cudaSuccess);
+    CHECK(cudaStreamSynchronize(s) == cudaSuccess);  // unchanged: fine
+    REQUIRE(cudaMemcpyAsync(d, h, 16, cudaMemcpyHostToDevice, s) == cudaSuccess);
+    h[2] = 99;
+    CHECK(cudaDeviceSynchronize() == cudaErrorIllegalState);
+    CHECK(std::string(cudaGetErrorString(cudaErrorIllegalState)).find("changed before the copy was waited for") !=
+          std::string::npos);
+    (void)cudaGetLastError();
+    CHECK(to_host(d, 4) == std::vector<float>{10, 11, 12, 13});
+    // A synchronous copy waits too: a queued result is there after it.
+    REQUIRE(cudaMemcpyAsync(h, d, 16, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    std::vector<float> other(4);
+    REQUIRE(cudaMemcpy(other.data(), d, 16, cudaMemcpyDeviceToHost) == cudaSuccess);
+    CHECK(std::vector<float>(h, h + 4) == other);
+    CHECK(cudaFreeHost(p) == cudaSuccess);
+    cudaStreamDestroy(s);
+    cudaFree(d);
+  }
+
   TEST_CASE("host code that dereferences a device pointer crashes, as on a GPU") {
     float* d = device_array<float>(16);
     const int status = status_of_child([&] {

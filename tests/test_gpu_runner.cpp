@@ -98,6 +98,31 @@ TEST_SUITE("gpu") {
     check_same_csv(dir / "cuda" / "metrics.csv", dir / "part" / "metrics.csv", 1e-6, "seconds");
   }
 
+  // A GPU run reads its losses back 64 steps at a time (experiments/step_queue.h), yet stops
+  // naming the step whose loss first went bad, as the CPU run does. Weights ×1e15 make the MSE
+  // overflow at step 1 on both devices; the next check of the queued losses is 63 steps later.
+  TEST_CASE("a diverging run on the GPU names the step the CPU run names") {
+    test::TempDir dir;
+    test::write_tiny_mnist(dir.path(), 64, 24);
+    const Recipe recipe = parse_recipe(test::tiny_recipe(dir.path(), 200).to_toml(), "wild.toml",
+                                       {"model.init_scale=1e15", "train.loss=\"mse\"", "schedule.metrics=\"every\"",
+                                        "schedule.metric_every=1000", "schedule.probe_steps=[0]"});
+    std::string said[2];
+    for (Device device : {Device::cpu, Device::cuda}) {
+      try {
+        train_tiny(recipe, dir / device_name(device), device);
+      } catch (const Error& e) {
+        said[device == Device::cuda] = e.what();
+      }
+      auto info = nlohmann::json::parse(std::ifstream(dir / device_name(device) / "run.json"));
+      CHECK(info["status"] == "diverged");
+    }
+    CAPTURE(said[0]);
+    CAPTURE(said[1]);
+    CHECK(said[0].find("step 1: the training loss is inf") != std::string::npos);
+    CHECK(said[1].find("step 1: the training loss is inf") != std::string::npos);
+  }
+
   // 64 training rows in batches of 24: two batch shapes, so two graphs, each replayed after one
   // eager step. Replays run the eager steps' kernels on the same data: every cell is identical.
   TEST_CASE("a run whose training step is replayed as CUDA graphs logs exactly what a kernel-by-kernel run logs") {

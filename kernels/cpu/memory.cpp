@@ -44,6 +44,11 @@ void CpuBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {
 void CpuBackend::copy(void* dst, const void* src, std::size_t bytes) {
   if (bytes) std::memmove(dst, src, bytes);
 }
+void* CpuBackend::allocate_host(std::size_t bytes) { return allocate(bytes); }
+void CpuBackend::release_host(void* ptr) { release(ptr); }
+void CpuBackend::copy_from_host_queued(void* dst, const void* src, std::size_t bytes) { copy_from_host(dst, src, bytes); }
+void CpuBackend::copy_to_host_queued(void* dst, const void* src, std::size_t bytes) { copy_to_host(dst, src, bytes); }
+void CpuBackend::synchronize() {}
 
 void CpuBackend::fill(DType dtype, i64 n, double value, void* y) {
   switch (dtype) {

@@ -71,6 +71,11 @@ class CudaBackend final : public Backend {
   void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override;
   void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override;
   void copy(void* dst, const void* src, std::size_t bytes) override;
+  void* allocate_host(std::size_t bytes) override;
+  void release_host(void* ptr) override;
+  void copy_from_host_queued(void* dst, const void* host_src, std::size_t bytes) override;
+  void copy_to_host_queued(void* host_dst, const void* src, std::size_t bytes) override;
+  void synchronize() override;
   void fill(DType dtype, i64 n, double value, void* y) override;
   void convert(DType from, DType to, i64 n, const void* x, void* y) override;
   void gather_rows(DType dtype, i64 rows, i64 row_elements, i64 source_rows, const void* x, const std::int32_t* indices,

@@ -150,6 +150,35 @@ void CudaBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {
   GS_CUDA_CHECK(cudaStreamSynchronize(stream()), what);
   std::memcpy(dst, staging.buffer, bytes);
 }
+void* CudaBackend::allocate_host(std::size_t bytes) {
+  void* p = nullptr;
+  GS_CUDA_CHECK(cudaMallocHost(&p, bytes), std::to_string(bytes) + " bytes of page-locked host memory");
+  return p;
+}
+void CudaBackend::release_host(void* ptr) { GS_CUDA_CHECK(cudaFreeHost(ptr), "freeing page-locked host memory"); }
+
+namespace {
+// A queued copy recorded into a graph would replay from host memory the host has since reused.
+void refuse_during_capture(const char* what) {
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  GS_CUDA_CHECK(cudaStreamIsCapturing(stream(), &capturing), "asking whether the stream is being captured");
+  if (capturing != cudaStreamCaptureStatusNone)
+    throw Error(std::string(what) + ": a queued copy cannot be part of a captured graph");
+}
+}  // namespace
+
+void CudaBackend::copy_from_host_queued(void* dst, const void* src, std::size_t bytes) {
+  refuse_during_capture("copy_from_host_queued");
+  GS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()),
+                "queued copy of " + std::to_string(bytes) + " bytes to the device");
+}
+void CudaBackend::copy_to_host_queued(void* dst, const void* src, std::size_t bytes) {
+  refuse_during_capture("copy_to_host_queued");
+  GS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()),
+                "queued copy of " + std::to_string(bytes) + " bytes to the host");
+}
+void CudaBackend::synchronize() { GS_CUDA_CHECK(cudaStreamSynchronize(stream()), "waiting for the device"); }
+
 void CudaBackend::copy(void* dst, const void* src, std::size_t bytes) {
   // Stream work, unlike a synchronous cudaMemcpy: a captured graph may hold it.
   GS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()),

@@ -511,17 +511,69 @@ cudaError_t cudaFree(void* ptr) {
   return cudaSuccess;
 }
 
+namespace {
+
+// Page-locked host memory, and the queued copies to or from it still "in flight". The emulator
+// runs every copy at once, but a queued copy into pinned memory lands only when the host next
+// waits for the device (its bytes read NaN until then), and pinned memory that a queued copy to
+// the device read must not change before then: host code that reads a result too early, or
+// reuses a buffer too soon, fails here as it would race on a GPU.
+struct InFlight {
+  char* host;
+  std::vector<char> bytes;  // to the host: what lands; to the device: what was read
+  bool to_host;
+};
+std::map<const char*, std::size_t>& pinned_blocks() {
+  static std::map<const char*, std::size_t> blocks;  // start → size
+  return blocks;
+}
+std::vector<InFlight>& in_flight() {
+  static std::vector<InFlight> copies;
+  return copies;
+}
+bool pinned(const void* p, std::size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  auto it = pinned_blocks().upper_bound(c);
+  if (it == pinned_blocks().begin()) return false;
+  --it;
+  return c + bytes <= it->first + it->second;
+}
+// The host waits for the device (`at`): every copy in flight lands.
+cudaError_t land_copies(const char* at) {
+  auto& copies = in_flight();
+  std::string changed;
+  for (const auto& c : copies) {
+    if (c.to_host)
+      std::memcpy(c.host, c.bytes.data(), c.bytes.size());
+    else if (std::memcmp(c.host, c.bytes.data(), c.bytes.size()) != 0)
+      changed = std::to_string(c.bytes.size()) + "-byte";
+  }
+  copies.clear();
+  if (!changed.empty())
+    return fail(cudaErrorIllegalState, "the pinned host memory of a queued " + changed +
+                                           " copy to the device changed before the copy was waited for (" + at + ")");
+  return cudaSuccess;
+}
+
+}  // namespace
+
 cudaError_t cudaMallocHost(void** ptr, std::size_t bytes) {
   std::lock_guard lock(device_queue());
   if (unsafe_during_capture("cudaMallocHost")) return cudaErrorStreamCaptureUnsupported;
   *ptr = std::malloc(bytes == 0 ? 1 : bytes);
   if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMallocHost of " + std::to_string(bytes) + " bytes");
+  pinned_blocks()[static_cast<const char*>(*ptr)] = bytes == 0 ? 1 : bytes;
   return cudaSuccess;
 }
 
 cudaError_t cudaFreeHost(void* ptr) {
   std::lock_guard lock(device_queue());
   if (unsafe_during_capture("cudaFreeHost")) return cudaErrorStreamCaptureUnsupported;
+  for (const auto& c : in_flight())
+    if (pinned_blocks().count(static_cast<const char*>(ptr)) && c.host >= static_cast<char*>(ptr) &&
+        c.host < static_cast<char*>(ptr) + pinned_blocks()[static_cast<const char*>(ptr)])
+      return fail(cudaErrorIllegalState, "cudaFreeHost of pinned memory a queued copy has not finished with");
+  pinned_blocks().erase(static_cast<const char*>(ptr));
   std::free(ptr);
   return cudaSuccess;
 }
@@ -562,6 +614,8 @@ cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
   if (bytes == 0) return cudaSuccess;
   std::lock_guard lock(device_queue());
   if (unsafe_during_capture("a synchronous cudaMemcpy")) return cudaErrorStreamCaptureUnsupported;
+  // It waits for the work queued before it (every stream here is a blocking one).
+  if (const cudaError_t e = land_copies("cudaMemcpy")) return e;
   bool dst_device = false, src_device = false;
   if (const cudaError_t e = check_copy("cudaMemcpy", dst, src, bytes, kind, dst_device, src_device)) return e;
   copy_now(dst, src, bytes, dst_device, src_device);
@@ -585,6 +639,17 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaM
     }
     stream->operations.push_back({"device-to-device copy", dim3(), dim3(), {}, {dst, src}, dst, src, bytes});
     return cudaSuccess;
+  }
+  if (stream && !dst_device && src_device && pinned(dst, bytes)) {  // lands at the next wait
+    InFlight c{static_cast<char*>(dst), std::vector<char>(bytes), true};
+    copy_now(c.bytes.data(), src, bytes, false, true);
+    std::memset(dst, 0xff, bytes);
+    in_flight().push_back(std::move(c));
+    return cudaSuccess;
+  }
+  if (stream && dst_device && !src_device && pinned(src, bytes)) {  // its source must hold until then
+    const char* host = static_cast<const char*>(src);
+    in_flight().push_back({const_cast<char*>(host), std::vector<char>(host, host + bytes), false});
   }
   copy_now(dst, src, bytes, dst_device, src_device);
   return cudaSuccess;
@@ -626,7 +691,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamSynchronize of a stream being captured");
   }
   if (unsafe_during_capture("cudaStreamSynchronize")) return cudaErrorStreamCaptureUnsupported;
-  return cudaSuccess;
+  return land_copies("cudaStreamSynchronize");
 }
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
@@ -725,7 +790,6 @@ cudaError_t cudaGetDeviceCount(int* count) {
 }
 
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
-  using gs::cuda_emulator::fail;
   if (device != 0) return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute: the emulator has one device, 0");
   if (attr != cudaDevAttrMultiProcessorCount) return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute: attribute not emulated");
   *value = 132;
@@ -735,7 +799,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
 cudaError_t cudaDeviceSynchronize() {
   std::lock_guard lock(device_queue());
   if (unsafe_during_capture("cudaDeviceSynchronize")) return cudaErrorStreamCaptureUnsupported;
-  return cudaSuccess;
+  return land_copies("cudaDeviceSynchronize");
 }
 
 cudaError_t cudaGetLastError() {
