@@ -47,20 +47,46 @@ __device__ void gemm_tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_e
 #pragma unroll
     for (int y = 0; y < TN; ++y) acc[x][y] = T(0);
 
-  for (i64 p0 = k_begin; p0 < k_end; p0 += BK) {
-    // Stage op(A)[row0 : row0+BM, p0 : p0+BK] and op(B)[p0 : p0+BK, col0 : col0+BN], zero
-    // outside, each walked along its contiguous index so that the loads coalesce.
-    for (int e = tid; e < BM * BK; e += threads) {
+  // Each slab op(A)[row0 : row0+BM, p0 : p0+BK], op(B)[p0 : p0+BK, col0 : col0+BN] (zero
+  // outside) is read into registers one slab ahead: the next slab's global loads are in flight
+  // while this one's multiply-adds run, instead of every slab waiting out a memory latency. Each
+  // operand is walked along its contiguous index so that the loads coalesce.
+  constexpr int a_loads = (BM * BK + threads - 1) / threads, b_loads = (BK * BN + threads - 1) / threads;
+  T a_next[a_loads], b_next[b_loads];
+  auto fetch = [&](i64 p0) {
+#pragma unroll
+    for (int q = 0; q < a_loads; ++q) {
+      const int e = tid + q * threads;
+      if (e >= BM * BK) break;
       const int i = a.along_k ? e / BK : e % BM, p = a.along_k ? e % BK : e / BM;
       const i64 gi = row0 + i, gp = p0 + p;
-      as[p][i] = (gi < m && gp < k_end) ? a(gi, gp) : T(0);
+      a_next[q] = (gi < m && gp < k_end) ? a(gi, gp) : T(0);
     }
-    for (int e = tid; e < BK * BN; e += threads) {
+#pragma unroll
+    for (int q = 0; q < b_loads; ++q) {
+      const int e = tid + q * threads;
+      if (e >= BK * BN) break;
       const int p = b.along_k ? e % BK : e / BN, j = b.along_k ? e / BK : e % BN;
       const i64 gp = p0 + p, gj = col0 + j;
-      bs[p][j] = (gp < k_end && gj < n) ? b(gp, gj) : T(0);
+      b_next[q] = (gp < k_end && gj < n) ? b(gp, gj) : T(0);
+    }
+  };
+  if (k_begin < k_end) fetch(k_begin);
+  for (i64 p0 = k_begin; p0 < k_end; p0 += BK) {
+#pragma unroll
+    for (int q = 0; q < a_loads; ++q) {
+      const int e = tid + q * threads;
+      if (e >= BM * BK) break;
+      as[a.along_k ? e % BK : e / BM][a.along_k ? e / BK : e % BM] = a_next[q];
+    }
+#pragma unroll
+    for (int q = 0; q < b_loads; ++q) {
+      const int e = tid + q * threads;
+      if (e >= BK * BN) break;
+      bs[b.along_k ? e % BK : e / BN][b.along_k ? e / BK : e % BN] = b_next[q];
     }
     __syncthreads();
+    if (p0 + BK < k_end) fetch(p0 + BK);
 #pragma unroll
     for (int p = 0; p < BK; ++p) {
       T ar[TM], br[TN];
