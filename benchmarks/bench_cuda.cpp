@@ -236,6 +236,36 @@ void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
               want.empty() ? "n/a" : (std::to_string(err / std::max(scale, 1e-300)).substr(0, 9) + " vs " + against).c_str());
 }
 
+// A dense layer's forward (GEMM, bias, ReLU as it stores) split along its depth, as a deep layer
+// with few tiles runs, against the same launch unsplit: time per call, both.
+void bench_dense_forward() {
+  std::printf("\n| dense layer forward, GEMM + bias + ReLU | rows×out×in | split along the depth | unsplit | "
+              "ratio (unsplit / split) |\n| --- | --- | ---: | ---: | ---: |\n");
+  struct Layer {
+    const char* what;
+    std::int64_t rows, out, in;
+  };
+  for (const Layer& l : {Layer{"MLP layer 1, batch 200", 200, 200, 784}, Layer{"EMNIST MLP layer 1, batch 128", 128, 128, 784},
+                         Layer{"CNN dense layer, batch 64", 64, 128, 3136}}) {
+    Generator gen(9, Stream::test);
+    Tensor x = Tensor::empty(Shape{l.rows, l.in}), w = Tensor::empty(Shape{l.out, l.in}), b = Tensor::empty(Shape{l.out});
+    gen.normal(x, 0, 1);
+    gen.normal(w, 0, 0.05);
+    gen.normal(b, 0, 0.1);
+    Tensor xd = x.to(Device::cuda), wd = w.to(Device::cuda), bd = b.to(Device::cuda);
+    Tensor y = Tensor::empty(Shape{l.rows, l.out}, DType::f32, Device::cuda);
+    auto& be = kernels::backend(Device::cuda);
+    const kernels::GemmShape s{false, true, l.rows, l.out, l.in, l.in, l.in, l.out};
+    auto forward = [&] { be.gemm_bias_act(DType::f32, s, xd.raw(), wd.raw(), bd.raw(), kernels::Unary::relu, y.raw()); };
+    const double split = median_seconds(forward, 200);
+    kernels::set_gemm_split(kernels::GemmSplit::never);
+    const double whole = median_seconds(forward, 200);
+    kernels::set_gemm_split(kernels::GemmSplit::by_shape);
+    std::printf("| %s | %lld×%lld×%lld | %.1f µs | %.1f µs | %.2f |\n", l.what, (long long)l.rows, (long long)l.out,
+                (long long)l.in, split * 1e6, whole * 1e6, whole / split);
+  }
+}
+
 struct ConvShape {
   const char* what;
   std::int64_t n, c, h, w, co, k, pad;
@@ -595,6 +625,8 @@ int main() {
   for (const auto& s : shapes) bench_gemm<double>(base, s, DType::f64);
   // The NTK probe's trace kernel of a layer: an f64 product over its C · width signal columns.
   bench_gemm<double>(base, {"NTK trace kernel, EMNIST layer 2", 1280, 1280, 47 * 512, false, true}, DType::f64);
+
+  section("dense layer forward", bench_dense_forward);
 
   Cudnn cudnn;
   const bool have_cudnn = cudnn.load();

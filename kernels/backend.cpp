@@ -17,9 +17,12 @@ Backend* cuda_backend_or_null(const char** reason);
 
 namespace {
 std::atomic<GemmTiling> pinned_gemm_tiling{GemmTiling::by_shape};
-}
+std::atomic<GemmSplit> pinned_gemm_split{GemmSplit::by_shape};
+}  // namespace
 void set_gemm_tiling(GemmTiling tiling) { pinned_gemm_tiling = tiling; }
 GemmTiling gemm_tiling() { return pinned_gemm_tiling; }
+void set_gemm_split(GemmSplit split) { pinned_gemm_split = split; }
+GemmSplit gemm_split() { return pinned_gemm_split; }
 
 void missing_kernel(const char* backend_name, const char* entry_point) {
   fail("{} has no {} implementation yet; run this op on the cpu device", entry_point, backend_name);

@@ -25,6 +25,11 @@ struct DenseShape {
 enum class GemmTiling { by_shape, small_tiles, large_tiles };
 void set_gemm_tiling(GemmTiling tiling);
 GemmTiling gemm_tiling();
+// Whether a GPU backend may split a deep dense-layer forward with few tiles along its depth
+// (by shape, the default), or never: pinned likewise by benchmarks and tests.
+enum class GemmSplit { by_shape, never };
+void set_gemm_split(GemmSplit split);
+GemmSplit gemm_split();
 
 class GemmKernels {
  public:

@@ -65,6 +65,16 @@ TEST_SUITE("gpu") {
       }
   }
 
+  // A deep dense forward with few tiles is split along its depth and its slices summed in order
+  // (the check's 130 × 70 × 784 shape); unsplit, as pinned here, it must hold as well.
+  TEST_CASE("a dense layer's forward unsplit along its depth against the float64 reference") {
+    struct Unpin {
+      ~Unpin() { kernels::set_gemm_split(kernels::GemmSplit::by_shape); }
+    } unpin;
+    kernels::set_gemm_split(kernels::GemmSplit::never);
+    test::backend_checks::dense_layer(Device::cuda);
+  }
+
   TEST_CASE("host/device copies, fill and dtype conversion round-trip") {
     // 524288 f64 values fill the 4 MiB pinned staging buffer exactly; one more goes directly.
     for (std::int64_t n : {1, 255, 256, 257, 100003, 524287, 524288, 524289}) {

@@ -262,19 +262,6 @@ ConvShape conv_shape(const char* what, const ConvGeometry& g, i64 images, i64 fi
           u(g.out_h()), u(g.out_w()), u(filters)};
 }
 
-// Where the weight gradient's split partial sums live: one buffer for the process, allocated at
-// the first split (an eager step: a graph is captured only after one), never resized, so a
-// captured graph's pointer into it stays valid.
-constexpr std::size_t weight_split_scratch_bytes = std::size_t(16) << 20;
-void* weight_split_scratch() {
-  static void* scratch = [] {
-    void* p = nullptr;
-    GS_CUDA_CHECK(cudaMalloc(&p, weight_split_scratch_bytes), "the convolution weight gradient's split buffer");
-    return p;
-  }();
-  return scratch;
-}
-
 // How many slices the weight gradient's depth is cut into: enough blocks for about two waves of
 // an H200's 132 SMs, each slice at least eight slabs deep, all partials within the scratch. A
 // function of the sizes only, so the sum's order never changes between runs.
@@ -282,7 +269,7 @@ i64 weight_splits(i64 tiles, i64 depth, i64 slab, std::size_t partial_bytes) {
   constexpr i64 target_blocks = 264;
   i64 splits = std::max<i64>(1, target_blocks / std::max<i64>(1, tiles));
   splits = std::min(splits, std::max<i64>(1, depth / (8 * slab)));
-  splits = std::min<i64>(splits, static_cast<i64>(weight_split_scratch_bytes / std::max<std::size_t>(1, partial_bytes)));
+  splits = std::min<i64>(splits, static_cast<i64>(split_scratch_bytes / std::max<std::size_t>(1, partial_bytes)));
   return std::max<i64>(1, splits);
 }
 
@@ -328,7 +315,7 @@ void CudaBackend::conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64
     // Each slice a whole number of slabs; the count again from the rounded length.
     const i64 chunk = ((depth + splits - 1) / splits + P::bk - 1) / P::bk * P::bk;
     splits = (depth + chunk - 1) / chunk;
-    T* partial = splits == 1 ? static_cast<T*>(gw) : static_cast<T*>(weight_split_scratch());
+    T* partial = splits == 1 ? static_cast<T*>(gw) : static_cast<T*>(split_scratch());
     const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(tiles_m), static_cast<unsigned>(splits));
     launch("conv2d_backward_weight", weights * splits, grid, P::threads, conv2d_backward_weight_kernel<T>, s, images,
            chunk, static_cast<const T*>(x), static_cast<const T*>(gy), partial);

@@ -154,10 +154,20 @@ class CudaBackend final : public Backend {
   // Whether a GEMM launch whose output is m × n gets the large tiles (gemm.cu); bench_cuda's
   // table marks the tiling each shape gets.
   bool large_gemm_tiles(i64 m, i64 n) const;
+  // How many depth slices a dense layer's forward of `tiles` tiles, `slabs` slabs deep, is cut into.
+  i64 gemm_splits(i64 tiles, i64 slabs, std::size_t partial_bytes) const;
 
  private:
   int multiprocessors_ = 0;  // read once here: a device query must not run inside a graph capture
 };
+
+// Where products split along their depth (split-K: the convolutions' weight gradient, a dense
+// layer's deep forward) keep their partial sums until a second kernel adds them in split order:
+// one buffer for the process, allocated at the first split (an eager step: a graph is captured
+// only after one), never resized, so that a captured graph's pointer into it stays valid. Its
+// users run one after the other on the backend's stream, each summing before the next writes.
+constexpr std::size_t split_scratch_bytes = std::size_t(16) << 20;
+void* split_scratch();
 
 // Σ of n doubles on the device into *out (device), in a fixed order: per-block trees over
 // contiguous chunks, then one block over the partial sums (kernels/cuda/reduce.cuh); at most

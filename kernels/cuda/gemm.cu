@@ -41,6 +41,31 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
                                    });
 }
 
+// Split-K: block z computes its tile over the depth slice [z·chunk, (z+1)·chunk) into
+// partial[z] (m × n, dense); splits_bias_act_kernel then adds the slices in order.
+template <class T, int BM, int BN, int BK, int TM, int TN>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+    gemm_partial_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, i64 chunk, const T* __restrict__ a, i64 lda,
+                        const T* __restrict__ b, i64 ldb, T* __restrict__ partial) {
+  const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
+  const i64 begin = static_cast<i64>(blockIdx.z) * chunk;
+  T* out = partial + static_cast<i64>(blockIdx.z) * m * n;
+  gemm_tile<T, BM, BN, BK, TM, TN>(row0, col0, m, n, begin, begin + chunk < k ? begin + chunk : k, dense_a(a, lda, ta),
+                                   dense_b(b, ldb, tb), [&](i64 i, i64 j, T value) { out[i * n + j] = value; });
+}
+
+// c = act(Σ_z partial[z] + bias), the slices added in order, then the bias as gemm_bias_act adds it.
+template <class T>
+__global__ void splits_bias_act_kernel(i64 m, i64 n, i64 splits, const T* __restrict__ partial, const T* __restrict__ bias,
+                                       bool has_act, Unary act, T* __restrict__ c) {
+  const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (q >= m * n) return;
+  T value = partial[q];
+  for (i64 z = 1; z < splits; ++z) value += partial[z * m * n + q];
+  const T v = bias ? value + bias[q % n] : value;
+  c[q] = has_act ? activate(act, v) : v;
+}
+
 // gz = g ⊙ act'(y) read as op(gz)[row, col] straight from g and y, so that it is never stored:
 // the same value the elementwise backward kernel would have written.
 template <class T>
@@ -136,6 +161,17 @@ bool CudaBackend::large_gemm_tiles(i64 m, i64 n) const {
   return ((m + 127) / 128) * ((n + 127) / 128) >= 2 * static_cast<i64>(multiprocessors_);
 }
 
+// How many depth slices a dense layer's forward is cut into: one unless its tiles fill under half
+// the multiprocessors and it is deep; then enough slices to fill them, each at least 8 slabs, all
+// partials within the split scratch. A function of the shape and the device, so the sum's
+// order never changes between the steps of a run.
+i64 CudaBackend::gemm_splits(i64 tiles, i64 slabs, std::size_t partial_bytes) const {
+  if (gemm_split() == GemmSplit::never || 2 * tiles > multiprocessors_) return 1;
+  i64 splits = std::min<i64>(multiprocessors_ / tiles, slabs / 8);
+  splits = std::min<i64>(splits, static_cast<i64>(split_scratch_bytes / std::max<std::size_t>(1, partial_bytes)));
+  return std::max<i64>(1, splits);
+}
+
 void CudaBackend::gemm(DType dtype, const GemmShape& s, double alpha, const void* a, const void* b, double beta,
                        void* c) {
   if (s.m == 0 || s.n == 0) return;
@@ -169,6 +205,24 @@ void CudaBackend::gemm_bias_act(DType dtype, const GemmShape& s, const void* a, 
   // The small tiling always: evaluating an activation on 64 live accumulators per thread made
   // ptxas spill registers in the large one (f32, sm_90), and the study's layer forwards are small.
   with_small_tiling(dtype, "gemm_bias_act", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
+    // A deep product with few tiles (a first layer's 784 inputs against a batch) is split along
+    // its depth, so that more blocks each wait out fewer slabs' loads.
+    const i64 tiles = ((s.m + BM - 1) / BM) * ((s.n + BN - 1) / BN), slabs = (s.k + BK - 1) / BK;
+    i64 splits = gemm_splits(tiles, slabs, static_cast<std::size_t>(s.m * s.n) * sizeof(T));
+    if (splits > 1) {
+      const i64 chunk = (slabs + splits - 1) / splits * BK;  // whole slabs; the count again from it
+      splits = (s.k + chunk - 1) / chunk;
+      T* partial = static_cast<T*>(split_scratch());
+      dim3 grid = tile_grid<BM, BN>(s);
+      grid.z = static_cast<unsigned>(splits);
+      launch("gemm_bias_act (split along the depth)", s.m * s.n * splits, grid, (BM / TM) * (BN / TN),
+             gemm_partial_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n, s.k, chunk,
+             static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb, partial);
+      launch("gemm_bias_act (sum of splits, bias, activation)", s.m * s.n, blocks_for(s.m * s.n), threads_per_block,
+             splits_bias_act_kernel<T>, s.m, s.n, splits, static_cast<const T*>(partial), static_cast<const T*>(bias),
+             act.has_value(), act.value_or(Unary::relu), static_cast<T*>(c));
+      return;
+    }
     launch("gemm_bias_act", s.m * s.n, tile_grid<BM, BN>(s), (BM / TM) * (BN / TN),
            gemm_bias_act_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n, s.k,
            static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb, static_cast<const T*>(bias),

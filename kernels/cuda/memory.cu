@@ -72,6 +72,15 @@ double* sum_scratch() {
   return scratch;
 }
 
+void* split_scratch() {
+  static void* scratch = [] {
+    void* p = nullptr;
+    GS_CUDA_CHECK(cudaMalloc(&p, split_scratch_bytes), "the buffer of split products' partial sums");
+    return p;
+  }();
+  return scratch;
+}
+
 cudaStream_t stream() {
   static cudaStream_t s = [] {
     cudaStream_t created = nullptr;
