@@ -313,7 +313,7 @@ void CudaBackend::conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64
     const i64 tiles_n = (patch + P::bn - 1) / P::bn, tiles_m = (filters + P::bm - 1) / P::bm;
     i64 splits = weight_splits(tiles_n * tiles_m, depth, P::bk, static_cast<std::size_t>(weights) * sizeof(T));
     // Each slice a whole number of slabs; the count again from the rounded length.
-    const i64 chunk = ((depth + splits - 1) / splits + P::bk - 1) / P::bk * P::bk;
+    const i64 chunk = split_chunk(depth, splits, P::bk);
     splits = (depth + chunk - 1) / chunk;
     T* partial = splits == 1 ? static_cast<T*>(gw) : static_cast<T*>(split_scratch());
     const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(tiles_m), static_cast<unsigned>(splits));

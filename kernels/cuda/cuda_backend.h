@@ -168,6 +168,9 @@ class CudaBackend final : public Backend {
 // users run one after the other on the backend's stream, each summing before the next writes.
 constexpr std::size_t split_scratch_bytes = std::size_t(16) << 20;
 void* split_scratch();
+// The length of each slice when a depth is cut into `splits` slices of whole slabs (the last may
+// be shorter); the slice count is then (depth + chunk − 1) / chunk, which can be below `splits`.
+inline i64 split_chunk(i64 depth, i64 splits, i64 slab) { return ((depth + splits - 1) / splits + slab - 1) / slab * slab; }
 
 // Σ of n doubles on the device into *out (device), in a fixed order: per-block trees over
 // contiguous chunks, then one block over the partial sums (kernels/cuda/reduce.cuh); at most

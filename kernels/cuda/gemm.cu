@@ -210,7 +210,7 @@ void CudaBackend::gemm_bias_act(DType dtype, const GemmShape& s, const void* a, 
     const i64 tiles = ((s.m + BM - 1) / BM) * ((s.n + BN - 1) / BN), slabs = (s.k + BK - 1) / BK;
     i64 splits = gemm_splits(tiles, slabs, static_cast<std::size_t>(s.m * s.n) * sizeof(T));
     if (splits > 1) {
-      const i64 chunk = (slabs + splits - 1) / splits * BK;  // whole slabs; the count again from it
+      const i64 chunk = split_chunk(s.k, splits, BK);
       splits = (s.k + chunk - 1) / chunk;
       T* partial = static_cast<T*>(split_scratch());
       dim3 grid = tile_grid<BM, BN>(s);

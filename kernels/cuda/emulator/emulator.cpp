@@ -569,11 +569,13 @@ cudaError_t cudaMallocHost(void** ptr, std::size_t bytes) {
 cudaError_t cudaFreeHost(void* ptr) {
   std::lock_guard lock(device_queue());
   if (unsafe_during_capture("cudaFreeHost")) return cudaErrorStreamCaptureUnsupported;
-  for (const auto& c : in_flight())
-    if (pinned_blocks().count(static_cast<const char*>(ptr)) && c.host >= static_cast<char*>(ptr) &&
-        c.host < static_cast<char*>(ptr) + pinned_blocks()[static_cast<const char*>(ptr)])
-      return fail(cudaErrorIllegalState, "cudaFreeHost of pinned memory a queued copy has not finished with");
-  pinned_blocks().erase(static_cast<const char*>(ptr));
+  const auto block = pinned_blocks().find(static_cast<const char*>(ptr));
+  if (block != pinned_blocks().end()) {
+    for (const auto& c : in_flight())
+      if (c.host >= block->first && c.host < block->first + block->second)
+        return fail(cudaErrorIllegalState, "cudaFreeHost of pinned memory a queued copy has not finished with");
+    pinned_blocks().erase(block);
+  }
   std::free(ptr);
   return cudaSuccess;
 }
