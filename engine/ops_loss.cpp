@@ -71,15 +71,24 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   GS_CHECK(logits.size(0) > 0 && logits.size(1) > 0, "cross_entropy: needs at least one row and one class, got {}",
            logits.describe());
   check_labels("cross_entropy", logits, labels);
-  Tensor logp = log_softmax(logits);
-  LossOutput out = loss_output(logits, {&logp});
-  backend_of(logits).nll(logits.dtype(), logits.size(0), logits.size(1), logp.raw(),
-                         static_cast<const std::int32_t*>(labels.raw()), out.loss.raw(), out.one_raw());
-  return out.with_seed(record(out.loss, "cross_entropy", {logp}, [labels, shape = logp.shape()](const Tensor& g, const std::vector<bool>&) {
-    Tensor glogp = Tensor::empty(shape, g.dtype(), g.device());
-    backend_of(g).nll_backward(g.dtype(), shape[0], shape[1], static_cast<const std::int32_t*>(labels.raw()), g.raw(),
-                               glogp.raw());
-    return std::vector<Tensor>{glogp};
+  LossOutput out = loss_output(logits, {&logits});
+  // Taped, the launch also keeps the log-probabilities (for a cotangent other than the seed) and
+  // writes the gradient for the seed; evaluated, it writes the loss alone.
+  const bool taped = out.one.defined();
+  Tensor logp = taped ? empty_like(logits) : Tensor(), grad = taped ? empty_like(logits) : Tensor();
+  const auto* label_values = static_cast<const std::int32_t*>(labels.raw());
+  backend_of(logits).cross_entropy(logits.dtype(), logits.size(0), logits.size(1), logits.raw(), label_values,
+                                   taped ? logp.raw() : nullptr, out.loss.raw(), out.one_raw(),
+                                   taped ? grad.raw() : nullptr);
+  return out.with_seed(record(out.loss, "cross_entropy", {logits},
+                              [labels, logp, grad, seed = out.one](const Tensor& g, const std::vector<bool>&) {
+    if (g.raw() == seed.raw()) return std::vector<Tensor>{grad};  // backward() from this loss: computed already
+    const std::int64_t rows = logp.size(0), cols = logp.size(1);
+    Tensor glogp = empty_like(logp), gx = empty_like(logp);
+    auto& be = backend_of(g);
+    be.nll_backward(g.dtype(), rows, cols, static_cast<const std::int32_t*>(labels.raw()), g.raw(), glogp.raw());
+    be.log_softmax_backward(g.dtype(), rows, cols, logp.raw(), glogp.raw(), gx.raw());
+    return std::vector<Tensor>{gx};
   }));
 }
 
@@ -107,10 +116,14 @@ Tensor mse_one_hot_loss(const Tensor& prediction, const Tensor& labels) {
   GS_CHECK(prediction.numel() > 0, "mse_one_hot_loss: the prediction {} is empty", prediction.describe());
   check_labels("mse_one_hot_loss", prediction, labels);
   LossOutput out = loss_output(prediction, {&prediction});
+  // Taped, the launch also writes the gradient for backward()'s seed.
+  Tensor grad = out.one.defined() ? empty_like(prediction) : Tensor();
   const auto* label_values = static_cast<const std::int32_t*>(labels.raw());
   backend_of(prediction).mse_one_hot(prediction.dtype(), prediction.size(0), prediction.size(1), prediction.raw(),
-                                     label_values, out.loss.raw(), out.one_raw());
-  return out.with_seed(record(out.loss, "mse_one_hot_loss", {prediction}, [prediction, labels](const Tensor& g, const std::vector<bool>&) {
+                                     label_values, out.loss.raw(), out.one_raw(), grad.defined() ? grad.raw() : nullptr);
+  return out.with_seed(record(out.loss, "mse_one_hot_loss", {prediction},
+                              [prediction, labels, grad, seed = out.one](const Tensor& g, const std::vector<bool>&) {
+    if (g.raw() == seed.raw()) return std::vector<Tensor>{grad};  // backward() from this loss: computed already
     Tensor gx = empty_like(prediction);
     backend_of(g).mse_one_hot_backward(g.dtype(), prediction.size(0), prediction.size(1), prediction.raw(),
                                        static_cast<const std::int32_t*>(labels.raw()), g.raw(), gx.raw());

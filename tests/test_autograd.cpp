@@ -57,30 +57,43 @@ TEST_SUITE("autograd") {
     CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("a second time"), Error);
   }
 
-  TEST_CASE("a loss's backward starts from the 1 its own kernel wrote, as from an explicit cotangent of 1") {
+  // Taped, the losses of a training step (cross-entropy, MSE against the labels) write the gradient
+  // for their seed in their own launch, and backward() from them launches nothing for it; any other
+  // cotangent runs the backward kernels.
+  TEST_CASE("a loss's backward from the 1 its own kernel wrote equals the backward from an explicit cotangent of 1") {
     Tensor labels = Tensor::from(std::vector<std::int32_t>{2, 0, 1}, Shape{3});
-    for (int which = 0; which < 3; ++which) {
-      CAPTURE(which);
-      Tensor x = random_tensor(Shape{3, 4}, 40 + static_cast<std::uint64_t>(which));
-      x.set_requires_grad();
-      auto loss_of = [&] {
-        if (which == 0) return ops::cross_entropy(x, labels);
-        if (which == 1) return ops::mse_one_hot_loss(x, labels);
-        return ops::mse_loss(x, ops::one_hot(labels, 4, DType::f64));
-      };
-      Tensor loss = loss_of();
-      REQUIRE(loss.grad_fn());
-      REQUIRE(loss.grad_fn()->seed.defined());
-      CHECK(loss.grad_fn()->seed.item() == 1);
-      loss.backward(Tensor(), /*retain_graph=*/true);
-      const auto implicit = x.grad().to_vector();
-      x.zero_grad();
-      loss.backward(Tensor::full(Shape{}, 1.0, DType::f64));
-      CHECK(x.grad().to_vector() == implicit);
-      CHECK(loss.grad_fn()->seed.item() == 1);  // read, never written
-      NoGrad no_tape;
-      CHECK_FALSE(loss_of().grad_fn());  // untaped: no seed, no node
-    }
+    for (DType dtype : {DType::f64, DType::f32})
+      for (int which = 0; which < 3; ++which) {
+        CAPTURE(which);
+        CAPTURE(dtype_name(dtype));
+        Tensor x = random_tensor(Shape{3, 4}, 40 + static_cast<std::uint64_t>(which)).to(dtype);
+        x.set_requires_grad();
+        auto loss_of = [&] {
+          if (which == 0) return ops::cross_entropy(x, labels);
+          if (which == 1) return ops::mse_one_hot_loss(x, labels);
+          return ops::mse_loss(x, ops::one_hot(labels, 4, dtype));
+        };
+        Tensor loss = loss_of();
+        REQUIRE(loss.grad_fn());
+        REQUIRE(loss.grad_fn()->seed.defined());
+        CHECK(loss.grad_fn()->seed.item() == 1);
+        loss.backward(Tensor(), /*retain_graph=*/true);
+        const auto implicit = x.grad().to_vector();
+        x.zero_grad();
+        loss.backward(Tensor(), /*retain_graph=*/true);  // the kept gradient, again: unchanged by the first pass
+        CHECK(x.grad().to_vector() == implicit);
+        x.zero_grad();
+        loss.backward(Tensor::full(Shape{}, 1.0, dtype), /*retain_graph=*/true);
+        CHECK(x.grad().to_vector() == implicit);
+        x.zero_grad();
+        loss.backward(Tensor::full(Shape{}, 2.5, dtype));
+        const auto scaled = x.grad().to_vector();
+        for (std::size_t i = 0; i < implicit.size(); ++i) CHECK(scaled[i] == doctest::Approx(2.5 * implicit[i]).epsilon(1e-6));
+        CHECK(loss.grad_fn()->seed.item() == 1);  // read, never written
+        NoGrad no_tape;
+        CHECK_FALSE(loss_of().grad_fn());  // untaped: no seed, no node
+        CHECK(loss_of().item() == loss.item());
+      }
   }
 
   TEST_CASE("NoGrad records nothing; detach cuts the tape") {

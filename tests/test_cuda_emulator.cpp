@@ -421,15 +421,15 @@ TEST_SUITE("cuda_emulator") {
         step();
         const auto fourth = gs::cuda_emulator::recorded_launches();
         gs::cuda_emulator::record_launches(false);
-        // A step's worth. The MLP 784-64-10 with MSE has 8: two GEMMs (the first, 784 deep with
-        // one column of tiles, split along its depth and then summed: two launches), the loss
-        // (which also writes backward()'s seed), its backward, two layer backward passes and
-        // AdamW; with cross-entropy also the log-softmax and its backward.
+        // A step's worth. The MLP 784-64-10 has 7, with MSE or cross-entropy: two GEMMs (the
+        // first, 784 deep with one column of tiles, split along its depth and then summed: two
+        // launches), the loss (which also writes backward()'s seed and the gradient for it), two
+        // layer backward passes and AdamW.
         const bool mse = std::string(loss_kind) == "mse";
         if (cnn)
           CHECK(third.size() >= 7);
         else
-          CHECK(third.size() == (mse ? 8u : 10u));
+          CHECK(third.size() == 7u);
         CHECK(third == fourth);
         auto launched = [&](const std::string& kernel) {
           return std::count_if(third.begin(), third.end(), [&](const std::string& l) {
@@ -448,8 +448,13 @@ TEST_SUITE("cuda_emulator") {
           CHECK(launched("unary_backward") == 0);
           CHECK(launched("sum_rows") == 0);
         }
-        // A batch's loss is a one-block sum; the MSE reads the labels, with no one-hot targets stored.
-        CHECK(launched(mse ? "mse_one_hot" : "nll") == 1);
+        // A batch's loss is a one-block sum; the MSE reads the labels, with no one-hot targets stored;
+        // the cross-entropy takes its log-softmax in the same launch. Neither launches a backward.
+        CHECK(launched(mse ? "mse_one_hot" : "cross_entropy") == 1);
+        CHECK(launched("log_softmax") == 0);
+        CHECK(launched("mse_one_hot_backward") == 0);
+        CHECK(launched("nll_backward") == 0);
+        CHECK(launched("log_softmax_backward") == 0);
         CHECK(launched("one_hot") == 0);
         CHECK(launched("fill") == 0);  // backward()'s seed is written by the loss's launch
         CHECK(launched("adam_steps") == 1);  // every parameter in one launch, which also counts the step

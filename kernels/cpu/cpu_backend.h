@@ -86,8 +86,8 @@ class CpuBackend final : public Backend {
   void log_softmax(DType dtype, i64 rows, i64 cols, const void* x, void* y) override;
   void log_softmax_backward(DType dtype, i64 rows, i64 cols, const void* y, const void* gy,
                             void* gx) override;
-  void nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels, void* out,
-           void* one) override;
+  void cross_entropy(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* logp, void* out,
+                     void* one, void* grad) override;
   void one_hot(DType dtype, i64 rows, i64 classes, const std::int32_t* labels, void* y) override;
   void nll_backward(DType dtype, i64 rows, i64 cols, const std::int32_t* labels, const void* g_out,
                     void* g_logp) override;
@@ -95,7 +95,7 @@ class CpuBackend final : public Backend {
   void mse_backward(DType dtype, i64 n, const void* a, const void* b, const void* g_out,
                     void* ga) override;
   void mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out,
-                   void* one) override;
+                   void* one, void* grad) override;
   void mse_one_hot_backward(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, const void* g_out,
                             void* gx) override;
   void argmax_rows(DType dtype, i64 rows, i64 cols, const void* x, std::int32_t* out) override;

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 
@@ -12,6 +13,23 @@ template <class T>
 T one_hot_value(std::int32_t label, i64 c, i64 cols) {
   return label >= 0 && label < cols ? T(c == label) : std::numeric_limits<T>::quiet_NaN();
 }
+
+// log Σ exp over a row: log_softmax and cross_entropy share it, so their outputs are equal bit for
+// bit. The sum is in f64, exact to f32 rounding even for thousands of classes.
+template <class T>
+T log_sum_exp(const T* xr, i64 cols) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (i64 c = 0; c < cols; ++c) m = (xr[c] > m || xr[c] != xr[c]) ? xr[c] : m;
+  double s = 0;
+  for (i64 c = 0; c < cols; ++c) s += std::exp(static_cast<double>(xr[c] - m));
+  return m + static_cast<T>(std::log(s));
+}
+
+// The log-softmax gradient gy - exp(y) Σ_row gy, one entry; shared as log_sum_exp is.
+template <class T>
+T log_softmax_gradient(T gy, T y, double row_sum) {
+  return gy - std::exp(y) * static_cast<T>(row_sum);
+}
 }  // namespace
 
 void CpuBackend::log_softmax(DType dtype, i64 rows, i64 cols, const void* xv, void* yv) {
@@ -22,12 +40,7 @@ void CpuBackend::log_softmax(DType dtype, i64 rows, i64 cols, const void* xv, vo
     for (i64 r = 0; r < rows; ++r) {
       const T* xr = x + r * cols;
       T* yr = y + r * cols;
-      T m = -std::numeric_limits<T>::infinity();
-      for (i64 c = 0; c < cols; ++c) m = (xr[c] > m || xr[c] != xr[c]) ? xr[c] : m;
-      // Sums in f64 keep log-sum-exp exact to f32 rounding even for thousands of classes.
-      double s = 0;
-      for (i64 c = 0; c < cols; ++c) s += std::exp(static_cast<double>(xr[c] - m));
-      T lse = m + static_cast<T>(std::log(s));
+      const T lse = log_sum_exp(xr, cols);
       for (i64 c = 0; c < cols; ++c) yr[c] = xr[c] - lse;
     }
   });
@@ -45,18 +58,37 @@ void CpuBackend::log_softmax_backward(DType dtype, i64 rows, i64 cols, const voi
       const T* gr = gy + r * cols;
       double s = 0;
       for (i64 c = 0; c < cols; ++c) s += gr[c];
-      for (i64 c = 0; c < cols; ++c) gx[r * cols + c] = gr[c] - std::exp(yr[c]) * static_cast<T>(s);
+      for (i64 c = 0; c < cols; ++c) gx[r * cols + c] = log_softmax_gradient(gr[c], yr[c], s);
     }
   });
 }
 
-void CpuBackend::nll(DType dtype, i64 rows, i64 cols, const void* logpv, const std::int32_t* labels, void* outv,
-                     void* one) {
-  with_float_type(dtype, "nll", [&]<class T>() {
-    auto logp = static_cast<const T*>(logpv);
+void CpuBackend::cross_entropy(DType dtype, i64 rows, i64 cols, const void* xv, const std::int32_t* labels, void* logpv,
+                               void* outv, void* one, void* gradv) {
+  with_float_type(dtype, "cross_entropy", [&]<class T>() {
+    auto x = static_cast<const T*>(xv);
+    auto logp = static_cast<T*>(logpv);
+    auto grad = static_cast<T*>(gradv);
+    // Each row's log-probability at its label (NaN for a label out of range), summed after the
+    // rows in row order, as nll sums them.
+    std::vector<double> picked(static_cast<std::size_t>(rows));
+    const T unit = -T(1) / static_cast<T>(rows);  // nll_backward's value for g_out = 1
+#pragma omp parallel for if (rows * cols > parallel_grain)
+    for (i64 r = 0; r < rows; ++r) {
+      const T* xr = x + r * cols;
+      const T lse = log_sum_exp(xr, cols);
+      const std::int32_t label = labels[r];
+      const bool valid = label >= 0 && label < cols;
+      const double row_sum = valid ? static_cast<double>(unit) : 0.0;  // Σ_row of nll_backward's row
+      picked[static_cast<std::size_t>(r)] = valid ? static_cast<double>(xr[label] - lse) : std::nan("");
+      for (i64 c = 0; c < cols; ++c) {
+        const T y = xr[c] - lse;
+        if (logp) logp[r * cols + c] = y;
+        if (grad) grad[r * cols + c] = log_softmax_gradient(c == label ? unit : T(0), y, row_sum);
+      }
+    }
     double s = 0;
-    for (i64 r = 0; r < rows; ++r)
-      s += labels[r] >= 0 && labels[r] < cols ? static_cast<double>(logp[r * cols + labels[r]]) : std::nan("");
+    for (i64 r = 0; r < rows; ++r) s += picked[static_cast<std::size_t>(r)];
     *static_cast<T*>(outv) = static_cast<T>(-s / static_cast<double>(rows));
     if (one) *static_cast<T*>(one) = T(1);
   });
@@ -108,14 +140,18 @@ void CpuBackend::mse_backward(DType dtype, i64 n, const void* av, const void* bv
 }
 
 void CpuBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* xv, const std::int32_t* labels, void* outv,
-                             void* one) {
+                             void* one, void* gradv) {
   with_float_type(dtype, "mse_one_hot", [&]<class T>() {
     auto x = static_cast<const T*>(xv);
+    auto grad = static_cast<T*>(gradv);
+    const T unit = T(2) * T(1) / static_cast<T>(rows * cols);  // mse_one_hot_backward's factor for g_out = 1
     double s = 0;
     for (i64 r = 0; r < rows; ++r)
       for (i64 c = 0; c < cols; ++c) {
-        const double d = static_cast<double>(x[r * cols + c]) - static_cast<double>(one_hot_value<T>(labels[r], c, cols));
+        const T target = one_hot_value<T>(labels[r], c, cols);
+        const double d = static_cast<double>(x[r * cols + c]) - static_cast<double>(target);
         s += d * d;
+        if (grad) grad[r * cols + c] = unit * (x[r * cols + c] - target);
       }
     *static_cast<T*>(outv) = static_cast<T>(s / static_cast<double>(rows * cols));
     if (one) *static_cast<T*>(one) = T(1);

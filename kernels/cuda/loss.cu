@@ -10,16 +10,30 @@ namespace {
 
 __device__ inline i64 global_index() { return blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; }
 
+// log Σ exp over a row, the sum in f64: log_softmax and cross_entropy share it, so that their
+// outputs are equal bit for bit.
+template <class T>
+__device__ T log_sum_exp(const T* xr, i64 cols) {
+  T m = -INFINITY;
+  for (i64 c = 0; c < cols; ++c) m = (xr[c] > m || xr[c] != xr[c]) ? xr[c] : m;
+  double s = 0;
+  for (i64 c = 0; c < cols; ++c) s += exp(static_cast<double>(xr[c] - m));
+  return m + static_cast<T>(log(s));
+}
+
+// The log-softmax gradient gy - exp(y) Σ_row gy, one entry; shared as log_sum_exp is (one
+// expression, so that nvcc contracts it into the same multiply-add in both kernels).
+template <class T>
+__device__ T log_softmax_gradient(T gy, T y, double row_sum) {
+  return gy - exp(y) * static_cast<T>(row_sum);
+}
+
 template <class T>
 __global__ void log_softmax_kernel(i64 rows, i64 cols, const T* x, T* y) {
   const i64 r = global_index();
   if (r >= rows) return;
   const T* xr = x + r * cols;
-  T m = -INFINITY;
-  for (i64 c = 0; c < cols; ++c) m = (xr[c] > m || xr[c] != xr[c]) ? xr[c] : m;
-  double s = 0;
-  for (i64 c = 0; c < cols; ++c) s += exp(static_cast<double>(xr[c] - m));
-  const T lse = m + static_cast<T>(log(s));
+  const T lse = log_sum_exp(xr, cols);
   for (i64 c = 0; c < cols; ++c) y[r * cols + c] = xr[c] - lse;
 }
 
@@ -29,17 +43,32 @@ __global__ void log_softmax_backward_kernel(i64 rows, i64 cols, const T* y, cons
   if (r >= rows) return;
   double s = 0;
   for (i64 c = 0; c < cols; ++c) s += gy[r * cols + c];
-  for (i64 c = 0; c < cols; ++c) gx[r * cols + c] = gy[r * cols + c] - exp(y[r * cols + c]) * static_cast<T>(s);
+  for (i64 c = 0; c < cols; ++c) gx[r * cols + c] = log_softmax_gradient(gy[r * cols + c], y[r * cols + c], s);
 }
 
+// One row of the cross-entropy, as a term of the loss's sum: its log-softmax (stored where logp is
+// not null), its gradient for a unit cotangent (where grad is not null; nll_backward's row, then
+// log_softmax_backward's), and its log-probability at the label, NaN for an invalid label.
 template <class T>
-struct PickedLogp {
-  const T* logp;
+struct CrossEntropyRow {
+  const T* x;
   const std::int32_t* labels;
-  i64 cols;
+  i64 rows, cols;
+  T* logp;
+  T* grad;
   __device__ double operator()(i64 r) const {
-    const std::int32_t c = labels[r];
-    return c >= 0 && c < cols ? static_cast<double>(logp[r * cols + c]) : NAN;  // an invalid label: a NaN loss
+    const T* xr = x + r * cols;
+    const T lse = log_sum_exp(xr, cols);
+    const std::int32_t label = labels[r];
+    const bool valid = label >= 0 && label < cols;
+    const T unit = -T(1) / static_cast<T>(rows);                        // nll_backward's value for g_out = 1
+    const double row_sum = valid ? static_cast<double>(unit) : 0.0;  // the sum of nll_backward's row
+    for (i64 c = 0; c < cols; ++c) {
+      const T y = xr[c] - lse;
+      if (logp) logp[r * cols + c] = y;
+      if (grad) grad[r * cols + c] = log_softmax_gradient(c == label ? unit : T(0), y, row_sum);
+    }
+    return valid ? static_cast<double>(xr[label] - lse) : NAN;  // an invalid label: a NaN loss
   }
 };
 
@@ -73,14 +102,19 @@ struct SquaredDifference {
     return d * d;
   }
 };
-// SquaredDifference against one_hot's targets, computed where they are needed.
+// SquaredDifference against one_hot's targets, computed where they are needed; where grad is not
+// null, also the gradient for a unit cotangent, as mse_one_hot_backward writes it for g_out = 1.
 template <class T>
 struct SquaredDifferenceToOneHot {
   const T* x;
   const std::int32_t* labels;
   i64 classes;
+  T* grad;
+  T unit;  // 2 / n, mse_one_hot_backward's factor for g_out = 1
   __device__ double operator()(i64 i) const {
-    const double d = static_cast<double>(x[i]) - static_cast<double>(one_hot_at<T>(i, classes, labels));
+    const T target = one_hot_at<T>(i, classes, labels);
+    if (grad) grad[i] = unit * (x[i] - target);
+    const double d = static_cast<double>(x[i]) - static_cast<double>(target);
     return d * d;
   }
 };
@@ -155,9 +189,11 @@ void CudaBackend::log_softmax_backward(DType dtype, i64 rows, i64 cols, const vo
   });
 }
 
-void CudaBackend::nll(DType dtype, i64 rows, i64 cols, const void* logp, const std::int32_t* labels, void* out, void* one) {
-  with_float(dtype, "nll", [&]<class T>() {
-    deterministic_sum("nll", rows, PickedLogp<T>{static_cast<const T*>(logp), labels, cols},
+void CudaBackend::cross_entropy(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* logp,
+                                void* out, void* one, void* grad) {
+  with_float(dtype, "cross_entropy", [&]<class T>() {
+    deterministic_sum("cross_entropy", rows,
+                      CrossEntropyRow<T>{static_cast<const T*>(x), labels, rows, cols, static_cast<T*>(logp), static_cast<T*>(grad)},
                       StoreMean<T>{static_cast<T*>(out), static_cast<double>(rows), static_cast<T*>(one), true});
   });
 }
@@ -195,9 +231,11 @@ void CudaBackend::mse_backward(DType dtype, i64 n, const void* a, const void* b,
 }
 
 void CudaBackend::mse_one_hot(DType dtype, i64 rows, i64 cols, const void* x, const std::int32_t* labels, void* out,
-                              void* one) {
+                              void* one, void* grad) {
   with_float(dtype, "mse_one_hot", [&]<class T>() {
-    deterministic_sum("mse_one_hot", rows * cols, SquaredDifferenceToOneHot<T>{static_cast<const T*>(x), labels, cols},
+    const T unit = T(2) * T(1) / static_cast<T>(rows * cols);
+    deterministic_sum("mse_one_hot", rows * cols,
+                      SquaredDifferenceToOneHot<T>{static_cast<const T*>(x), labels, cols, static_cast<T*>(grad), unit},
                       StoreMean<T>{static_cast<T*>(out), static_cast<double>(rows * cols), static_cast<T*>(one)});
   });
 }
