@@ -19,9 +19,10 @@ class ProbeKernels {
  public:
   virtual ~ProbeKernels() = default;
   // k[r, q] += t[r, q] · G[i0 + r / C, j0 + q / C] for r < ni·C, q < nj·C; t is dense (row
-  // length nj·C), G is [n, n] with leading dimension ldg.
-  virtual void add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg,
-                                 void* k) = 0;
+  // length nj·C), G is [n, n] with leading dimension ldg. Without `accumulate`, k[r, q] = t · G
+  // instead, k never read (a tile's first layer: no fill of the tile before it).
+  virtual void add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k,
+                                 bool accumulate) = 0;
   // k[(i, a), (j, a)] += α² G[i0 + i, j0 + j]: the output layer's block, α its output scale.
   virtual void add_output_block(DType dtype, const KernelTile& tile, double alpha2, const void* g, i64 ldg, void* k) = 0;
   // out[0] = Σ_q x[q]·y[q] with products and sum in f64, in an order that depends on n only;

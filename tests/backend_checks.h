@@ -709,9 +709,19 @@ inline void ntk_tiles(Device d) {
       return want;
     };
     Tensor k = on(d, k0, dt);
-    be.add_gram_weighted(dt, tile, t.raw(), g.raw(), n, k.raw());
-    check_close(k, add_tile(reference::dense_layer_kernel_tile(dv, hv, c, out, in, tile.i0, tile.ni, tile.j0, tile.nj)),
-                tol(dt, out * in), "add_gram_weighted");
+    const auto want_block = reference::dense_layer_kernel_tile(dv, hv, c, out, in, tile.i0, tile.ni, tile.j0, tile.nj);
+    be.add_gram_weighted(dt, tile, t.raw(), g.raw(), n, k.raw(), true);
+    check_close(k, add_tile(want_block), tol(dt, out * in), "add_gram_weighted");
+    // Written, not added (a tile's first layer): NaN where the tile is, never read; the padding kept.
+    auto k0_poisoned = k0;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t q = 0; q < cols; ++q) k0_poisoned[r * tile.ldk + q] = std::nan("");
+    Tensor written = on(d, k0_poisoned, dt);
+    be.add_gram_weighted(dt, tile, t.raw(), g.raw(), n, written.raw(), false);
+    auto want_written = k0;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t q = 0; q < cols; ++q) want_written[r * tile.ldk + q] = want_block[r * cols + q];
+    check_close(written, want_written, tol(dt, out * in), "add_gram_weighted, written");
     // The output layer's signals are α·δ_ab: its block is α² δ_ab (h_i·h_j + 1).
     const double alpha = 0.7;
     std::vector<double> scaled_identity(static_cast<std::size_t>(n * c * c), 0.0);

@@ -134,6 +134,24 @@ TEST_SUITE("ntk") {
     }
   }
 
+  // A tile's first layer writes its block instead of adding it (no fill); a network whose first
+  // layer is its output layer, which adds to the diagonal entries alone, has its tiles filled first.
+  TEST_CASE("a linear model's kernel, materialized and streamed, equals J Jᵀ") {
+    Generator gen(4);
+    auto net = models::make_mlp({{6, 3}, nn::Activation::relu, 1.5, 0.5}, gen);
+    net->to(DType::f64);
+    Tensor x = test::random_tensor(Shape{5, 6}, 5);
+    const Tensor want = gram_rows(brute_force_jacobian(*net, x));
+    for (std::int64_t tile : {1, 2, 64}) {
+      CAPTURE(tile);
+      CHECK(relative_frobenius(empirical_ntk(*net, x, {.tile_samples = tile}).kernel, want) < 1e-13);
+      const auto f = kernel_factors(*net, x);
+      const auto s = compare_streamed(f, f, tile);
+      CHECK(std::sqrt(s.norm2_a) == doctest::Approx(frobenius_norm(want)).epsilon(1e-13));
+      CHECK(s.inner == doctest::Approx(s.norm2_a).epsilon(1e-15));
+    }
+  }
+
   TEST_CASE("any tiling gives the same kernel") {
     auto net = tiny_mlp(nn::Activation::relu, DType::f64);
     Tensor x = test::random_tensor(Shape{7, 6}, 9);
@@ -287,7 +305,7 @@ TEST_SUITE("ntk") {
     auto before = tiny_mlp(nn::Activation::relu, DType::f64, 0.5, 1), after = tiny_mlp(nn::Activation::relu, DType::f64, 0.5, 2);
     Tensor ka = empirical_ntk(*before, x).kernel, kb = empirical_ntk(*after, x).kernel;
     auto fa = kernel_factors(*before, x), fb = kernel_factors(*after, x);
-    for (std::int64_t tile : {1, 3, 64}) {
+    for (std::int64_t tile : {0, 1, 3, 64}) {  // 0: the device's choice
       CAPTURE(tile);
       auto s = compare_streamed(fa, fb, tile);
       CHECK(std::sqrt(s.norm2_a) == doctest::Approx(frobenius_norm(ka)).epsilon(1e-12));
@@ -306,6 +324,15 @@ TEST_SUITE("ntk") {
     Tensor k2 = empirical_ntk(*cnn, xi).kernel;
     auto f2 = kernel_factors(*cnn, xi);
     CHECK(compare_streamed(f1, f2, 2).distance() == doctest::Approx(kernel_distance(k1, k2)).epsilon(1e-4).scale(1e-7));
+  }
+
+  TEST_CASE("a streamed comparison's tiles: about 768 rows on the CPU, 64 samples on a GPU, or as asked") {
+    CHECK(streamed_tile_samples(Device::cpu, 47) == 16);  // EMNIST: 752 rows
+    CHECK(streamed_tile_samples(Device::cpu, 10) == 76);
+    CHECK(streamed_tile_samples(Device::cpu, 1000) == 1);
+    CHECK(streamed_tile_samples(Device::cuda, 47) == 64);
+    const auto f = kernel_factors(*tiny_mlp(nn::Activation::relu, DType::f64), test::random_tensor(Shape{3, 6}, 20));
+    CHECK_THROWS_WITH_AS(compare_streamed(f, f, -1), doctest::Contains("tile_samples must be at least 1, or 0"), Error);
   }
 
   TEST_CASE("streamed companions: trace kernel, alignment, several references at once") {

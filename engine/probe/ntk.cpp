@@ -212,10 +212,9 @@ void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int
       const std::int64_t i0 = tiles[t].first * tile, i1 = std::min(n, i0 + tile);
       const std::int64_t j0 = tiles[t].second * tile, j1 = std::min(n, j0 + tile);
       T* block = k + i0 * c * rows + j0 * c;
-      for (std::int64_t r = 0; r < (i1 - i0) * c; ++r) std::fill_n(block + r * rows, (j1 - j0) * c, T(0));
       const kernels::KernelTile kt{i0, i1 - i0, j0, j1 - j0, c, rows};
       scratch.resize(static_cast<std::size_t>(kt.rows() * kt.cols()));
-      for (std::size_t l = 0; l < factors.size(); ++l) tiles::add_layer_tile(factors[l], grams[l], kt, block, scratch.data());
+      tiles::write_tile(factors, grams, kt, block, scratch.data());
     }
   }
   // Mirror the upper tiles into the lower ones, block by block so that reads and writes stay in cache.

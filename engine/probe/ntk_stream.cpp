@@ -1,5 +1,6 @@
 #include "engine/probe/ntk_stream.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/autograd.h"
@@ -92,13 +93,10 @@ std::vector<double> tile_sums(const KernelFactors& cur, const std::vector<const 
   auto one_tile = [&](std::size_t p, void* tk, void* tr, void* scratch) {
     const kernels::KernelTile t = pairs.tile(p, n, c, size);
     const std::int64_t elements = t.rows() * t.cols();
-    be.fill(dtype, elements, 0.0, tk);
-    for (std::size_t l = 0; l < cur.layers.size(); ++l) tiles::add_layer_tile(cur.layers[l], gram_of(cur, l), t, tk, scratch);
+    tiles::write_tile(cur.layers, cur.input_grams, t, tk, scratch);
     be.dot_f64(dtype, elements, tk, tk, out + p * stride);
     for (std::size_t r = 0; r < m; ++r) {
-      be.fill(dtype, elements, 0.0, tr);
-      for (std::size_t l = 0; l < refs[r]->layers.size(); ++l)
-        tiles::add_layer_tile(refs[r]->layers[l], gram_of(*refs[r], l), t, tr, scratch);
+      tiles::write_tile(refs[r]->layers, refs[r]->input_grams, t, tr, scratch);
       be.dot_f64(dtype, elements, tr, tr, out + p * stride + 1 + 2 * r);
       be.dot_f64(dtype, elements, tk, tr, out + p * stride + 2 + 2 * r);
     }
@@ -150,9 +148,15 @@ void check_same_points(const KernelFactors& a, const KernelFactors& b) {
 
 }  // namespace
 
+std::int64_t streamed_tile_samples(Device device, std::int64_t classes) {
+  if (device != Device::cpu) return 64;
+  return std::max<std::int64_t>(1, 768 / std::max<std::int64_t>(1, classes));
+}
+
 StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
                               std::int64_t tile_samples) {
-  GS_CHECK(tile_samples >= 1, "compare_streamed: tile_samples must be at least 1");
+  GS_CHECK(tile_samples >= 0, "compare_streamed: tile_samples must be at least 1, or 0 to let the device choose");
+  if (tile_samples == 0) tile_samples = streamed_tile_samples(current.device(), current.classes);
   check_grams(current);
   for (const auto* r : refs) check_grams(*r);
   for (const auto* r : refs) check_same_points(current, *r);

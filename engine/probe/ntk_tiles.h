@@ -19,7 +19,8 @@ inline Tensor input_gram(const Tensor& h) {
 // Adds layer f's block of K on `tile` into k: (D_I D_Jᵀ) ⊙ (G ⊗ 1 1ᵀ), α² δ_ab G for the output
 // layer, or G_I G_Jᵀ for a convolution. g is f's input Gram (undefined for a convolution);
 // `scratch` holds tile.rows() · tile.cols() elements, on the factors' device.
-inline void add_layer_tile(const LayerFactors& f, const Tensor& g, const kernels::KernelTile& tile, void* k, void* scratch) {
+inline void add_layer_tile(const LayerFactors& f, const Tensor& g, const kernels::KernelTile& tile, void* k, void* scratch,
+                           bool accumulate) {
   const std::int64_t c = tile.classes;
   if (f.output_layer) {
     kernels::backend(g.device()).add_output_block(g.dtype(), tile, f.output_scale * f.output_scale, g.raw(), g.size(0), k);
@@ -33,12 +34,29 @@ inline void add_layer_tile(const LayerFactors& f, const Tensor& g, const kernels
   const void* dj = d + static_cast<std::size_t>(tile.j0 * c) * row_bytes;
   if (f.plain_gram) {  // K_l = G Gᵀ, added straight into the tile
     kernels::GemmShape s{false, true, tile.rows(), tile.cols(), width, width, width, tile.ldk};
-    be.gemm(f.signals.dtype(), s, 1.0, di, dj, 1.0, k);
+    be.gemm(f.signals.dtype(), s, 1.0, di, dj, accumulate ? 1.0 : 0.0, k);
     return;
   }
   kernels::GemmShape s{false, true, tile.rows(), tile.cols(), width, width, width, tile.cols()};
   be.gemm(f.signals.dtype(), s, 1.0, di, dj, 0.0, scratch);
-  be.add_gram_weighted(f.signals.dtype(), tile, scratch, g.raw(), g.size(0), k);
+  be.add_gram_weighted(f.signals.dtype(), tile, scratch, g.raw(), g.size(0), k, accumulate);
+}
+
+// Writes the sum of the layers' blocks on `tile` into k (what k held is overwritten). The first
+// layer writes its block instead of adding it, so the tile needs no fill first; only an output
+// layer that comes first (it adds to the diagonal entries alone) needs one.
+inline void write_tile(const std::vector<LayerFactors>& layers, const std::vector<Tensor>& grams,
+                       const kernels::KernelTile& tile, void* k, void* scratch) {
+  auto& be = kernels::backend(layers.front().signals.device());
+  const DType dtype = layers.front().signals.dtype();
+  const bool fill_first = layers.front().output_layer;
+  if (fill_first && tile.ldk == tile.cols()) {
+    be.fill(dtype, tile.rows() * tile.cols(), 0.0, k);
+  } else if (fill_first) {
+    for (std::int64_t r = 0; r < tile.rows(); ++r)
+      be.fill(dtype, tile.cols(), 0.0, static_cast<char*>(k) + static_cast<std::size_t>(r * tile.ldk) * dtype_size(dtype));
+  }
+  for (std::size_t l = 0; l < layers.size(); ++l) add_layer_tile(layers[l], grams[l], tile, k, scratch, fill_first || l > 0);
 }
 
 }  // namespace gs::probe::tiles

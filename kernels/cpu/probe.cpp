@@ -5,7 +5,7 @@
 namespace gs::kernels::cpu {
 
 void CpuBackend::add_gram_weighted(DType dtype, const KernelTile& tile, const void* tv, const void* gv, i64 ldg,
-                                   void* kv) {
+                                   void* kv, bool accumulate) {
   with_float_type(dtype, "add_gram_weighted", [&]<class T>() {
     const T* t = static_cast<const T*>(tv);
     const T* g = static_cast<const T*>(gv);
@@ -17,7 +17,10 @@ void CpuBackend::add_gram_weighted(DType dtype, const KernelTile& tile, const vo
       T* out = k + r * tile.ldk;
       for (i64 j = 0; j < tile.nj; ++j) {  // one input-Gram value per run of C columns
         const T gj = grow[j];
-        for (i64 b = 0; b < c; ++b) out[j * c + b] += trow[j * c + b] * gj;
+        if (accumulate)
+          for (i64 b = 0; b < c; ++b) out[j * c + b] += trow[j * c + b] * gj;
+        else
+          for (i64 b = 0; b < c; ++b) out[j * c + b] = trow[j * c + b] * gj;
       }
     }
   });
@@ -42,9 +45,16 @@ void CpuBackend::dot_f64(DType dtype, i64 n, const void* xv, const void* yv, dou
   with_float_type(dtype, "dot_f64", [&]<class T>() {
     const T* x = static_cast<const T*>(xv);
     const T* y = static_cast<const T*>(yv);
-    double s = 0;
-    for (i64 q = 0; q < n; ++q) s += static_cast<double>(x[q]) * static_cast<double>(y[q]);
-    out[0] = s;
+    // Eight running sums (element q goes to sum q mod 8), added in a fixed order at the end: one
+    // chain of dependent additions would bound the loop at one element per add latency, and the
+    // result still depends on n alone.
+    constexpr i64 lanes = 8;
+    double s[lanes] = {};
+    i64 q = 0;
+    for (; q + lanes <= n; q += lanes)
+      for (i64 l = 0; l < lanes; ++l) s[l] += static_cast<double>(x[q + l]) * static_cast<double>(y[q + l]);
+    for (; q < n; ++q) s[q & (lanes - 1)] += static_cast<double>(x[q]) * static_cast<double>(y[q]);
+    out[0] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
   });
 }
 

@@ -133,7 +133,8 @@ class CudaBackend final : public Backend {
   void adam_steps(DType dtype, const std::vector<AdamTensor>& tensors, const AdamStep& s, AdamCounters* counters,
                   bool count_step) override;
 
-  void add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k) override;
+  void add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k,
+                         bool accumulate) override;
   void add_output_block(DType dtype, const KernelTile& tile, double alpha2, const void* g, i64 ldg, void* k) override;
   void dot_f64(DType dtype, i64 n, const void* x, const void* y, double* out) override;
 

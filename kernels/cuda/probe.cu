@@ -10,12 +10,14 @@ namespace cuda {
 namespace {
 
 template <class T>
-__global__ void add_gram_weighted_kernel(KernelTile tile, const T* t, const T* g, i64 ldg, T* k) {
+__global__ void add_gram_weighted_kernel(KernelTile tile, const T* t, const T* g, i64 ldg, T* k, bool accumulate) {
   const i64 cols = tile.cols(), q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   const i64 r = blockIdx.y;
   if (q >= cols) return;
   const i64 c = tile.classes;
-  k[r * tile.ldk + q] += t[r * cols + q] * g[(tile.i0 + r / c) * ldg + tile.j0 + q / c];
+  const T value = t[r * cols + q] * g[(tile.i0 + r / c) * ldg + tile.j0 + q / c];
+  T* out = k + r * tile.ldk + q;
+  *out = accumulate ? *out + value : value;
 }
 
 template <class T>
@@ -49,13 +51,14 @@ void check_rows(const char* what, i64 rows) {
 
 }  // namespace
 
-void CudaBackend::add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k) {
+void CudaBackend::add_gram_weighted(DType dtype, const KernelTile& tile, const void* t, const void* g, i64 ldg, void* k,
+                                    bool accumulate) {
   if (tile.rows() == 0 || tile.cols() == 0) return;
   check_rows("add_gram_weighted", tile.rows());
   with_float(dtype, "add_gram_weighted", [&]<class T>() {
     const dim3 grid(static_cast<unsigned>(blocks_for(tile.cols())), static_cast<unsigned>(tile.rows()));
     launch("add_gram_weighted", tile.rows() * tile.cols(), grid, threads_per_block, add_gram_weighted_kernel<T>, tile,
-           static_cast<const T*>(t), static_cast<const T*>(g), ldg, static_cast<T*>(k));
+           static_cast<const T*>(t), static_cast<const T*>(g), ldg, static_cast<T*>(k), accumulate);
   });
 }
 
