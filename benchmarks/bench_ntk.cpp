@@ -5,6 +5,8 @@
 // to 256 points (the counter scale_to_256) gives a lower bound for the full probe set.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+
 #include "engine/autograd.h"
 #include "engine/probe/ntk.h"
 #include "engine/probe/ntk_stream.h"
@@ -60,8 +62,9 @@ void BM_ntk_mnist_cnn_256(benchmark::State& state) {
 
 // The EMNIST MLP (784-128-512-128-47) on 1280 points: K would be 60160 × 60160 (14.5 GB in f32),
 // so the probe compares two kernels (initial weights and weights ×1.01) tile by tile from their
-// factors without holding either. Counts the Jacobian passes of both and the streamed comparison,
-// in tiles of the argument's samples per side (0: the probe's own choice, streamed_tile_samples).
+// factors without holding either. Counts the Jacobian passes of both and the streamed comparison:
+// by the probe's own choice (argument 0: per-sample products for this MLP, ntk_products.h), or
+// from tiles of the kernels (1) of streamed_tile_samples samples a side.
 Setup emnist_mlp_1280() {
   Generator gen(0);
   Setup s{models::make_mlp({{784, 128, 512, 128, 47}, nn::Activation::relu, 10.0, 1.0}, gen), Tensor::empty(Shape{1280, 784})};
@@ -77,8 +80,35 @@ void BM_ntk_distance_emnist_mlp_1280_streamed(benchmark::State& state) {
     init::scale_parameters(*net, 1.01);
     auto after = probe::kernel_factors(*net, x);
     init::scale_parameters(*net, 1 / 1.01);
-    benchmark::DoNotOptimize(probe::compare_streamed(before, after, state.range(0)).distance());
+    const auto method = state.range(0) == 0 ? probe::StreamedMethod::cheaper : probe::StreamedMethod::tiles;
+    benchmark::DoNotOptimize(probe::compare_streamed(before, after, 0, method).distance());
   }
+}
+
+// A run's streamed probe step for one probe set, its comparisons only: the current kernel against
+// the step-0 and the previous ones, whose ‖K‖² the run kept from the steps that made them.
+// Argument 0: the probe's own choice (per-sample products here); 1: tiles; 2: tiles in f64, the
+// reference for the distances the counters print (--benchmark_format=json prints every digit).
+void BM_ntk_probe_step_emnist_mlp_1280(benchmark::State& state) {
+  auto [net, x] = emnist_mlp_1280();
+  const auto method = state.range(0) == 0 ? probe::StreamedMethod::cheaper : probe::StreamedMethod::tiles;
+  if (state.range(0) == 2) {
+    net->to(DType::f64);
+    x = x.to(DType::f64);
+  }
+  auto initial = probe::kernel_factors(*net, x);
+  init::scale_parameters(*net, 1.01);
+  auto previous = probe::kernel_factors(*net, x);
+  init::scale_parameters(*net, 1.01);
+  const auto current = probe::kernel_factors(*net, x);
+  const std::vector<const probe::KernelFactors*> none;
+  initial.norm2 = probe::compare_streamed(initial, none, 0, method).norm2;
+  previous.norm2 = probe::compare_streamed(previous, none, 0, method).norm2;
+  probe::StreamedSums sums;
+  for (auto _ : state) sums = probe::compare_streamed(current, {&initial, &previous}, 0, method);
+  // The distances, so that the methods can be compared.
+  state.counters["to_init_x1e6"] = 1e6 * (1 - sums.inner[0] / std::sqrt(sums.norm2 * sums.norm2_ref[0]));
+  state.counters["to_previous_x1e6"] = 1e6 * (1 - sums.inner[1] / std::sqrt(sums.norm2 * sums.norm2_ref[1]));
 }
 
 // What a streamed probe step computes besides its distances, on the same EMNIST factors: each
@@ -110,7 +140,8 @@ void BM_per_logit_loop_mnist_mlp(benchmark::State& state) {
 
 BENCHMARK(BM_ntk_mnist_mlp_256)->Arg(32)->Arg(64)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ntk_mnist_cnn_256)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
-BENCHMARK(BM_ntk_distance_emnist_mlp_1280_streamed)->Arg(0)->Arg(64)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_ntk_distance_emnist_mlp_1280_streamed)->Arg(0)->Arg(1)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_ntk_probe_step_emnist_mlp_1280)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_ntk_companions_emnist_mlp_1280)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_per_logit_loop_mnist_mlp)->Arg(16)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

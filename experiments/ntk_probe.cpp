@@ -93,7 +93,10 @@ void NtkProbe::recover(const ProbeContext& c) {
     };
     compute(0, st.init);
     // Its ‖K‖², which the rest distance needs, is otherwise known only from the step that made it.
-    if (streamed_) st.init.norm2 = probe::compare_streamed(st.init.factors, std::vector<const probe::KernelFactors*>{}).norm2;
+    if (streamed_) {
+      st.init.norm2 = probe::compare_streamed(st.init.factors, std::vector<const probe::KernelFactors*>{}).norm2;
+      st.init.factors.norm2 = st.init.norm2;
+    }
     st.have_init = true;
     if (previous >= 0) {
       compute(previous, st.previous);
@@ -125,7 +128,7 @@ void NtkProbe::operator()(const ProbeContext& c) {
     streamed_ = force_streamed_ || too_large || on_device;
     if (too_large && !force_streamed_)
       fmt::print(stderr, "grokscope: the NTK probe's kernels would need {:.1f} GiB ({:.1f} GiB free): they are compared "
-                 "streamed, from their factors (slower, about 3 kernel evaluations per probe step and set)\n",
+                 "streamed, from their factors (slower: each probe step forms the sums it needs anew)\n",
                  need / (1 << 30), free_bytes / (1 << 30));
     measured_off_cpu_ = &probe_model(c) != &c.model;
     if (measured_off_cpu_)
@@ -153,6 +156,7 @@ void NtkProbe::operator()(const ProbeContext& c) {
       if (st.have_previous) refs.push_back(&st.previous.factors);
       const auto sums = probe::compare_streamed(now.factors, refs);
       now.norm2 = sums.norm2;
+      now.factors.norm2 = sums.norm2;  // kept for when these factors are a reference
       if (!st.have_init) st.init = now;
       auto cosine_distance = [](double ab, double aa, double bb) { return 1.0 - ab / std::sqrt(aa * bb); };
       if (!refs.empty()) {

@@ -3,6 +3,7 @@
 #include <lapacke.h>
 
 #include "engine/probe/ntk.h"
+#include "engine/probe/ntk_products.h"
 #include "engine/probe/ntk_stream.h"
 #include "helpers.h"
 #include "engine/init.h"
@@ -305,12 +306,29 @@ TEST_SUITE("ntk") {
     auto before = tiny_mlp(nn::Activation::relu, DType::f64, 0.5, 1), after = tiny_mlp(nn::Activation::relu, DType::f64, 0.5, 2);
     Tensor ka = empirical_ntk(*before, x).kernel, kb = empirical_ntk(*after, x).kernel;
     auto fa = kernel_factors(*before, x), fb = kernel_factors(*after, x);
-    for (std::int64_t tile : {0, 1, 3, 64}) {  // 0: the device's choice
-      CAPTURE(tile);
-      auto s = compare_streamed(fa, fb, tile);
-      CHECK(std::sqrt(s.norm2_a) == doctest::Approx(frobenius_norm(ka)).epsilon(1e-12));
-      CHECK(std::sqrt(s.norm2_b) == doctest::Approx(frobenius_norm(kb)).epsilon(1e-12));
-      CHECK(s.distance() == doctest::Approx(kernel_distance(ka, kb)).epsilon(1e-9));
+    for (auto method : {StreamedMethod::cheaper, StreamedMethod::tiles, StreamedMethod::sample_products})
+      for (std::int64_t tile : {0, 1, 3, 64}) {  // 0: the device's choice
+        CAPTURE(static_cast<int>(method));
+        CAPTURE(tile);
+        auto s = compare_streamed(fa, fb, tile, method);
+        CHECK(std::sqrt(s.norm2_a) == doctest::Approx(frobenius_norm(ka)).epsilon(1e-12));
+        CHECK(std::sqrt(s.norm2_b) == doctest::Approx(frobenius_norm(kb)).epsilon(1e-12));
+        CHECK(s.distance() == doctest::Approx(kernel_distance(ka, kb)).epsilon(1e-9));
+      }
+    CHECK(std::abs(compare_streamed(fa, fa, 0, StreamedMethod::sample_products).distance()) < 1e-15);
+    // A reference's kept ‖K‖² stands in for its products (a norm costs them a comparison); the
+    // tiles compute theirs along the way.
+    auto kept = fb;
+    kept.norm2 = 123.0;
+    CHECK(compare_streamed(fa, kept, 0, StreamedMethod::sample_products).norm2_b == 123.0);
+    CHECK(compare_streamed(fa, kept, 0, StreamedMethod::tiles).norm2_b == doctest::Approx(frobenius_norm(kb) * frobenius_norm(kb)).epsilon(1e-12));
+    // Chunks of M_lm(i)'s rows and bands of the Gram, partial ones included, sum as one pass does.
+    const double whole = products::inner(fa, fb), norm = products::inner(fa, fa);
+    for (products::Blocking blocking : {products::Blocking{1, 1}, products::Blocking{7, 3}, products::Blocking{13, 2}}) {
+      CAPTURE(blocking.chunk_depth);
+      CAPTURE(blocking.band_rows);
+      CHECK(products::inner(fa, fb, blocking) == doctest::Approx(whole).epsilon(1e-13));
+      CHECK(products::inner(fa, fa, blocking) == doctest::Approx(norm).epsilon(1e-13));
     }
     CHECK(std::abs(compare_streamed(fa, fa).distance()) < 1e-15);
     auto og = output_gram(fa).to_vector(), want = empirical_ntk(*before, x).output_gram.to_vector();
@@ -324,6 +342,44 @@ TEST_SUITE("ntk") {
     Tensor k2 = empirical_ntk(*cnn, xi).kernel;
     auto f2 = kernel_factors(*cnn, xi);
     CHECK(compare_streamed(f1, f2, 2).distance() == doctest::Approx(kernel_distance(k1, k2)).epsilon(1e-4).scale(1e-7));
+    CHECK_THROWS_WITH_AS(compare_streamed(f1, f2, 0, StreamedMethod::sample_products),
+                         doctest::Contains("sample products need dense layers; layers.0 is a convolution"), Error);
+  }
+
+  // The per-sample products sum up to 16384 f32 products per Gram entry (the tiles: one layer's
+  // width), then weight and add the entries in f64. Against the f64 tiles, on an MLP with many
+  // logits for its widths (the case the products are chosen for), in f32.
+  TEST_CASE("sample products in f32 agree with f64 tiles; they are chosen where they take fewer operations") {
+    Generator gen(21);
+    auto net = models::make_mlp({{30, 24, 64, 20}, nn::Activation::relu, 2.0, 1.0}, gen);
+    Tensor x = test::random_tensor(Shape{45, 30}, 22, DType::f32, 0, 1);
+    auto f32_before = kernel_factors(*net, x);
+    init::scale_parameters(*net, 1.02);
+    auto f32_after = kernel_factors(*net, x);
+    net->to(DType::f64);
+    auto f64_after = kernel_factors(*net, x.to(DType::f64));
+    init::scale_parameters(*net, 1 / 1.02);
+    auto f64_before = kernel_factors(*net, x.to(DType::f64));
+    const auto want = compare_streamed(f64_before, f64_after, 0, StreamedMethod::tiles);
+    const auto got = compare_streamed(f32_before, f32_after, 0, StreamedMethod::sample_products);
+    CHECK(got.norm2_a == doctest::Approx(want.norm2_a).epsilon(1e-6));
+    CHECK(got.norm2_b == doctest::Approx(want.norm2_b).epsilon(1e-6));
+    CHECK(got.inner == doctest::Approx(want.inner).epsilon(1e-6));
+    CHECK(want.distance() > 1e-4);
+    CHECK(got.distance() == doctest::Approx(want.distance()).epsilon(1e-3));
+    // The choice: EMNIST's MLP (47 logits) takes the products, the MNIST MLP and CNNs the tiles.
+    Generator g2(23);
+    auto emnist = models::make_mlp({{784, 128, 512, 128, 47}, nn::Activation::relu, 1.0, 1.0}, g2);
+    auto mnist = models::make_mlp({{784, 200, 200, 10}, nn::Activation::relu, 1.0, 1.0}, g2);
+    const Tensor images = test::random_tensor(Shape{2, 784}, 24, DType::f32, 0, 1);
+    const auto emnist_factors = kernel_factors(*emnist, images), mnist_factors = kernel_factors(*mnist, images);
+    for (std::size_t references : {0, 1, 2}) {
+      CAPTURE(references);
+      CHECK(products::cheaper(emnist_factors, references));
+      CHECK_FALSE(products::cheaper(mnist_factors, references));
+    }
+    auto cnn = models::make_cnn({1, 8, 3}, g2);
+    CHECK_FALSE(products::cheaper(kernel_factors(*cnn, test::random_tensor(Shape{2, 1, 8, 8}, 25, DType::f32, 0, 1)), 2));
   }
 
   TEST_CASE("a streamed comparison's tiles: about 768 rows on the CPU, 64 samples on a GPU, or as asked") {

@@ -193,7 +193,8 @@ TEST_SUITE("runner") {
     }
 
     // Streamed, from the factors, the probe writes the same numbers (to rounding: 1 − cos there,
-    // ½‖·‖² when held).
+    // ½‖·‖² when held). With 10 logits over one hidden width of 12, its sums come from per-sample
+    // products (engine/probe/ntk_products.h), each reference's ‖K‖² kept from the step that made it.
     Runner streamed(recipe, {dir / "streamed", {}, true});
     auto streamed_probe = std::make_shared<NtkProbe>(/*save_kernels=*/false, /*force_streamed=*/true);
     streamed.add_probe("ntk", [streamed_probe](const ProbeContext& c) { (*streamed_probe)(c); });

@@ -5,6 +5,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "engine/probe/ntk_products.h"
 #include "engine/probe/ntk_tiles.h"
 
 namespace gs::probe {
@@ -154,7 +155,7 @@ std::int64_t streamed_tile_samples(Device device, std::int64_t classes) {
 }
 
 StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
-                              std::int64_t tile_samples) {
+                              std::int64_t tile_samples, StreamedMethod method) {
   GS_CHECK(tile_samples >= 0, "compare_streamed: tile_samples must be at least 1, or 0 to let the device choose");
   if (tile_samples == 0) tile_samples = streamed_tile_samples(current.device(), current.classes);
   check_grams(current);
@@ -164,11 +165,28 @@ StreamedSums compare_streamed(const KernelFactors& current, const std::vector<co
     GS_CHECK(r->layers.front().signals.device() == current.layers.front().signals.device(),
              "compare_streamed: the kernels' factors are on different devices ({} and {}); move one with KernelFactors::to",
              device_name(current.layers.front().signals.device()), device_name(r->layers.front().signals.device()));
+  if (method == StreamedMethod::sample_products) {
+    GS_CHECK(current.device() == Device::cpu, "compare_streamed: sample products run on the cpu; the factors are on {}",
+             device_name(current.device()));
+    for (const auto& l : current.layers)
+      GS_CHECK(!l.plain_gram, "compare_streamed: sample products need dense layers; {} is a convolution", l.name);
+  }
+  if (method == StreamedMethod::sample_products ||
+      (method == StreamedMethod::cheaper && products::cheaper(current, refs.size()))) {
+    StreamedSums s;
+    s.norm2 = products::inner(current, current);
+    for (const auto* r : refs) {
+      s.norm2_ref.push_back(std::isnan(r->norm2) ? products::inner(*r, *r) : r->norm2);
+      s.inner.push_back(products::inner(current, *r));
+    }
+    return s;
+  }
   return compare_many(current, refs, tile_samples);
 }
 
-StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples) {
-  auto s = compare_streamed(a, std::vector<const KernelFactors*>{&b}, tile_samples);
+StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples,
+                                    StreamedMethod method) {
+  auto s = compare_streamed(a, std::vector<const KernelFactors*>{&b}, tile_samples, method);
   return {s.norm2, s.norm2_ref[0], s.inner[0]};
 }
 

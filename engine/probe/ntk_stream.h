@@ -2,6 +2,8 @@
 // Kernels too large to hold (EMNIST's 1280 points × 47 logits: 14.5 GB in f32) compared without
 // ever materializing them: both kernels are rebuilt tile by tile from their factors, and only
 // the sums ⟨A,A⟩, ⟨B,B⟩, ⟨A,B⟩ are kept. Memory: the factors plus two tiles per thread.
+#include <limits>
+
 #include "engine/probe/ntk.h"
 
 namespace gs::probe {
@@ -13,6 +15,10 @@ struct KernelFactors {
   // trace kernels and the alignment's numerator.
   std::vector<Tensor> input_grams;
   std::int64_t samples = 0, classes = 0;
+  // ‖K‖² where a caller has kept it from an earlier comparison (NaN until then). Where the sums
+  // come from per-sample products, a norm costs as much as a comparison, and compare_streamed
+  // takes a reference's from here instead of recomputing it.
+  double norm2 = std::numeric_limits<double>::quiet_NaN();
   Device device() const { return layers.front().signals.device(); }
   KernelFactors to(Device device) const;  // a copy whose tensors live on `device`
 };
@@ -34,10 +40,16 @@ Tensor output_gram(const KernelFactors& f);
 // 23 s for 64); on a GPU 64, so that each tile's GEMMs fill the device.
 std::int64_t streamed_tile_samples(Device device, std::int64_t classes);
 
+// How the sums are formed: from tiles of the kernels (any network, any device), or from
+// per-sample products of the factors (engine/probe/ntk_products.h: dense layers on the CPU);
+// by default whichever takes fewer multiply-adds (the products for EMNIST's MLP).
+enum class StreamedMethod { cheaper, tiles, sample_products };
+
 // Both factor sets must be for the same points (same n, C and layer shapes) and on one device:
 // the tiles are built and summed there (kernels/probe.h), and only the sums come back.
 // tile_samples = 0 takes streamed_tile_samples.
-StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples = 0);
+StreamedComparison compare_streamed(const KernelFactors& a, const KernelFactors& b, std::int64_t tile_samples = 0,
+                                    StreamedMethod method = StreamedMethod::cheaper);
 
 // One kernel against several references in one pass (each tile of the current kernel is built
 // once): ‖K‖², and per reference ‖R‖² and ⟨K, R⟩.
@@ -46,7 +58,7 @@ struct StreamedSums {
   std::vector<double> norm2_ref, inner;
 };
 StreamedSums compare_streamed(const KernelFactors& current, const std::vector<const KernelFactors*>& refs,
-                              std::int64_t tile_samples = 0);
+                              std::int64_t tile_samples = 0, StreamedMethod method = StreamedMethod::cheaper);
 
 // Cheap companions, from the factors alone (n × n work, never n·C × n·C), computed where the
 // factors are; only n × n matrices and sums come back:
