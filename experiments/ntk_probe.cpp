@@ -93,10 +93,8 @@ void NtkProbe::recover(const ProbeContext& c) {
     };
     compute(0, st.init);
     // Its ‖K‖², which the rest distance needs, is otherwise known only from the step that made it.
-    if (streamed_) {
-      st.init.norm2 = probe::compare_streamed(st.init.factors, std::vector<const probe::KernelFactors*>{}).norm2;
-      st.init.factors.norm2 = st.init.norm2;
-    }
+    if (streamed_)
+      st.init.factors.norm2 = probe::compare_streamed(st.init.factors, std::vector<const probe::KernelFactors*>{}).norm2;
     st.have_init = true;
     if (previous >= 0) {
       compute(previous, st.previous);
@@ -155,8 +153,7 @@ void NtkProbe::operator()(const ProbeContext& c) {
       if (st.have_init) refs.push_back(&st.init.factors);
       if (st.have_previous) refs.push_back(&st.previous.factors);
       const auto sums = probe::compare_streamed(now.factors, refs);
-      now.norm2 = sums.norm2;
-      now.factors.norm2 = sums.norm2;  // kept for when these factors are a reference
+      now.factors.norm2 = sums.norm2;  // kept, also for when these factors are a reference
       if (!st.have_init) st.init = now;
       auto cosine_distance = [](double ab, double aa, double bb) { return 1.0 - ab / std::sqrt(aa * bb); };
       if (!refs.empty()) {
@@ -165,15 +162,15 @@ void NtkProbe::operator()(const ProbeContext& c) {
         // K − L with L = output_gram ⊗ I: ⟨K, L′⟩ = ⟨trace(K), L′⟩ and ⟨L, L′⟩ = C ⟨G, G′⟩.
         const Tensor &t = now.trace, &t0 = st.init.trace, &g = now.output_gram, &g0 = st.init.output_gram;
         const double cd = static_cast<double>(classes);
-        const double rr = now.norm2 - 2 * inner(t, g) + cd * inner(g, g);
-        const double r0 = st.init.norm2 - 2 * inner(t0, g0) + cd * inner(g0, g0);
+        const double rr = now.factors.norm2 - 2 * inner(t, g) + cd * inner(g, g);
+        const double r0 = st.init.factors.norm2 - 2 * inner(t0, g0) + cd * inner(g0, g0);
         const double rr0 = sums.inner[0] - inner(t, g0) - inner(t0, g) + cd * inner(g, g0);
         rest_to_init = cosine_distance(rr0, rr, r0);
       }
       double yy = 0;
       for (auto y : data->labels.to_int_vector())
         for (std::int64_t a = 0; a < classes; ++a) yy += std::pow((y == a ? 1.0 : 0.0) - 1.0 / static_cast<double>(classes), 2);
-      alignment = probe::target_quadratic_form(now.factors, data->labels) / (std::sqrt(now.norm2) * yy);
+      alignment = probe::target_quadratic_form(now.factors, data->labels) / (std::sqrt(now.factors.norm2) * yy);
     }
     st.have_init = true;
     const double trace_to_init = probe::kernel_distance(now.trace, st.init.trace);

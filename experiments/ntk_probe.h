@@ -37,8 +37,7 @@ class NtkProbe {
     Tensor trace, output_gram;  // f64 [n, n]
     Tensor kernel, rest;        // held kernels: K, and K without its output block (f64)
     double kernel_norm = 0, rest_norm = 0;  // held kernels: ‖K‖_F and ‖rest‖_F, each computed once
-    probe::KernelFactors factors;  // streamed kernels: their factors, and ‖K‖² once known
-    double norm2 = -1;
+    probe::KernelFactors factors;  // streamed kernels: their factors, and ‖K‖² once known (factors.norm2)
   };
 
  private:

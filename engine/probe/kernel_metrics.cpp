@@ -3,29 +3,20 @@
 #include <cmath>
 
 #include "engine/error.h"
+#include "kernels/cpu/lane_sum.h"
 
 namespace gs::probe {
 
 namespace {
 
 // Sums f(i) for i in [0, n) in f64, in fixed chunks added in order: parallel, yet the same result
-// for any thread count. Within a chunk, eight running sums (element i goes to sum i mod 8) break
-// the chain of dependent additions, which otherwise bounds the loop at one element per add
-// latency; they are added in a fixed order too.
+// for any thread count. Each chunk is a lane_sum (eight running sums, kernels/cpu/lane_sum.h).
 template <class F>
 double deterministic_sum(std::int64_t n, F&& f) {
-  constexpr std::int64_t chunks = 64, lanes = 8;
+  constexpr std::int64_t chunks = 64;
   double partial[chunks] = {};
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (std::int64_t c = 0; c < chunks; ++c) {
-    const std::int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
-    double s[lanes] = {};
-    std::int64_t i = begin;
-    for (; i + lanes <= end; i += lanes)
-      for (std::int64_t l = 0; l < lanes; ++l) s[l] += f(i + l);
-    for (; i < end; ++i) s[(i - begin) & (lanes - 1)] += f(i);
-    partial[c] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  }
+  for (std::int64_t c = 0; c < chunks; ++c) partial[c] = kernels::cpu::lane_sum(n * c / chunks, n * (c + 1) / chunks, f);
   double total = 0;
   for (double v : partial) total += v;
   return total;

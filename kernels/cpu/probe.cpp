@@ -1,6 +1,7 @@
 // The NTK probe's tile arithmetic. The probes call these from inside their own parallel loop over
 // tiles, so each call runs on the calling thread.
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/lane_sum.h"
 
 namespace gs::kernels::cpu {
 
@@ -45,16 +46,7 @@ void CpuBackend::dot_f64(DType dtype, i64 n, const void* xv, const void* yv, dou
   with_float_type(dtype, "dot_f64", [&]<class T>() {
     const T* x = static_cast<const T*>(xv);
     const T* y = static_cast<const T*>(yv);
-    // Eight running sums (element q goes to sum q mod 8), added in a fixed order at the end: one
-    // chain of dependent additions would bound the loop at one element per add latency, and the
-    // result still depends on n alone.
-    constexpr i64 lanes = 8;
-    double s[lanes] = {};
-    i64 q = 0;
-    for (; q + lanes <= n; q += lanes)
-      for (i64 l = 0; l < lanes; ++l) s[l] += static_cast<double>(x[q + l]) * static_cast<double>(y[q + l]);
-    for (; q < n; ++q) s[q & (lanes - 1)] += static_cast<double>(x[q]) * static_cast<double>(y[q]);
-    out[0] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    out[0] = lane_sum(0, n, [&](i64 q) { return static_cast<double>(x[q]) * static_cast<double>(y[q]); });
   });
 }
 
