@@ -31,28 +31,27 @@ StepQueue::~StepQueue() {
 
 void StepQueue::upload_rows(const std::vector<std::int32_t>& rows, Tensor& device_rows) {
   const auto n = static_cast<std::int64_t>(rows.size());
-  GS_CHECK(queued_ < depth_, "StepQueue: {} steps queued, check() them first", queued_);
+  GS_CHECK(queued() < depth_, "StepQueue: {} steps queued, check() them first", queued());
   GS_CHECK(n <= max_batch_ && device_rows.numel() == n && device_rows.dtype() == DType::i32,
            "StepQueue: {} rows for a batch of at most {} into an i32 buffer of {}", n, max_batch_, device_rows.numel());
-  std::int32_t* slot = rows_ + static_cast<std::ptrdiff_t>(queued_) * max_batch_;
+  std::int32_t* slot = rows_ + static_cast<std::ptrdiff_t>(queued()) * max_batch_;
   std::copy(rows.begin(), rows.end(), slot);
   kernels::backend(device_).copy_from_host_queued(device_rows.raw(), slot, sizeof(std::int32_t) * rows.size());
 }
 
 bool StepQueue::queue_loss(const Tensor& loss, std::int64_t step) {
-  GS_CHECK(queued_ < depth_, "StepQueue: {} steps queued, check() them first", queued_);
+  GS_CHECK(queued() < depth_, "StepQueue: {} steps queued, check() them first", queued());
   GS_CHECK(loss.numel() == 1 && (loss.dtype() == DType::f32 || loss.dtype() == DType::f64),
            "StepQueue: a step's loss is one f32 or f64 value");
-  kernels::backend(device_).copy_to_host_queued(losses_ + queued_, loss.raw(), dtype_size(loss.dtype()));
+  kernels::backend(device_).copy_to_host_queued(losses_ + queued(), loss.raw(), dtype_size(loss.dtype()));
   steps_.emplace_back(step, loss.dtype());
-  ++queued_;
-  return queued_ == depth_;
+  return queued() == depth_;
 }
 
 std::optional<StepQueue::NotFinite> StepQueue::check() {
   kernels::backend(device_).synchronize();
   std::optional<NotFinite> first;
-  for (int q = 0; q < queued_ && !first; ++q) {
+  for (int q = 0; q < queued() && !first; ++q) {
     double value = losses_[q];
     if (steps_[static_cast<std::size_t>(q)].second == DType::f32) {
       float f = 0;
@@ -61,7 +60,6 @@ std::optional<StepQueue::NotFinite> StepQueue::check() {
     }
     if (!std::isfinite(value)) first = NotFinite{steps_[static_cast<std::size_t>(q)].first, value};
   }
-  queued_ = 0;
   steps_.clear();
   return first;
 }

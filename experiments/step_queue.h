@@ -36,10 +36,11 @@ class StepQueue {
  private:
   Device device_;
   std::int64_t max_batch_;
-  int depth_, queued_ = 0;
+  int depth_;
   std::int32_t* rows_ = nullptr;  // [depth, max_batch], page-locked
   double* losses_ = nullptr;      // [depth] slots of 8 bytes, each holding an f32 or an f64
   std::vector<std::pair<std::int64_t, DType>> steps_;  // per queued loss: its step and dtype
+  int queued() const { return static_cast<int>(steps_.size()); }  // losses queued since the last check()
 };
 
 }  // namespace gs::experiments
