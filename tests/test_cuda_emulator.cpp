@@ -57,6 +57,17 @@ __global__ void coordinates_kernel(int* out) {
   out[4 * i + 3] = static_cast<int>(threadIdx.z);
 }
 
+// Thread 0 of every block writes the block's linear index at the next free slot: the order the
+// blocks ran in.
+__global__ void block_order_kernel(unsigned long long* next, int* order) {
+  if (threadIdx.x == 0) order[atomicAdd(next, 1ULL)] = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
+}
+
+// Wrong on a GPU: each block reads the value the block before it wrote in the same launch.
+__global__ void chain_kernel(float* y) {
+  if (threadIdx.x == 0) y[blockIdx.x] = blockIdx.x == 0 ? 1.0f : y[blockIdx.x - 1] + 1.0f;
+}
+
 template <class T>
 T* device_array(std::size_t n) {
   void* p = nullptr;
@@ -174,6 +185,48 @@ TEST_SUITE("cuda_emulator") {
                 CHECK(v[4 * i + 3] == tz);
               }
     cudaFree(out);
+  }
+
+  TEST_CASE("the blocks of a launch run ascending, descending and shuffled in turn") {
+    const dim3 grid(7, 5);
+    const int blocks = 7 * 5;
+    auto* next = device_array<unsigned long long>(1);
+    int* order = device_array<int>(blocks);
+    std::vector<int> ascending(blocks);
+    for (int i = 0; i < blocks; ++i) ascending[i] = i;
+    const std::vector<int> descending(ascending.rbegin(), ascending.rend());
+    int seen_ascending = 0, seen_descending = 0, seen_other = 0;
+    for (int launch_index = 0; launch_index < 3; ++launch_index) {
+      REQUIRE(cudaMemset(next, 0, sizeof(unsigned long long)) == cudaSuccess);
+      launch("block order", blocks, grid, 32, block_order_kernel, next, order);
+      std::vector<int> ran = to_host(order, blocks);
+      CAPTURE(launch_index);
+      CHECK(std::is_permutation(ran.begin(), ran.end(), ascending.begin()));  // every block once
+      seen_ascending += ran == ascending;
+      seen_descending += ran == descending;
+      seen_other += ran != ascending && ran != descending;
+    }
+    CHECK(seen_ascending == 1);
+    CHECK(seen_descending == 1);
+    CHECK(seen_other == 1);
+    cudaFree(next);
+    cudaFree(order);
+  }
+
+  TEST_CASE("a block that reads what another block of its launch wrote gets a wrong result") {
+    const int blocks = 40;
+    float* y = device_array<float>(blocks);
+    int right = 0;
+    for (int launch_index = 0; launch_index < 3; ++launch_index) {
+      REQUIRE(cudaMemset(y, 0xff, sizeof(float) * blocks) == cudaSuccess);  // NaN, as fresh memory
+      launch("chain", blocks, blocks, 32, chain_kernel, y);
+      const std::vector<float> v = to_host(y, blocks);
+      bool counted = true;
+      for (int b = 0; b < blocks; ++b) counted = counted && v[b] == static_cast<float>(b + 1);
+      right += counted;
+    }
+    CHECK(right == 1);  // ascending order only
+    cudaFree(y);
   }
 
   TEST_CASE("a kernel handed a host pointer is refused, naming the argument") {

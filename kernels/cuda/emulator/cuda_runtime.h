@@ -8,6 +8,8 @@
 //     thread, and __syncthreads() switches fibers, in a different order after every barrier, so
 //     a missing barrier shows up as a wrong result instead of passing by luck;
 //   - a barrier reached by some threads of a block and not others is a launch failure;
+//   - the blocks of a launch run ascending, descending or shuffled, in turn from one launch to
+//     the next, so that a block that depends on another block of its launch fails under one;
 //   - fresh device memory holds NaN bytes (all ones) until written;
 //   - device memory lives in one reserved region that is inaccessible (PROT_NONE) except while a
 //     kernel or a cudaMemcpy runs: host code that dereferences a device pointer crashes here as

@@ -400,25 +400,44 @@ void sync_threads() {
 
 namespace {
 
+// The order the blocks of a launch run in: ascending, descending and shuffled, in turn from one
+// launch to the next. A GPU runs a launch's blocks at once and in no set order, so a block that
+// reads what another block of the same launch writes (without the ticket and fence of a
+// last-block pattern) gets a wrong result under at least one of them.
+void block_order(std::vector<std::uint64_t>& order, std::uint64_t blocks, std::uint64_t launch) {
+  order.resize(blocks);
+  for (std::uint64_t i = 0; i < blocks; ++i) order[i] = i;
+  if (launch % 3 == 1) std::reverse(order.begin(), order.end());
+  if (launch % 3 == 2) {
+    std::uint64_t s = (launch + 1) * 0x9e3779b97f4a7c15ull;
+    for (std::size_t i = order.size(); i > 1; --i) {
+      s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+      std::swap(order[i - 1], order[s % i]);
+    }
+  }
+}
+
 // Runs a kernel whose configuration was checked, under the device queue's lock.
 void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
   static Block b;
+  static std::uint64_t launches = 0;
+  static std::vector<std::uint64_t> order;
   b.body = &body;
   active = &b;
   DeviceMemory::Open open(memory());
   thread_context.grid_dim = grid;
   thread_context.block_dim = block;
   const unsigned threads = block.x * block.y * block.z;
-  std::uint64_t linear = 0;
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x, ++linear) {
-        thread_context.block_idx = {x, y, z};
-        if (!run_block(kernel, b, threads, linear)) {
-          active = nullptr;
-          return;
-        }
-      }
+  block_order(order, std::uint64_t(grid.x) * grid.y * grid.z, launches++);
+  for (const std::uint64_t linear : order) {
+    const std::uint64_t xy = std::uint64_t(grid.x) * grid.y;
+    thread_context.block_idx = {static_cast<unsigned>(linear % grid.x), static_cast<unsigned>((linear / grid.x) % grid.y),
+                                static_cast<unsigned>(linear / xy)};
+    if (!run_block(kernel, b, threads, linear)) {
+      active = nullptr;
+      return;
+    }
+  }
   active = nullptr;
 }
 
