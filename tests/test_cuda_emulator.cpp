@@ -10,7 +10,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,7 @@
 #include "experiments/runner.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "models/models.h"
+#include "temp_dir.h"
 
 using gs::Error;
 using gs::kernels::i64;
@@ -66,6 +69,18 @@ __global__ void block_order_kernel(unsigned long long* next, int* order) {
 // Wrong on a GPU: each block reads the value the block before it wrote in the same launch.
 __global__ void chain_kernel(float* y) {
   if (threadIdx.x == 0) y[blockIdx.x] = blockIdx.x == 0 ? 1.0f : y[blockIdx.x - 1] + 1.0f;
+}
+
+// Thread 0 writes one slot of a shared array before the barrier, and every thread reads its own
+// slot after it. The emulated build's copies of the kernels call poison_shared after each
+// __shared__ declaration (kernels/cuda/emulator/poison_shared.cmake); this file is not copied, so
+// it makes the call itself.
+__global__ void unwritten_shared_kernel(float* y) {
+  __shared__ float s[block_threads];
+  gs::cuda_emulator::poison_shared(&s, sizeof s);
+  if (threadIdx.x == 0) s[blockIdx.x] = 1.0f + static_cast<float>(blockIdx.x);
+  __syncthreads();
+  y[blockIdx.x * blockDim.x + threadIdx.x] = s[threadIdx.x];
 }
 
 template <class T>
@@ -227,6 +242,60 @@ TEST_SUITE("cuda_emulator") {
     }
     CHECK(right == 1);  // ascending order only
     cudaFree(y);
+  }
+
+  TEST_CASE("a block's shared memory starts as NaN, whatever the block before it left there") {
+    const int blocks = 3;
+    float* y = device_array<float>(blocks * block_threads);
+    launch("unwritten shared", blocks * block_threads, blocks, block_threads, unwritten_shared_kernel, y);
+    const std::vector<float> v = to_host(y, blocks * block_threads);
+    for (int b = 0; b < blocks; ++b)
+      for (int t = 0; t < block_threads; ++t) {
+        CAPTURE(b);
+        CAPTURE(t);
+        // Only the slot this block's thread 0 wrote holds a number: the threads that reached the
+        // declaration after thread 0 did not poison it again, and no block sees another's slot.
+        if (t == b)
+          CHECK(v[b * block_threads + t] == 1.0f + static_cast<float>(b));
+        else
+          CHECK(std::isnan(v[b * block_threads + t]));
+      }
+    cudaFree(y);
+  }
+
+  TEST_CASE("the emulated build's copy of a kernel source poisons each __shared__ variable it declares") {
+    gs::test::TempDir dir;
+    auto transform = [&](const std::string& source, std::string& copy) {
+      std::ofstream(dir / "in.cu") << source;
+      const std::string cmd = std::string(GROKSCOPE_CMAKE) + " -DIN=" + (dir / "in.cu").string() +
+                              " -DOUT=" + (dir / "out.cpp").string() + " -P " + GROKSCOPE_SOURCE_DIR +
+                              "/kernels/cuda/emulator/poison_shared.cmake > " + (dir / "log").string() + " 2>&1";
+      const int status = std::system(cmd.c_str());
+      std::stringstream text;
+      text << std::ifstream(status == 0 ? dir / "out.cpp" : dir / "log").rdbuf();
+      copy = text.str();
+      return status;
+    };
+    std::string copy;
+    REQUIRE(transform("__global__ void k() {\n"
+                      "  __shared__ T as[BK][BM + 1];\n"
+                      "  __shared__ double alpha, tau;\n"
+                      "  x = 1;\n"
+                      "}\n",
+                      copy) == 0);
+    const std::string poison = "::gs::cuda_emulator::poison_shared";
+    CHECK(copy == "#line 1 \"" + (dir / "in.cu").string() + "\"\n" +
+                      "__global__ void k() {\n"
+                      "  __shared__ T as[BK][BM + 1]; " + poison + "(&as, sizeof(as));\n"
+                      "  __shared__ double alpha, tau; " + poison + "(&alpha, sizeof(alpha)); " + poison +
+                      "(&tau, sizeof(tau));\n"
+                      "  x = 1;\n"
+                      "}\n");
+    // A declaration it cannot read stops the build, naming the file and the declaration.
+    CHECK(transform("  __shared__ Pair<int, int> p;\n", copy) != 0);
+    CHECK(copy.find("in.cu") != std::string::npos);
+    CHECK(copy.find("__shared__ Pair<int,") != std::string::npos);  // cmake folds its message's lines
+    CHECK(copy.find("not a plain declaration") != std::string::npos);
   }
 
   TEST_CASE("a kernel handed a host pointer is refused, naming the argument") {

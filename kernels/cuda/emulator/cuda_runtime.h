@@ -23,10 +23,11 @@
 //     is active (cudaMalloc, cudaFree, a synchronous copy, a wait for the device, a copy from
 //     host memory, any work on the legacy stream) fails and invalidates the capture, and a
 //     replayed kernel whose memory was freed since its capture fails as an illegal address;
+//   - a block's shared memory starts as NaN bytes, as garbage would on a GPU (the build copies
+//     the kernels with a poison_shared call after each __shared__ declaration);
 // What it does not model: timing, warps (no warp-synchronous code is used), the device's
-// floating-point contractions, concurrency between streams (every stream is one in-order queue),
-// and garbage in shared memory (a block finds what the previous block left; g++ cannot place a
-// template's static locals in a section the emulator could poison).
+// floating-point contractions, and concurrency between streams (every stream is one in-order
+// queue).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -191,6 +192,11 @@ void describe_argument(std::string& out, const P& value) {
     out += "_ ";
   }
 }
+
+// Fills a __shared__ variable with NaN bytes (all ones) the first time a thread of the running
+// block reaches its declaration; a no-op after that, within that block. The emulated build's
+// copies of kernels/cuda/*.cu call it after every __shared__ declaration (poison_shared.cmake).
+void poison_shared(void* variable, std::size_t bytes);
 
 // True for a pointer inside a live device allocation.
 bool is_device_pointer(const void* ptr);

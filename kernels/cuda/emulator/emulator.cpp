@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -284,8 +285,13 @@ void phase_order(std::vector<unsigned>& order, unsigned phase, std::uint64_t blo
   }
 }
 
+// Counts the blocks run, so that poison_shared knows which variables the running block has met.
+std::uint64_t block_serial = 0;
+std::unordered_map<const void*, std::uint64_t> shared_poisoned_in;  // variable → block_serial
+
 // Runs one block; false (with the error recorded) when its threads disagreed on a barrier.
 bool run_block(const char* kernel, Block& b, unsigned threads, std::uint64_t block_linear) {
+  ++block_serial;
   if (b.fibers.size() < threads) {
     const std::size_t had = b.fibers.size();
     b.fibers.resize(threads);
@@ -386,6 +392,13 @@ bool unsafe_during_capture(const char* call) {
 }  // namespace
 
 ThreadContext& context() { return thread_context; }
+
+void poison_shared(void* variable, std::size_t bytes) {
+  std::uint64_t& poisoned_in = shared_poisoned_in[variable];
+  if (poisoned_in == block_serial) return;
+  poisoned_in = block_serial;
+  std::memset(variable, 0xff, bytes);
+}
 
 void sync_threads() {
   Block* b = active;
