@@ -21,11 +21,12 @@ __device__ T log_sum_exp(const T* xr, i64 cols) {
   return m + static_cast<T>(log(s));
 }
 
-// The log-softmax gradient gy - exp(y) Σ_row gy, one entry; shared as log_sum_exp is (one
-// expression, so that nvcc contracts it into the same multiply-add in both kernels).
+// The log-softmax gradient gy - exp(y) Σ_row gy, one entry; shared as log_sum_exp is. The
+// multiply-add is written as one fma: ptxas may fuse a PTX mul and sub or not, depending on the
+// code around them, and the two kernels that call this must round it the same way.
 template <class T>
 __device__ T log_softmax_gradient(T gy, T y, double row_sum) {
-  return gy - exp(y) * static_cast<T>(row_sum);
+  return fma(-exp(y), static_cast<T>(row_sum), gy);
 }
 
 template <class T>
