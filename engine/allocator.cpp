@@ -1,5 +1,6 @@
 #include "engine/allocator.h"
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -19,6 +20,8 @@ constexpr std::size_t granule = 256;
 constexpr std::size_t cache_limit = std::size_t(2) << 30;
 
 std::size_t round_up(std::size_t bytes) { return (bytes + granule - 1) / granule * granule; }
+
+std::atomic<bool> poisoning{false};
 
 }  // namespace
 
@@ -88,10 +91,17 @@ void* allocate(Device device, std::size_t bytes) {
       c.adopt(pool, p, size);
       return p;
     }
-    if (void* p = c.take_free(size)) return p;
+    if (void* p = c.take_free(size)) {
+      if (poisoning) kernels::backend(device).poison(p, size);
+      return p;
+    }
   }
-  return kernels::backend(device).allocate(size);
+  void* p = kernels::backend(device).allocate(size);
+  if (poisoning) kernels::backend(device).poison(p, size);
+  return p;
 }
+
+void set_allocation_poisoning(bool on) { poisoning = on; }
 
 void release(Device device, void* ptr, std::size_t bytes) {
   if (!ptr) return;

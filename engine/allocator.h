@@ -8,6 +8,12 @@
 namespace gs {
 
 void* allocate(Device device, std::size_t bytes);
+// For tests: while on, every block allocate() hands out, fresh or cached, is first filled with
+// ones (NaN as f32 or f64, −1 as i32), so that an op or kernel that leaves part of its output
+// unwritten gives NaN instead of the stale values of the block's last use, which are often close
+// to the right ones in a training loop. Blocks handed out during a graph capture are left as they
+// are (the graph replays on them anyway). Off by default.
+void set_allocation_poisoning(bool on);
 void release(Device device, void* ptr, std::size_t bytes);
 // Hands every cached block back to the system (tests of memory use; before a large probe).
 void release_cached_memory(Device device);

@@ -12,6 +12,9 @@ class MemoryKernels {
   virtual ~MemoryKernels() = default;
   virtual void* allocate(std::size_t bytes) = 0;
   virtual void release(void* ptr) = 0;
+  // Fills `bytes` bytes at ptr with ones (NaN as f32 or f64, −1 as i32), in order with the work
+  // issued around it, and without a kernel launch (tests: gs::set_allocation_poisoning).
+  virtual void poison(void* ptr, std::size_t bytes) = 0;
   virtual void copy_from_host(void* dst, const void* host_src, std::size_t bytes) = 0;
   virtual void copy_to_host(void* host_dst, const void* src, std::size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;

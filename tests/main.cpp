@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "engine/allocator.h"
 #include "kernels/backend.h"
 
 int main(int argc, char** argv) {
@@ -25,6 +26,9 @@ int main(int argc, char** argv) {
       return 77;
     }
   }
+  // Every tensor a test allocates starts as NaN bytes, so that an op that leaves part of its
+  // output unwritten fails its test instead of passing on stale values.
+  gs::set_allocation_poisoning(true);
   doctest::Context context(argc, argv);
   return context.run();
 }

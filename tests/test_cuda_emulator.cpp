@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/allocator.h"
 #include "engine/error_type.h"
 #include "engine/optim.h"
 #include "engine/probe/ntk_stream.h"
@@ -296,6 +297,25 @@ TEST_SUITE("cuda_emulator") {
     CHECK(copy.find("in.cu") != std::string::npos);
     CHECK(copy.find("__shared__ Pair<int,") != std::string::npos);  // cmake folds its message's lines
     CHECK(copy.find("not a plain declaration") != std::string::npos);
+  }
+
+  TEST_CASE("with poisoning on, a cached device block comes back as NaN bytes, without a kernel launch") {
+    auto& be = gs::kernels::backend(gs::Device::cuda);
+    const std::size_t bytes = 4096;
+    gs::release_cached_memory(gs::Device::cuda);
+    void* a = gs::allocate(gs::Device::cuda, bytes);
+    be.fill(gs::DType::f32, bytes / 4, 2.5, a);
+    gs::release(gs::Device::cuda, a, bytes);
+    gs::cuda_emulator::record_launches(true);
+    void* again = gs::allocate(gs::Device::cuda, bytes);  // tests/main.cpp turned the poisoning on
+    const auto launched = gs::cuda_emulator::recorded_launches();
+    gs::cuda_emulator::record_launches(false);
+    REQUIRE(again == a);
+    CHECK(launched.empty());
+    const std::vector<float> v = to_host(static_cast<float*>(again), bytes / 4);
+    CHECK(std::all_of(v.begin(), v.end(), [](float x) { return std::isnan(x); }));
+    gs::release(gs::Device::cuda, again, bytes);
+    gs::release_cached_memory(gs::Device::cuda);
   }
 
   TEST_CASE("a kernel handed a host pointer is refused, naming the argument") {

@@ -1,3 +1,5 @@
+#include <cmath>
+#include <cstdint>
 #include <thread>
 
 #include "engine/allocator.h"
@@ -118,6 +120,40 @@ TEST_SUITE("allocator") {
     }
     release_graph_pool(cpu, pool);  // the graph is gone: its blocks are ordinary cached memory
     CHECK(cached_bytes(cpu) == 4 * bytes);
+    release_cached_memory(cpu);
+  }
+
+  // tests/main.cpp turns the poisoning on for every test; this case turns it off and on again.
+  TEST_CASE("with poisoning on, a block comes back as NaN bytes, not as its last user left it") {
+    const Device cpu = Device::cpu;
+    const std::size_t bytes = 1000;  // rounded up to a whole number of granules: all of it poisoned
+    for (bool on : {false, true}) {
+      CAPTURE(on);
+      set_allocation_poisoning(on);
+      release_cached_memory(cpu);
+      auto* a = static_cast<float*>(allocate(cpu, bytes));
+      for (std::size_t i = 0; i < bytes / sizeof(float); ++i) a[i] = 2.5f;
+      release(cpu, a, bytes);
+      auto* again = static_cast<float*>(allocate(cpu, bytes));
+      REQUIRE(again == a);  // the cached block
+      bool stale = true, nan = true;
+      for (std::size_t i = 0; i < bytes / sizeof(float); ++i) {
+        stale = stale && again[i] == 2.5f;
+        nan = nan && std::isnan(again[i]);
+      }
+      CHECK(nan == on);
+      CHECK(stale == !on);
+      if (on) {  // as f64 too, and −1 as i32
+        CHECK(std::isnan(static_cast<double*>(static_cast<void*>(again))[0]));
+        CHECK(static_cast<std::int32_t*>(static_cast<void*>(again))[0] == -1);
+      }
+      release(cpu, again, bytes);
+    }
+    // A fresh block too.
+    release_cached_memory(cpu);
+    auto* fresh = static_cast<double*>(allocate(cpu, 4096));
+    CHECK(std::isnan(fresh[511]));
+    release(cpu, fresh, 4096);
     release_cached_memory(cpu);
   }
 

@@ -49,6 +49,7 @@ class CpuBackend final : public Backend {
 
   void* allocate(std::size_t bytes) override;
   void release(void* ptr) override;
+  void poison(void* ptr, std::size_t bytes) override;
   void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override;
   void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override;
   void copy(void* dst, const void* src, std::size_t bytes) override;

@@ -34,6 +34,7 @@ void* CpuBackend::allocate(std::size_t bytes) {
 }
 
 void CpuBackend::release(void* ptr) { std::free(ptr); }
+void CpuBackend::poison(void* ptr, std::size_t bytes) { std::memset(ptr, 0xff, bytes); }
 
 void CpuBackend::copy_from_host(void* dst, const void* src, std::size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);

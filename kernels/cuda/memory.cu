@@ -103,6 +103,9 @@ void* CudaBackend::allocate(std::size_t bytes) {
   return p;
 }
 void CudaBackend::release(void* ptr) { GS_CUDA_CHECK(cudaFree(ptr), "freeing a block"); }
+void CudaBackend::poison(void* ptr, std::size_t bytes) {
+  GS_CUDA_CHECK(cudaMemsetAsync(ptr, 0xff, bytes, stream()), "poisoning " + std::to_string(bytes) + " bytes");
+}
 namespace {
 
 // Copies between the host and the device pass through one page-locked staging buffer, which the

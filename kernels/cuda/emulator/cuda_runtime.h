@@ -105,6 +105,7 @@ cudaError_t cudaMallocHost(void** ptr, std::size_t bytes);
 cudaError_t cudaFreeHost(void* ptr);
 cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes);
+cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_t stream);
 cudaError_t cudaGetDeviceCount(int* count);
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 // The emulated device reports an H200's 132 multiprocessors, so that choices made by the

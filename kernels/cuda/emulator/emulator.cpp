@@ -699,6 +699,19 @@ cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) {
   return cudaSuccess;
 }
 
+// In order with the queue, so done at once. Not emulated while the stream is being captured (a
+// GPU would record a memset node); nothing here needs it.
+cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return cudaSuccess;
+  std::lock_guard lock(device_queue());
+  if (!stream && unsafe_during_capture("a cudaMemsetAsync on the legacy stream")) return cudaErrorStreamCaptureUnsupported;
+  if (stream && stream->capturing) return fail(cudaErrorStreamCaptureUnsupported, "cudaMemsetAsync during a capture is not emulated");
+  if (!memory().holds(ptr, bytes)) return fail(cudaErrorInvalidValue, "cudaMemsetAsync outside a device allocation");
+  gs::cuda_emulator::DeviceMemory::Open open(memory());
+  std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
