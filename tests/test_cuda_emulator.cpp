@@ -84,6 +84,30 @@ __global__ void unwritten_shared_kernel(float* y) {
   y[blockIdx.x * blockDim.x + threadIdx.x] = s[threadIdx.x];
 }
 
+// Wrong on a GPU: every block uses the same scratch row as if it were its own, across a barrier.
+__global__ void shared_scratch_kernel(float* scratch, float* y) {
+  const unsigned t = threadIdx.x;
+  scratch[t] = static_cast<float>(blockIdx.x);
+  __syncthreads();
+  y[blockIdx.x * blockDim.x + t] = scratch[(t + 1) % blockDim.x];
+}
+
+// Right: each block keeps its own values in shared memory across several barriers.
+__global__ void own_shared_kernel(float* y) {
+  __shared__ float s[block_threads];
+  gs::cuda_emulator::poison_shared(&s, sizeof s);
+  const unsigned t = threadIdx.x;
+  s[t] = static_cast<float>(blockIdx.x * 1000 + t);
+  for (int round = 0; round < 3; ++round) {
+    __syncthreads();
+    const float neighbour = s[(t + 1) % block_threads];
+    __syncthreads();
+    s[t] = neighbour;
+  }
+  __syncthreads();
+  y[blockIdx.x * block_threads + t] = s[t];
+}
+
 template <class T>
 T* device_array(std::size_t n) {
   void* p = nullptr;
@@ -316,6 +340,28 @@ TEST_SUITE("cuda_emulator") {
     CHECK(std::all_of(v.begin(), v.end(), [](float x) { return std::isnan(x); }));
     gs::release(gs::Device::cuda, again, bytes);
     gs::release_cached_memory(gs::Device::cuda);
+  }
+
+  TEST_CASE("two blocks run at once, so blocks that share scratch memory meet each other's writes") {
+    const int blocks = 6;
+    float* scratch = device_array<float>(block_threads);
+    float* y = device_array<float>(blocks * block_threads);
+    launch("shared scratch", blocks * block_threads, blocks, block_threads, shared_scratch_kernel, scratch, y);
+    std::vector<float> v = to_host(y, blocks * block_threads);
+    int wrong = 0;
+    for (int b = 0; b < blocks; ++b) wrong += v[b * block_threads] != static_cast<float>(b);
+    CHECK(wrong > 0);
+    // Each block's shared memory stays its own while the other block runs.
+    launch("own shared", blocks * block_threads, blocks, block_threads, own_shared_kernel, y);
+    v = to_host(y, blocks * block_threads);
+    for (int b = 0; b < blocks; ++b)
+      for (int t = 0; t < block_threads; ++t) {
+        CAPTURE(b);
+        CAPTURE(t);
+        CHECK(v[b * block_threads + t] == static_cast<float>(b * 1000 + (t + 3) % block_threads));
+      }
+    cudaFree(scratch);
+    cudaFree(y);
   }
 
   TEST_CASE("a kernel handed a host pointer is refused, naming the argument") {

@@ -10,6 +10,8 @@
 //   - a barrier reached by some threads of a block and not others is a launch failure;
 //   - the blocks of a launch run ascending, descending or shuffled, in turn from one launch to
 //     the next, so that a block that depends on another block of its launch fails under one;
+//     and two at a time, a barrier phase of each in turn (their shared memory set aside and
+//     restored), so that two blocks that use the same global scratch meet each other's writes;
 //   - fresh device memory holds NaN bytes (all ones) until written;
 //   - device memory lives in one reserved region that is inaccessible (PROT_NONE) except while a
 //     kernel or a cudaMemcpy runs: host code that dereferences a device pointer crashes here as
@@ -226,8 +228,8 @@ bool argument_ok(const char* kernel, int index, const P& value) {
 #define gridDim (::gs::cuda_emulator::context().grid_dim)
 
 inline void __syncthreads() { ::gs::cuda_emulator::sync_threads(); }
-// Blocks run one after another and a block's threads switch only at barriers, so an atomic is a
-// plain read-modify-write here and every write is already visible.
+// Threads switch only at barriers (and blocks only between their phases), so an atomic is a plain
+// read-modify-write here and every write is already visible.
 inline unsigned long long atomicAdd(unsigned long long* address, unsigned long long value) {
   const unsigned long long old = *address;
   *address = old + value;

@@ -285,55 +285,98 @@ void phase_order(std::vector<unsigned>& order, unsigned phase, std::uint64_t blo
   }
 }
 
-// Counts the blocks run, so that poison_shared knows which variables the running block has met.
-std::uint64_t block_serial = 0;
-std::unordered_map<const void*, std::uint64_t> shared_poisoned_in;  // variable → block_serial
+// A block of the launch being run: which fibers run it, and how far it has come. Two blocks are
+// run at once, a phase (from one barrier to the next) of each in turn, as a GPU runs many at
+// once: a block that shares global memory it means to be its own with another block of the launch
+// then meets the other's writes. Their shared memory is one set of statics, so a block's is set
+// aside while the other runs.
+struct BlockRun {
+  Block* block = nullptr;
+  std::uint64_t linear = 0;  // its index in the grid, x fastest
+  uint3 index{0, 0, 0};
+  std::uint64_t serial = 0;  // which variables poison_shared has filled for it
+  unsigned phase = 0;        // the barrier phases it has run
+  bool started = false, finished = false;
+  std::vector<std::pair<void*, std::vector<char>>> shared;  // set aside while the other block runs
+};
 
-// Runs one block; false (with the error recorded) when its threads disagreed on a barrier.
-bool run_block(const char* kernel, Block& b, unsigned threads, std::uint64_t block_linear) {
-  ++block_serial;
-  if (b.fibers.size() < threads) {
-    const std::size_t had = b.fibers.size();
-    b.fibers.resize(threads);
-    for (std::size_t i = had; i < threads; ++i) b.fibers[i].stack = std::make_unique<char[]>(stack_bytes);
+std::uint64_t block_serial = 0;  // counts the blocks run
+BlockRun* current = nullptr;     // the block whose threads are running
+std::unordered_map<const void*, std::uint64_t> shared_poisoned_in;  // variable → BlockRun::serial
+// The launch's __shared__ variables met so far (address, bytes), as poison_shared meets them.
+std::vector<std::pair<void*, std::size_t>> launch_shared;
+
+void enter(BlockRun& r) {
+  current = &r;
+  active = r.block;
+  thread_context.block_idx = r.index;
+  for (auto& [variable, bytes] : r.shared) std::memcpy(variable, bytes.data(), bytes.size());
+  r.shared.clear();
+}
+
+void leave(BlockRun& r) {
+  r.shared.clear();
+  for (auto& [variable, bytes] : launch_shared) {
+    const char* from = static_cast<const char*>(variable);
+    r.shared.emplace_back(variable, std::vector<char>(from, from + bytes));
   }
-  for (unsigned t = 0; t < threads; ++t) {
-    b.fibers[t].state = Fiber::State::fresh;
-    b.fibers[t].index = t;
-  }
-  // Thread 0 first, as a fiber. A barrier must be reached by every thread of a block or none,
-  // so if thread 0 ends without one the others can run as plain calls, which is much faster.
-  resume(b, b.fibers[0]);
-  if (b.fibers[0].state == Fiber::State::done) {
-    b.plain = true;
-    b.barrier_when_plain = false;
-    for (unsigned t = 1; t < threads && !b.barrier_when_plain; ++t) {
-      set_thread_index(t);
-      (*b.body)();
+  current = nullptr;
+  active = nullptr;
+}
+
+// Runs the block's next phase; false (with the error recorded) when its threads disagreed on a
+// barrier. Sets r.finished when every thread has ended.
+bool run_phase(const char* kernel, BlockRun& r, unsigned threads) {
+  Block& b = *r.block;
+  if (!r.started) {
+    r.started = true;
+    r.serial = ++block_serial;
+    if (b.fibers.size() < threads) {
+      const std::size_t had = b.fibers.size();
+      b.fibers.resize(threads);
+      for (std::size_t i = had; i < threads; ++i) b.fibers[i].stack = std::make_unique<char[]>(stack_bytes);
     }
-    b.plain = false;
-    if (b.barrier_when_plain) {
-      fail(cudaErrorLaunchFailure, std::string(kernel) + ": a thread reached __syncthreads() that thread 0 of its block never reached");
-      return false;
+    for (unsigned t = 0; t < threads; ++t) {
+      b.fibers[t].state = Fiber::State::fresh;
+      b.fibers[t].index = t;
     }
-    return true;
+    // Thread 0 first, as a fiber. A barrier must be reached by every thread of a block or none,
+    // so if thread 0 ends without one the others can run as plain calls, which is much faster.
+    resume(b, b.fibers[0]);
+    if (b.fibers[0].state == Fiber::State::done) {
+      r.finished = true;
+      b.plain = true;
+      b.barrier_when_plain = false;
+      for (unsigned t = 1; t < threads && !b.barrier_when_plain; ++t) {
+        set_thread_index(t);
+        (*b.body)();
+      }
+      b.plain = false;
+      if (b.barrier_when_plain) {
+        fail(cudaErrorLaunchFailure, std::string(kernel) + ": a thread reached __syncthreads() that thread 0 of its block never reached");
+        return false;
+      }
+      return true;
+    }
   }
   std::vector<unsigned> order;
-  for (unsigned phase = 0;; ++phase) {
-    order.clear();
-    for (unsigned t = 0; t < threads; ++t)
-      if (b.fibers[t].state != Fiber::State::done && !(phase == 0 && t == 0)) order.push_back(t);
-    phase_order(order, phase, block_linear);
-    for (unsigned t : order) resume(b, b.fibers[t]);
-    unsigned waiting = 0, finished = 0;
-    for (unsigned t = 0; t < threads; ++t) (b.fibers[t].state == Fiber::State::done ? finished : waiting) += 1;
-    if (waiting == 0) return true;
-    if (finished != 0) {
-      fail(cudaErrorLaunchFailure, std::string(kernel) + ": " + std::to_string(finished) + " of " +
-                                       std::to_string(threads) + " threads of a block ended while the others waited at __syncthreads()");
-      return false;
-    }
+  for (unsigned t = 0; t < threads; ++t)
+    if (b.fibers[t].state != Fiber::State::done && !(r.phase == 0 && t == 0)) order.push_back(t);
+  phase_order(order, r.phase, r.linear);
+  ++r.phase;
+  for (unsigned t : order) resume(b, b.fibers[t]);
+  unsigned waiting = 0, finished = 0;
+  for (unsigned t = 0; t < threads; ++t) (b.fibers[t].state == Fiber::State::done ? finished : waiting) += 1;
+  if (waiting == 0) {
+    r.finished = true;
+    return true;
   }
+  if (finished != 0) {
+    fail(cudaErrorLaunchFailure, std::string(kernel) + ": " + std::to_string(finished) + " of " + std::to_string(threads) +
+                                     " threads of a block ended while the others waited at __syncthreads()");
+    return false;
+  }
+  return true;
 }
 
 // ---- streams and graphs ------------------------------------------------------------------------
@@ -394,9 +437,12 @@ bool unsafe_during_capture(const char* call) {
 ThreadContext& context() { return thread_context; }
 
 void poison_shared(void* variable, std::size_t bytes) {
+  if (!current) return;  // not inside a kernel
   std::uint64_t& poisoned_in = shared_poisoned_in[variable];
-  if (poisoned_in == block_serial) return;
-  poisoned_in = block_serial;
+  if (poisoned_in == current->serial) return;
+  if (std::none_of(launch_shared.begin(), launch_shared.end(), [&](const auto& v) { return v.first == variable; }))
+    launch_shared.emplace_back(variable, bytes);
+  poisoned_in = current->serial;
   std::memset(variable, 0xff, bytes);
 }
 
@@ -430,27 +476,45 @@ void block_order(std::vector<std::uint64_t>& order, std::uint64_t blocks, std::u
   }
 }
 
-// Runs a kernel whose configuration was checked, under the device queue's lock.
+// Runs a kernel whose configuration was checked, under the device queue's lock: its blocks in
+// block_order, two at a time, a phase of each in turn.
 void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
-  static Block b;
+  static Block pools[2];
   static std::uint64_t launches = 0;
   static std::vector<std::uint64_t> order;
-  b.body = &body;
-  active = &b;
   DeviceMemory::Open open(memory());
   thread_context.grid_dim = grid;
   thread_context.block_dim = block;
   const unsigned threads = block.x * block.y * block.z;
   block_order(order, std::uint64_t(grid.x) * grid.y * grid.z, launches++);
-  for (const std::uint64_t linear : order) {
-    const std::uint64_t xy = std::uint64_t(grid.x) * grid.y;
-    thread_context.block_idx = {static_cast<unsigned>(linear % grid.x), static_cast<unsigned>((linear / grid.x) % grid.y),
-                                static_cast<unsigned>(linear / xy)};
-    if (!run_block(kernel, b, threads, linear)) {
-      active = nullptr;
-      return;
-    }
+  launch_shared.clear();
+  BlockRun runs[2];
+  for (int slot = 0; slot < 2; ++slot) {
+    pools[slot].body = &body;
+    runs[slot].block = &pools[slot];
+    runs[slot].finished = true;  // empty until given a block
   }
+  std::size_t next = 0;
+  for (int slot = 0;; slot ^= 1) {
+    BlockRun& r = runs[slot];
+    if (r.finished) {
+      if (next == order.size()) {
+        if (runs[slot ^ 1].finished) break;
+        continue;
+      }
+      const std::uint64_t linear = order[next++], xy = std::uint64_t(grid.x) * grid.y;
+      r = BlockRun{};
+      r.block = &pools[slot];
+      r.linear = linear;
+      r.index = {static_cast<unsigned>(linear % grid.x), static_cast<unsigned>((linear / grid.x) % grid.y),
+                 static_cast<unsigned>(linear / xy)};
+    }
+    enter(r);
+    const bool ok = run_phase(kernel, r, threads);
+    leave(r);
+    if (!ok) break;
+  }
+  current = nullptr;
   active = nullptr;
 }
 
