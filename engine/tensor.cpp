@@ -10,7 +10,14 @@
 namespace gs {
 
 Storage::Storage(Device d, std::size_t n) : data(gs::allocate(d, n)), bytes(n), device(d) {}
-Storage::~Storage() { gs::release(device, data, bytes); }
+Storage::~Storage() {
+  // A device whose context an earlier fault broke fails cudaFree as well; that error, thrown from
+  // a destructor while the first unwinds, would end the process before the first is reported.
+  try {
+    gs::release(device, data, bytes);
+  } catch (...) {
+  }
+}
 
 namespace {
 std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype, Device device) {

@@ -389,52 +389,70 @@ int Runner::run() {
   StopSignals signals;
   Progress progress(options_.quiet);
   Evaluation train_eval, test_eval;
-  for (std::int64_t step = first_step;; ++step) {
-    const bool resumed_here = step == first_step;
-    if (metric_steps.count(step) || probe_steps.count(step) || step == r.train.steps) check_queued_losses();
-    if (metric_steps.count(step) && !(resumed_here && metrics_done)) {
-      train_eval = evaluate(*trained, train_set, r.train.loss);
-      test_eval = evaluate(*trained, test_set, r.train.loss);
-      const double norm = weight_norm(params, ""), out_norm = weight_norm(params, output_prefix);
-      if (!std::isfinite(norm)) {
-        write_info("diverged", step);
-        fail("step {}: the weights are no longer finite (norm {}); the last good checkpoint is {}. Lower optimizer.lr or "
-             "model.init_scale",
-             step, norm, last_checkpoint);
+  std::int64_t step = first_step;
+  // Any other error (a device fault, a full disk, memory) ends the run too: run.json says
+  // "failed" at the step, and the message says what is kept and how to go on.
+  auto failed = [&](const std::string& what) {
+    progress.finish();
+    info["failures"].push_back({{"step", step}, {"error", what}});  // kept through a resume
+    write_info("failed", step);
+    fail("step {}: {}\nThe run stopped there; {} holds what it logged before, and its last checkpoint is {}. "
+         "`grokscope train --resume {}` continues from the last probe step",
+         step, what, dir.string(), last_checkpoint, dir.string());
+  };
+  try {
+    for (;; ++step) {
+      const bool resumed_here = step == first_step;
+      if (metric_steps.count(step) || probe_steps.count(step) || step == r.train.steps) check_queued_losses();
+      if (metric_steps.count(step) && !(resumed_here && metrics_done)) {
+        train_eval = evaluate(*trained, train_set, r.train.loss);
+        test_eval = evaluate(*trained, test_set, r.train.loss);
+        const double norm = weight_norm(params, ""), out_norm = weight_norm(params, output_prefix);
+        if (!std::isfinite(norm)) {
+          write_info("diverged", step);
+          fail("step {}: the weights are no longer finite (norm {}); the last good checkpoint is {}. Lower optimizer.lr or "
+               "model.init_scale",
+               step, norm, last_checkpoint);
+        }
+        metrics << fmt::format("{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", step, batches.state().epoch,
+                               train_eval.loss, train_eval.accuracy, test_eval.loss, test_eval.accuracy, norm, out_norm, elapsed());
+        metrics.flush();
+        progress.report(step, r.train.steps, elapsed(), train_eval, test_eval, step == r.train.steps);
       }
-      metrics << fmt::format("{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", step, batches.state().epoch,
-                             train_eval.loss, train_eval.accuracy, test_eval.loss, test_eval.accuracy, norm, out_norm, elapsed());
-      metrics.flush();
-      progress.report(step, r.train.steps, elapsed(), train_eval, test_eval, step == r.train.steps);
-    }
-    if (probe_steps.count(step) && !(resumed_here && probes_done)) {
-      sync_probe_model();
-      checkpoint(step);
-      for (auto& [name, hook] : probes_)
-        hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps,
-              trained == model ? nullptr : trained.get()});
-      save_resume_state(step, true, true, step == r.train.steps);
-    }
-    if (step == r.train.steps) break;
+      if (probe_steps.count(step) && !(resumed_here && probes_done)) {
+        sync_probe_model();
+        checkpoint(step);
+        for (auto& [name, hook] : probes_)
+          hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps,
+                trained == model ? nullptr : trained.get()});
+        save_resume_state(step, true, true, step == r.train.steps);
+      }
+      if (step == r.train.steps) break;
 
-    const Tensor loss = train_step();
-    if (step_queue) {
-      if (step_queue->queue_loss(loss, step + 1)) check_queued_losses();
-    } else if (const double value = loss.item(); !std::isfinite(value)) {
-      diverged(step + 1, value);
+      const Tensor loss = train_step();
+      if (step_queue) {
+        if (step_queue->queue_loss(loss, step + 1)) check_queued_losses();
+      } else if (const double value = loss.item(); !std::isfinite(value)) {
+        diverged(step + 1, value);
+      }
+      if (stop_requested() != 0 || step + 1 == options_.stop_after_step) {
+        check_queued_losses();
+        checkpoint(step + 1);
+        save_resume_state(step + 1, false, false, false);
+        metrics.flush();
+        write_info("interrupted", step + 1);
+        progress.finish();
+        // Said even with --quiet: a stopped run must say where it stopped and how to go on.
+        fmt::print(stderr, "grokscope: stopped after step {}; checkpoint {}; continue with grokscope train --resume {}\n",
+                   step + 1, last_checkpoint, dir.string());
+        return 130;
+      }
     }
-    if (stop_requested() != 0 || step + 1 == options_.stop_after_step) {
-      check_queued_losses();
-      checkpoint(step + 1);
-      save_resume_state(step + 1, false, false, false);
-      metrics.flush();
-      write_info("interrupted", step + 1);
-      progress.finish();
-      // Said even with --quiet: a stopped run must say where it stopped and how to go on.
-      fmt::print(stderr, "grokscope: stopped after step {}; checkpoint {}; continue with grokscope train --resume {}\n",
-                 step + 1, last_checkpoint, dir.string());
-      return 130;
-    }
+  } catch (const Error& e) {
+    if (info["status"] != "running") throw;  // diverged: already said, with its own advice
+    failed(e.what());
+  } catch (const std::exception& e) {
+    failed(e.what());
   }
   progress.finish();
   save_resume_state(r.train.steps, true, true, true);

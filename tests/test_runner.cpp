@@ -146,6 +146,55 @@ TEST_SUITE("runner") {
     }
     CHECK_THROWS_WITH_AS(Runner::resume(dir / "nowhere", {{}, {}, true}), doctest::Contains("no ckpt/resume.safetensors"), Error);
   }
+
+  // A device fault, a full disk or any other error in the loop: the run says where it failed and
+  // what it kept, and resumes from its last probe step to what an unfailed run logs.
+  TEST_CASE("a run that fails at step k marks itself failed, keeps its logs and resumes") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 24);
+    Recipe recipe = tiny_recipe(dir.path(), 50);
+    REQUIRE(Runner(recipe, {dir / "whole", {}, true}).run() == 0);
+    const auto probe_steps = log_spaced_steps(50, 5);
+    const std::int64_t k = probe_steps[3], before = probe_steps[2];
+    for (bool std_error : {false, true}) {
+      CAPTURE(std_error);
+      const auto part = dir / (std_error ? "part_std" : "part");
+      Runner failing(recipe, {part, {}, true});
+      failing.add_probe("fault", [&](const ProbeContext& c) {
+        if (c.step != k) return;
+        if (std_error) throw std::runtime_error("out of device memory (injected)");
+        throw Error("an illegal memory access (injected)");
+      });
+      std::string message;
+      try {
+        failing.run();
+      } catch (const Error& e) {
+        message = e.what();
+      }
+      CHECK(message.find("step " + std::to_string(k) + ": ") == 0);
+      CHECK(message.find("(injected)") != std::string::npos);
+      CHECK(message.find("grokscope train --resume " + part.string()) != std::string::npos);
+      CHECK(message.find("step_" + std::to_string(k) + ".safetensors") != std::string::npos);  // its last checkpoint
+      auto info = nlohmann::json::parse(std::ifstream(part / "run.json"));
+      CHECK(info["status"] == "failed");
+      CHECK(info["last_step"] == k);
+      REQUIRE(info["failures"].size() == 1);
+      CHECK(info["failures"][0]["step"] == k);
+      CHECK(info["failures"][0]["error"].get<std::string>().find("(injected)") != std::string::npos);
+      auto logged = read_csv(part / "metrics.csv");
+      CHECK(std::stoll(logged.back()[0]) == k);  // every row up to the failing step
+      // The resume state is the probe step's before it: the run goes on from there.
+      REQUIRE(Runner::resume(part, {{}, {}, true}).run() == 0);
+      auto whole = read_csv(dir / "whole" / "metrics.csv"), resumed = read_csv(part / "metrics.csv");
+      REQUIRE(whole.size() == resumed.size());
+      for (std::size_t i = 0; i < whole.size(); ++i)
+        for (std::size_t j = 0; j + 1 < whole[i].size(); ++j) CHECK(whole[i][j] == resumed[i][j]);  // all but seconds
+      info = nlohmann::json::parse(std::ifstream(part / "run.json"));
+      CHECK(info["status"] == "finished");
+      CHECK(info["resumed_at"].back() == before);
+      CHECK(info["failures"].size() == 1);  // the run's history
+    }
+  }
 }
 
 TEST_SUITE("runner") {
