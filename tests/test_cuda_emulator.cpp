@@ -364,6 +364,31 @@ TEST_SUITE("cuda_emulator") {
     cudaFree(y);
   }
 
+  TEST_CASE("a kernel's fault is sticky, as on a GPU: every later call returns it") {
+    const i64 n = 64;
+    float* dx = device_array<float>(n);
+    float* dy = device_array<float>(n);
+    struct Clear {
+      ~Clear() { gs::cuda_emulator::clear_fault(); }
+    } clear;
+    gs::cuda_emulator::inject_fault(1);  // the second kernel from now
+    CHECK(error_of([&] { launch("accumulate", n, 1, block_threads, accumulate_kernel, n, dx, dy); }) == "");
+    const std::string e = error_of([&] { launch("accumulate", n, 1, block_threads, accumulate_kernel, n, dx, dy); });
+    CHECK(e.find("an illegal memory access was encountered in accumulate (injected by a test)") != std::string::npos);
+    void* p = nullptr;
+    CHECK(cudaMalloc(&p, 64) == cudaErrorIllegalAddress);
+    CHECK(cudaMemset(dy, 0, 4) == cudaErrorIllegalAddress);
+    CHECK(cudaGetLastError() == cudaErrorIllegalAddress);
+    CHECK(cudaGetLastError() == cudaErrorIllegalAddress);  // it cannot be cleared
+    CHECK(error_of([&] { launch("accumulate", n, 1, block_threads, accumulate_kernel, n, dx, dy); }) != "");
+    CHECK(cudaFree(dx) == cudaErrorIllegalAddress);  // freed all the same (leak checkers see nothing)
+    CHECK_FALSE(gs::cuda_emulator::is_device_pointer(dx));
+    gs::cuda_emulator::clear_fault();
+    CHECK(cudaMalloc(&p, 64) == cudaSuccess);
+    CHECK(cudaFree(p) == cudaSuccess);
+    CHECK(cudaFree(dy) == cudaSuccess);
+  }
+
   TEST_CASE("a kernel handed a host pointer is refused, naming the argument") {
     std::vector<float> host(block_threads, 1.0f);
     float* dy = device_array<float>(block_threads);

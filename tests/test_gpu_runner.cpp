@@ -3,6 +3,10 @@
 // probe run on the device too.
 #include <nlohmann/json.hpp>
 
+#if defined(GROKSCOPE_CUDA_EMULATED)
+#include <cuda_runtime.h>  // the emulator's (kernels/cuda/emulator/), for its fault injection
+#endif
+
 #include "experiments/geometry_probe.h"
 #include "experiments/ntk_probe.h"
 #include "experiments/runner.h"
@@ -97,6 +101,42 @@ TEST_SUITE("gpu") {
     train_tiny(recipe, dir / "part", Device::cuda);
     check_same_csv(dir / "cuda" / "metrics.csv", dir / "part" / "metrics.csv", 1e-6, "seconds");
   }
+
+#if defined(GROKSCOPE_CUDA_EMULATED)
+  // A kernel's fault on a GPU is sticky: every later call fails, until the process ends. The
+  // emulator injects one partway through a device run, which must stop as "failed", keep what it
+  // logged and resume (on a GPU in a new process; here once the fault is cleared) to what an
+  // unfailed run logs.
+  TEST_CASE("a device fault partway through a run stops it as failed, and it resumes to what an unfailed run logs") {
+    test::TempDir dir;
+    test::write_tiny_mnist(dir.path(), 64, 24);
+    const Recipe recipe = test::tiny_recipe(dir.path(), 40);
+    train_tiny(recipe, dir / "whole", Device::cuda);
+    struct Clear {
+      ~Clear() { gs::cuda_emulator::clear_fault(); }
+    } clear;
+    gs::cuda_emulator::inject_fault(1500);
+    std::string said;
+    try {
+      train_tiny(recipe, dir / "part", Device::cuda);
+    } catch (const Error& e) {
+      said = e.what();
+    }
+    gs::cuda_emulator::clear_fault();
+    CAPTURE(said);
+    CHECK(said.find("an illegal memory access was encountered in") != std::string::npos);
+    CHECK(said.find("grokscope train --resume") != std::string::npos);
+    auto info = nlohmann::json::parse(std::ifstream(dir / "part" / "run.json"));
+    CHECK(info["status"] == "failed");
+    CHECK(info["last_step"].get<std::int64_t>() > 0);  // partway: the 1500th kernel falls in step 16 of 40
+    REQUIRE(info["failures"].size() == 1);
+    CHECK(info["failures"][0]["error"].get<std::string>().find("illegal memory access") != std::string::npos);
+    train_tiny(recipe, dir / "part", Device::cuda);  // resumes from its last probe step
+    check_same_csv(dir / "whole" / "metrics.csv", dir / "part" / "metrics.csv", 1e-6, "seconds");
+    check_same_csv(dir / "whole" / "ntk.csv", dir / "part" / "ntk.csv", 1e-6);
+    check_same_csv(dir / "whole" / "geometry.csv", dir / "part" / "geometry.csv", 1e-6);
+  }
+#endif
 
   // A GPU run reads its losses back 64 steps at a time (experiments/step_queue.h), yet stops
   // naming the step whose loss first went bad, as the CPU run does. Weights ×1e15 make the MSE

@@ -20,6 +20,7 @@
 //   - cudaMemcpy checks that its direction matches where the pointers live;
 //   - in an AddressSanitizer build, a kernel that reads or writes past its allocation, or memory
 //     already freed, is reported as ASan reports a heap overflow;
+//   - a kernel's fault (injected by a test) is sticky, as on a GPU: later calls return it;
 //   - streams and graphs: work issued to a stream that is being captured is recorded, not run,
 //     and cudaGraphLaunch runs the recording again; a capture-unsafe call made while a capture
 //     is active (cudaMalloc, cudaFree, a synchronous copy, a wait for the device, a copy from
@@ -200,6 +201,12 @@ void describe_argument(std::string& out, const P& value) {
 // block reaches its declaration; a no-op after that, within that block. The emulated build's
 // copies of kernels/cuda/*.cu call it after every __shared__ declaration (poison_shared.cmake).
 void poison_shared(void* variable, std::size_t bytes);
+
+// Tests: the kernel that would run n launches from now (0: the next) faults instead, with an
+// illegal memory access that, as on a GPU, the calls after it report and every later call
+// returns again. clear_fault() makes the device usable again (on a GPU only a new process does).
+void inject_fault(std::int64_t n);
+void clear_fault();
 
 // True for a pointer inside a live device allocation.
 bool is_device_pointer(const void* ptr);

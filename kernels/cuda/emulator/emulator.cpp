@@ -42,6 +42,14 @@ cudaError_t fail(cudaError_t code, std::string message) {
   return code;
 }
 
+// A kernel's fault on a GPU is sticky: the context is unusable, and every later call returns the
+// error until the process ends. Tests inject one (inject_fault) to see a run report it.
+cudaError_t sticky = cudaSuccess;
+std::string sticky_message;
+std::int64_t launches_until_fault = -1;  // -1: none injected
+
+cudaError_t broken(const char* call) { return fail(sticky, std::string(call) + ": " + sticky_message); }
+
 // ---- device memory ---------------------------------------------------------------------------
 
 // One reserved range of address space; allocations are carved from it, and the part in use is
@@ -479,6 +487,13 @@ void block_order(std::vector<std::uint64_t>& order, std::uint64_t blocks, std::u
 // Runs a kernel whose configuration was checked, under the device queue's lock: its blocks in
 // block_order, two at a time, a phase of each in turn.
 void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
+  if (sticky) return;
+  if (launches_until_fault >= 0 && launches_until_fault-- == 0) {
+    // Reported by the calls after it, as a GPU reports a fault: asynchronously.
+    sticky = cudaErrorIllegalAddress;
+    sticky_message = std::string("an illegal memory access was encountered in ") + kernel + " (injected by a test)";
+    return;
+  }
   static Block pools[2];
   static std::uint64_t launches = 0;
   static std::vector<std::uint64_t> order;
@@ -536,6 +551,10 @@ void launch(const char* kernel, dim3 grid, dim3 block, cudaStream_t stream, std:
     return;
   }
   std::lock_guard lock(device_queue());
+  if (sticky) {
+    broken((std::string("a launch of ") + kernel).c_str());
+    return;
+  }
   if (!stream && unsafe_during_capture((std::string("a launch of ") + kernel + " on the legacy stream").c_str())) return;
   if (stream && stream->capturing) {
     stream->operations.push_back({kernel, grid, block, std::move(body), std::move(pointers), nullptr, nullptr, 0});
@@ -580,11 +599,26 @@ bool is_device_pointer(const void* ptr) {
 
 void refuse_launch(const char* kernel, const char* why) { fail(cudaErrorInvalidValue, std::string(kernel) + ": " + why); }
 
+void inject_fault(std::int64_t n) {
+  std::lock_guard lock(device_queue());
+  launches_until_fault = n;
+}
+
+void clear_fault() {
+  std::lock_guard lock(device_queue());
+  sticky = cudaSuccess;
+  sticky_message.clear();
+  launches_until_fault = -1;
+  last_error = cudaSuccess;
+}
+
 }  // namespace gs::cuda_emulator
 
 // ---- the runtime API -------------------------------------------------------------------------
 
+using gs::cuda_emulator::broken;
 using gs::cuda_emulator::capture_in_progress;
+using gs::cuda_emulator::sticky;
 using gs::cuda_emulator::counts;
 using gs::cuda_emulator::device_queue;
 using gs::cuda_emulator::fail;
@@ -593,6 +627,7 @@ using gs::cuda_emulator::unsafe_during_capture;
 
 cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaMalloc");
   if (unsafe_during_capture("cudaMalloc")) return cudaErrorStreamCaptureUnsupported;
   *ptr = memory().allocate(bytes);
   if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");
@@ -604,7 +639,7 @@ cudaError_t cudaFree(void* ptr) {
   std::lock_guard lock(device_queue());
   if (unsafe_during_capture("cudaFree")) return cudaErrorStreamCaptureUnsupported;
   if (!memory().release(ptr)) return fail(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
-  return cudaSuccess;
+  return sticky ? broken("cudaFree") : cudaSuccess;  // freed here all the same, so leak checkers stay quiet
 }
 
 namespace {
@@ -655,6 +690,7 @@ cudaError_t land_copies(const char* at) {
 
 cudaError_t cudaMallocHost(void** ptr, std::size_t bytes) {
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaMallocHost");
   if (unsafe_during_capture("cudaMallocHost")) return cudaErrorStreamCaptureUnsupported;
   *ptr = std::malloc(bytes == 0 ? 1 : bytes);
   if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMallocHost of " + std::to_string(bytes) + " bytes");
@@ -673,7 +709,7 @@ cudaError_t cudaFreeHost(void* ptr) {
     pinned_blocks().erase(block);
   }
   std::free(ptr);
-  return cudaSuccess;
+  return sticky ? broken("cudaFreeHost") : cudaSuccess;
 }
 
 namespace {
@@ -711,6 +747,7 @@ void copy_now(void* dst, const void* src, std::size_t bytes, bool dst_device, bo
 cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
   if (bytes == 0) return cudaSuccess;
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaMemcpy");
   if (unsafe_during_capture("a synchronous cudaMemcpy")) return cudaErrorStreamCaptureUnsupported;
   // It waits for the work queued before it (every stream here is a blocking one).
   if (const cudaError_t e = land_copies("cudaMemcpy")) return e;
@@ -723,6 +760,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
   if (bytes == 0) return cudaSuccess;
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaMemcpyAsync");
   if (!stream && unsafe_during_capture("a cudaMemcpyAsync on the legacy stream")) return cudaErrorStreamCaptureUnsupported;
   bool dst_device = false, src_device = false;
   if (const cudaError_t e = check_copy("cudaMemcpyAsync", dst, src, bytes, kind, dst_device, src_device)) return e;
@@ -756,6 +794,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaM
 cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) {
   if (bytes == 0) return cudaSuccess;
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaMemset");
   if (unsafe_during_capture("cudaMemset")) return cudaErrorStreamCaptureUnsupported;
   if (!memory().holds(ptr, bytes)) return fail(cudaErrorInvalidValue, "cudaMemset outside a device allocation");
   gs::cuda_emulator::DeviceMemory::Open open(memory());
@@ -768,6 +807,7 @@ cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) {
 cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return cudaSuccess;
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaMemsetAsync");
   if (!stream && unsafe_during_capture("a cudaMemsetAsync on the legacy stream")) return cudaErrorStreamCaptureUnsupported;
   if (stream && stream->capturing) return fail(cudaErrorStreamCaptureUnsupported, "cudaMemsetAsync during a capture is not emulated");
   if (!memory().holds(ptr, bytes)) return fail(cudaErrorInvalidValue, "cudaMemsetAsync outside a device allocation");
@@ -781,6 +821,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWith
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
   (void)flags;  // one queue: blocking or not, every stream is ordered with every other
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaStreamCreateWithFlags");
   *stream = new CUstream_st;
   return cudaSuccess;
 }
@@ -794,6 +835,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaStreamSynchronize");
   if (stream && stream->capturing) {
     if (!stream->invalidated) {
       stream->invalidated = true;
@@ -807,6 +849,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaStreamBeginCapture");
   if (!stream) return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the legacy stream");
   if (capture_in_progress) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture while another capture is in progress");
   stream->capturing = true;
@@ -857,6 +900,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
   (void)flags;
   if (!graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate of a null graph");
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaGraphInstantiate");
   *exec = new CUgraphExec_st{graph->operations};
   return cudaSuccess;
 }
@@ -864,6 +908,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (!exec) return fail(cudaErrorInvalidValue, "cudaGraphLaunch of a null graph");
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaGraphLaunch");
   if (stream && stream->capturing) return fail(cudaErrorStreamCaptureUnsupported, "cudaGraphLaunch into a stream being captured");
   if (!stream && unsafe_during_capture("cudaGraphLaunch on the legacy stream")) return cudaErrorStreamCaptureUnsupported;
   for (const auto& op : exec->operations) {
@@ -878,6 +923,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
       continue;
     }
     gs::cuda_emulator::run_kernel(op.kernel.c_str(), op.grid, op.block, op.body);
+    if (sticky) return cudaSuccess;  // a fault: the calls after this one report it
     if (gs::cuda_emulator::last_error != cudaSuccess) return gs::cuda_emulator::last_error;
   }
   return cudaSuccess;
@@ -886,13 +932,13 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
   std::lock_guard lock(device_queue());
   delete exec;
-  return cudaSuccess;
+  return sticky ? broken("cudaGraphExecDestroy") : cudaSuccess;
 }
 
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
   std::lock_guard lock(device_queue());
   delete graph;
-  return cudaSuccess;
+  return sticky ? broken("cudaGraphDestroy") : cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceCount(int* count) {
@@ -909,17 +955,20 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
 
 cudaError_t cudaDeviceSynchronize() {
   std::lock_guard lock(device_queue());
+  if (sticky) return broken("cudaDeviceSynchronize");
   if (unsafe_during_capture("cudaDeviceSynchronize")) return cudaErrorStreamCaptureUnsupported;
   return land_copies("cudaDeviceSynchronize");
 }
 
+// A sticky error is returned again and again: it cannot be cleared.
 cudaError_t cudaGetLastError() {
+  if (sticky) return broken("the device");
   const cudaError_t e = gs::cuda_emulator::last_error;
   gs::cuda_emulator::last_error = cudaSuccess;
   return e;
 }
 
-cudaError_t cudaPeekAtLastError() { return gs::cuda_emulator::last_error; }
+cudaError_t cudaPeekAtLastError() { return sticky ? broken("the device") : gs::cuda_emulator::last_error; }
 
 const char* cudaGetErrorString(cudaError_t status) {
   if (status == gs::cuda_emulator::detail_code && !gs::cuda_emulator::detail_message.empty())
