@@ -76,27 +76,25 @@ Cache& cache(Device device) {
 void* allocate(Device device, std::size_t bytes) {
   const std::size_t size = round_up(bytes == 0 ? 1 : bytes);
   Cache& c = cache(device);
+  void* p = nullptr;
   {
     std::lock_guard lock(c.mutex);
     if (c.capturing_here()) {
       GraphPool* pool = c.capturing;
       auto it = pool->free_blocks.find(size);
       if (it != pool->free_blocks.end()) {
-        void* p = it->second;
+        p = it->second;
         pool->free_blocks.erase(it);
         return p;
       }
-      void* p = c.take_free(size);
+      p = c.take_free(size);
       if (!p) p = kernels::backend(device).allocate(size);
       c.adopt(pool, p, size);
       return p;
     }
-    if (void* p = c.take_free(size)) {
-      if (poisoning) kernels::backend(device).poison(p, size);
-      return p;
-    }
+    p = c.take_free(size);
   }
-  void* p = kernels::backend(device).allocate(size);
+  if (!p) p = kernels::backend(device).allocate(size);
   if (poisoning) kernels::backend(device).poison(p, size);
   return p;
 }

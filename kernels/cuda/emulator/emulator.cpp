@@ -302,9 +302,9 @@ struct BlockRun {
   Block* block = nullptr;
   std::uint64_t linear = 0;  // its index in the grid, x fastest
   uint3 index{0, 0, 0};
-  std::uint64_t serial = 0;  // which variables poison_shared has filled for it
+  std::uint64_t serial = 0;  // which variables poison_shared has filled for it; 0 until it starts
   unsigned phase = 0;        // the barrier phases it has run
-  bool started = false, finished = false;
+  bool finished = false;
   std::vector<std::pair<void*, std::vector<char>>> shared;  // set aside while the other block runs
 };
 
@@ -336,8 +336,7 @@ void leave(BlockRun& r) {
 // barrier. Sets r.finished when every thread has ended.
 bool run_phase(const char* kernel, BlockRun& r, unsigned threads) {
   Block& b = *r.block;
-  if (!r.started) {
-    r.started = true;
+  if (r.serial == 0) {
     r.serial = ++block_serial;
     if (b.fibers.size() < threads) {
       const std::size_t had = b.fibers.size();
@@ -487,7 +486,6 @@ void block_order(std::vector<std::uint64_t>& order, std::uint64_t blocks, std::u
 // Runs a kernel whose configuration was checked, under the device queue's lock: its blocks in
 // block_order, two at a time, a phase of each in turn.
 void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
-  if (sticky) return;
   if (launches_until_fault >= 0 && launches_until_fault-- == 0) {
     // Reported by the calls after it, as a GPU reports a fault: asynchronously.
     sticky = cudaErrorIllegalAddress;
@@ -506,7 +504,6 @@ void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<v
   BlockRun runs[2];
   for (int slot = 0; slot < 2; ++slot) {
     pools[slot].body = &body;
-    runs[slot].block = &pools[slot];
     runs[slot].finished = true;  // empty until given a block
   }
   std::size_t next = 0;
@@ -791,15 +788,23 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaM
   return cudaSuccess;
 }
 
+namespace {
+
+cudaError_t memset_now(const char* call, void* ptr, int value, std::size_t bytes) {
+  if (!memory().holds(ptr, bytes)) return fail(cudaErrorInvalidValue, std::string(call) + " outside a device allocation");
+  gs::cuda_emulator::DeviceMemory::Open open(memory());
+  std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+
+}  // namespace
+
 cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) {
   if (bytes == 0) return cudaSuccess;
   std::lock_guard lock(device_queue());
   if (sticky) return broken("cudaMemset");
   if (unsafe_during_capture("cudaMemset")) return cudaErrorStreamCaptureUnsupported;
-  if (!memory().holds(ptr, bytes)) return fail(cudaErrorInvalidValue, "cudaMemset outside a device allocation");
-  gs::cuda_emulator::DeviceMemory::Open open(memory());
-  std::memset(ptr, value, bytes);
-  return cudaSuccess;
+  return memset_now("cudaMemset", ptr, value, bytes);
 }
 
 // In order with the queue, so done at once. Not emulated while the stream is being captured (a
@@ -810,10 +815,7 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_
   if (sticky) return broken("cudaMemsetAsync");
   if (!stream && unsafe_during_capture("a cudaMemsetAsync on the legacy stream")) return cudaErrorStreamCaptureUnsupported;
   if (stream && stream->capturing) return fail(cudaErrorStreamCaptureUnsupported, "cudaMemsetAsync during a capture is not emulated");
-  if (!memory().holds(ptr, bytes)) return fail(cudaErrorInvalidValue, "cudaMemsetAsync outside a device allocation");
-  gs::cuda_emulator::DeviceMemory::Open open(memory());
-  std::memset(ptr, value, bytes);
-  return cudaSuccess;
+  return memset_now("cudaMemsetAsync", ptr, value, bytes);
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
