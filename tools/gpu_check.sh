@@ -13,14 +13,19 @@
 #                                 machine: it is git-ignored, so name it among the paths to carry)
 #   tools/gpu_check.sh            on the GPU machine: unpack that bundle (or, without one, try to
 #                                 build there), find cuBLAS in the CUDA toolkit or the Python
-#                                 wheels, run, and write summary.md and the logs to $OUT
-#                                 (default build/gpu-check/). Under 10 minutes on an H200: each
-#                                 step is stopped at its limit (150 s for the tests; 90 more to
-#                                 run each case alone when they fail, or compute-sanitizer when
-#                                 they pass; 180 + 150 s), and killed 10 s later if it has not
-#                                 stopped.
+#                                 wheels, run, and write summary.md and the logs to
+#                                 build/gpu-check/. With $OUT set, $OUT receives two files only,
+#                                 summary.md and logs.tar.gz (every log and the study's CSVs),
+#                                 both refreshed after each step, so that a run stopped from
+#                                 outside still hands back what it had done: the machines that
+#                                 run it return few files from $OUT.
 #
-# Each step's output goes to its own log; a failing step is recorded and the next one still runs.
+# Under 8 minutes on an H200 whatever happens: each step is stopped at its limit (150 s for the
+# tests; 90 more to run each case alone when they fail, or compute-sanitizer when they pass; 180
+# s for the benchmarks, 150 s for the study) and killed 10 s later if it has not stopped, and no
+# limit reaches past what the steps after it need of the whole budget (GPU_CHECK_SECONDS, 450 s
+# from the start). Each step's output goes to its own log; a failing step is recorded and the
+# next one still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -61,11 +66,27 @@ if [[ "${1:-}" == "--bundle" ]]; then
   exit 0
 fi
 
-out="${OUT:-$root/build/gpu-check}"
-mkdir -p "$out"
-summary="$out/summary.md"
+logs="$root/build/gpu-check"
+rm -rf "$logs" && mkdir -p "$logs"
+summary="$logs/summary.md"
 log() { echo "$*" | tee -a "$summary"; }
 : >"$summary"
+# $OUT gets the summary and one archive of the logs, replaced whole (written aside, then moved).
+publish() {
+  [[ -n "${OUT:-}" ]] || return 0
+  mkdir -p "$OUT"
+  cp "$summary" "$OUT/.summary.md" && mv "$OUT/.summary.md" "$OUT/summary.md"
+  tar -C "$root/build" -czf "$OUT/.logs.tar.gz" gpu-check && mv "$OUT/.logs.tar.gz" "$OUT/logs.tar.gz"
+}
+# The whole check's budget: a step's limit is its own, or less where the steps after it need the
+# rest (limit MAX RESERVE prints min(MAX, seconds left − RESERVE), at least 10).
+deadline=$(($(date +%s) + ${GPU_CHECK_SECONDS:-450}))
+limit() {
+  local left=$((deadline - $(date +%s) - $2))
+  ((left < $1)) || left=$1
+  ((left >= 10)) || left=10
+  echo "$left"
+}
 log "# grokscope GPU check, $(date -u '+%Y-%m-%d %H:%M UTC')"
 log ""
 {
@@ -97,11 +118,11 @@ if [[ -f "$bundle_tar" ]]; then
   export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 else
   log "binaries: no bundle; building the cuda preset here (needs OpenBLAS, fmt, toml++, CLI11, doctest)"
-  if cmake --preset cuda >"$out/build.log" 2>&1 && cmake --build --preset cuda >>"$out/build.log" 2>&1; then
+  if cmake --preset cuda >"$logs/build.log" 2>&1 && cmake --build --preset cuda >>"$logs/build.log" 2>&1; then
     mkdir -p "$work/bin" && cp build/cuda/grokscope build/cuda/tests/grokscope_tests build/cuda/bench_cuda "$work/bin/"
   else
     log "build failed; see build.log (last lines below)"
-    tail -5 "$out/build.log" | tee -a "$summary"
+    tail -5 "$logs/build.log" | tee -a "$summary"
     exit 1
   fi
 fi
@@ -123,18 +144,21 @@ EOF
 log "cuBLAS / cuDNN searched in: ${cublas_dirs:-nowhere found}"
 
 # 3. The gpu suite, then the benchmarks.
-"$work/bin/grokscope" info 2>&1 | tee "$out/info.log" | tee -a "$summary"
+"$work/bin/grokscope" info 2>&1 | tee "$logs/info.log" | tee -a "$summary"
 # --duration: a line per finished case, so that a suite stopped at its limit shows where it hung.
-timeout -k 10 150 "$work/bin/grokscope_tests" --test-suite=gpu --no-version --duration=true >"$out/gpu_tests.log" 2>&1
+publish
+# The step limits: the tests first, leaving 60 s for the benchmarks and 125 for the study.
+tests_limit=$(limit 150 185)
+timeout -k 10 "$tests_limit" "$work/bin/grokscope_tests" --test-suite=gpu --no-version --duration=true >"$logs/gpu_tests.log" 2>&1
 tests_rc=$?
 log ""
-log "gpu tests (exit $tests_rc): $(grep -E 'test cases:|assertions:' "$out/gpu_tests.log" | tr -s ' ' | paste -sd ';' -)"
-grep -qE 'test cases:' "$out/gpu_tests.log" || head -3 "$out/gpu_tests.log" | sed 's/^/    /' | tee -a "$summary"
-grep -E 'ERROR|error' "$out/gpu_tests.log" | head -20 | sed 's/^/    /' | tee -a "$summary"
+log "gpu tests (exit $tests_rc; 124: stopped at $tests_limit s): $(grep -E 'test cases:|assertions:' "$logs/gpu_tests.log" | tr -s ' ' | paste -sd ';' -)"
+grep -qE 'test cases:' "$logs/gpu_tests.log" || head -3 "$logs/gpu_tests.log" | sed 's/^/    /' | tee -a "$summary"
+grep -E 'ERROR|error' "$logs/gpu_tests.log" | head -20 | sed 's/^/    /' | tee -a "$summary"
 # A fault can poison the rest of the suite's process: each case again, alone (tools/gpu_triage.sh).
 if [[ $tests_rc -ne 0 && $tests_rc -ne 77 ]]; then
   log ""
-  tools/gpu_triage.sh "$work/bin/grokscope_tests" 90 "$out/gpu_tests_alone.log" | tee -a "$summary"
+  tools/gpu_triage.sh "$work/bin/grokscope_tests" "$(limit 90 185)" "$logs/gpu_tests_alone.log" | tee -a "$summary"
 fi
 # A suite that passed gets the same 90 s for NVIDIA's compute-sanitizer on the kernel families:
 # reads and writes outside an allocation (memcheck), shared-memory races between a block's
@@ -142,18 +166,19 @@ fi
 # scheduling, which the emulator's fibers only approximate.
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [[ $tests_rc -eq 0 && -n "$sanitizer" ]]; then
+  tool_limit=$(($(limit 90 185) / 3))
   log ""
-  log "| compute-sanitizer on \"every kernel family\" | exit (124: stopped at 30 s) | summary |"
+  log "| compute-sanitizer on \"every kernel family\" | exit (124: stopped at $tool_limit s) | summary |"
   log "| --- | ---: | --- |"
   for tool in memcheck racecheck synccheck; do
-    timeout -k 5 30 "$sanitizer" --tool "$tool" --error-exitcode 3 --print-limit 20 "$work/bin/grokscope_tests" \
-      --test-suite=gpu --test-case="every kernel family*" --no-version >"$out/sanitizer_$tool.log" 2>&1
+    timeout -k 5 "$tool_limit" "$sanitizer" --tool "$tool" --error-exitcode 3 --print-limit 20 "$work/bin/grokscope_tests" \
+      --test-suite=gpu --test-case="every kernel family*" --no-version >"$logs/sanitizer_$tool.log" 2>&1
     rc=$?
-    said=$(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer_$tool.log" ||
-      grep -m1 -i -E 'not supported|error' "$out/sanitizer_$tool.log")
+    said=$(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/sanitizer_$tool.log" ||
+      grep -m1 -i -E 'not supported|error' "$logs/sanitizer_$tool.log")
     log "| $tool | $rc | $(tr '|' '/' <<<"$said") |"
     # Under gVisor the sanitizer refuses the device ("Device not supported"): the others would too.
-    if grep -q -i 'not supported' "$out/sanitizer_$tool.log"; then
+    if grep -q -i 'not supported' "$logs/sanitizer_$tool.log"; then
       log "compute-sanitizer cannot use this device (gVisor machines refuse it); the other tools skipped"
       break
     fi
@@ -161,21 +186,26 @@ if [[ $tests_rc -eq 0 && -n "$sanitizer" ]]; then
 elif [[ $tests_rc -eq 0 ]]; then
   log "compute-sanitizer: not found here; skipped"
 fi
+publish
 log ""
-timeout -k 10 180 "$work/bin/bench_cuda" >"$out/bench_cuda.md" 2>&1
-log "bench_cuda (exit $?):"
-tee -a "$summary" <"$out/bench_cuda.md"
+bench_limit=$(limit 180 125)
+timeout -k 10 "$bench_limit" "$work/bin/bench_cuda" >"$logs/bench_cuda.md" 2>&1
+log "bench_cuda (exit $?; 124: stopped at $bench_limit s):"
+tee -a "$summary" <"$logs/bench_cuda.md"
 
 # 4. The whole MNIST study on the GPU (target ≤ 2 minutes): the four MNIST recipes, 100k steps
-# each with their probes, run side by side on the one GPU. Stopped at 150 s; a stopped run keeps
-# what it wrote, and its last logged step says how far it got. The runs are written outside $OUT
-# (checkpoints are large); their CSVs and run.json are copied there.
+# each with their probes, run side by side on the one GPU. Stopped at 150 s (or what is left of
+# the budget); a stopped run keeps what it wrote, and its last logged step says how far it got.
+# The runs are written outside the logs (checkpoints are large); their CSVs and run.json are
+# copied there.
+publish
 log ""
+study_limit=$(limit 150 0)
 mnist="$work/data/mnist"
 [[ -d "$mnist" ]] || mnist="$root/data/cache/mnist"
 if [[ -d "$mnist" ]]; then
   study="$root/build/gpu-study"
-  rm -rf "$study" && mkdir -p "$study" "$out/study"
+  rm -rf "$study" && mkdir -p "$study" "$logs/study"
   start=$(date +%s%N)
   seconds_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}'; }
   # A quarter of the cores each for the host's share (center structure, pairwise NTK matrix).
@@ -183,14 +213,14 @@ if [[ -d "$mnist" ]]; then
   for recipe in "$root"/experiments/mnist-*.toml; do
     name=$(basename "$recipe" .toml)
     ( s=$(date +%s%N)
-      OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads timeout -k 10 150 "$work/bin/grokscope" train "$recipe" --device cuda --quiet --out "$study/$name" \
-        --set data.path="$mnist" >"$out/study/$name.log" 2>&1
+      OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads timeout -k 10 "$study_limit" "$work/bin/grokscope" train "$recipe" --device cuda --quiet --out "$study/$name" \
+        --set data.path="$mnist" >"$logs/study/$name.log" 2>&1
       echo "$? $(seconds_since "$s")" >"$study/$name.status" ) &
   done
   wait
   log "the MNIST study on the GPU, 4 recipes side by side (target ≤ 2 minutes), MNIST from ${mnist#"$root"/}: $(seconds_since "$start") s wall clock"
   log ""
-  log "| recipe | exit (124: stopped at 150 s) | seconds | last logged step | probe steps | test accuracy there |"
+  log "| recipe | exit (124: stopped at $study_limit s) | seconds | last logged step | probe steps | test accuracy there |"
   log "| --- | ---: | ---: | ---: | ---: | ---: |"
   for recipe in "$root"/experiments/mnist-*.toml; do
     name=$(basename "$recipe" .toml)
@@ -201,15 +231,16 @@ if [[ -d "$mnist" ]]; then
     acc=$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "test_accuracy") c = i} END {if (c) print $c}' \
       "$study/$name/metrics.csv" 2>/dev/null)
     log "| $name | $rc | $secs | ${last:-none} | $probes | ${acc:-none} |"
-    mkdir -p "$out/study/$name"
-    cp "$study/$name"/{metrics.csv,ntk.csv,geometry.csv,run.json} "$out/study/$name/" 2>/dev/null
+    mkdir -p "$logs/study/$name"
+    cp "$study/$name"/{metrics.csv,ntk.csv,geometry.csv,run.json} "$logs/study/$name/" 2>/dev/null
   done
   # What the runs said besides their routine lines (a step not captured as a graph, an error).
-  grep -hvE '^grokscope: (training .* into|done; metrics)|^  |^$' "$out"/study/*.log | sort | uniq -c | head -10 |
+  grep -hvE '^grokscope: (training .* into|done; metrics)|^  |^$' "$logs"/study/*.log | sort | uniq -c | head -10 |
     sed 's/^/    /' | tee -a "$summary"
 else
   log "the MNIST study: skipped (no MNIST in the bundle or in data/cache/mnist)"
 fi
+publish
 echo
-echo "gpu_check: summary and logs in $out"
+echo "gpu_check: summary and logs in ${logs#"$root"/}${OUT:+; summary.md and logs.tar.gz in $OUT}"
 exit $tests_rc

@@ -47,7 +47,8 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-// One block runs at a time (launches are serialized), so a static is that block's shared memory.
+// A static is the running block's shared memory: launches are serialized, and of the two blocks
+// that run at once, the one not running has its shared variables set aside (emulator.cpp).
 #define __shared__ static
 
 struct uint3 {
