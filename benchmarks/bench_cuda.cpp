@@ -3,7 +3,8 @@
 // gets, its ratio, max error against the float64 reference or, for shapes too large for it,
 // against cuBLAS); the CNN's convolutions (implicit
 // GEMM: forward, input and weight gradients) against cuDNN; one training step of the MNIST MLP
-// and of the CNN, eager and replayed as one CUDA graph; the geometry probe of an EMNIST-sized
+// and of the CNN, eager and replayed as one CUDA graph, with plain and with overlapped launches
+// (kernels/graph.h); the geometry probe of an EMNIST-sized
 // layer with its anchor problems on the GPU against the whole probe on the CPU; and the NTK probe
 // of one EMNIST probe set (1280 points) on the GPU. Prints markdown
 // tables. cuBLAS and cuDNN are loaded at run time (libcublas.so.13 / .12, libcudnn.so.9), so this
@@ -470,6 +471,24 @@ void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, 
     std::sort(t.begin(), t.end());
     std::printf("| eager, %s only | %.1f µs | |\n", part_names[p], t[t.size() / 2]);
   }
+
+  // The same step with overlapped launches (kernels/graph.h: each kernel may begin launching
+  // while the one before it finishes, and waits for it first), eager and as a graph of its own.
+  // Last, since a capture rebinds `loss` to its graph's buffer. Ratio: plain over overlapped.
+  kernels::set_overlapped_launches(true);
+  const double eager_overlapped = median_seconds(step, 200);
+  std::string why_not_overlapped;
+  auto overlapped_graph = StepGraph::capture(Device::cuda, step, why_not_overlapped);
+  kernels::set_overlapped_launches(false);
+  std::printf("| eager, overlapped launches (ratio: plain / overlapped) | %.1f µs | %.2f |\n", eager_overlapped * 1e6,
+              eager / eager_overlapped);
+  if (!overlapped_graph) {
+    std::printf("| one CUDA graph of overlapped launches | not captured: %s | |\n", why_not_overlapped.c_str());
+    return;
+  }
+  const double replayed_overlapped = median_seconds([&] { overlapped_graph->replay(); }, 200);
+  std::printf("| one CUDA graph of overlapped launches, replayed%s (ratio: plain / overlapped) | %.1f µs | %.2f |\n", target,
+              replayed_overlapped * 1e6, replayed / replayed_overlapped);
 }
 
 // The geometry probe of one EMNIST-sized layer (47 classes × 200 points, 512 features; Gaussian

@@ -18,7 +18,10 @@ Backend* cuda_backend_or_null(const char** reason);
 namespace {
 std::atomic<GemmTiling> pinned_gemm_tiling{GemmTiling::by_shape};
 std::atomic<GemmSplit> pinned_gemm_split{GemmSplit::by_shape};
+std::atomic<bool> overlapped{false};
 }  // namespace
+void set_overlapped_launches(bool on) { overlapped = on; }
+bool overlapped_launches() { return overlapped; }
 void set_gemm_tiling(GemmTiling tiling) { pinned_gemm_tiling = tiling; }
 GemmTiling gemm_tiling() { return pinned_gemm_tiling; }
 void set_gemm_split(GemmSplit split) { pinned_gemm_split = split; }

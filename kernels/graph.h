@@ -10,6 +10,15 @@ namespace gs::kernels {
 
 struct CapturedWork;  // a backend's recording, opaque to the engine
 
+// Whether a GPU backend launches each kernel so that it may begin launching while the kernel
+// before it on the stream finishes (Hopper's programmatic dependent launch), in a graph as in
+// eager steps. Every kernel's first statement waits until the kernels before it are done, so
+// only the launch's latency overlaps, never the arithmetic. Off by default until a GPU run has
+// timed it (bench_cuda times the training step both ways); set for the whole process, like the
+// GEMM tiling. A captured graph keeps the setting it was captured with. The CPU ignores it.
+void set_overlapped_launches(bool on);
+bool overlapped_launches();
+
 class GraphKernels {
  public:
   virtual ~GraphKernels() = default;

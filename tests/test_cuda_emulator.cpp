@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -163,6 +164,31 @@ cudaGraph_t end_capture(std::string& why) {
   (void)cudaGetLastError();
   return graph;
 }
+
+// Where a kernel waits for the kernels before it (begin_after_preceding_kernels): first, as every
+// kernel in kernels/cuda does, or in one of the ways that race with them in an overlapped launch.
+enum class WaitAt { first, after_barrier, thread_0_only, after_early_return, never };
+
+template <WaitAt W>
+__global__ void waiting_kernel(float* y) {
+  using gs::kernels::cuda::begin_after_preceding_kernels;
+  if (W == WaitAt::first) begin_after_preceding_kernels();
+  if (W == WaitAt::thread_0_only && threadIdx.x == 0) begin_after_preceding_kernels();
+  if (W == WaitAt::after_early_return) {
+    if (threadIdx.x >= 100) return;
+    begin_after_preceding_kernels();
+  } else {
+    __syncthreads();
+  }
+  if (W == WaitAt::after_barrier) begin_after_preceding_kernels();
+  y[blockIdx.x * blockDim.x + threadIdx.x] = 1;
+}
+
+// Overlapped launches for one scope, plain ones again after it.
+struct OverlappedLaunches {
+  OverlappedLaunches() { gs::kernels::set_overlapped_launches(true); }
+  ~OverlappedLaunches() { gs::kernels::set_overlapped_launches(false); }
+};
 
 #if defined(__SANITIZE_ADDRESS__)
 __global__ void write_past_end_kernel(i64 n, float* y) {
@@ -387,6 +413,72 @@ TEST_SUITE("cuda_emulator") {
     CHECK(cudaMalloc(&p, 64) == cudaSuccess);
     CHECK(cudaFree(p) == cudaSuccess);
     CHECK(cudaFree(dy) == cudaSuccess);
+  }
+
+  TEST_CASE("a kernel launched to overlap the one before it must wait for it in every thread first") {
+    const i64 n = 2 * block_threads;
+    float* dy = device_array<float>(n);
+    const std::vector<float> ones(n, 1.0f);
+    auto run = [&](const char* what, auto kernel) {
+      return error_of([&] { launch(what, n, 2, block_threads, kernel, dy); });
+    };
+    // Launched the plain way, a kernel need not wait.
+    CHECK(run("never waits, plain launch", waiting_kernel<WaitAt::never>) == "");
+    CHECK(to_host(dy, n) == ones);
+    OverlappedLaunches overlapped;
+    CHECK(run("waits first", waiting_kernel<WaitAt::first>) == "");
+    CHECK(to_host(dy, n) == ones);
+    using Kernel = void (*)(float*);
+    for (auto [what, kernel] : {std::pair<const char*, Kernel>{"waits after a barrier", waiting_kernel<WaitAt::after_barrier>},
+                                {"only thread 0 waits", waiting_kernel<WaitAt::thread_0_only>},
+                                {"some threads return before waiting", waiting_kernel<WaitAt::after_early_return>},
+                                {"never waits", waiting_kernel<WaitAt::never>}}) {
+      INFO(std::string(what));
+      const std::string e = run(what, kernel);
+      CHECK(e.find(what) != std::string::npos);
+      CHECK(e.find("without waiting for that kernel") != std::string::npos);
+      CHECK(e.find("begin_after_preceding_kernels()") != std::string::npos);
+    }
+    // A captured launch keeps its overlap, and its replay is checked too.
+    cudaStream_t s = gs::kernels::cuda::stream();
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    launch("never waits, captured", n, 2, block_threads, waiting_kernel<WaitAt::never>, dy);
+    std::string why;
+    cudaGraph_t graph = end_capture(why);
+    REQUIRE(graph != nullptr);
+    cudaGraphExec_t exec = nullptr;
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+    CHECK(cudaGraphLaunch(exec, s) == cudaErrorLaunchFailure);
+    CHECK(std::string(cudaGetErrorString(cudaErrorLaunchFailure)).find("never waits, captured") != std::string::npos);
+    (void)cudaGetLastError();
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaFree(dy);
+  }
+
+  // On a GPU an overlapped kernel may begin while its predecessor still runs: anything it reads or
+  // writes before its wait races with that kernel. So every kernel must wait first of all.
+  TEST_CASE("every kernel in kernels/cuda begins by waiting for the kernels before it") {
+    int kernels = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(GROKSCOPE_SOURCE_DIR) / "kernels/cuda")) {
+      const std::string ext = entry.path().extension().string();
+      if (ext != ".cu" && ext != ".cuh") continue;
+      std::ifstream in(entry.path());
+      std::stringstream text;
+      text << in.rdbuf();
+      const std::string source = text.str();
+      for (std::size_t at = source.find("__global__"); at != std::string::npos; at = source.find("__global__", at + 1)) {
+        const std::size_t open = source.find('{', at);
+        REQUIRE(open != std::string::npos);
+        const std::size_t first = source.find_first_not_of(" \t\n", open + 1);
+        const std::string header = source.substr(at, open - at);
+        INFO(entry.path().filename().string() << ": " << header);
+        const std::string wait = "begin_after_preceding_kernels();";
+        CHECK(source.compare(first, wait.size(), wait) == 0);
+        ++kernels;
+      }
+    }
+    CHECK(kernels >= 40);
   }
 
   TEST_CASE("a kernel handed a host pointer is refused, naming the argument") {

@@ -1,5 +1,6 @@
 // CUDA kernels against the float64 reference on fresh random inputs, outputs poisoned first.
 // The runner skips this suite (exit 77) where no CUDA device is usable; see tests/main.cpp.
+#include <functional>
 #include <memory>
 
 #include "backend_checks.h"
@@ -20,6 +21,15 @@ std::unique_ptr<optim::Optimizer> study_optimizer(nn::Sequential& net, bool adam
   return std::make_unique<optim::SGD>(net.parameters(), optim::SgdOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01});
 }
 
+// Runs f with overlapped launches (kernels/graph.h) when `on`, then goes back to plain ones.
+void overlapped_if(bool on, const std::function<void()>& f) {
+  struct Plain {
+    ~Plain() { kernels::set_overlapped_launches(false); }
+  } plain;
+  kernels::set_overlapped_launches(on);
+  f();
+}
+
 std::vector<std::vector<double>> parameter_values(nn::Sequential& net) {
   std::vector<std::vector<double>> v;
   for (const auto& p : net.parameters()) v.push_back(p.to_vector());
@@ -30,6 +40,12 @@ std::vector<std::vector<double>> parameter_values(nn::Sequential& net) {
 
 TEST_SUITE("gpu") {
   TEST_CASE("every kernel family against the float64 reference") { test::check_backend_kernels(Device::cuda); }
+
+  // With overlapped launches a kernel may begin launching before the one before it has ended;
+  // each waits for it first, so every result must be what the plain launches give.
+  TEST_CASE("every kernel family against the float64 reference, each kernel launched to overlap the one before it") {
+    overlapped_if(true, [] { test::check_backend_kernels(Device::cuda); });
+  }
 
   // The NTK probe's products get the large tiling (kernels/cuda/gemm.cu), the training step's the
   // small one; tests pin each in turn. Both keep one running sum per element down the whole depth,
@@ -159,17 +175,21 @@ TEST_SUITE("gpu") {
   }
 
   // A replay runs the kernels the capture recorded, on the same buffers, so every step of a
-  // replayed graph must equal the eager step on the same batch to the last bit.
+  // replayed graph must equal the eager step on the same batch to the last bit; also when the
+  // graph's kernels were captured as overlapped launches and the eager steps' were not.
   TEST_CASE("a training step replayed as a CUDA graph computes what the same steps run eagerly compute") {
     struct Case {
       bool cnn;
       const char* loss;
       bool adam;
+      bool overlapped = false;
     };
-    for (const Case c : {Case{false, "mse", true}, Case{false, "ce", false}, Case{true, "ce", true}, Case{true, "mse", false}}) {
+    for (const Case c : {Case{false, "mse", true}, Case{false, "ce", false}, Case{true, "ce", true}, Case{true, "mse", false},
+                         Case{false, "mse", true, true}, Case{true, "ce", true, true}}) {
       CAPTURE(c.cnn);
       CAPTURE(c.loss);
       CAPTURE(c.adam);
+      CAPTURE(c.overlapped);
       auto make_net = [&] {
         Generator g(7);
         // Replay against eager is a property of the step, not of the sizes: a small CNN (the
@@ -208,11 +228,11 @@ TEST_SUITE("gpu") {
         images.copy_(x);
         labels.copy_(y_host);
         if (step == 0) {
-          work();  // once eagerly: SGD's first step is a different update, and state is created
+          overlapped_if(c.overlapped, work);  // once eagerly: SGD's first step is a different update, and state is created
         } else if (step == 1) {
           const auto before = parameter_values(*replayed);
           std::string why_not;
-          graph = StepGraph::capture(Device::cuda, work, why_not);
+          overlapped_if(c.overlapped, [&] { graph = StepGraph::capture(Device::cuda, work, why_not); });
           REQUIRE_MESSAGE(graph, why_not);
           CHECK(graph->operations() >= 7);  // a step's worth: forward, loss, backward, the optimizer
           CHECK(parameter_values(*replayed) == before);  // captured, not run

@@ -116,6 +116,7 @@ struct ConvTiles {
 template <class T>
 __global__ void __launch_bounds__(ConvTiles<T>::threads)
     conv2d_forward_kernel(ConvShape s, i64 images, const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y) {
+  begin_after_preceding_kernels();
   using P = ConvTiles<T>;
   const i64 patch = static_cast<i64>(s.channels) * s.kernel_h * s.kernel_w, pixels = static_cast<i64>(s.out_h) * s.out_w;
   gemm_tile<T, P::bm, P::bn, P::bk, P::tm, P::tn>(
@@ -131,6 +132,7 @@ template <class T>
 __global__ void __launch_bounds__(ConvTiles<T>::threads)
     conv2d_backward_data_kernel(ConvShape s, i64 images, const T* __restrict__ gy, const T* __restrict__ w,
                                 T* __restrict__ gx) {
+  begin_after_preceding_kernels();
   using P = ConvTiles<T>;
   const i64 in_pixels = static_cast<i64>(s.height) * s.width;
   gemm_tile<T, P::bm, P::bn, P::bk, P::tm, P::tn>(
@@ -147,6 +149,7 @@ template <class T>
 __global__ void __launch_bounds__(ConvTiles<T>::threads)
     conv2d_backward_weight_kernel(ConvShape s, i64 images, i64 chunk, const T* __restrict__ x,
                                   const T* __restrict__ gy, T* __restrict__ partial) {
+  begin_after_preceding_kernels();
   using P = ConvTiles<T>;
   const i64 patch = static_cast<i64>(s.channels) * s.kernel_h * s.kernel_w;
   const i64 depth = images * s.out_h * s.out_w, begin = static_cast<i64>(blockIdx.z) * chunk;
@@ -160,6 +163,7 @@ __global__ void __launch_bounds__(ConvTiles<T>::threads)
 // gw[q] = Σ_z partial[z][q], z in order, in f64.
 template <class T>
 __global__ void sum_splits_kernel(i64 n, i64 splits, const T* __restrict__ partial, T* __restrict__ gw) {
+  begin_after_preceding_kernels();
   const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (q >= n) return;
   double acc = 0;
@@ -172,6 +176,7 @@ __device__ inline i64 global_index() { return blockIdx.x * static_cast<i64>(bloc
 // One thread per column-matrix entry (c, ky, kx, oy, ox).
 template <class T>
 __global__ void im2col_kernel(ConvGeometry g, const T* image, T* col) {
+  begin_after_preceding_kernels();
   const i64 oh = g.out_h(), ow = g.out_w();
   const i64 total = g.patch_size() * oh * ow;
   const i64 i = global_index();
@@ -184,6 +189,7 @@ __global__ void im2col_kernel(ConvGeometry g, const T* image, T* col) {
 
 template <class T>
 __global__ void col2im_kernel(ConvGeometry g, const T* col, T* image) {
+  begin_after_preceding_kernels();
   const i64 oh = g.out_h(), ow = g.out_w();
   const i64 i = global_index();
   if (i >= g.channels * g.height * g.width) return;
@@ -203,6 +209,7 @@ __global__ void col2im_kernel(ConvGeometry g, const T* col, T* image) {
 
 template <class T>
 __global__ void max_pool2d_kernel(PoolGeometry g, const T* x, T* y, std::int32_t* argmax) {
+  begin_after_preceding_kernels();
   const i64 oh = g.out_h(), ow = g.out_w();
   const i64 i = global_index();
   if (i >= g.planes * oh * ow) return;
@@ -228,6 +235,7 @@ done:
 // One thread per input pixel: the gradients of the windows whose winner it is, windows in order.
 template <class T>
 __global__ void max_pool2d_backward_kernel(PoolGeometry g, const T* gy, const std::int32_t* argmax, T* gx) {
+  begin_after_preceding_kernels();
   const i64 oh = g.out_h(), ow = g.out_w();
   const i64 i = global_index();
   if (i >= g.planes * g.height * g.width) return;

@@ -27,12 +27,28 @@ void with_float(DType dtype, const char* entry_point, F&& f) {
 // synchronous copies and the vendor libraries of the benchmarks run, still orders with it.
 cudaStream_t stream();
 
+// The first statement of every kernel: waits until the kernels before it on the stream have
+// finished and their writes are visible, then lets the kernel after it begin launching. With
+// overlapped launches (kernels/graph.h) a kernel may start before its predecessor ends, so
+// nothing it reads or writes may come before this call: tests/test_cuda_emulator.cpp checks that
+// every kernel in kernels/cuda begins with it, and the emulator that every thread of an overlapped
+// launch calls it before its first barrier. Launched the plain way, both instructions do nothing.
+__device__ __forceinline__ void begin_after_preceding_kernels() {
+#ifdef GROKSCOPE_CUDA_EMULATED
+  cuda_emulator::waited_for_preceding_kernels();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // Every launch goes through here, so that a launch is spelled in one place only: the CPU
 // emulation of this backend (kernels/cuda/emulator/) runs the very same kernels through it.
 // Arguments convert to the kernel's parameter types first, as a <<<>>> launch does; a failed
 // launch is an error naming the kernel and its element count.
 template <class... Params, class... Args>
 void launch(const char* what, i64 n, dim3 grid, dim3 block, void (*kernel)(Params...), Args&&... args) {
+  const bool overlapped = overlapped_launches();
 #ifdef GROKSCOPE_CUDA_EMULATED
   int index = 0;
   if (cuda_emulator::recording_launches()) {
@@ -45,14 +61,28 @@ void launch(const char* what, i64 n, dim3 grid, dim3 block, void (*kernel)(Param
     (cuda_emulator::note_pointer(pointers, static_cast<Params>(args)), ...);
     cuda_emulator::launch(what, grid, block, stream(),
                           [kernel, ... a = static_cast<Params>(std::forward<Args>(args))] { kernel(a...); },
-                          std::move(pointers));
+                          std::move(pointers), overlapped);
   }
 #else
-  // cudaLaunchKernel takes the addresses of the converted arguments, in the kernel's order.
+  // The launch calls take the addresses of the converted arguments, in the kernel's order.
   [&](Params... converted) {
     void* slots[] = {static_cast<void*>(&converted)...};
-    GS_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(kernel), grid, block, slots, 0, stream()),
-                  std::string("launch of ") + what + ", n = " + std::to_string(n));
+    if (overlapped) {
+      cudaLaunchAttribute attribute{};
+      attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attribute.val.programmaticStreamSerializationAllowed = 1;
+      cudaLaunchConfig_t config{};
+      config.gridDim = grid;
+      config.blockDim = block;
+      config.stream = stream();
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+      GS_CUDA_CHECK(cudaLaunchKernelExC(&config, reinterpret_cast<const void*>(kernel), slots),
+                    std::string("overlapped launch of ") + what + ", n = " + std::to_string(n));
+    } else {
+      GS_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(kernel), grid, block, slots, 0, stream()),
+                    std::string("launch of ") + what + ", n = " + std::to_string(n));
+    }
   }(static_cast<Params>(std::forward<Args>(args))...);
 #endif
   GS_CUDA_LAUNCH_CHECK(what, n);

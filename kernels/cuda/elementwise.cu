@@ -12,6 +12,7 @@ __device__ inline i64 global_index() { return blockIdx.x * static_cast<i64>(bloc
 
 template <class T>
 __global__ void unary_kernel(Unary op, i64 n, const T* x, T* y) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i >= n) return;
   y[i] = activate(op, x[i]);
@@ -19,6 +20,7 @@ __global__ void unary_kernel(Unary op, i64 n, const T* x, T* y) {
 
 template <class T>
 __global__ void unary_backward_kernel(Unary op, i64 n, const T* x, const T* y, const T* gy, T* gx) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i >= n) return;
   // Only the operand the derivative reads may be given (the other may be null).
@@ -34,6 +36,7 @@ Strides4 strides(const std::array<i64, 4>& a) { return {{a[0], a[1], a[2], a[3]}
 
 template <class T>
 __global__ void binary_kernel(Binary op, i64 n, Strides4 out, Strides4 as, Strides4 bs, const T* x, const T* y, T* o) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i >= n) return;
   const i64 i3 = i % out.v[3], r2 = i / out.v[3];
@@ -49,6 +52,7 @@ __global__ void binary_kernel(Binary op, i64 n, Strides4 out, Strides4 as, Strid
 template <class T>
 __global__ void reduce_to_operand_kernel(i64 operand_numel, Strides4 out, Strides4 os, T scale, const T* g_out,
                                          Strides4 other_s, const T* other, T* g) {
+  begin_after_preceding_kernels();
   const i64 e = global_index();
   if (e >= operand_numel) return;
   i64 lo[4], hi[4];
@@ -83,6 +87,7 @@ template <class T>
 __global__ void __launch_bounds__(reduce_block_threads)
     reduce_to_operand_blocks_kernel(i64 reduced, Strides4 out, Strides4 os, T scale, const T* g_out, Strides4 other_s,
                                     const T* other, T* g) {
+  begin_after_preceding_kernels();
   __shared__ T partial[reduce_block_threads];
   const i64 e = blockIdx.x;
   i64 fixed[4];  // this element's index along each dimension the operand has
@@ -113,12 +118,14 @@ __global__ void __launch_bounds__(reduce_block_threads)
 
 template <class T>
 __global__ void axpby_kernel(i64 n, T alpha, const T* x, T beta, T* y) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i < n) y[i] = beta == T(0) ? alpha * x[i] : alpha * x[i] + beta * y[i];
 }
 
 template <class T>
 __global__ void broadcast_rows_kernel(i64 rows, i64 cols, const T* row, T* y) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i < rows * cols) y[i] = row[i % cols];
 }
@@ -126,6 +133,7 @@ __global__ void broadcast_rows_kernel(i64 rows, i64 cols, const T* row, T* y) {
 // One thread per column, rows in order: the CPU backend's order.
 template <class T>
 __global__ void sum_rows_kernel(i64 rows, i64 cols, const T* x, T* y) {
+  begin_after_preceding_kernels();
   const i64 c = global_index();
   if (c >= cols) return;
   T acc = T(0);

@@ -17,6 +17,7 @@ template <class T, int BM, int BN, int BK, int TM, int TN>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     gemm_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, T alpha, const T* __restrict__ a, i64 lda,
                 const T* __restrict__ b, i64 ldb, T beta, T* __restrict__ c, i64 ldc) {
+  begin_after_preceding_kernels();
   const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
   gemm_tile<T, BM, BN, BK, TM, TN>(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
                                    [&](i64 i, i64 j, T value) {
@@ -33,6 +34,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     gemm_bias_act_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, const T* __restrict__ a, i64 lda,
                          const T* __restrict__ b, i64 ldb, const T* __restrict__ bias, bool has_act, Unary act,
                          T* __restrict__ c) {
+  begin_after_preceding_kernels();
   const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
   gemm_tile<T, BM, BN, BK, TM, TN>(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
                                    [&](i64 i, i64 j, T value) {
@@ -47,6 +49,7 @@ template <class T, int BM, int BN, int BK, int TM, int TN>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     gemm_partial_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, i64 chunk, const T* __restrict__ a, i64 lda,
                         const T* __restrict__ b, i64 ldb, T* __restrict__ partial) {
+  begin_after_preceding_kernels();
   const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
   const i64 begin = static_cast<i64>(blockIdx.z) * chunk;
   T* out = partial + static_cast<i64>(blockIdx.z) * m * n;
@@ -58,6 +61,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 template <class T>
 __global__ void splits_bias_act_kernel(i64 m, i64 n, i64 splits, const T* __restrict__ partial, const T* __restrict__ bias,
                                        bool has_act, Unary act, T* __restrict__ c) {
+  begin_after_preceding_kernels();
   const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (q >= m * n) return;
   T value = partial[q];
@@ -92,6 +96,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     dense_backward_kernel(i64 rows, i64 in, i64 out, bool has_act, Unary act, const T* __restrict__ x, const T* __restrict__ w,
                           const T* __restrict__ y, const T* __restrict__ g, T* __restrict__ gx, T* __restrict__ gw,
                           T* __restrict__ gb, i64 gx_blocks, i64 gw_blocks) {
+  begin_after_preceding_kernels();
   const i64 col_tiles = (in + BN - 1) / BN;  // gx and gW both have `in` columns
   // Tile b of C (m × in, dense) = op(gz) B over `depth`.
   auto tile = [&](i64 b, i64 m, i64 depth, const LayerGradient<T>& gz, const T* bm, T* c) {
@@ -114,6 +119,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 // k = 0: C = beta C (beta = 0 zeroes it).
 template <class T>
 __global__ void scale_matrix_kernel(i64 m, i64 n, i64 ldc, T beta, T* c) {
+  begin_after_preceding_kernels();
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i >= m * n) return;
   T* out = c + (i / n) * ldc + i % n;

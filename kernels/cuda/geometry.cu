@@ -277,6 +277,7 @@ __device__ void lawson_hanson(const NnlsSlab& st, const double* gram, i64 m, dou
 // over the manifolds in order (first[i] is manifold i's first index; first[count] the total).
 __global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* first, int manifolds, i64 block0,
                                      double tol, SlabLayout layout, void* slabs) {
+  begin_after_preceding_kernels();
   const i64 global = block0 + blockIdx.x;
   int lo = 0, hi = manifolds - 1;  // the last manifold whose first index is ≤ global
   while (lo < hi) {
@@ -319,12 +320,14 @@ __global__ void solve_anchors_kernel(const AnchorProblem* table, const i64* firs
 
 // Per t: its anchor, the KKT residuals of its solve, its capacity and cosine terms.
 __global__ void anchor_terms_kernel(AnchorProblem p, const double* sz, const double* gz, double* anchors, double* terms) {
+  begin_after_preceding_kernels();
   const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (q < p.count) anchor_row(p, q, sz, gz, anchors + q * p.dims, terms + q * anchor_term_count);
 }
 
 // mean[k] = Σ_q anchors[q, k] / n_t in increasing q, a thread per coordinate.
 __global__ void anchor_mean_kernel(AnchorProblem p, const double* anchors, double* mean) {
+  begin_after_preceding_kernels();
   const i64 k = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (k >= p.dims) return;
   double sum = 0;
@@ -333,6 +336,7 @@ __global__ void anchor_mean_kernel(AnchorProblem p, const double* anchors, doubl
 }
 
 __global__ void radius_terms_kernel(AnchorProblem p, const double* anchors, const double* mean, double* terms) {
+  begin_after_preceding_kernels();
   const i64 q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (q < p.count) terms[q * anchor_term_count + radius_term] = radius_term_of(anchors + q * p.dims, mean, p.dims);
 }
@@ -340,6 +344,7 @@ __global__ void radius_terms_kernel(AnchorProblem p, const double* anchors, cons
 // layer_centers: one thread per feature, summing the rows in the CPU backend's order (the same
 // values, bit for bit), reading a row across the threads.
 __global__ void layer_centers_kernel(LayerClasses l, double* mean, double* centers) {
+  begin_after_preceding_kernels();
   const i64 f = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (f >= l.features) return;
   const i64 stride = l.features;
@@ -369,6 +374,7 @@ __device__ i64 class_of(const LayerClasses& l, i64 at) {
 // manifold_points, first pass: one block per row, its value minus the mean with the basis's
 // directions projected out one after the other, written to its column of its class's work.
 __global__ void project_points_kernel(LayerClasses l, const double* mean, const double* basis, i64 k, double* work) {
+  begin_after_preceding_kernels();
   const i64 at = blockIdx.x, c = class_of(l, at), first = l.class_first[c], m = l.class_first[c + 1] - first;
   const i64 p = at - first, features = l.features;
   const double* row = l.x + static_cast<i64>(l.class_rows[at]) * features;
@@ -386,6 +392,7 @@ __global__ void project_points_kernel(LayerClasses l, const double* mean, const 
 // manifold_points, second pass: one block per class, one thread per feature (a row of the work
 // array, in the CPU's order): the class's own mean, its norm, and the points centered and scaled.
 __global__ void normalize_manifolds_kernel(LayerClasses l, double* work, double* norms) {
+  begin_after_preceding_kernels();
   const i64 c = blockIdx.x, first = l.class_first[c], m = l.class_first[c + 1] - first, features = l.features;
   double* s = work + features * first;
   const auto own_mean = [&](i64 f) {
@@ -423,6 +430,7 @@ __global__ void normalize_manifolds_kernel(LayerClasses l, double* work, double*
 constexpr int span_threads = 256;
 
 __global__ void span_coordinates_kernel(const SpanProblem* table, const i64* dots_first, double* dots_all) {
+  begin_after_preceding_kernels();
   const SpanProblem p = table[blockIdx.x];
   const i64 f = p.features, m = p.points;
   double* a = p.work;

@@ -31,6 +31,7 @@ __device__ T log_softmax_gradient(T gy, T y, double row_sum) {
 
 template <class T>
 __global__ void log_softmax_kernel(i64 rows, i64 cols, const T* x, T* y) {
+  begin_after_preceding_kernels();
   const i64 r = global_index();
   if (r >= rows) return;
   const T* xr = x + r * cols;
@@ -40,6 +41,7 @@ __global__ void log_softmax_kernel(i64 rows, i64 cols, const T* x, T* y) {
 
 template <class T>
 __global__ void log_softmax_backward_kernel(i64 rows, i64 cols, const T* y, const T* gy, T* gx) {
+  begin_after_preceding_kernels();
   const i64 r = global_index();
   if (r >= rows) return;
   double s = 0;
@@ -82,12 +84,14 @@ __device__ T one_hot_at(i64 i, i64 classes, const std::int32_t* labels) {
 
 template <class T>
 __global__ void one_hot_kernel(i64 rows, i64 classes, const std::int32_t* labels, T* y) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i < rows * classes) y[i] = one_hot_at<T>(i, classes, labels);
 }
 
 template <class T>
 __global__ void nll_backward_kernel(i64 rows, i64 cols, const std::int32_t* labels, const T* g_out, T* g) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i >= rows * cols) return;
   const i64 r = i / cols, c = i % cols;
@@ -134,6 +138,7 @@ struct StoreMean {
 
 template <class T>
 __global__ void mse_backward_kernel(i64 n, const T* a, const T* b, const T* g_out, T* ga) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i >= n) return;
   const T k = T(2) * *g_out / static_cast<T>(n);
@@ -143,6 +148,7 @@ __global__ void mse_backward_kernel(i64 n, const T* a, const T* b, const T* g_ou
 template <class T>
 __global__ void mse_one_hot_backward_kernel(i64 n, i64 classes, const T* x, const std::int32_t* labels, const T* g_out,
                                             T* gx) {
+  begin_after_preceding_kernels();
   const i64 i = global_index();
   if (i >= n) return;
   const T k = T(2) * *g_out / static_cast<T>(n);
@@ -151,6 +157,7 @@ __global__ void mse_one_hot_backward_kernel(i64 n, i64 classes, const T* x, cons
 
 template <class T>
 __global__ void argmax_rows_kernel(i64 rows, i64 cols, const T* x, std::int32_t* out) {
+  begin_after_preceding_kernels();
   const i64 r = global_index();
   if (r >= rows) return;
   const T* xr = x + r * cols;

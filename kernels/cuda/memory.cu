@@ -15,12 +15,14 @@ namespace {
 
 template <class T>
 __global__ void fill_kernel(i64 n, T value, T* y) {
+  begin_after_preceding_kernels();
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] = value;
 }
 
 template <class To, class From>
 __global__ void convert_kernel(i64 n, const From* x, To* y) {
+  begin_after_preceding_kernels();
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] = static_cast<To>(x[i]);
 }
@@ -29,6 +31,7 @@ __global__ void convert_kernel(i64 n, const From* x, To* y) {
 template <class T>
 __global__ void gather_rows_kernel(i64 n, i64 row_elements, i64 source_rows, const T* x, const std::int32_t* indices,
                                    T* y, T missing) {
+  begin_after_preceding_kernels();
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const i64 r = i / row_elements, from = indices[r];

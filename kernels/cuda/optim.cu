@@ -14,6 +14,7 @@ namespace {
 template <class T>
 __global__ void sgd_kernel(i64 n, T* p, const T* g, T* buf, T lr, T wd, T mom, T damp, bool use_wd, bool use_momentum,
                            bool first_step, bool nesterov) {
+  begin_after_preceding_kernels();
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   T d = g[i];
@@ -78,6 +79,7 @@ struct AdamBatch {
 // count: every block has read the old one by then, and the next launch sees the new one.
 template <class T>
 __global__ void adam_batch_kernel(AdamBatch<T> batch, AdamCounters* c, AdamConstants<T> k, bool count_step) {
+  begin_after_preceding_kernels();
   __shared__ AdamCorrections corrections;
   if (threadIdx.x == 0) corrections = adam_corrections(k.lr, k.beta1, k.beta2, c->step + 1);
   __syncthreads();

@@ -11,6 +11,7 @@ namespace {
 
 template <class T>
 __global__ void add_gram_weighted_kernel(KernelTile tile, const T* t, const T* g, i64 ldg, T* k, bool accumulate) {
+  begin_after_preceding_kernels();
   const i64 cols = tile.cols(), q = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   const i64 r = blockIdx.y;
   if (q >= cols) return;
@@ -22,6 +23,7 @@ __global__ void add_gram_weighted_kernel(KernelTile tile, const T* t, const T* g
 
 template <class T>
 __global__ void add_output_block_kernel(KernelTile tile, T alpha2, const T* g, i64 ldg, T* k) {
+  begin_after_preceding_kernels();
   // Thread (i, j) adds its Gram value on the C diagonal entries of block (i, j).
   const i64 j = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x, i = blockIdx.y;
   if (j >= tile.nj) return;

@@ -40,6 +40,7 @@ __device__ double block_max(double v) {
 // Term(i) -> double; Finish(double total) writes the result.
 template <class Term>
 __global__ void partial_sums_kernel(i64 n, i64 chunk, Term term, double* partial) {
+  begin_after_preceding_kernels();
   const i64 begin = blockIdx.x * chunk, end = begin + chunk < n ? begin + chunk : n;
   double s = 0;
   for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) s += term(i);
@@ -49,6 +50,7 @@ __global__ void partial_sums_kernel(i64 n, i64 chunk, Term term, double* partial
 
 template <class Finish>
 __global__ void finish_sum_kernel(int blocks, const double* partial, Finish finish) {
+  begin_after_preceding_kernels();
   double s = 0;
   for (int i = threadIdx.x; i < blocks; i += blockDim.x) s += partial[i];
   const double total = block_sum<threads_per_block>(s);
@@ -57,6 +59,7 @@ __global__ void finish_sum_kernel(int blocks, const double* partial, Finish fini
 
 template <class Term, class Finish>
 __global__ void one_block_sum_kernel(i64 n, Term term, Finish finish) {
+  begin_after_preceding_kernels();
   double s = 0;
   for (i64 i = threadIdx.x; i < n; i += blockDim.x) s += term(i);
   const double total = block_sum<threads_per_block>(s);

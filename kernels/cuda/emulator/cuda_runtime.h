@@ -21,6 +21,8 @@
 //   - in an AddressSanitizer build, a kernel that reads or writes past its allocation, or memory
 //     already freed, is reported as ASan reports a heap overflow;
 //   - a kernel's fault (injected by a test) is sticky, as on a GPU: later calls return it;
+//   - a kernel launched to overlap the one before it (programmatic dependent launch) must wait
+//     for it in every thread before that thread's first barrier or end, or the launch fails;
 //   - streams and graphs: work issued to a stream that is being captured is recorded, not run,
 //     and cudaGraphLaunch runs the recording again; a capture-unsafe call made while a capture
 //     is active (cudaMalloc, cudaFree, a synchronous copy, a wait for the device, a copy from
@@ -157,9 +159,14 @@ void sync_threads();
 
 // Runs body once per thread of the grid, or records it when `stream` is being captured;
 // failures are left for cudaGetLastError, as a launch. `pointers` are the kernel's device
-// pointers: a replay checks that they still point into live memory.
+// pointers: a replay checks that they still point into live memory. An overlapped launch (a
+// programmatic dependent launch on a GPU) fails unless every thread calls
+// waited_for_preceding_kernels() before its first barrier and before it ends.
 void launch(const char* kernel, dim3 grid, dim3 block, cudaStream_t stream, std::function<void()> body,
-            std::vector<const void*> pointers);
+            std::vector<const void*> pointers, bool overlapped = false);
+// What begin_after_preceding_kernels() does here: no kernel runs alongside another, so only the
+// call itself is noted, for the check above.
+void waited_for_preceding_kernels();
 
 template <class P>
 void note_pointer(std::vector<const void*>& pointers, const P& value) {

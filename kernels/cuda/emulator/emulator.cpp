@@ -309,6 +309,11 @@ struct BlockRun {
 };
 
 std::uint64_t block_serial = 0;  // counts the blocks run
+// An overlapped launch (programmatic dependent launch): each thread must call
+// begin_after_preceding_kernels() before its first barrier and before it ends. Threads switch only
+// at barriers and ends, where this is checked, so one flag serves the running thread.
+bool thread_owes_wait = false;
+bool wait_missed = false;  // some thread of the running kernel did not wait
 BlockRun* current = nullptr;     // the block whose threads are running
 std::unordered_map<const void*, std::uint64_t> shared_poisoned_in;  // variable → BlockRun::serial
 // The launch's __shared__ variables met so far (address, bytes), as poison_shared meets them.
@@ -397,6 +402,7 @@ struct Operation {
   void* dst;
   const void* src;
   std::size_t bytes;
+  bool overlapped = false;  // launched to overlap the kernel before it
 };
 
 }  // namespace
@@ -453,7 +459,10 @@ void poison_shared(void* variable, std::size_t bytes) {
   std::memset(variable, 0xff, bytes);
 }
 
+void waited_for_preceding_kernels() { thread_owes_wait = false; }
+
 void sync_threads() {
+  if (thread_owes_wait) wait_missed = true;
   Block* b = active;
   if (!b || b->plain || !b->running) {
     if (b) b->barrier_when_plain = true;
@@ -484,14 +493,22 @@ void block_order(std::vector<std::uint64_t>& order, std::uint64_t blocks, std::u
 }
 
 // Runs a kernel whose configuration was checked, under the device queue's lock: its blocks in
-// block_order, two at a time, a phase of each in turn.
-void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
+// block_order, two at a time, a phase of each in turn. An overlapped one checks its threads' waits.
+void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& kernel_body, bool overlapped) {
   if (launches_until_fault >= 0 && launches_until_fault-- == 0) {
     // Reported by the calls after it, as a GPU reports a fault: asynchronously.
     sticky = cudaErrorIllegalAddress;
     sticky_message = std::string("an illegal memory access was encountered in ") + kernel + " (injected by a test)";
     return;
   }
+  const std::function<void()> waiting_body = [&kernel_body] {
+    thread_owes_wait = true;
+    kernel_body();
+    if (thread_owes_wait) wait_missed = true;
+    thread_owes_wait = false;
+  };
+  const std::function<void()>& body = overlapped ? waiting_body : kernel_body;
+  wait_missed = false;
   static Block pools[2];
   static std::uint64_t launches = 0;
   static std::vector<std::uint64_t> order;
@@ -528,12 +545,18 @@ void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<v
   }
   current = nullptr;
   active = nullptr;
+  thread_owes_wait = false;
+  if (wait_missed)
+    fail(cudaErrorLaunchFailure, std::string(kernel) +
+                                     ": launched to overlap the kernel before it, a thread reached a barrier or its end "
+                                     "without waiting for that kernel; begin_after_preceding_kernels() must be the "
+                                     "kernel's first statement (kernels/cuda/cuda_backend.h)");
 }
 
 }  // namespace
 
 void launch(const char* kernel, dim3 grid, dim3 block, cudaStream_t stream, std::function<void()> body,
-            std::vector<const void*> pointers) {
+            std::vector<const void*> pointers, bool overlapped) {
   const std::uint64_t threads = std::uint64_t(block.x) * block.y * block.z;
   if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
       grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
@@ -554,10 +577,10 @@ void launch(const char* kernel, dim3 grid, dim3 block, cudaStream_t stream, std:
   }
   if (!stream && unsafe_during_capture((std::string("a launch of ") + kernel + " on the legacy stream").c_str())) return;
   if (stream && stream->capturing) {
-    stream->operations.push_back({kernel, grid, block, std::move(body), std::move(pointers), nullptr, nullptr, 0});
+    stream->operations.push_back({kernel, grid, block, std::move(body), std::move(pointers), nullptr, nullptr, 0, overlapped});
     return;
   }
-  run_kernel(kernel, grid, block, body);
+  run_kernel(kernel, grid, block, body, overlapped);
 }
 
 static bool recording = false;
@@ -924,7 +947,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
       copy_now(op.dst, op.src, op.bytes, true, true);
       continue;
     }
-    gs::cuda_emulator::run_kernel(op.kernel.c_str(), op.grid, op.block, op.body);
+    gs::cuda_emulator::run_kernel(op.kernel.c_str(), op.grid, op.block, op.body, op.overlapped);
     if (sticky) return cudaSuccess;  // a fault: the calls after this one report it
     if (gs::cuda_emulator::last_error != cudaSuccess) return gs::cuda_emulator::last_error;
   }
