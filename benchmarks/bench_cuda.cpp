@@ -603,14 +603,56 @@ void section(const char* what, F&& f) {
   }
 }
 
+// For a profiler (tools/gpu_check.sh runs it under Nsight Compute): the MNIST MLP's training step
+// captured as one graph and replayed 3 times, and nothing else, so that the last kernels the
+// profiler lists are one replay's. Prints how many operations a replay runs.
+void replay_step_for_profiler() {
+  Generator gen(1);
+  auto net = models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen);
+  net->to(Device::cuda);
+  auto opt = optim::AdamW(net->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
+  Tensor x = Tensor::empty(Shape{200, 784}, DType::f32);
+  Generator data(2, Stream::test);
+  data.uniform(x, 0, 1);
+  std::vector<std::int32_t> y(200);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(i % 10);
+  Tensor xd = x.to(Device::cuda), labels = Tensor::from(y, Shape{200}).to(Device::cuda);
+  auto step = [&] {
+    opt.zero_grad();
+    Tensor loss = ops::mse_one_hot_loss(net->forward(xd), labels);
+    loss.backward();
+    opt.step();
+  };
+  step();
+  std::string why_not;
+  auto graph = StepGraph::capture(Device::cuda, step, why_not);
+  if (!graph) {
+    std::printf("bench_cuda: the step was not captured: %s\n", why_not.c_str());
+    return;
+  }
+  for (int i = 0; i < 3; ++i) graph->replay();
+  check(cudaDeviceSynchronize(), "synchronize");
+  std::printf("operations per replay: %lld\n", static_cast<long long>(graph->operations()));
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   // Line by line even into a file: stopped at gpu_check.sh's limit, it keeps every row printed.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (argc > 2 || (!mode.empty() && mode != "--replay-step")) {
+    std::fprintf(stderr, "usage: bench_cuda [--replay-step]\n  (no argument: every table; --replay-step: only "
+                         "3 replays of the MNIST MLP's training step, for a profiler)\n");
+    return 2;
+  }
   if (!kernels::cuda_available()) {
     std::printf("bench_cuda: no usable CUDA device: %s\n", kernels::cuda_unavailable_reason());
     return 77;
+  }
+  if (mode == "--replay-step") {
+    replay_step_for_profiler();
+    return 0;
   }
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "device properties");

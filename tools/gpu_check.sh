@@ -20,12 +20,12 @@
 #                                 outside still hands back what it had done: the machines that
 #                                 run it return few files from $OUT.
 #
-# Under 8 minutes on an H200 whatever happens: each step is stopped at its limit (150 s for the
-# tests; 90 more to run each case alone when they fail, or compute-sanitizer when they pass; 180
-# s for the benchmarks, 150 s for the study) and killed 10 s later if it has not stopped, and no
-# limit reaches past what the steps after it need of the whole budget (GPU_CHECK_SECONDS, 450 s
-# from the start). Each step's output goes to its own log; a failing step is recorded and the
-# next one still runs.
+# Under 8 minutes on an H200 whatever happens: each step is stopped at its limit and killed 10 s
+# later if it has not stopped (150 s for the tests; 90 more to run each case alone when they
+# fail, or 60 for compute-sanitizer when they pass; 180 for the benchmarks, 40 for Nsight Compute
+# on one replayed training step, 150 for the study), and no limit reaches past what the steps
+# after it need of the whole budget (GPU_CHECK_SECONDS, 450 s from the start). Each step's output
+# goes to its own log; a failing step is recorded and the next one still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -147,8 +147,9 @@ log "cuBLAS / cuDNN searched in: ${cublas_dirs:-nowhere found}"
 "$work/bin/grokscope" info 2>&1 | tee "$logs/info.log" | tee -a "$summary"
 # --duration: a line per finished case, so that a suite stopped at its limit shows where it hung.
 publish
-# The step limits: the tests first, leaving 60 s for the benchmarks and 125 for the study.
-tests_limit=$(limit 150 185)
+# The step limits: the tests first, leaving 60 s for the benchmarks, 20 for the profiler and 125 for
+# the study.
+tests_limit=$(limit 150 205)
 timeout -k 10 "$tests_limit" "$work/bin/grokscope_tests" --test-suite=gpu --no-version --duration=true >"$logs/gpu_tests.log" 2>&1
 tests_rc=$?
 log ""
@@ -158,15 +159,15 @@ grep -E 'ERROR|error' "$logs/gpu_tests.log" | head -20 | sed 's/^/    /' | tee -
 # A fault can poison the rest of the suite's process: each case again, alone (tools/gpu_triage.sh).
 if [[ $tests_rc -ne 0 && $tests_rc -ne 77 ]]; then
   log ""
-  tools/gpu_triage.sh "$work/bin/grokscope_tests" "$(limit 90 185)" "$logs/gpu_tests_alone.log" | tee -a "$summary"
+  tools/gpu_triage.sh "$work/bin/grokscope_tests" "$(limit 90 205)" "$logs/gpu_tests_alone.log" | tee -a "$summary"
 fi
-# A suite that passed gets the same 90 s for NVIDIA's compute-sanitizer on the kernel families:
+# A suite that passed gets 60 s for NVIDIA's compute-sanitizer on the kernel families:
 # reads and writes outside an allocation (memcheck), shared-memory races between a block's
 # threads (racecheck) and barriers not reached by every thread (synccheck), on the device's own
 # scheduling, which the emulator's fibers only approximate.
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [[ $tests_rc -eq 0 && -n "$sanitizer" ]]; then
-  tool_limit=$(($(limit 90 185) / 3))
+  tool_limit=$(($(limit 60 205) / 3))
   log ""
   log "| compute-sanitizer on \"every kernel family\" | exit (124: stopped at $tool_limit s) | summary |"
   log "| --- | ---: | --- |"
@@ -188,10 +189,26 @@ elif [[ $tests_rc -eq 0 ]]; then
 fi
 publish
 log ""
-bench_limit=$(limit 180 125)
+bench_limit=$(limit 180 165)
 timeout -k 10 "$bench_limit" "$work/bin/bench_cuda" >"$logs/bench_cuda.md" 2>&1
 log "bench_cuda (exit $?; 124: stopped at $bench_limit s):"
 tee -a "$summary" <"$logs/bench_cuda.md"
+
+# 3b. Where a replayed step's time goes: each kernel of the MNIST MLP's step, timed alone by
+# Nsight Compute (its clocks left alone), against the replayed step's time in bench_cuda's table:
+# the difference is what launching and waiting between kernels costs, which overlapped launches
+# can shorten and faster kernels cannot. (On gVisor machines ncu cannot read the counters.)
+ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+if [[ -n "$ncu" ]]; then
+  publish
+  ncu_limit=$(limit 40 125)
+  timeout -k 5 "$ncu_limit" "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+    "$work/bin/bench_cuda" --replay-step >"$logs/ncu_step.log" 2>&1
+  ncu_rc=$?
+  log ""
+  log "Nsight Compute on one replay of the MLP step (exit $ncu_rc; 124: stopped at $ncu_limit s):"
+  python3 tools/ncu_step_table.py "$logs/ncu_step.log" 2>&1 | tee -a "$summary"
+fi
 
 # 4. The whole MNIST study on the GPU (target ≤ 2 minutes): the four MNIST recipes, 100k steps
 # each with their probes, run side by side on the one GPU. Stopped at 150 s (or what is left of
