@@ -190,6 +190,27 @@ struct OverlappedLaunches {
   ~OverlappedLaunches() { gs::kernels::set_overlapped_launches(false); }
 };
 
+// What `issue` launches on the backend's stream, captured and instantiated; destroyed together.
+struct CapturedGraph {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  explicit CapturedGraph(const std::function<void()>& issue) {
+    REQUIRE(cudaStreamBeginCapture(gs::kernels::cuda::stream(), cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    issue();
+    std::string why;
+    graph = end_capture(why);
+    REQUIRE_MESSAGE(graph != nullptr, why);
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+  }
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+  ~CapturedGraph() {
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  cudaError_t replay() const { return cudaGraphLaunch(exec, gs::kernels::cuda::stream()); }
+};
+
 #if defined(__SANITIZE_ADDRESS__)
 __global__ void write_past_end_kernel(i64 n, float* y) {
   if (threadIdx.x == 0) y[n] = 1;  // one element past the allocation
@@ -440,19 +461,12 @@ TEST_SUITE("cuda_emulator") {
       CHECK(e.find("begin_after_preceding_kernels()") != std::string::npos);
     }
     // A captured launch keeps its overlap, and its replay is checked too.
-    cudaStream_t s = gs::kernels::cuda::stream();
-    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-    launch("never waits, captured", n, 2, block_threads, waiting_kernel<WaitAt::never>, dy);
-    std::string why;
-    cudaGraph_t graph = end_capture(why);
-    REQUIRE(graph != nullptr);
-    cudaGraphExec_t exec = nullptr;
-    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
-    CHECK(cudaGraphLaunch(exec, s) == cudaErrorLaunchFailure);
-    CHECK(std::string(cudaGetErrorString(cudaErrorLaunchFailure)).find("never waits, captured") != std::string::npos);
-    (void)cudaGetLastError();
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
+    {
+      const CapturedGraph g([&] { launch("never waits, captured", n, 2, block_threads, waiting_kernel<WaitAt::never>, dy); });
+      CHECK(g.replay() == cudaErrorLaunchFailure);
+      CHECK(std::string(cudaGetErrorString(cudaErrorLaunchFailure)).find("never waits, captured") != std::string::npos);
+      (void)cudaGetLastError();
+    }
     cudaFree(dy);
   }
 
@@ -668,21 +682,14 @@ TEST_SUITE("cuda_emulator") {
     const i64 n = 64;
     float* dx = device_array<float>(n);
     float* dy = device_array<float>(n);
-    cudaStream_t s = gs::kernels::cuda::stream();
-    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-    launch("accumulate", n, 1, block_threads, accumulate_kernel, n, dx, dy);
-    std::string why;
-    cudaGraph_t graph = end_capture(why);
-    REQUIRE(graph != nullptr);
-    cudaGraphExec_t exec = nullptr;
-    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
-    CHECK(cudaGraphLaunch(exec, s) == cudaSuccess);
-    cudaFree(dy);
-    CHECK(cudaGraphLaunch(exec, s) == cudaErrorIllegalAddress);
-    CHECK(std::string(cudaGetErrorString(cudaErrorIllegalAddress)).find("freed since the capture") != std::string::npos);
-    (void)cudaGetLastError();
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
+    {
+      const CapturedGraph g([&] { launch("accumulate", n, 1, block_threads, accumulate_kernel, n, dx, dy); });
+      CHECK(g.replay() == cudaSuccess);
+      cudaFree(dy);
+      CHECK(g.replay() == cudaErrorIllegalAddress);
+      CHECK(std::string(cudaGetErrorString(cudaErrorIllegalAddress)).find("freed since the capture") != std::string::npos);
+      (void)cudaGetLastError();
+    }
     cudaFree(dx);
   }
 
