@@ -212,13 +212,7 @@ void NtkProbe::write_pairwise(const ProbeContext& c) {
     // Each norm once, not once per pair: a third of the passes over the kernels.
     std::vector<double> norms;
     for (const auto& k : kernels) norms.push_back(probe::frobenius_norm(k));
-    std::vector<double> d(static_cast<std::size_t>(count * count), 0.0);
-    for (std::int64_t i = 0; i < count; ++i)
-      for (std::int64_t j = i + 1; j < count; ++j) {
-        const auto a = static_cast<std::size_t>(i), b = static_cast<std::size_t>(j);
-        d[a * static_cast<std::size_t>(count) + b] = d[b * static_cast<std::size_t>(count) + a] =
-            probe::kernel_distance(kernels[a], norms[a], kernels[b], norms[b]);
-      }
+    const std::vector<double> d = probe::kernel_distances(kernels, norms);
     io::save_npy(c.run_dir / fmt::format("ntk_pairwise_{}.npy", name), Tensor::from(d, Shape{count, count}, DType::f64));
   }
 }

@@ -1,6 +1,7 @@
 // The NTK probe against brute force (J materialized through the tape, J Jᵀ), J against finite
 // differences, and the kernel's and the distance's properties.
 #include <lapacke.h>
+#include <omp.h>
 
 #include "engine/probe/ntk.h"
 #include "engine/probe/ntk_products.h"
@@ -233,6 +234,52 @@ TEST_SUITE("ntk") {
       CHECK(kernel_distance(k2, k) == doctest::Approx(d).epsilon(1e-12));
       if (eps == 1e-4) CHECK(d < 2e-6);  // the sweep reaches the small distances it claims
     }
+  }
+
+  // The runner's pairwise matrix over every probe step's kernel: one blocked pass, the same sums.
+  TEST_CASE("pairwise kernel distances: each pair's distance bit for bit, the reference's to 1e-12, for any thread count") {
+    for (DType dt : {DType::f32, DType::f64})
+      for (std::int64_t n : {37, 70001}) {  // below and above the size that sums in parallel
+        CAPTURE(dtype_name(dt));
+        CAPTURE(n);
+        std::vector<Tensor> kernels;
+        for (std::uint64_t seed = 1; seed <= 5; ++seed) kernels.push_back(test::random_tensor(Shape{n}, seed, dt));
+        // One pair close together, as consecutive probe steps are: a distance near 1e-9.
+        auto near = kernels[0].to_vector(), step = test::random_values(static_cast<std::size_t>(n), 9);
+        for (std::size_t i = 0; i < near.size(); ++i) near[i] += 5e-5 * step[i];
+        kernels.push_back(Tensor::from(near, Shape{n}, dt));
+        std::vector<double> norms;
+        for (const Tensor& k : kernels) norms.push_back(frobenius_norm(k));
+        const std::vector<double> d = kernel_distances(kernels, norms);
+        const std::size_t count = kernels.size();
+        REQUIRE(d.size() == count * count);
+        for (std::size_t a = 0; a < count; ++a)
+          for (std::size_t b = 0; b < count; ++b) {
+            CAPTURE(a);
+            CAPTURE(b);
+            if (a == b) {
+              CHECK(d[a * count + b] == 0.0);
+              continue;
+            }
+            CHECK(d[a * count + b] == d[b * count + a]);
+            if (a < b) CHECK(d[a * count + b] == kernel_distance(kernels[a], norms[a], kernels[b], norms[b]));
+            // ½ Σ (x/‖x‖ − y/‖y‖)² in long double from the same values.
+            const auto x = kernels[a].to_vector(), y = kernels[b].to_vector();
+            long double xx = 0, yy = 0, dd = 0;
+            for (std::size_t i = 0; i < x.size(); ++i) xx += static_cast<long double>(x[i]) * x[i], yy += static_cast<long double>(y[i]) * y[i];
+            for (std::size_t i = 0; i < x.size(); ++i) {
+              const long double e = x[i] / std::sqrt(xx) - y[i] / std::sqrt(yy);
+              dd += e * e;
+            }
+            CHECK(d[a * count + b] == doctest::Approx(static_cast<double>(dd / 2)).epsilon(1e-12));
+          }
+        if (n > 1000) CHECK(d[0 * count + count - 1] < 1e-8);  // the close pair is as close as meant
+        const int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        const std::vector<double> alone = kernel_distances(kernels, norms);
+        omp_set_num_threads(threads);
+        CHECK(alone == d);
+      }
   }
 
   TEST_CASE("alignment with the centred one-hot labels: 1 for the target kernel itself") {

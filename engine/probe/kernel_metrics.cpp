@@ -1,6 +1,8 @@
 #include "engine/probe/kernel_metrics.h"
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "engine/error.h"
 #include "kernels/cpu/lane_sum.h"
@@ -20,6 +22,62 @@ double deterministic_sum(std::int64_t n, F&& f) {
   double total = 0;
   for (double v : partial) total += v;
   return total;
+}
+
+// Every pair's ½ Σ_i (a_i / ‖a‖ − b_i / ‖b‖)², in the fixed chunks of deterministic_sum with the
+// eight running sums of lane_sum, so that a pair's sum does not depend on which other kernels are
+// compared alongside. A chunk is read a block at a time: each kernel's block is scaled once into
+// f64 and stays in cache while every pair reads it.
+template <class T>
+std::vector<double> pair_distances(const std::vector<const T*>& p, const std::vector<double>& inverse_norm, std::int64_t n) {
+  constexpr std::int64_t chunks = 64, lanes = 8, block = 1024;  // block: a multiple of the lanes
+  const std::size_t count = p.size(), pairs = count * (count - 1) / 2;
+  std::vector<double> partial(pairs * chunks);
+#pragma omp parallel if (n > (1 << 16))
+  {
+    std::vector<double> scaled(count * block), sums(pairs * lanes);
+#pragma omp for schedule(static)
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      const std::int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+      std::fill(sums.begin(), sums.end(), 0.0);
+      for (std::int64_t b0 = begin; b0 < end; b0 += block) {
+        const std::int64_t len = std::min(block, end - b0);
+        for (std::size_t k = 0; k < count; ++k)
+          for (std::int64_t i = 0; i < len; ++i) scaled[k * block + i] = static_cast<double>(p[k][b0 + i]) * inverse_norm[k];
+        std::size_t pair = 0;
+        for (std::size_t a = 0; a < count; ++a)
+          for (std::size_t b = a + 1; b < count; ++b, ++pair) {
+            const double* x = &scaled[a * block];
+            const double* y = &scaled[b * block];
+            double* s = &sums[pair * lanes];
+            // Element b0 + i goes to running sum (b0 + i − begin) mod 8 = i mod 8, as in lane_sum.
+            std::int64_t i = 0;
+            for (; i + lanes <= len; i += lanes)
+              for (std::int64_t l = 0; l < lanes; ++l) {
+                const double d = x[i + l] - y[i + l];
+                s[l] += d * d;
+              }
+            for (; i < len; ++i) {
+              const double d = x[i] - y[i];
+              s[i & (lanes - 1)] += d * d;
+            }
+          }
+      }
+      for (std::size_t pair = 0; pair < pairs; ++pair) {
+        const double* s = &sums[pair * lanes];
+        partial[pair * chunks + static_cast<std::size_t>(c)] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+      }
+    }
+  }
+  std::vector<double> d(count * count, 0.0);
+  std::size_t pair = 0;
+  for (std::size_t a = 0; a < count; ++a)
+    for (std::size_t b = a + 1; b < count; ++b, ++pair) {
+      double total = 0;
+      for (std::int64_t c = 0; c < chunks; ++c) total += partial[pair * chunks + static_cast<std::size_t>(c)];
+      d[a * count + b] = d[b * count + a] = 0.5 * total;
+    }
+  return d;
 }
 
 template <class G>
@@ -72,18 +130,33 @@ double kernel_distance(const Tensor& a, const Tensor& b) {
 }
 
 double kernel_distance(const Tensor& a, double na, const Tensor& b, double nb) {
-  GS_CHECK(a.shape() == b.shape(), "kernel_distance: kernels {} and {} differ in shape", a.describe(), b.describe());
-  GS_CHECK(na > 0 && nb > 0, "kernel_distance: a kernel is zero");
-  return with_values(a, [&](const auto* pa) {
-    return with_values(b, [&](const auto* pb) {
-      // Multiplying by the reciprocal norms instead of dividing keeps the loop vectorizable; the
-      // difference is rounding (a relative 1e-16 per term).
-      const double ia = 1 / na, ib = 1 / nb;
-      return 0.5 * deterministic_sum(a.numel(), [=](std::int64_t i) {
-               const double d = static_cast<double>(pa[i]) * ia - static_cast<double>(pb[i]) * ib;
-               return d * d;
-             });
-    });
+  return kernel_distances({a, b}, {na, nb})[1];
+}
+
+std::vector<double> kernel_distances(const std::vector<Tensor>& kernels, const std::vector<double>& norms) {
+  GS_CHECK(kernels.size() == norms.size(), "kernel_distances: {} kernels, {} norms", kernels.size(), norms.size());
+  if (kernels.empty()) return {};
+  bool one_dtype = true;
+  for (std::size_t k = 0; k < kernels.size(); ++k) {
+    GS_CHECK(kernels[k].shape() == kernels[0].shape(), "kernel_distance: kernels {} and {} differ in shape",
+             kernels[0].describe(), kernels[k].describe());
+    GS_CHECK(norms[k] > 0, "kernel_distance: a kernel is zero");
+    one_dtype = one_dtype && kernels[k].dtype() == kernels[0].dtype();
+  }
+  if (!one_dtype) {  // an f32 kernel against an f64 one: compared in f64
+    std::vector<Tensor> f64;
+    for (const Tensor& k : kernels) f64.push_back(k.to(DType::f64));
+    return kernel_distances(f64, norms);
+  }
+  // Multiplying by the reciprocal norms instead of dividing keeps the loop vectorizable; the
+  // difference is rounding (a relative 1e-16 per term).
+  std::vector<double> inverse;
+  for (double norm : norms) inverse.push_back(1 / norm);
+  return with_values(kernels[0], [&](const auto* first) {
+    using T = std::remove_cvref_t<decltype(*first)>;
+    std::vector<const T*> p;
+    for (const Tensor& k : kernels) p.push_back(k.data<T>());
+    return pair_distances(p, inverse, kernels[0].numel());
   });
 }
 

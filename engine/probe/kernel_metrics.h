@@ -2,6 +2,7 @@
 // What is measured on kernels: the trace kernel, norms, the kernel distance and the alignment
 // with the labels. Sums run in f64 in fixed chunks, so results do not depend on the thread count.
 #include <cstdint>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -13,6 +14,10 @@ Tensor trace_kernel(const Tensor& kernel, std::int64_t classes);
 double kernel_distance(const Tensor& a, const Tensor& b);
 // The same with the norms given (frobenius_norm of each), for many comparisons of few kernels.
 double kernel_distance(const Tensor& a, double norm_a, const Tensor& b, double norm_b);
+// d for every pair of kernels of one shape and dtype, norms given: a count × count matrix (row
+// major, zero diagonal), each entry equal bit for bit to kernel_distance of its pair. One pass
+// over the kernels in blocks that stay in cache, where a call per pair reads both kernels again.
+std::vector<double> kernel_distances(const std::vector<Tensor>& kernels, const std::vector<double>& norms);
 // Kernel-target alignment ⟨K, Y Yᵀ⟩ / (‖K‖ ‖Y Yᵀ‖) with Y the centred one-hot labels, one entry
 // per row (i, a): Y_(i,a) = [a = y_i] − 1/C.
 // `kernel_norm`: ‖K‖_F when already known (computed here when negative).
