@@ -6,8 +6,10 @@
 //   step, layer, capacity, capacity_se, radius, dimension, center_correlation, k
 // The same seeded Gaussian vectors serve every step, so steps differ by the network alone. In a
 // run trained on a GPU the network there computes the activations and the analysis runs there
-// (only the class centers and the per-t terms come back).
+// (only the class centers, the global mean and the per-t terms come back).
 #include <fstream>
+#include <set>
+#include <string>
 
 #include "experiments/runner.h"
 
@@ -26,6 +28,7 @@ class GeometryProbe {
   std::ofstream csv_;
   Tensor device_images_;  // the probe set's images on the training device, uploaded once
   Device last_device_ = Device::cpu;
+  std::set<std::string> said_;  // warnings already printed ("layer: text"), each said once a run
 };
 
 // The activations of every layer on x: ("input", x flattened), then each layer's output named

@@ -177,6 +177,13 @@ void NtkProbe::operator()(const ProbeContext& c) {
     const double output_to_init = probe::kernel_distance(now.output_gram, st.init.output_gram);
     double total_trace = 0;
     for (double t : now.layer_traces) total_trace += t;
+    // A kernel that is zero (all of the network's hidden units dead, say) has no direction: its
+    // distances are NaN, and the run goes on logging them.
+    if (!said_undefined_ && (std::isnan(to_init) || std::isnan(trace_to_init) || std::isnan(rest_to_init))) {
+      fmt::print(stderr, "grokscope: step {}: the NTK on the {} probe set (or its part before the output layer) is zero, "
+                 "as when every hidden unit has died: its distances are logged as NaN\n", c.step, name);
+      said_undefined_ = true;
+    }
     std::string row = fmt::format("{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}", c.step, name, to_init, to_previous,
                                   trace_to_init, alignment, output_to_init, rest_to_init);
     for (double t : now.layer_traces) row += fmt::format(",{:.6g}", t / total_trace);

@@ -57,6 +57,7 @@ class NtkProbe {
   std::map<std::string, SetState> sets_;
   std::ofstream csv_;
   bool recovered_ = false;
+  bool said_undefined_ = false;  // a zero kernel's NaN distances were announced
 };
 
 }  // namespace gs::experiments

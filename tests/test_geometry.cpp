@@ -264,6 +264,30 @@ TEST_SUITE("geometry") {
     CHECK(g.per_class[0].radius < 1e-12);  // rounding of the coinciding points
   }
 
+  // A layer whose units have all died gives every row the same values: no direction separates the
+  // classes, the geometry is undefined, and a run probing it must go on.
+  TEST_CASE("a layer whose rows are all alike: NaN geometry and a warning, not an error") {
+    const std::int64_t classes = 10, per_class = 6, features = 12;
+    std::vector<std::int32_t> y;
+    for (std::int64_t i = 0; i < classes * per_class; ++i) y.push_back(static_cast<std::int32_t>(i % classes));
+    for (double value : {0.0, 0.37}) {  // dead ReLUs; a bias alone
+      CAPTURE(value);
+      const std::vector<double> x(static_cast<std::size_t>(classes * per_class * features), value);
+      auto g = analyze_layer(x, features, y, classes, 0.0, 50, 1);
+      CHECK(std::isnan(g.capacity));
+      CHECK(std::isnan(g.capacity_se));
+      CHECK(std::isnan(g.radius));
+      CHECK(std::isnan(g.dimension));
+      CHECK(std::isnan(g.center_correlation));
+      CHECK(g.k == 0);
+      REQUIRE(g.warnings.size() == 1);
+      CHECK(g.warnings[0].find("every class center lies on the global mean") != std::string::npos);
+    }
+    // Classes apart by more than rounding are analysed as usual.
+    auto c = clouds(3, 10, 6, 0.3, 3);
+    CHECK(std::isfinite(analyze_layer(c.x, 6, c.y, 3, 0.0, 200, 4).capacity));
+  }
+
   TEST_CASE("a layer: bad input is refused with the reason") {
     auto c = clouds(3, 5, 4, 0.3, 2);
     CHECK_THROWS_WITH_AS(analyze_layer(c.x, 4, c.y, 1, 0.0, 10, 1), doctest::Contains("at least 2 classes"), Error);
@@ -317,5 +341,50 @@ TEST_SUITE("geometry") {
     auto again = find_center_structure(centers, 1);
     CHECK(again.k == s.k);
     CHECK(again.residual == s.residual);
+    // Scaled by 2^-600 (activations that small square to below the smallest double), the same
+    // structure to the last bit.
+    Matrix tiny = centers;
+    for (double& v : tiny.v) v = std::ldexp(v, -600);
+    auto scaled = find_center_structure(tiny, 1);
+    CHECK(scaled.k == s.k);
+    CHECK(scaled.residual == s.residual);
+    CHECK(scaled.correlation_before == s.correlation_before);
+    CHECK(scaled.basis.v == s.basis.v);
+  }
+
+  // A layer with few live units puts its class centers in a span of few dimensions: the search
+  // removes at most rank − 1 directions, so that the residuals keep two dimensions to compare in.
+  TEST_CASE("center structure: centers in a span of few dimensions keep two of them") {
+    const std::int64_t p = 10, n = 30;
+    for (std::int64_t rank : {1, 2, 3})
+      for (std::uint64_t seed : {1, 2, 3}) {
+        CAPTURE(rank);
+        CAPTURE(seed);
+        const auto a = test::random_values(static_cast<std::size_t>(p * rank), seed);
+        const auto b = test::random_values(static_cast<std::size_t>(rank * n), seed + 100);
+        Matrix centers{p, n, std::vector<double>(static_cast<std::size_t>(p * n), 0.0)};
+        for (std::int64_t i = 0; i < p; ++i)
+          for (std::int64_t j = 0; j < n; ++j)
+            for (std::int64_t r = 0; r < rank; ++r) centers(i, j) += a[i * rank + r] * b[r * n + j];
+        for (std::int64_t j = 0; j < n; ++j) {  // the global mean out, as a layer's centers have it
+          double mean = 0;
+          for (std::int64_t i = 0; i < p; ++i) mean += centers(i, j) / static_cast<double>(p);
+          for (std::int64_t i = 0; i < p; ++i) centers(i, j) -= mean;
+        }
+        const auto s = find_center_structure(centers, 1);
+        CHECK(s.k <= std::max<std::int64_t>(rank - 1, 0));
+        CHECK(static_cast<std::int64_t>(s.residual.size()) <= std::max<std::int64_t>(rank - 1, 0));
+        CHECK(s.basis.cols == s.k);
+        CHECK(std::isfinite(s.correlation_before));
+        for (double r : s.residual) CHECK(std::isfinite(r));
+      }
+  }
+
+  TEST_CASE("center structure: centers that all coincide have none, and no correlation") {
+    Matrix centers{10, 30, std::vector<double>(300, 0.25)};
+    auto s = find_center_structure(centers, 1);
+    CHECK(s.k == 0);
+    CHECK(std::isnan(s.correlation_before));
+    CHECK(s.basis.cols == 0);
   }
 }

@@ -282,6 +282,25 @@ TEST_SUITE("ntk") {
       }
   }
 
+  // The kernel of a network part whose units have all died is zero: it has no direction, and its
+  // distances are NaN rather than an error that would end the run probing it.
+  TEST_CASE("kernel distances: NaN in the row and column of a zero kernel, the others unchanged") {
+    std::vector<Tensor> kernels{test::random_tensor(Shape{300}, 1, DType::f32), Tensor::zeros(Shape{300}, DType::f32),
+                                test::random_tensor(Shape{300}, 2, DType::f32)};
+    std::vector<double> norms;
+    for (const Tensor& k : kernels) norms.push_back(frobenius_norm(k));
+    REQUIRE(norms[1] == 0.0);
+    const auto d = kernel_distances(kernels, norms);
+    for (std::size_t j = 0; j < 3; ++j) {
+      CHECK(std::isnan(d[1 * 3 + j]));
+      CHECK(std::isnan(d[j * 3 + 1]));
+    }
+    CHECK(d[0 * 3 + 2] == kernel_distance(kernels[0], norms[0], kernels[2], norms[2]));
+    CHECK(d[0] == 0.0);
+    CHECK(std::isnan(kernel_distance(kernels[0], kernels[1])));
+    CHECK_THROWS_WITH_AS(kernel_distances(kernels, {1.0, -1.0, 1.0}), doctest::Contains("norm is given as -1"), Error);
+  }
+
   TEST_CASE("alignment with the centred one-hot labels: 1 for the target kernel itself") {
     Tensor labels = Tensor::from(std::vector<std::int32_t>{0, 2, 1, 2}, Shape{4});
     std::vector<double> y;

@@ -8,6 +8,7 @@
 #include "data/idx.h"
 #include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
+#include "experiments/geometry_probe.h"
 #include "experiments/ntk_probe.h"
 #include "experiments/runner.h"
 #include "experiments/schedule.h"
@@ -23,6 +24,42 @@ using gs::test::tiny_recipe;
 using gs::test::write_tiny_mnist;
 
 TEST_SUITE("runner") {
+  // A recipe can kill every hidden unit (here one ReLU unit and a large step): the NTK's hidden
+  // part and the geometry of the dead layers are then undefined. The run goes on to its end and
+  // logs NaN for them, instead of stopping at the first probe step after the death.
+  TEST_CASE("a run whose hidden units all die finishes, logging NaN for what is undefined") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 40);
+    Recipe recipe = parse_recipe(tiny_recipe(dir.path(), 40).to_toml(), "dying.toml", {"optimizer.lr=0.3", "model.widths=[16, 1, 10]"});
+    Runner runner(recipe, RunOptions{dir / "run", {"grokscope", "train"}, true});
+    auto ntk = std::make_shared<NtkProbe>();
+    runner.add_probe("ntk", [ntk](const ProbeContext& c) { (*ntk)(c); });
+    auto geometry = std::make_shared<GeometryProbe>(0.0, 20, 1);
+    runner.add_probe("geometry", [geometry](const ProbeContext& c) { (*geometry)(c); });
+    REQUIRE(runner.run() == 0);
+    CHECK(nlohmann::json::parse(std::ifstream(dir / "run" / "run.json"))["status"] == "finished");
+    const auto geo = read_csv(dir / "run" / "geometry.csv");
+    REQUIRE(geo.size() > 1);
+    int undefined = 0;
+    for (std::size_t r = 1; r < geo.size(); ++r) {
+      CAPTURE(geo[r][0]);
+      CAPTURE(geo[r][1]);
+      if (geo[r][0] == "0" || geo[r][1] == "input") {
+        CHECK(geo[r][2] != "nan");  // before the death, and the input always: defined
+      } else if (geo[r][2] == "nan") {
+        ++undefined;
+        for (int col = 3; col <= 6; ++col) CHECK(geo[r][static_cast<std::size_t>(col)] == "nan");
+      }
+    }
+    CHECK(undefined >= 3);  // the dead layer and the two after it, at least at one step
+    const auto k = read_csv(dir / "run" / "ntk.csv");
+    REQUIRE(k.size() > 3);
+    CHECK(k[0][7] == "rest_distance_to_init");
+    CHECK(k.back()[7] == "nan");  // the kernel before the output layer is zero
+    CHECK(std::isfinite(std::stod(k.back()[2])));  // the output layer's part keeps the kernel defined
+    CHECK(std::filesystem::exists(dir / "run" / "ntk_pairwise_train.npy"));
+  }
+
   TEST_CASE("a run writes recipe, run.json, metrics on schedule and checkpoints at the probe steps") {
     test::TempDir dir;
     write_tiny_mnist(dir.path(), 64, 40);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 
 #include "engine/error.h"
 #include "engine/rng.h"
@@ -159,6 +160,9 @@ Matrix minimize(const Matrix& x, Matrix v) {
   double f = terms.f, f_previous = INFINITY;
   Matrix grad = tangent(v, cost_gradient(x, terms)), dir = grad;
   for (double& d : dir.v) d = -d;
+  // Where a center lies (almost) inside span(V), its residual vanishes and the gradient of its
+  // cosines is not finite: the search stops at the last point whose gradient was.
+  if (!std::isfinite(dot(grad, grad))) return v;
   // pymanopt's defaults, which the reference runs with (its own tolerances never reach the solver):
   // stop below a gradient norm of 1e-6 or after 1000 iterations.
   for (int it = 0; it < 1000; ++it) {
@@ -184,6 +188,7 @@ Matrix minimize(const Matrix& x, Matrix v) {
     if (!(f_new < f)) break;  // no progress left at machine precision
     const bool converged = f - f_new <= 1e-14 * std::max(1.0, std::abs(f));
     Matrix grad_new = tangent(v_new, cost_gradient(x, terms));  // the gradient where the search stopped
+    if (!std::isfinite(dot(grad_new, grad_new))) return v;
     // Vector transport by projection onto the new tangent space.
     Matrix old_transported = tangent(v_new, grad), dir_transported = tangent(v_new, dir);
     const double beta = std::max(0.0, dot(grad_new, axpy(grad_new, -1.0, old_transported)) / std::max(dot(grad, grad), 1e-300));
@@ -237,10 +242,26 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
     for (std::int64_t i = 0; i < p; ++i) mean += centers(i, j) / static_cast<double>(p);
     for (std::int64_t i = 0; i < p; ++i) xb(i, j) -= mean;
   }
+  GS_CHECK(n >= p - 1, "center structure: {} centers span at most {} dimensions, but the space has {}", p, p - 1, n);
+  // Centers that all coincide (a layer whose units have all died) have no structure to find and
+  // no correlation: none is removed (K = 0), and the correlation is NaN. The structure does not
+  // change with the centers' scale, so they are scaled by a power of two (exactly, so that
+  // ordinary centers give the same bits) to a largest entry in [½, 1): tiny activations (a
+  // network initialized at 1e-30) would otherwise underflow in the squares below.
+  double largest = 0, largest_center = 0;
+  for (double v : xb.v) largest = std::max(largest, std::fabs(v));
+  for (double v : centers.v) largest_center = std::max(largest_center, std::fabs(v));
+  if (!(largest > 1e-12 * largest_center)) {  // all alike to rounding, or all zero
+    CenterStructure none;
+    none.correlation_before = std::nan("");
+    return none;
+  }
+  int exponent = 0;
+  std::frexp(largest, &exponent);
+  for (double& v : xb.v) v = std::ldexp(v, -exponent);
   Matrix xbt = zeros(n, p);
   for (std::int64_t i = 0; i < p; ++i)
     for (std::int64_t j = 0; j < n; ++j) xbt(j, i) = xb(i, j);
-  GS_CHECK(n >= p - 1, "center structure: {} centers span at most {} dimensions, but the space has {}", p, p - 1, n);
   Matrix q = orthonormalize(xbt);  // N × P
   Matrix q1 = zeros(n, p - 1);
   for (std::int64_t i = 0; i < n; ++i)
@@ -262,7 +283,13 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
     run += sv[i] * sv[i];
     if (run / total < 0.95) below = static_cast<std::int64_t>(i);
   }
-  const std::int64_t max_k = std::min(below + 11, p - 2);
+  // At most rank − 1 directions, so that the residuals keep two dimensions for their cosines to
+  // mean anything: P − 2 for centers in general position, fewer for centers in a smaller span (a
+  // layer with few live units). With rank 1 or less there is no structure to remove.
+  std::int64_t rank = 0;
+  for (double v : sv) rank += v > 1e-10 * sv[0] ? 1 : 0;
+  const std::int64_t max_k = std::min({below + 11, p - 2, rank - 1});
+  if (max_k < 1) return out;  // K = 0
 
   Generator gen(seed, static_cast<std::uint64_t>(77));
   std::vector<Matrix> solutions;
@@ -277,8 +304,11 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
     }
     std::vector<Matrix> found(static_cast<std::size_t>(restarts));
     std::vector<double> stabilities(static_cast<std::size_t>(restarts));
+    // An error may not leave an OpenMP region (the process would end): each restart keeps its
+    // own, and the first is thrown after the loop.
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(restarts));
 #pragma omp parallel for schedule(dynamic)
-    for (int r = 0; r < restarts; ++r) {
+    for (int r = 0; r < restarts; ++r) try {
       const auto& sv2 = starts[static_cast<std::size_t>(r)];
       Matrix v0 = zeros(p - 1, k);  // columns: Xᵀs, then the previous solution's
       for (std::int64_t j = 0; j < p - 1; ++j) {
@@ -301,7 +331,11 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
       }
       found[static_cast<std::size_t>(r)] = v;
       stabilities[static_cast<std::size_t>(r)] = stability;
+    } catch (...) {
+      errors[static_cast<std::size_t>(r)] = std::current_exception();
     }
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
     double best_stability = -1;
     Matrix best;
     for (int r = 0; r < restarts; ++r)

@@ -220,6 +220,23 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
     GS_CHECK(std::isfinite(v), "geometry: the activations hold NaN or Inf (or values so large that their sum overflows)");
 
   LayerGeometry out;
+  // Class centers that coincide with the global mean, to rounding (every row equal, as in a layer
+  // whose units have all died): no direction separates the classes, and the layer's geometry is
+  // undefined. It is reported as NaN, and the run that probes it goes on.
+  {
+    const std::vector<double> mean_host = mean.to_vector();
+    double largest = 0, spread = 0, scale = 0;  // sums of squares after scaling by the largest entry
+    for (double v : centers) largest = std::max(largest, std::fabs(v));
+    for (double v : mean_host) largest = std::max(largest, std::fabs(v));
+    for (double v : centers) spread += (v / largest) * (v / largest);
+    for (double v : mean_host) scale += (v / largest) * (v / largest);
+    if (!(largest > 0) || spread <= 1e-20 * static_cast<double>(classes) * scale) {
+      out.warnings.push_back("every class center lies on the global mean (the rows are all alike, as in a layer whose "
+                             "units have all died): the layer's capacity, radius, dimension and center correlation are NaN");
+      out.capacity = out.capacity_se = out.radius = out.dimension = out.center_correlation = std::nan("");
+      return out;
+    }
+  }
   out.seconds.centers = lap();
   // 2. The centers' common low-rank structure, found on the host from the P × N centers, then
   // projected out of every point (needs 3 centers in at least P − 1 dimensions; otherwise
@@ -249,10 +266,19 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
   std::vector<Tensor> points;
   std::vector<kernels::SpanProblem> spans;
   std::vector<std::vector<double>> t_vectors;
+  // A class whose center lies in the removed structure or on the global mean (every class, in a
+  // layer whose units have all died) has no direction to measure along: the layer's capacity,
+  // radius and dimension are undefined, NaN, and the run that probes it goes on.
+  for (std::int64_t c = 0; c < classes; ++c)
+    if (!(norms[2 * c] > 0)) {
+      out.warnings.push_back(fmt::format("class {}'s center lies in the removed center structure or on the global mean, so "
+                                         "its manifold has no direction left: the layer's capacity, radius and dimension "
+                                         "are NaN (a layer whose units have all died does this)", c));
+      out.capacity = out.capacity_se = out.radius = out.dimension = std::nan("");
+      return out;
+    }
   for (std::int64_t c = 0; c < classes; ++c) {
     const std::int64_t m = class_first[c + 1] - class_first[c];
-    GS_CHECK(norms[2 * c] > 0, "geometry: class {}'s center lies in the removed center structure or on the global mean; its "
-             "manifold has no direction left", c);
     // Degenerate manifolds have defined values (all points equal: a point manifold, α = 2 at
     // κ = 0; collinear points: a segment); they are worth a word, since real layers rarely do this.
     if (norms[2 * c + 1] < 1e-12)

@@ -85,8 +85,9 @@ struct LayerGeometry {
 };
 
 // activations: [n, features] (f32 or f64) on the device the analysis runs on; labels: the class of
-// each row, in [0, classes). Only the class centers (for the center structure, found on the
-// host) and per-t terms come back from the device.
+// each row, in [0, classes). Only the class centers and the global mean (for the center
+// structure, found on the host) and per-t terms come back from the device. A layer whose class
+// centers all lie on the global mean (every row alike) gets NaN geometry and a warning.
 LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::int32_t>& labels, std::int64_t classes,
                             double kappa, std::int64_t n_t, std::uint64_t seed, bool remove_center_structure = true);
 // The same from row-major host values, analysed on `device`.

@@ -140,7 +140,7 @@ std::vector<double> kernel_distances(const std::vector<Tensor>& kernels, const s
   for (std::size_t k = 0; k < kernels.size(); ++k) {
     GS_CHECK(kernels[k].shape() == kernels[0].shape(), "kernel_distance: kernels {} and {} differ in shape",
              kernels[0].describe(), kernels[k].describe());
-    GS_CHECK(norms[k] > 0, "kernel_distance: a kernel is zero");
+    GS_CHECK(norms[k] >= 0, "kernel_distance: a kernel's norm is given as {}", norms[k]);
     one_dtype = one_dtype && kernels[k].dtype() == kernels[0].dtype();
   }
   if (!one_dtype) {  // an f32 kernel against an f64 one: compared in f64
@@ -151,13 +151,18 @@ std::vector<double> kernel_distances(const std::vector<Tensor>& kernels, const s
   // Multiplying by the reciprocal norms instead of dividing keeps the loop vectorizable; the
   // difference is rounding (a relative 1e-16 per term).
   std::vector<double> inverse;
-  for (double norm : norms) inverse.push_back(1 / norm);
-  return with_values(kernels[0], [&](const auto* first) {
+  for (double norm : norms) inverse.push_back(norm > 0 ? 1 / norm : 0);
+  std::vector<double> d = with_values(kernels[0], [&](const auto* first) {
     using T = std::remove_cvref_t<decltype(*first)>;
     std::vector<const T*> p;
     for (const Tensor& k : kernels) p.push_back(k.data<T>());
     return pair_distances(p, inverse, kernels[0].numel());
   });
+  const std::size_t count = kernels.size();
+  for (std::size_t k = 0; k < count; ++k)
+    if (norms[k] == 0)
+      for (std::size_t j = 0; j < count; ++j) d[k * count + j] = d[j * count + k] = std::nan("");
+  return d;
 }
 
 double kernel_alignment(const Tensor& kernel, const Tensor& labels, std::int64_t classes, double kernel_norm) {

@@ -11,11 +11,13 @@ namespace gs::probe {
 // The trace kernel [n, n]: Σ_a K[(i,a),(j,a)].
 Tensor trace_kernel(const Tensor& kernel, std::int64_t classes);
 // d(K, K′) = 1 − ⟨K, K′⟩_F / (‖K‖_F ‖K′‖_F), as ½‖K/‖K‖ − K′/‖K′‖‖²_F in f64: accurate near 0.
+// NaN where either kernel is zero (the part of a network whose units have all died): undefined.
 double kernel_distance(const Tensor& a, const Tensor& b);
 // The same with the norms given (frobenius_norm of each), for many comparisons of few kernels.
 double kernel_distance(const Tensor& a, double norm_a, const Tensor& b, double norm_b);
 // d for every pair of kernels of one shape and dtype, norms given: a count × count matrix (row
-// major, zero diagonal), each entry equal bit for bit to kernel_distance of its pair. One pass
+// major, zero diagonal, NaN in the row and column of a zero kernel), each entry equal bit for bit
+// to kernel_distance of its pair. One pass
 // over the kernels in blocks that stay in cache, where a call per pair reads both kernels again.
 std::vector<double> kernel_distances(const std::vector<Tensor>& kernels, const std::vector<double>& norms);
 // Kernel-target alignment ⟨K, Y Yᵀ⟩ / (‖K‖ ‖Y Yᵀ‖) with Y the centred one-hot labels, one entry
