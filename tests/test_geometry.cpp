@@ -288,6 +288,27 @@ TEST_SUITE("geometry") {
     CHECK(std::isfinite(analyze_layer(c.x, 6, c.y, 3, 0.0, 200, 4).capacity));
   }
 
+  // Class 2's points are symmetric about the global mean, so its center is that mean exactly
+  // (integers over 8 rows: every sum is exact), while classes 0 and 1 lie at ±u.
+  TEST_CASE("a layer with one class centered on the global mean: NaN geometry and a warning naming it") {
+    const std::vector<double> u{4, 0, 0, 0}, w0{0, 1, 0, 0}, w1{0, 0, 1, 0}, w2{0, 0, 0, 1}, w3{0, 1, 1, 0};
+    std::vector<double> x;
+    std::vector<std::int32_t> y;
+    auto add = [&](int label, double su, const std::vector<double>& w, double sw) {
+      for (std::size_t f = 0; f < 4; ++f) x.push_back(su * u[f] + sw * w[f]);
+      y.push_back(label);
+    };
+    add(0, 1, w0, 1), add(0, 1, w0, -1), add(1, -1, w1, 1), add(1, -1, w1, -1);
+    add(2, 0, w2, 1), add(2, 0, w2, -1), add(2, 0, w3, 1), add(2, 0, w3, -1);
+    const auto g = analyze_layer(x, 4, y, 3, 0.0, 50, 1);
+    CHECK(std::isnan(g.capacity));
+    CHECK(std::isnan(g.radius));
+    CHECK(std::isnan(g.dimension));
+    CHECK(std::isfinite(g.center_correlation));  // the centers themselves are defined
+    REQUIRE(g.warnings.size() == 1);
+    CHECK(g.warnings[0].find("class 2's center lies in the removed center structure or on the global mean") != std::string::npos);
+  }
+
   TEST_CASE("a layer: bad input is refused with the reason") {
     auto c = clouds(3, 5, 4, 0.3, 2);
     CHECK_THROWS_WITH_AS(analyze_layer(c.x, 4, c.y, 1, 0.0, 10, 1), doctest::Contains("at least 2 classes"), Error);
