@@ -2,8 +2,8 @@
 # The GPU check: the `gpu` test suite (every CUDA kernel against the float64 reference, training
 # steps and probes against the CPU), bench_cuda (our GEMMs against cuBLAS, our convolutions
 # against cuDNN, the training step eager and as one CUDA graph, the geometry probe of a layer,
-# the NTK probe of an EMNIST probe set) and the whole MNIST study timed on the GPU, ending with a
-# short summary. Two halves, because the GPU machine has nvcc, CMake and a Python
+# the NTK probe of an EMNIST probe set), each kernel of a replayed training step timed by Nsight
+# Compute, and the whole MNIST study timed on the GPU, ending with a short summary. Two halves, because the GPU machine has nvcc, CMake and a Python
 # with NVIDIA's wheels but none of the Debian packages grokscope builds against:
 #
 #   tools/gpu_check.sh --bundle   here (Debian, nvcc): build the cuda preset for sm_90 from a
