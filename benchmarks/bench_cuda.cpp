@@ -379,27 +379,47 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh) {
                 cudnn ? (std::to_string(p.err).substr(0, 9) + " vs cuDNN").c_str() : "n/a");
 }
 
-// One AdamW training step, eager (a launch per kernel) and replayed as one CUDA graph.
-void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> net, Shape input, bool mse,
-                         const char* target) {
-  net->to(Device::cuda);
-  auto opt = optim::AdamW(net->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
-  Generator data(2, Stream::test);
-  Tensor x = Tensor::empty(input, DType::f32);
-  data.uniform(x, 0, 1);
-  const std::int64_t batch = input[0];
-  std::vector<std::int32_t> y(static_cast<std::size_t>(batch));
-  for (std::int64_t i = 0; i < batch; ++i) y[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % 10);
-  Tensor labels = Tensor::from(y, Shape{batch}).to(Device::cuda);
-  Tensor xd = x.to(Device::cuda);
-  Tensor loss;  // after a capture: the graph's loss buffer, which every replay rewrites
-  auto step = [&] {
+// One AdamW training step of `net` on the GPU, on a fixed random batch (labels i mod 10): what the
+// step benchmarks time and the profiler's replay runs.
+struct GpuTrainingStep {
+  std::shared_ptr<nn::Sequential> net;
+  optim::Adam opt;
+  bool mse;
+  Tensor x, xd, labels;  // the batch on the host and on the device
+  Tensor loss;           // after a capture: the graph's loss buffer, which every replay rewrites
+
+  GpuTrainingStep(std::shared_ptr<nn::Sequential> model, const Shape& input, bool mse_loss)
+      : net((model->to(Device::cuda), std::move(model))),
+        opt(optim::AdamW(net->parameters(), {.lr = 1e-3, .weight_decay = 0.01})),
+        mse(mse_loss),
+        x(Tensor::empty(input, DType::f32)) {
+    Generator data(2, Stream::test);
+    data.uniform(x, 0, 1);
+    std::vector<std::int32_t> y(static_cast<std::size_t>(input[0]));
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(i % 10);
+    labels = Tensor::from(y, Shape{input[0]}).to(Device::cuda);
+    xd = x.to(Device::cuda);
+  }
+  void operator()() {
     opt.zero_grad();
     Tensor out = net->forward(xd);
     loss = mse ? ops::mse_one_hot_loss(out, labels) : ops::cross_entropy(out, labels);
     loss.backward();
     opt.step();
-  };
+  }
+};
+
+// One AdamW training step, eager (a launch per kernel) and replayed as one CUDA graph.
+void bench_training_step(const char* what, std::shared_ptr<nn::Sequential> model, Shape input, bool mse,
+                         const char* target) {
+  GpuTrainingStep training(std::move(model), input, mse);
+  auto& net = training.net;
+  auto& opt = training.opt;
+  const Tensor &x = training.x, &labels = training.labels;
+  Tensor& xd = training.xd;
+  Tensor& loss = training.loss;
+  const std::int64_t batch = input[0];
+  auto step = [&] { training(); };
   step();  // SGD and Adam state exist before a capture; see engine/step_graph.h
   const double eager = median_seconds(step, 200);
   std::printf("\n| training step, %s | time per step | ratio (eager / graph) |\n", what);
@@ -608,21 +628,8 @@ void section(const char* what, F&& f) {
 // profiler lists are one replay's. Prints how many operations a replay runs.
 void replay_step_for_profiler() {
   Generator gen(1);
-  auto net = models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen);
-  net->to(Device::cuda);
-  auto opt = optim::AdamW(net->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
-  Tensor x = Tensor::empty(Shape{200, 784}, DType::f32);
-  Generator data(2, Stream::test);
-  data.uniform(x, 0, 1);
-  std::vector<std::int32_t> y(200);
-  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(i % 10);
-  Tensor xd = x.to(Device::cuda), labels = Tensor::from(y, Shape{200}).to(Device::cuda);
-  auto step = [&] {
-    opt.zero_grad();
-    Tensor loss = ops::mse_one_hot_loss(net->forward(xd), labels);
-    loss.backward();
-    opt.step();
-  };
+  GpuTrainingStep training(models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen), Shape{200, 784}, true);
+  auto step = [&] { training(); };
   step();
   std::string why_not;
   auto graph = StepGraph::capture(Device::cuda, step, why_not);
