@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <charconv>
 #include <chrono>
 #include <ctime>
 
@@ -81,6 +82,33 @@ int run_geometry(const std::string& x_path, const std::string& y_path, double ka
   return 0;
 }
 
+// CLI11's own number checks print their bounds to 300 digits and let NaN through.
+CLI::Validator number_in(double low, double high) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double v = 0;
+        const char* end = text.data() + text.size();
+        const auto parsed = std::from_chars(text.data(), end, v);
+        if (parsed.ec != std::errc() || parsed.ptr != end) return "expected a number, got '" + text + "'";
+        if (!(v >= low && v <= high)) return fmt::format("must be in [{}, {}], got {}", low, high, text);
+        return "";
+      },
+      fmt::format("NUMBER in [{}, {}]", low, high));
+}
+
+CLI::Validator whole_number_at_least(std::int64_t low) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        std::int64_t v = 0;
+        const char* end = text.data() + text.size();
+        const auto parsed = std::from_chars(text.data(), end, v);
+        if (parsed.ec != std::errc() || parsed.ptr != end) return "expected a whole number, got '" + text + "'";
+        if (v < low) return fmt::format("must be at least {}, got {}", low, text);
+        return "";
+      },
+      fmt::format("INTEGER ≥ {}", low));
+}
+
 std::string timestamp() {
   const std::time_t now = std::time(nullptr);
   char buf[32];
@@ -121,7 +149,7 @@ int main(int argc, char** argv) {
   ntk->add_option("--checkpoint", ntk_cmd.checkpoint, "a .safetensors checkpoint (grokscope's, or a PyTorch state_dict saved as safetensors)")->required();
   ntk->add_option("--against", ntk_cmd.against, "a second checkpoint: print the kernel distance between the two");
   ntk->add_option("--probe", ntk_cmd.probe_set, "which probe set: train or test")->check(CLI::IsMember({"train", "test"}));
-  ntk->add_option("--n", ntk_cmd.n, "probe-set size (default: the recipe's)")->check(CLI::PositiveNumber);
+  ntk->add_option("--n", ntk_cmd.n, "probe-set size (default: the recipe's)")->check(whole_number_at_least(1));
   ntk->add_option("--inputs", ntk_cmd.inputs, "use these images (.npy, float32, n × features or n × C × H × W) instead");
   ntk->add_flag("--json", ntk_cmd.json, "print one JSON object");
 
@@ -133,7 +161,7 @@ int main(int argc, char** argv) {
   bool geo_json = false, geo_keep_centers = false;
   geometry->add_option("--activations", geo_x, "samples × features, .npy, float32 or float64")->required();
   geometry->add_option("--labels", geo_y, "the class of every sample, .npy, int32")->required();
-  geometry->add_option("--kappa", geo_kappa, "margin (default 0)")->check(CLI::NonNegativeNumber);
+  geometry->add_option("--kappa", geo_kappa, "margin (default 0)")->check(number_in(0, gs::probe::max_kappa));
   geometry->add_option("--n-t", geo_nt, "Gaussian vectors per manifold (default 200)")->check(CLI::Range(2, 1000000));
   geometry->add_option("--seed", geo_seed, "seed of the Gaussian vectors and the center-structure restarts");
   geometry->add_flag("--json", geo_json, "print one JSON object");
@@ -217,6 +245,12 @@ int main(int argc, char** argv) {
       return code;
     }
   } catch (const gs::Error& e) {
+    fmt::print(stderr, "\ngrokscope: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "\ngrokscope: out of memory; use fewer probe points or a smaller recipe\n");
+    return 1;
+  } catch (const std::exception& e) {  // a library's error that no check above put into words
     fmt::print(stderr, "\ngrokscope: {}\n", e.what());
     return 1;
   }

@@ -189,7 +189,7 @@ void NtkProbe::operator()(const ProbeContext& c) {
     for (double t : now.layer_traces) row += fmt::format(",{:.6g}", t / total_trace);
     csv_ << row << "\n";
     if (save_kernels_ && !streamed_) {
-      std::filesystem::create_directories(c.run_dir / "ntk_kernels");
+      io::make_directories(c.run_dir / "ntk_kernels", "check that the run directory is writable, or set probe.save_kernels = false");
       io::save_npy(c.run_dir / "ntk_kernels" / fmt::format("step_{}_{}.npy", c.step, name), now.kernel);
     }
     st.previous = std::move(now);

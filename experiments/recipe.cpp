@@ -13,6 +13,7 @@
 #include "data/dataset.h"
 #include "engine/error.h"
 #include "engine/io/files.h"
+#include "engine/probe/geometry.h"
 
 namespace gs::experiments {
 
@@ -112,7 +113,9 @@ class Section {
     v = n.as_integer()->get();
   }
   void assign(const toml::node& n, const char* key, std::uint64_t& v) const {
-    if (!n.is_integer() || n.as_integer()->get() < 0) type_error(n, key, "a non-negative integer");
+    if (!n.is_integer()) type_error(n, key, "a non-negative integer");
+    if (n.as_integer()->get() < 0)
+      fail("{}{}.{} must be a non-negative integer, got {}", where(n), name_, key, n.as_integer()->get());
     v = static_cast<std::uint64_t>(n.as_integer()->get());
   }
   void assign(const toml::node& n, const char* key, std::vector<std::int64_t>& v) const {
@@ -155,8 +158,15 @@ void apply_override(toml::table& root, const std::string& assignment) {
   override_origins[existing->as_table()->get(key)] = origin;
 }
 
-void validate(const Recipe& r, const std::string& origin) {
-  auto bad = [&](const std::string& what) { fail("{}: {}", origin, what); };
+void validate(const Recipe& r, const toml::table& root, const std::string& origin) {
+  // Each message starts with the key it is about: the error points at that key's line, or at
+  // its --set, and at the recipe as a whole where the key was left at its default.
+  auto bad = [&](const std::string& what) {
+    const std::string key = what.substr(0, what.find_first_of(" ="));
+    const toml::node_view<const toml::node> node = root.at_path(key);
+    const std::string at = node ? where(*node.node()) : "";
+    fail("{}{}", at.empty() ? origin + ": " : at, what);
+  };
   const auto known = data::known_datasets();
   if (std::find(known.begin(), known.end(), r.data.dataset) == known.end())
     bad(fmt::format("data.dataset = \"{}\" is not known; choose one of: {}", r.data.dataset, fmt::join(known, ", ")));
@@ -188,7 +198,8 @@ void validate(const Recipe& r, const std::string& origin) {
   if (r.probe.train_size < 1 || r.probe.test_size < 1) bad("probe.train_size and probe.test_size must be at least 1");
   if (r.probe.geometry_per_class < 2) bad("probe.geometry_per_class must be at least 2 (a manifold needs 2 points)");
   if (r.probe.geometry_n_t < 2) bad("probe.geometry_n_t must be at least 2");
-  if (r.probe.kappa < 0) bad("probe.kappa must be ≥ 0");
+  if (!(r.probe.kappa >= 0 && r.probe.kappa <= probe::max_kappa))
+    bad(fmt::format("probe.kappa must be in [0, {}], got {}", probe::max_kappa, r.probe.kappa));
   if (r.probe.train_size > r.data.train_size)
     bad(fmt::format("probe.train_size {} exceeds data.train_size {}", r.probe.train_size, r.data.train_size));
 }
@@ -289,7 +300,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin, const st
   probe.read("kappa", r.probe.kappa);
   probe.finish();
 
-  validate(r, origin);
+  validate(r, root, origin);
   return r;
 }
 

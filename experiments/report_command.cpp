@@ -120,7 +120,7 @@ int run_report_command(const ReportCommand& cmd) {
 
   if (cmd.figures) {
     const fs::path out = cmd.out.empty() ? common_parent(cmd.runs) : cmd.out;
-    if (reports.size() > 1) fs::create_directories(out);
+    if (reports.size() > 1) io::make_directories(out, "choose another --out");
     if (draw_figures(reports, out) && !cmd.json) {
       fmt::print("figures: {}/figures/", reports.front().dir.string());
       if (reports.size() > 1) fmt::print(" (and each run's), side by side: {}/comparison.png", out.string());

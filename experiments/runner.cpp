@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -161,6 +162,17 @@ void Runner::add_probe(std::string name, ProbeHook hook) { probes_.emplace_back(
 
 namespace {
 
+// A number the run itself wrote; anything else there means the file was damaged.
+template <class T>
+T written_number(const std::string& text, const std::string& where) {
+  T value{};
+  const char* end = text.data() + text.size();
+  const auto parsed = std::from_chars(text.data(), end, value);
+  GS_CHECK(parsed.ec == std::errc() && parsed.ptr == end && !text.empty(),
+           "{}: '{}' is not a number; the run directory is damaged (start a new run)", where, text);
+  return value;
+}
+
 // Keeps only the metric rows a resumed run has already covered: steps below `step`, and `step`
 // itself when its row was written before the state was saved.
 void truncate_metrics(const std::filesystem::path& file, std::int64_t step, bool keep_step) {
@@ -169,10 +181,10 @@ void truncate_metrics(const std::filesystem::path& file, std::int64_t step, bool
   std::string text, line;
   std::getline(in, line);
   text = line + "\n";
-  while (std::getline(in, line)) {
+  for (int number = 2; std::getline(in, line); ++number) {
     const auto comma = line.find(',');
     if (comma == std::string::npos) break;  // a torn last line from a crash
-    const std::int64_t s = std::stoll(line.substr(0, comma));
+    const auto s = written_number<std::int64_t>(line.substr(0, comma), fmt::format("{}:{}", file.string(), number));
     if (s < step || (keep_step && s == step)) text += line + "\n";
   }
   io::write_file_atomically(file, text);
@@ -188,7 +200,7 @@ int Runner::run() {
     GS_CHECK(!fs::exists(dir / "metrics.csv"),
              "{} already holds a run (metrics.csv); choose another --out, --resume it, or delete it to start over",
              dir.string());
-  fs::create_directories(dir / "ckpt");
+  io::make_directories(dir / "ckpt", "choose another --out");
 
   RunData d = load_run_data(r);
   Generator init_gen(r.train.seed, Stream::init);
@@ -231,18 +243,26 @@ int Runner::run() {
       GS_CHECK(it != state.metadata.end(), "{}/ckpt/resume.safetensors lacks '{}'; it is damaged", dir.string(), key);
       return it->second;
     };
+    auto meta_number = [&]<class T>(const char* key, T) {
+      return written_number<T>(meta(key), fmt::format("{}/ckpt/resume.safetensors, metadata '{}'", dir.string(), key));
+    };
     GS_CHECK(meta("finished") != "1", "{} finished at step {}; nothing to resume", dir.string(), meta("step"));
-    first_step = std::stoll(meta("step"));
+    first_step = meta_number("step", std::int64_t{});
     metrics_done = meta("metrics_done") == "1";
     probes_done = meta("probes_done") == "1";
-    elapsed_before = std::stod(meta("seconds"));
+    elapsed_before = meta_number("seconds", double{});
     for (auto& [name, t] : params) t.copy_(state.get("model." + name));
     nn::NamedTensors opt_state;
     for (const auto& [name, t] : optimizer->state()) opt_state.emplace_back(name, state.get("optimizer." + name));
-    optimizer->load_state(opt_state, std::stoll(meta("optimizer_steps")));
-    batches.restore({std::stoull(meta("shuffle_offset")), std::stoll(meta("epoch")), std::stoll(meta("position"))});
+    optimizer->load_state(opt_state, meta_number("optimizer_steps", std::int64_t{}));
+    batches.restore({meta_number("shuffle_offset", std::uint64_t{}), meta_number("epoch", std::int64_t{}),
+                     meta_number("position", std::int64_t{})});
     truncate_metrics(dir / "metrics.csv", first_step, metrics_done);
-    info = nlohmann::ordered_json::parse(std::ifstream(dir / "run.json"));
+    try {
+      info = nlohmann::ordered_json::parse(std::ifstream(dir / "run.json"));
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}/run.json: {}; the run directory is damaged (start a new run)", dir.string(), e.what());
+    }
     info["resumed_at"].push_back(first_step);
     info["resumed_on"].push_back(device_name(device));
   } else {

@@ -208,5 +208,17 @@ TEST_SUITE("cli") {
     Result resume = run("train --resume " + (dir / "run").string() + " --set train.steps=5");
     CHECK(resume.status == 1);
     CHECK(resume.out.find("--resume continues the recipe") != std::string::npos);
+    // A directory where a file belongs, and a file where a directory belongs: said, not an abort.
+    Result directory = run("geometry --activations " + dir.path().string() + " --labels " + dir.path().string());
+    CHECK(directory.status == 1);
+    CHECK(directory.out.find(dir.path().string() + ": is a directory; give the path of a file in it") != std::string::npos);
+    Result kappa = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "y.npy").string() + " --kappa nan");
+    CHECK(kappa.status != 0);
+    CHECK(kappa.out.find("--kappa: must be in [0, 1000], got nan") != std::string::npos);
+    std::ofstream(dir / "good.toml") << "[train]\nsteps = 5\n";
+    Result out_under_file = run("train " + (dir / "good.toml").string() + " --out " + (dir / "good.toml" / "run").string());
+    CHECK(out_under_file.status == 1);
+    CHECK(out_under_file.out.find("good.toml/run/ckpt: cannot create this directory (Not a directory); choose another --out") !=
+          std::string::npos);
   }
 }

@@ -320,6 +320,9 @@ TEST_SUITE("geometry") {
     nan[3] = std::nan("");
     CHECK_THROWS_WITH_AS(analyze_layer(nan, 4, c.y, 3, 0.0, 10, 1), doctest::Contains("NaN or Inf"), Error);
     CHECK_THROWS_WITH_AS(analyze_layer(c.x, 5, c.y, 3, 0.0, 10, 1), doctest::Contains("the same number of rows"), Error);
+    for (double kappa : {-0.5, std::nan(""), double(INFINITY), 2 * max_kappa})  // NaN used to give NaN capacity silently
+      CHECK_THROWS_WITH_AS(analyze_layer(c.x, 4, c.y, 3, kappa, 10, 1), doctest::Contains("the margin kappa must be in [0, 1000]"),
+                           Error);
   }
 }
 

@@ -69,6 +69,15 @@ TEST_SUITE("recipe") {
                          Error);
     CHECK_THROWS_WITH_AS(parse_recipe("[model]\nwidths = [784, 0, 10]\n", "r.toml"), doctest::Contains("must all be positive"), Error);
     CHECK_THROWS_WITH_AS(parse_recipe("[model]\nwidths = [784, 2.5]\n", "r.toml"), doctest::Contains("an array of integers"), Error);
+    // A value out of range points at its line, or at its --set; a default left as it is, at the recipe.
+    CHECK_THROWS_WITH_AS(parse_recipe("[train]\nsteps = 0\n", "r.toml"),
+                         doctest::Contains("r.toml:2:9: train.steps must be at least 1, got 0"), Error);
+    CHECK_THROWS_WITH_AS(parse_recipe("", "r.toml", {"train.steps=-1"}),
+                         doctest::Contains("--set train.steps: train.steps must be at least 1, got -1"), Error);
+    CHECK_THROWS_WITH_AS(parse_recipe("[data]\ntrain_size = 100\n", "r.toml"),
+                         doctest::Contains("r.toml: train.batch_size 200 exceeds data.train_size 100"), Error);
+    CHECK_THROWS_WITH_AS(parse_recipe("[train]\nseed = -5\n", "r.toml"),
+                         doctest::Contains("r.toml:2:8: train.seed must be a non-negative integer, got -5"), Error);
     CHECK_THROWS_WITH_AS(parse_recipe("[data]\ndataset = \"svhn\"\n", "r.toml"), doctest::Contains("svhn\" is not known"), Error);
     CHECK_THROWS_WITH_AS(parse_recipe("[data]\ntrain_size = 100\n[train]\nbatch_size = 200\n", "r.toml"),
                          doctest::Contains("exceeds data.train_size"), Error);

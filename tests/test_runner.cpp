@@ -1,11 +1,14 @@
 // The training runner end to end on a small IDX dataset the test writes: the run directory's
 // files, the schedules, step 0's checkpoint being the real initial weights, divergence and
 // refusal to overwrite; and, where data/cache/mnist exists, a short run on real MNIST.
+#include <algorithm>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "data/idx.h"
+#include "engine/io/files.h"
 #include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
 #include "experiments/geometry_probe.h"
@@ -182,6 +185,59 @@ TEST_SUITE("runner") {
       CHECK_THROWS_WITH_AS(Runner::resume(part, {{}, {}, true}).run(), doctest::Contains("nothing to resume"), Error);
     }
     CHECK_THROWS_WITH_AS(Runner::resume(dir / "nowhere", {{}, {}, true}), doctest::Contains("no ckpt/resume.safetensors"), Error);
+  }
+
+  // What a stopped run left can be damaged by hand, by a sync tool or by a crash of something else:
+  // resuming it names the file, the line or key, and what to do, instead of a library's bare
+  // "stoll" or parse error (or, before, an abort).
+  TEST_CASE("resuming a damaged run directory names the damaged file and field") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 24);
+    Recipe recipe = tiny_recipe(dir.path(), 50);
+    const auto stopped = dir / "stopped";
+    REQUIRE(Runner(recipe, {stopped, {}, true, 12}).run() == 130);
+    auto damaged = [&](const std::string& name, const std::function<void(const std::filesystem::path&)>& damage) {
+      const auto copy = dir / name;
+      std::filesystem::copy(stopped, copy, std::filesystem::copy_options::recursive);
+      damage(copy);
+      return copy;
+    };
+    const auto bad_json = damaged("json", [](const auto& d) { std::ofstream(d / "run.json") << "{\"status\": "; });
+    CHECK_THROWS_WITH_AS(Runner::resume(bad_json, {{}, {}, true}).run(),
+                         doctest::Contains("json/run.json: [json.exception.parse_error"), Error);
+    const auto bad_row = damaged("row", [](const auto& d) {
+      auto rows = read_csv(d / "metrics.csv");
+      std::ofstream out(d / "metrics.csv");
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        for (std::size_t j = 0; j < rows[i].size(); ++j) out << (j ? "," : "") << (i == 3 && j == 0 ? "3x" : rows[i][j]);
+        out << "\n";
+      }
+    });
+    CHECK_THROWS_WITH_AS(Runner::resume(bad_row, {{}, {}, true}).run(),
+                         doctest::Contains("row/metrics.csv:4: '3x' is not a number; the run directory is damaged"), Error);
+    // A metadata value of the same length, so that the file stays valid safetensors.
+    const auto bad_meta = damaged("meta", [](const auto& d) {
+      const auto file = d / "ckpt" / "resume.safetensors";
+      auto bytes = io::read_file(file);
+      const std::string key = "\"position\":\"";
+      const auto at = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+      REQUIRE(at != bytes.end());
+      *(at + static_cast<std::ptrdiff_t>(key.size())) = 'x';
+      io::write_file_atomically(file, bytes.data(), bytes.size());
+    });
+    CHECK_THROWS_WITH_AS(Runner::resume(bad_meta, {{}, {}, true}).run(),
+                         doctest::Contains("resume.safetensors, metadata 'position': 'x"), Error);
+    // The undamaged original still resumes.
+    CHECK(Runner::resume(stopped, {{}, {}, true}).run() == 0);
+  }
+
+  TEST_CASE("a run directory that cannot be made is refused with the path and the fix") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 24);
+    std::ofstream(dir / "a_file") << "not a directory";
+    CHECK_THROWS_WITH_AS(Runner(tiny_recipe(dir.path(), 5), {dir / "a_file" / "run", {}, true}).run(),
+                         doctest::Contains("a_file/run/ckpt: cannot create this directory (Not a directory); choose another --out"),
+                         Error);
   }
 
   // A device fault, a full disk or any other error in the loop: the run says where it failed and

@@ -10,10 +10,16 @@
 namespace gs::io {
 
 std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
+  // Linux opens a directory as a file, and its "size" can be near 2^63: refuse it by name.
+  std::error_code ec;
+  GS_CHECK(!std::filesystem::is_directory(path, ec), "{}: is a directory; give the path of a file in it",
+           path.string());
   std::ifstream in(path, std::ios::binary);
   GS_CHECK(in.good(), "{}: cannot open for reading ({})", path.string(), std::strerror(errno));
   in.seekg(0, std::ios::end);
-  const auto size = static_cast<std::size_t>(in.tellg());
+  const std::streamoff end = in.tellg();
+  GS_CHECK(end >= 0, "{}: cannot tell its size (not a regular file?)", path.string());
+  const auto size = static_cast<std::size_t>(end);
   in.seekg(0);
   std::vector<std::uint8_t> bytes(size);
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
@@ -41,6 +47,12 @@ void write_file_atomically(const std::filesystem::path& path, const void* data, 
 
 void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
   write_file_atomically(path, text.data(), text.size());
+}
+
+void make_directories(const std::filesystem::path& dir, std::string_view fix) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  GS_CHECK(!ec, "{}: cannot create this directory ({}); {}", dir.string(), ec.message(), fix);
 }
 
 }  // namespace gs::io

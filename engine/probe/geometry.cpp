@@ -77,6 +77,7 @@ namespace {
 std::vector<ManifoldGeometry> analyze_points(std::vector<Tensor> points, double kappa,
                                              const std::vector<std::vector<double>>& t_vectors, std::int64_t n_t,
                                              Device device) {
+  GS_CHECK(kappa >= 0 && kappa <= max_kappa, "geometry: the margin kappa must be in [0, {}], got {}", max_kappa, kappa);
   auto& be = kernels::backend(device);
   const auto f64 = DType::f64;
   std::vector<ManifoldArrays> arrays;

@@ -39,6 +39,12 @@ struct ManifoldGeometry {
   QpCheck worst;              // over every QP solved
 };
 
+// The largest margin κ accepted. κ is in units of a manifold's center norm (the last coordinate
+// is 1), so the margins of interest are of order 1. On a small test layer the radius and dimension
+// stay put from κ = 10 to 1e4 and drift beyond (at 1e6 the dimension is 3.8 instead of 4.88):
+// the solver's tolerances are absolute, and the right-hand sides grow with κ.
+inline constexpr double max_kappa = 1000;
+
 // t_vectors: column-major [dims, n_t] standard normal draws. The anchors are solved on `device`
 // (kernels/geometry.h); only the per-t terms come back.
 ManifoldGeometry analyze_manifold(const Manifold& m, double kappa, const std::vector<double>& t_vectors, std::int64_t n_t,
