@@ -14,7 +14,7 @@ struct Recipe {
   std::filesystem::path source;  // the file it came from
 
   struct Data {
-    std::string dataset = "mnist";      // mnist | fashion-mnist | emnist-balanced
+    std::string dataset = "mnist";      // mnist | fashion-mnist | emnist-balanced | cifar10 | cifar100 | folder
     std::string path = "data/cache/mnist";
     std::int64_t train_size = 1000;     // rows of the training split used
     std::string subset = "first";       // first (torch Subset(range(n))) | random (seeded)

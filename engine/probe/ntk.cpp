@@ -1,6 +1,7 @@
 #include "engine/probe/ntk.h"
 
 #include <fmt/format.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -204,17 +205,20 @@ void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int
   std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
   for (std::int64_t bi = 0; bi < blocks; ++bi)
     for (std::int64_t bj = bi; bj < blocks; ++bj) tiles.emplace_back(bi, bj);
-#pragma omp parallel
+  // Each thread's scratch is allocated here: memory running out inside the parallel region would
+  // end the process instead of throwing.
+  const int threads = omp_get_max_threads();
+  const auto scratch_size = static_cast<std::size_t>(std::min(tile, n) * c * std::min(tile, n) * c);
+  std::vector<std::vector<T>> scratch(static_cast<std::size_t>(threads), std::vector<T>(scratch_size));
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<T> scratch;
+    T* own = scratch[static_cast<std::size_t>(omp_get_thread_num())].data();
 #pragma omp for schedule(dynamic)
     for (std::size_t t = 0; t < tiles.size(); ++t) {
       const std::int64_t i0 = tiles[t].first * tile, i1 = std::min(n, i0 + tile);
       const std::int64_t j0 = tiles[t].second * tile, j1 = std::min(n, j0 + tile);
       T* block = k + i0 * c * rows + j0 * c;
-      const kernels::KernelTile kt{i0, i1 - i0, j0, j1 - j0, c, rows};
-      scratch.resize(static_cast<std::size_t>(kt.rows() * kt.cols()));
-      tiles::write_tile(factors, grams, kt, block, scratch.data());
+      tiles::write_tile(factors, grams, kernels::KernelTile{i0, i1 - i0, j0, j1 - j0, c, rows}, block, own);
     }
   }
   // Mirror the upper tiles into the lower ones, block by block so that reads and writes stay in cache.

@@ -1,5 +1,7 @@
 #include "engine/probe/ntk_stream.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -103,12 +105,17 @@ std::vector<double> tile_sums(const KernelFactors& cur, const std::vector<const 
     }
   };
   if (device == Device::cpu) {
-#pragma omp parallel
+    // Three tile buffers a thread, allocated here: running out of memory inside the parallel
+    // region would end the process instead of throwing.
+    const int threads = omp_get_max_threads();
+    std::vector<Tensor> buffers;
+    for (int t = 0; t < 3 * threads; ++t) buffers.push_back(Tensor::empty(Shape{tile_elements}, dtype));
+#pragma omp parallel num_threads(threads)
     {
-      Tensor tk = Tensor::empty(Shape{tile_elements}, dtype), tr = Tensor::empty(Shape{tile_elements}, dtype);
-      Tensor scratch = Tensor::empty(Shape{tile_elements}, dtype);
+      const auto own = static_cast<std::size_t>(3 * omp_get_thread_num());
 #pragma omp for schedule(dynamic)
-      for (std::size_t p = 0; p < pairs.blocks.size(); ++p) one_tile(p, tk.raw(), tr.raw(), scratch.raw());
+      for (std::size_t p = 0; p < pairs.blocks.size(); ++p)
+        one_tile(p, buffers[own].raw(), buffers[own + 1].raw(), buffers[own + 2].raw());
     }
   } else {
     Tensor tk = Tensor::empty(Shape{tile_elements}, dtype, device), tr = Tensor::empty(Shape{tile_elements}, dtype, device);
