@@ -61,6 +61,30 @@ struct Cache {
   }
 };
 
+// Hands the cache's free blocks back to the system; the cache's lock is held.
+void drop_free_blocks(Cache& c, Device device) {
+  for (auto& [size, ptr] : c.free_blocks) kernels::backend(device).release(ptr);
+  c.free_blocks.clear();
+  c.bytes = 0;
+}
+
+Cache& cache(Device device);
+
+// A new block from the system. When the system has none left, the cache's free blocks (sizes
+// other than this one, or one would have been taken) may be what is in the way: they go back and
+// the request is made once more. Not while a graph is captured: freeing would break the capture.
+void* system_block(Device device, std::size_t size) {
+  try {
+    return kernels::backend(device).allocate(size);
+  } catch (const Error&) {
+    Cache& c = cache(device);
+    std::lock_guard lock(c.mutex);
+    if (c.free_blocks.empty()) throw;
+    drop_free_blocks(c, device);
+  }
+  return kernels::backend(device).allocate(size);
+}
+
 Cache& cache(Device device) {
   // The CPU backend is built first so that it is destroyed after the caches, which hand their
   // host blocks back at exit (leak checkers then see none).
@@ -94,7 +118,7 @@ void* allocate(Device device, std::size_t bytes) {
     }
     p = c.take_free(size);
   }
-  if (!p) p = kernels::backend(device).allocate(size);
+  if (!p) p = system_block(device, size);
   if (poisoning) kernels::backend(device).poison(p, size);
   return p;
 }
@@ -129,9 +153,7 @@ void release(Device device, void* ptr, std::size_t bytes) {
 void release_cached_memory(Device device) {
   Cache& c = cache(device);
   std::lock_guard lock(c.mutex);
-  for (auto& [size, ptr] : c.free_blocks) kernels::backend(device).release(ptr);
-  c.free_blocks.clear();
-  c.bytes = 0;
+  drop_free_blocks(c, device);
 }
 
 GraphPool* begin_graph_pool_capture(Device device) {

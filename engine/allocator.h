@@ -1,6 +1,8 @@
 #pragma once
 // A caching allocator per device: freed blocks are kept by size and handed out again, so that the
 // training loop's fixed set of shapes stops calling malloc (or cudaMalloc) after the first step.
+// When the system refuses a new block, the cached ones go back to it and the request is made once
+// more (except while a graph is captured).
 #include <cstddef>
 
 #include "engine/dtype.h"

@@ -389,6 +389,26 @@ TEST_SUITE("cuda_emulator") {
     gs::release_cached_memory(gs::Device::cuda);
   }
 
+  // A full device with cached blocks of other sizes: they go back and the allocation is made, and
+  // the failed cudaMalloc is not reported again by the next launch.
+  TEST_CASE("when the device is full, the allocator hands its cached blocks back and tries once more") {
+    auto& be = gs::kernels::backend(gs::Device::cuda);
+    constexpr std::size_t mb = std::size_t(1) << 20;
+    gs::release_cached_memory(gs::Device::cuda);
+    gs::cuda_emulator::set_memory_limit(gs::cuda_emulator::memory_in_use() + 64 * mb);
+    for (std::size_t bytes : {16 * mb, 20 * mb, 24 * mb}) gs::release(gs::Device::cuda, gs::allocate(gs::Device::cuda, bytes), bytes);
+    CHECK(gs::cached_bytes(gs::Device::cuda) == 60 * mb);
+    void* p = gs::allocate(gs::Device::cuda, 32 * mb);  // fits only once the 60 MB are back
+    CHECK(gs::cached_bytes(gs::Device::cuda) == 0);
+    be.fill(gs::DType::f32, static_cast<std::int64_t>(32 * mb / 4), 1.5, p);  // its launch check sees no stale error
+    CHECK(to_host(static_cast<float*>(p), 4) == std::vector<float>(4, 1.5f));
+    // More than the device has even with the cache handed back: refused, and the cache is empty.
+    gs::release(gs::Device::cuda, p, 32 * mb);
+    CHECK_THROWS_WITH_AS(gs::allocate(gs::Device::cuda, 100 * mb), doctest::Contains("out of memory"), gs::Error);
+    CHECK(gs::cached_bytes(gs::Device::cuda) == 0);
+    gs::cuda_emulator::set_memory_limit(0);
+  }
+
   TEST_CASE("two blocks run at once, so blocks that share scratch memory meet each other's writes") {
     const int blocks = 6;
     float* scratch = device_array<float>(block_threads);

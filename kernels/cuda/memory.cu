@@ -102,7 +102,12 @@ void* CudaBackend::allocate(std::size_t bytes) {
   void* p = nullptr;
   const cudaError_t status = cudaMalloc(&p, bytes);
   GS_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode), "restoring the capture mode");
-  GS_CUDA_CHECK(status, std::to_string(bytes) + " bytes");
+  // The caller may free cached blocks and try again: the failure must not be reported by the
+  // next launch check too.
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    cuda_failed("cudaMalloc", status, std::to_string(bytes) + " bytes");
+  }
   return p;
 }
 void CudaBackend::release(void* ptr) { GS_CUDA_CHECK(cudaFree(ptr), "freeing a block"); }

@@ -18,6 +18,7 @@
 //     it would on a GPU, and a kernel handed a host pointer is refused at launch;
 //   - launch configurations outside CUDA's limits fail as cudaErrorInvalidConfiguration;
 //   - cudaMemcpy checks that its direction matches where the pointers live;
+//   - a test may give the device a memory size, past which cudaMalloc fails as on a full GPU;
 //   - in an AddressSanitizer build, a kernel that reads or writes past its allocation, or memory
 //     already freed, is reported as ASan reports a heap overflow;
 //   - a kernel's fault (injected by a test) is sticky, as on a GPU: later calls return it;
@@ -215,6 +216,12 @@ void poison_shared(void* variable, std::size_t bytes);
 // returns again. clear_fault() makes the device usable again (on a GPU only a new process does).
 void inject_fault(std::int64_t n);
 void clear_fault();
+
+// Tests: the device's memory. memory_in_use() is what the live allocations take (each rounded up
+// to cudaMalloc's alignment); past set_memory_limit's bytes (0: no limit, the default) cudaMalloc
+// fails with cudaErrorMemoryAllocation, as on a GPU whose memory is full.
+std::size_t memory_in_use();
+void set_memory_limit(std::size_t bytes);
 
 // True for a pointer inside a live device allocation.
 bool is_device_pointer(const void* ptr);

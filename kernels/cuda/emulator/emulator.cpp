@@ -74,6 +74,7 @@ class DeviceMemory {
   void* allocate(std::size_t bytes) {
     if (!base_) return nullptr;
     const std::size_t size = ((bytes == 0 ? 1 : bytes) + redzone + alignment - 1) / alignment * alignment;
+    if (limit_ && in_use_ + size > limit_) return nullptr;
     std::size_t offset = top_;
     auto hole = free_.begin();
     while (hole != free_.end() && hole->second < size) ++hole;
@@ -86,6 +87,7 @@ class DeviceMemory {
       top_ += size;
     }
     live_.emplace(offset, Live{size, bytes});
+    in_use_ += size;
     // Fresh device memory holds garbage; all-ones bytes are NaN in f32 and f64 and -1 in i32,
     // so a kernel that reads before it writes gives itself away.
     Open open(*this);
@@ -105,6 +107,7 @@ class DeviceMemory {
     if (it == live_.end()) return false;
     std::size_t offset = it->first, size = it->second.size;
     live_.erase(it);
+    in_use_ -= size;
 #if defined(GS_EMULATOR_ASAN)
     ASAN_POISON_MEMORY_REGION(base_ + offset, size);  // a kernel that uses it after cudaFree is reported
 #endif
@@ -141,6 +144,9 @@ class DeviceMemory {
     return base_ && p >= base_ && p < base_ + reserved;
   }
 
+  std::size_t in_use() const { return in_use_; }
+  void set_limit(std::size_t bytes) { limit_ = bytes; }
+
   // Device memory is accessible while one of these lives.
   class Open {
    public:
@@ -167,6 +173,7 @@ class DeviceMemory {
 
   char* base_ = nullptr;
   std::size_t page_ = 4096, top_ = 0, protected_extent_ = 0;
+  std::size_t in_use_ = 0, limit_ = 0;  // carved bytes of the live allocations; 0: no limit
   int open_ = 0;
   struct Live {
     std::size_t size, requested;  // the carved size, and the bytes cudaMalloc was asked for
@@ -617,6 +624,16 @@ bool is_device_pointer(const void* ptr) {
   return memory().holds(ptr, 1);
 }
 
+std::size_t memory_in_use() {
+  std::lock_guard lock(device_queue());
+  return memory().in_use();
+}
+
+void set_memory_limit(std::size_t bytes) {
+  std::lock_guard lock(device_queue());
+  memory().set_limit(bytes);
+}
+
 void refuse_launch(const char* kernel, const char* why) { fail(cudaErrorInvalidValue, std::string(kernel) + ": " + why); }
 
 void inject_fault(std::int64_t n) {
@@ -650,7 +667,7 @@ cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   if (sticky) return broken("cudaMalloc");
   if (unsafe_during_capture("cudaMalloc")) return cudaErrorStreamCaptureUnsupported;
   *ptr = memory().allocate(bytes);
-  if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");
+  if (!*ptr) return fail(cudaErrorMemoryAllocation, "out of memory for cudaMalloc of " + std::to_string(bytes) + " bytes");
   return cudaSuccess;
 }
 
