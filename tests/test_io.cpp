@@ -79,6 +79,9 @@ TEST_SUITE("io") {
     refuses(with_header(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), "impossible dimension");
     refuses(with_header(R"({"a":{"dtype":"F32"}})", 0), "needs dtype, shape and data_offsets");
     refuses(with_header(R"({"a":{"dtype":"F32","shape":"x","data_offsets":[0,4]}})", 4), "malformed header entry");
+    // 2^39 · 2^39 elements wrap around 2^64 to 0, which the (empty) data would then match.
+    refuses(with_header(R"({"a":{"dtype":"F32","shape":[549755813888,549755813888],"data_offsets":[0,0]}})", 0),
+            "implausibly large");
   }
 }
 
@@ -142,5 +145,42 @@ TEST_SUITE("io") {
     std::string text(bytes.begin(), bytes.end());
     text.replace(text.find("<f4"), 3, "<f2");
     refuses(std::vector<std::uint8_t>(text.begin(), text.end()), "dtype '<f2' is not supported");
+    // Shapes: what numpy never writes, sizes past int64, and sizes whose product wraps around 2^64
+    // (to 0, which an empty data part would match).
+    auto with_shape = [](const std::string& shape, const std::string& descr) {
+      std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + shape + "), }";
+      header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
+      header += '\n';
+      const bool v2 = header.size() > 0xffff;  // format 2.0: a 4-byte header length
+      std::string file(v2 ? "\x93NUMPY\x02\x00" : "\x93NUMPY\x01\x00", 8);
+      for (int b = 0; b < (v2 ? 4 : 2); ++b) file += static_cast<char>((header.size() >> (8 * b)) & 0xff);
+      file += header;
+      return std::vector<std::uint8_t>(file.begin(), file.end());
+    };
+    refuses(with_shape("-3, 4", "<f4"), "the .npy shape (-3, 4) is not a tuple of array sizes");
+    refuses(with_shape("3, x", "<f4"), "is not a tuple of array sizes");
+    refuses(with_shape("3,, 4", "<f4"), "is not a tuple of array sizes");
+    refuses(with_shape("99999999999999999999999, 3", "<f4"), "implausibly large");
+    refuses(with_shape("4294967296, 4294967296", "<f4"), "implausibly large");
+    refuses(with_shape("1152921504606846976, 784", "<f4"), "implausibly large");
+    // Long headers: refused before they are read (std::regex once overflowed the stack on 100 kB);
+    // a long but valid one, padded as numpy pads, loads.
+    refuses(with_shape("2, 3" + std::string(100000, ' '), "<f4"), "its .npy header is 100");
+    {
+      auto padded = with_shape("1,", "<i4");
+      padded.insert(padded.end() - 1, 8000, ' ');  // before the final newline
+      const std::size_t header = padded.size() - 10;
+      padded[8] = static_cast<std::uint8_t>(header & 0xff), padded[9] = static_cast<std::uint8_t>(header >> 8);
+      padded.resize(padded.size() + 4, 0);
+      CHECK(io::parse_npy(padded.data(), padded.size(), "padded.npy").shape() == Shape{1});
+    }
+    // What numpy does write still loads: a scalar, a 1-tuple, and no space after the comma.
+    for (const auto& [shape, rank] : {std::pair<std::string, int>{"", 0}, {"0,", 1}, {"2,1", 2}}) {
+      CAPTURE(shape);
+      auto ok = with_shape(shape, "<i4");
+      const std::size_t values = rank == 2 ? 2 : rank == 0 ? 1 : 0;
+      ok.resize(ok.size() + 4 * values, 0);
+      CHECK(io::parse_npy(ok.data(), ok.size(), "ok.npy").rank() == rank);
+    }
   }
 }

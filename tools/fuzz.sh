@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target for the file readers (IDX, CIFAR, safetensors) with clang,
+# Builds the libFuzzer target for the file readers (IDX, CIFAR, safetensors, .npy) with clang,
 # AddressSanitizer and UndefinedBehaviorSanitizer, seeds it with valid files of each kind and
 # runs it. Prints the executions and whether anything crashed.
 #   tools/fuzz.sh [RUNS]        (default 1000000 executions)
@@ -13,11 +13,11 @@ done
 out=build/fuzz
 mkdir -p "$out/corpus" "$out/crashes"
 # The readers and what they link, without OpenMP (its pragmas are ignored: the readers use none).
-sources=(tests/fuzz/fuzz_readers.cpp data/idx.cpp data/cifar.cpp engine/io/safetensors.cpp engine/io/files.cpp
+sources=(tests/fuzz/fuzz_readers.cpp data/idx.cpp data/cifar.cpp engine/io/safetensors.cpp engine/io/npy.cpp engine/io/files.cpp
   engine/tensor.cpp engine/dtype.cpp engine/allocator.cpp engine/autograd.cpp engine/ops_elementwise.cpp
   engine/ops_dense.cpp engine/ops_loss.cpp kernels/backend.cpp kernels/cpu/*.cpp)
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-pragmas \
-  -I. -I/usr/include/openblas "${sources[@]}" -o "$out/fuzz_readers" -lfmt -lz -lopenblas
+  -I. -I/usr/include/openblas "${sources[@]}" -o "$out/fuzz_readers" -lfmt -lz -lopenblas -llapacke
 
 # Seeds: one valid file per reader, prefixed with its selector byte.
 python3 - "$out/corpus" <<'PY'
@@ -28,7 +28,10 @@ cifar10 = bytes([3]) + bytes(3072)
 cifar100 = bytes([1, 42]) + bytes(3072)
 header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "__metadata__": {"step": "0"}}).encode()
 st = struct.pack("<Q", len(header)) + header + bytes(8)
-for i, blob in enumerate([bytes([0]) + idx, bytes([1]) + cifar10, bytes([2]) + cifar100, bytes([3]) + st]):
+npy_header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
+npy_header += " " * ((64 - (10 + len(npy_header) + 1) % 64) % 64) + "\n"
+npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(npy_header)) + npy_header.encode() + bytes(24)
+for i, blob in enumerate([bytes([0]) + idx, bytes([1]) + cifar10, bytes([2]) + cifar100, bytes([3]) + st, bytes([4]) + npy]):
     open(f"{d}/seed{i}", "wb").write(blob)
 PY
 log="$out/fuzz.log"

@@ -106,8 +106,10 @@ Safetensors parse_safetensors(const std::uint8_t* bytes, std::size_t size, const
       std::uint64_t count = 1;
       for (auto d : dims) {
         GS_CHECK(d >= 0 && d < (std::int64_t(1) << 40), "{}: tensor '{}' has an impossible dimension {}", origin, name, d);
+        // Checked before multiplying: a product that wrapped around 2^64 would pass afterwards.
+        GS_CHECK(d == 0 || count < (std::uint64_t(1) << 40) / static_cast<std::uint64_t>(d),
+                 "{}: tensor '{}' is implausibly large", origin, name);
         count *= static_cast<std::uint64_t>(d);
-        GS_CHECK(count < (std::uint64_t(1) << 40), "{}: tensor '{}' is implausibly large", origin, name);
       }
       const auto offsets = e.at("data_offsets").get<std::vector<std::uint64_t>>();
       GS_CHECK(offsets.size() == 2 && offsets[0] <= offsets[1] && offsets[1] <= data_size,
