@@ -53,7 +53,7 @@ struct Recipe {
     std::int64_t metric_points = 150;
     std::int64_t metric_every = 100;
     std::int64_t probe_points = 30;          // log-spaced probe steps, step 0 included
-    std::vector<std::int64_t> probe_steps;   // explicit probe steps instead (0 = initial weights)
+    std::vector<std::int64_t> probe_steps;   // explicit probe steps instead; step 0, the initial weights, is always probed
   } schedule;
 
   struct Probe {

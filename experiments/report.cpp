@@ -61,7 +61,7 @@ const LayerOnsets* output_layer(const RunReport& r) {
 void analyze_ntk(RunReport& r, const ReportRules& rules) {
   const fs::path file = r.dir / "ntk.csv";
   if (!fs::exists(file)) {
-    r.notes.push_back("no ntk.csv (the recipe's probe.ntk is off): no NTK onsets");
+    r.notes.push_back("no ntk.csv (the recipe's probe.ntk is off, or the run failed before its first probe step): no NTK onsets");
     return;
   }
   try {
@@ -94,7 +94,7 @@ void analyze_ntk(RunReport& r, const ReportRules& rules) {
 void analyze_geometry(RunReport& r, const ReportRules& rules, double from) {
   const fs::path file = r.dir / "geometry.csv";
   if (!fs::exists(file)) {
-    r.notes.push_back("no geometry.csv (the recipe's probe.geometry is off): no capacity onsets");
+    r.notes.push_back("no geometry.csv (the recipe's probe.geometry is off, or the run failed before its first probe step): no capacity onsets");
     return;
   }
   try {

@@ -289,6 +289,9 @@ int Runner::run() {
   std::set<std::int64_t> probe_steps;
   for (auto s : r.schedule.probe_steps.empty() ? log_spaced_steps(r.train.steps, r.schedule.probe_points) : r.schedule.probe_steps)
     probe_steps.insert(s);
+  // Always the initial weights too: the NTK's distances are measured from their kernel, and a
+  // schedule without step 0 made the first probe step fail for want of its checkpoint.
+  probe_steps.insert(0);
 
   std::ofstream metrics(dir / "metrics.csv", resuming_ ? std::ios::app : std::ios::trunc);
   GS_CHECK(metrics.good(), "{}: cannot write metrics.csv", dir.string());

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -291,6 +292,24 @@ TEST_SUITE("runner") {
 }
 
 TEST_SUITE("runner") {
+  // The NTK's distances start from the initial weights' kernel: a schedule that leaves step 0 out
+  // used to fail at its first probe step for want of ckpt/step_0.safetensors.
+  TEST_CASE("explicit probe steps without step 0 probe the initial weights as well") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 24);
+    Recipe recipe = tiny_recipe(dir.path(), 12);
+    recipe.schedule.probe_steps = {5, 12};
+    Runner runner(recipe, {dir / "run", {}, true});
+    auto probe = std::make_shared<NtkProbe>();
+    runner.add_probe("ntk", [probe](const ProbeContext& c) { (*probe)(c); });
+    REQUIRE(runner.run() == 0);
+    CHECK(nlohmann::json::parse(std::ifstream(dir / "run" / "run.json"))["status"] == "finished");
+    std::set<std::int64_t> steps;
+    for (const auto& row : read_csv(dir / "run" / "ntk.csv"))
+      if (row[0] != "step") steps.insert(std::stoll(row[0]));
+    CHECK(steps == std::set<std::int64_t>{0, 5, 12});
+  }
+
   TEST_CASE("the NTK probe writes ntk.csv, and a resumed run writes the same rows") {
     test::TempDir dir;
     write_tiny_mnist(dir.path(), 64, 24);

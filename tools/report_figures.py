@@ -31,6 +31,12 @@ except ImportError as e:  # the caller turns this into a hint to install the pac
     sys.exit(3)
 
 
+def legend(ax, **kwargs):
+    """A legend where something is labelled (a run without probes has nothing to name)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def read_csv(path):
     """Columns of a grokscope CSV as lists of strings; None when the file is missing or empty."""
     if not os.path.exists(path) or os.path.getsize(path) == 0:
@@ -125,7 +131,7 @@ def plot_training(r, out):
     loss.set_yscale("log")
     for ax in (acc, loss):
         log_axis(ax)
-        ax.legend(fontsize=8)
+        legend(ax, fontsize=8)
     fig.suptitle(f"{r['name']}: accuracy and loss")
     save(fig, out, "training")
 
@@ -149,7 +155,7 @@ def plot_ntk(r, out):
     vel.set_yscale("log")
     for ax in (dist, vel):
         log_axis(ax)
-        ax.legend(fontsize=8)
+        legend(ax, fontsize=8)
     fig.suptitle(f"{r['name']}: NTK movement (½‖K/‖K‖ − K'/‖K'‖‖²)")
     save(fig, out, "ntk")
 
@@ -190,7 +196,7 @@ def plot_geometry(r, out):
         mark(ax, rise_t50(r["summary"]), "test t_50", "black")
         ax.set_ylabel(label)
         log_axis(ax)
-    axes[0, 0].legend(fontsize=7)
+    legend(axes[0, 0], fontsize=7)
     fig.suptitle(f"{r['name']}: representational geometry per layer (MFTMA)")
     save(fig, out, "geometry")
 
@@ -226,7 +232,7 @@ def draw_overlay(ax, r):
     ax.set_ylabel("normalized")
     ax.set_ylim(-0.15, 1.45)
     log_axis(ax)
-    ax.legend(fontsize=7, loc="upper left", ncol=2, framealpha=0.9)
+    legend(ax, fontsize=7, loc="upper left", ncol=2, framealpha=0.9)
 
 
 def plot_overlay(r, out):
@@ -269,7 +275,7 @@ def plot_comparison(runs, out):
             mark(ax, t50, None, "tab:orange")
         if col == 0:
             top.set_ylabel("accuracy")
-            top.legend(fontsize=8)
+            legend(top, fontsize=8)
             mid.set_ylabel("kernel distance to init")
             bottom.set_ylabel("output-layer capacity")
     fig.suptitle("runs side by side (dashed: test t_50)")
