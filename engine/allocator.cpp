@@ -61,11 +61,16 @@ struct Cache {
   }
 };
 
-// Hands the cache's free blocks back to the system; the cache's lock is held.
+// Hands the cache's free blocks back to the system; the cache's lock is held. Each leaves the
+// cache before it is released, so that a release that throws (a broken device) leaves no block
+// listed that is already gone.
 void drop_free_blocks(Cache& c, Device device) {
-  for (auto& [size, ptr] : c.free_blocks) kernels::backend(device).release(ptr);
-  c.free_blocks.clear();
-  c.bytes = 0;
+  while (!c.free_blocks.empty()) {
+    const auto [size, ptr] = *c.free_blocks.begin();
+    c.free_blocks.erase(c.free_blocks.begin());
+    c.bytes -= size;
+    kernels::backend(device).release(ptr);
+  }
 }
 
 Cache& cache(Device device);
