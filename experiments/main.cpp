@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (info->parsed()) {
-      fmt::print("grokscope {}: cpu backend (OpenBLAS); cuda: {}\n", gs::experiments::git_revision(),
+      fmt::print("grokscope {}\n  cpu: {}\n  cuda: {}\n", gs::experiments::git_revision(), gs::kernels::cpu_description(),
                  gs::kernels::cuda_available() ? "available" : gs::kernels::cuda_unavailable_reason());
       return 0;
     }

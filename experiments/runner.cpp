@@ -22,6 +22,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/step_graph.h"
+#include "kernels/backend.h"
 #include "experiments/console.h"
 #include "experiments/schedule.h"
 #include "experiments/step_queue.h"
@@ -273,6 +274,7 @@ int Runner::run() {
             {"command_line", options_.command_line},
             {"parameters", model->parameter_count()},
             {"device", device_name(device)},
+            {"cpu", kernels::cpu_description()},
             {"train_rows", d.train.size()},
             {"test_rows", d.test.size()}};
   }

@@ -196,6 +196,14 @@ TEST_SUITE("cli") {
     CHECK(bad.out.find("labels must be a 1-D int32 array") != std::string::npos);
   }
 
+  TEST_CASE("info names the revision, the CPU's BLAS and threads, and whether CUDA can be used") {
+    Result info = run("info");
+    CHECK(info.status == 0);
+    CHECK(info.out.find("cpu: OpenBLAS") != std::string::npos);
+    CHECK(info.out.find("OpenMP threads: ") != std::string::npos);
+    CHECK(info.out.find("cuda: ") != std::string::npos);
+  }
+
   TEST_CASE("bad input exits 1 and says what is wrong") {
     test::TempDir dir;
     std::ofstream(dir / "bad.toml") << "[train]\nstpes = 5\n";

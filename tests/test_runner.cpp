@@ -95,6 +95,7 @@ TEST_SUITE("runner") {
     auto info = nlohmann::json::parse(std::ifstream(dir / "run" / "run.json"));
     CHECK(info["status"] == "finished");
     CHECK(info["last_step"] == 60);
+    CHECK(info["cpu"].get<std::string>().find("; OpenMP threads: ") != std::string::npos);  // for reading its timings
     CHECK(parse_recipe(std::string(std::istreambuf_iterator<char>(std::ifstream(dir / "run" / "recipe.toml").rdbuf()), {}),
                        "resolved")
               .to_toml() == recipe.to_toml());

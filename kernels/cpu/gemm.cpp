@@ -1,6 +1,27 @@
 #include <cblas.h>
+#include <fmt/format.h>
+#ifdef _OPENMP  // the fuzz target builds the CPU kernels without OpenMP
+#include <omp.h>
+#endif
+
+#include <string>
 
 #include "kernels/cpu/cpu_backend.h"
+
+namespace gs::kernels {
+
+std::string cpu_description() {
+  const std::string config = openblas_get_config();
+  const auto end = config.find_last_not_of(' ');  // OpenBLAS pads it with a space
+#ifdef _OPENMP
+  const int threads = omp_get_max_threads();
+#else
+  const int threads = 1;
+#endif
+  return fmt::format("{}; OpenMP threads: {}", config.substr(0, end == std::string::npos ? 0 : end + 1), threads);
+}
+
+}  // namespace gs::kernels
 
 namespace gs::kernels::cpu {
 
