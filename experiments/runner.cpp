@@ -22,10 +22,10 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/step_graph.h"
-#include "kernels/backend.h"
 #include "experiments/console.h"
 #include "experiments/schedule.h"
 #include "experiments/step_queue.h"
+#include "kernels/backend.h"
 #include "models/models.h"
 
 #ifndef GROKSCOPE_SOURCE_DIR
