@@ -48,7 +48,7 @@ void GeometryProbe::operator()(const ProbeContext& c) {
     csv_ << fmt::format("{},{},{:.9g},{:.6g},{:.9g},{:.9g},{:.9g},{}\n", c.step, name, g.capacity, g.capacity_se, g.radius,
                         g.dimension, g.center_correlation, g.k);
   }
-  csv_.flush();
+  flush_checked(csv_, c.run_dir / "geometry.csv");
 }
 
 }  // namespace gs::experiments

@@ -195,7 +195,7 @@ void NtkProbe::operator()(const ProbeContext& c) {
     st.previous = std::move(now);
     st.have_previous = true;
   }
-  csv_.flush();
+  flush_checked(csv_, c.run_dir / "ntk.csv");
   if (c.final_step) write_pairwise(c);
 }
 

@@ -35,6 +35,11 @@ std::ofstream open_probe_csv(const std::filesystem::path& file, const std::strin
   return out;
 }
 
+void flush_checked(std::ofstream& out, const std::filesystem::path& file) {
+  out.flush();
+  GS_CHECK(out.good(), "{}: writing its rows failed (disk full?)", file.string());
+}
+
 std::vector<std::int64_t> logged_steps(const std::filesystem::path& file) {
   std::vector<std::int64_t> steps;
   std::ifstream in(file);

@@ -23,6 +23,7 @@
 #include "engine/optim.h"
 #include "engine/step_graph.h"
 #include "experiments/console.h"
+#include "experiments/probe_csv.h"
 #include "experiments/schedule.h"
 #include "experiments/step_queue.h"
 #include "kernels/backend.h"
@@ -441,7 +442,7 @@ int Runner::run() {
         }
         metrics << fmt::format("{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", step, batches.state().epoch,
                                train_eval.loss, train_eval.accuracy, test_eval.loss, test_eval.accuracy, norm, out_norm, elapsed());
-        metrics.flush();
+        flush_checked(metrics, dir / "metrics.csv");
         progress.report(step, r.train.steps, elapsed(), train_eval, test_eval, step == r.train.steps);
       }
       if (probe_steps.count(step) && !(resumed_here && probes_done)) {
@@ -464,7 +465,7 @@ int Runner::run() {
         check_queued_losses();
         checkpoint(step + 1);
         save_resume_state(step + 1, false, false, false);
-        metrics.flush();
+        flush_checked(metrics, dir / "metrics.csv");
         write_info("interrupted", step + 1);
         progress.finish();
         // Said even with --quiet: a stopped run must say where it stopped and how to go on.

@@ -196,6 +196,33 @@ TEST_SUITE("cli") {
     CHECK(bad.out.find("labels must be a 1-D int32 array") != std::string::npos);
   }
 
+  // A full disk, made with a file-size limit (the signal it sends ignored, so that writes past the
+  // limit fail as they would on a full disk): the run stops as failed, naming the log, instead of
+  // finishing with rows missing from it.
+  TEST_CASE("a log that cannot be written stops the run as failed, naming the file") {
+    test::TempDir dir;
+    write_tiny(dir.path());
+    const std::string sets = " --set data.path=" + dir.path().string() +
+                             " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
+                             " --set probe.train_size=8 --set probe.test_size=8 --set schedule.probe_points=3"
+                             " --set probe.geometry_per_class=4 --set schedule.metrics=every --set schedule.metric_every=1"
+                             " --set train.steps=400";
+    // 400 rows of metrics are about 32 kB; the checkpoints are under 8 kB. `ulimit -f 24` is
+    // 12 kB in dash's blocks and 24 kB in bash's, between the two either way.
+    const std::string cmd = "sh -c 'trap \"\" XFSZ; ulimit -f 24; exec " + std::string(GROKSCOPE_BINARY) + " train --out " +
+                            (dir / "run").string() + " --quiet" + sets + "' 2>&1";
+    std::FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    const int raw = pclose(p);
+    CHECK(WIFEXITED(raw));
+    CHECK(WEXITSTATUS(raw) == 1);
+    CHECK(out.find("run/metrics.csv: writing its rows failed (disk full?)") != std::string::npos);
+    CHECK(nlohmann::json::parse(std::ifstream(dir / "run" / "run.json"))["status"] == "failed");
+  }
+
   TEST_CASE("info names the revision, the CPU's BLAS and threads, and whether CUDA can be used") {
     Result info = run("info");
     CHECK(info.status == 0);
