@@ -25,8 +25,8 @@ struct Result {
   std::string out;
 };
 
-Result run(const std::string& args) {
-  const std::string cmd = std::string(GROKSCOPE_BINARY) + " " + args + " 2>&1";
+// A shell command line, its output (stdout and stderr) and exit status (-1: killed by a signal).
+Result run_shell(const std::string& cmd) {
   Result r{0, ""};
   std::FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -35,6 +35,16 @@ Result run(const std::string& args) {
   const int raw = pclose(p);
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
   return r;
+}
+
+Result run(const std::string& args) { return run_shell(std::string(GROKSCOPE_BINARY) + " " + args + " 2>&1"); }
+
+// The --set options that point a recipe at write_tiny's data, with a network and probe sets
+// small enough for it.
+std::string tiny_sets(const std::filesystem::path& data) {
+  return " --set data.path=" + data.string() +
+         " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
+         " --set probe.train_size=8 --set probe.test_size=8";
 }
 
 void write_tiny(const std::filesystem::path& dir) {
@@ -60,10 +70,7 @@ TEST_SUITE("cli") {
   TEST_CASE("train, then ntk --json on two checkpoints reproduces the logged distance") {
     test::TempDir dir;
     write_tiny(dir.path());
-    const std::string sets = " --set data.path=" + dir.path().string() +
-                             " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
-                             " --set probe.train_size=8 --set probe.test_size=8 --set schedule.probe_points=3"
-                             " --set probe.geometry_per_class=4";
+    const std::string sets = tiny_sets(dir.path()) + " --set schedule.probe_points=3 --set probe.geometry_per_class=4";
     std::ofstream(dir / "tiny.toml") << "[train]\nsteps = 30\nloss = \"ce\"\n";
     Result train = run("train " + (dir / "tiny.toml").string() + " --out " + (dir / "run").string() + " --quiet" + sets);
     REQUIRE_MESSAGE(train.status == 0, train.out);
@@ -126,11 +133,9 @@ TEST_SUITE("cli") {
   TEST_CASE("SIGINT stops a run after its step with a checkpoint and status 130, and --resume finishes it") {
     test::TempDir dir;
     write_tiny(dir.path());
-    const std::string sets = " --set data.path=" + dir.path().string() +
-                             " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
-                             " --set probe.train_size=8 --set probe.test_size=8 --set train.steps=2000000"
-                             " --set schedule.metrics=every --set schedule.metric_every=1000 --set probe.ntk=false"
-                             " --set probe.geometry=false";
+    const std::string sets = tiny_sets(dir.path()) +
+                             " --set train.steps=2000000 --set schedule.metrics=every --set schedule.metric_every=1000"
+                             " --set probe.ntk=false --set probe.geometry=false";
     const auto run_dir = dir / "run";
     // One shell: start the run, wait for its first probe checkpoint, interrupt it, print its status.
     const std::string script = std::string(GROKSCOPE_BINARY) + " train --quiet --out " + run_dir.string() + sets + " > " +
@@ -202,24 +207,15 @@ TEST_SUITE("cli") {
   TEST_CASE("a log that cannot be written stops the run as failed, naming the file") {
     test::TempDir dir;
     write_tiny(dir.path());
-    const std::string sets = " --set data.path=" + dir.path().string() +
-                             " --set data.train_size=64 --set model.widths=[16,12,10] --set train.batch_size=16"
-                             " --set probe.train_size=8 --set probe.test_size=8 --set schedule.probe_points=3"
-                             " --set probe.geometry_per_class=4 --set schedule.metrics=every --set schedule.metric_every=1"
-                             " --set train.steps=400";
+    const std::string sets = tiny_sets(dir.path()) +
+                             " --set schedule.probe_points=3 --set probe.geometry_per_class=4 --set schedule.metrics=every"
+                             " --set schedule.metric_every=1 --set train.steps=400";
     // 400 rows of metrics are about 32 kB; the checkpoints are under 8 kB. `ulimit -f 24` is
     // 12 kB in dash's blocks and 24 kB in bash's, between the two either way.
-    const std::string cmd = "sh -c 'trap \"\" XFSZ; ulimit -f 24; exec " + std::string(GROKSCOPE_BINARY) + " train --out " +
-                            (dir / "run").string() + " --quiet" + sets + "' 2>&1";
-    std::FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[4096];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
-    const int raw = pclose(p);
-    CHECK(WIFEXITED(raw));
-    CHECK(WEXITSTATUS(raw) == 1);
-    CHECK(out.find("run/metrics.csv: writing its rows failed (disk full?)") != std::string::npos);
+    const Result full = run_shell("sh -c 'trap \"\" XFSZ; ulimit -f 24; exec " + std::string(GROKSCOPE_BINARY) +
+                                  " train --out " + (dir / "run").string() + " --quiet" + sets + "' 2>&1");
+    CHECK(full.status == 1);
+    CHECK(full.out.find("run/metrics.csv: writing its rows failed (disk full?)") != std::string::npos);
     CHECK(nlohmann::json::parse(std::ifstream(dir / "run" / "run.json"))["status"] == "failed");
   }
 
