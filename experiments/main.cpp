@@ -11,6 +11,8 @@
 #include <charconv>
 #include <chrono>
 #include <ctime>
+#include <limits>
+#include <type_traits>
 
 #include "engine/io/npy.h"
 #include "engine/probe/geometry.h"
@@ -82,31 +84,25 @@ int run_geometry(const std::string& x_path, const std::string& y_path, double ka
   return 0;
 }
 
-// CLI11's own number checks print their bounds to 300 digits and let NaN through.
-CLI::Validator number_in(double low, double high) {
+// CLI11's own number checks print their bounds to 300 digits and let NaN through. T: the
+// option's type (a double, or std::int64_t for a whole number).
+template <class T>
+CLI::Validator number_in(T low, T high) {
+  constexpr bool whole = std::is_integral_v<T>;
+  const bool unbounded = high == std::numeric_limits<T>::max();  // said as "at least"
   return CLI::Validator(
       [=](std::string& text) -> std::string {
-        double v = 0;
+        T v = 0;
         const char* end = text.data() + text.size();
         const auto parsed = std::from_chars(text.data(), end, v);
-        if (parsed.ec != std::errc() || parsed.ptr != end) return "expected a number, got '" + text + "'";
-        if (!(v >= low && v <= high)) return fmt::format("must be in [{}, {}], got {}", low, high, text);
+        if (parsed.ec != std::errc() || parsed.ptr != end)
+          return fmt::format("expected a {}, got '{}'", whole ? "whole number" : "number", text);
+        if (!(v >= low && v <= high))
+          return unbounded ? fmt::format("must be at least {}, got {}", low, text)
+                           : fmt::format("must be in [{}, {}], got {}", low, high, text);
         return "";
       },
-      fmt::format("NUMBER in [{}, {}]", low, high));
-}
-
-CLI::Validator whole_number_at_least(std::int64_t low) {
-  return CLI::Validator(
-      [=](std::string& text) -> std::string {
-        std::int64_t v = 0;
-        const char* end = text.data() + text.size();
-        const auto parsed = std::from_chars(text.data(), end, v);
-        if (parsed.ec != std::errc() || parsed.ptr != end) return "expected a whole number, got '" + text + "'";
-        if (v < low) return fmt::format("must be at least {}, got {}", low, text);
-        return "";
-      },
-      fmt::format("INTEGER ≥ {}", low));
+      unbounded ? fmt::format("INTEGER ≥ {}", low) : fmt::format("{} in [{}, {}]", whole ? "INTEGER" : "NUMBER", low, high));
 }
 
 std::string timestamp() {
@@ -149,7 +145,7 @@ int main(int argc, char** argv) {
   ntk->add_option("--checkpoint", ntk_cmd.checkpoint, "a .safetensors checkpoint (grokscope's, or a PyTorch state_dict saved as safetensors)")->required();
   ntk->add_option("--against", ntk_cmd.against, "a second checkpoint: print the kernel distance between the two");
   ntk->add_option("--probe", ntk_cmd.probe_set, "which probe set: train or test")->check(CLI::IsMember({"train", "test"}));
-  ntk->add_option("--n", ntk_cmd.n, "probe-set size (default: the recipe's)")->check(whole_number_at_least(1));
+  ntk->add_option("--n", ntk_cmd.n, "probe-set size (default: the recipe's)")->check(number_in<std::int64_t>(1, std::numeric_limits<std::int64_t>::max()));
   ntk->add_option("--inputs", ntk_cmd.inputs, "use these images (.npy, float32, n × features or n × C × H × W) instead");
   ntk->add_flag("--json", ntk_cmd.json, "print one JSON object");
 
@@ -161,7 +157,7 @@ int main(int argc, char** argv) {
   bool geo_json = false, geo_keep_centers = false;
   geometry->add_option("--activations", geo_x, "samples × features, .npy, float32 or float64")->required();
   geometry->add_option("--labels", geo_y, "the class of every sample, .npy, int32")->required();
-  geometry->add_option("--kappa", geo_kappa, "margin (default 0)")->check(number_in(0, gs::probe::max_kappa));
+  geometry->add_option("--kappa", geo_kappa, "margin (default 0)")->check(number_in(0.0, gs::probe::max_kappa));
   geometry->add_option("--n-t", geo_nt, "Gaussian vectors per manifold (default 200)")->check(CLI::Range(2, 1000000));
   geometry->add_option("--seed", geo_seed, "seed of the Gaussian vectors and the center-structure restarts");
   geometry->add_flag("--json", geo_json, "print one JSON object");
