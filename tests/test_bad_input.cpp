@@ -1,5 +1,10 @@
 // Bad operands give errors that name the op and the offending shapes or values; NaN propagates.
+#include <algorithm>
+#include <new>
+
+#include "engine/allocator.h"
 #include "helpers.h"
+#include "kernels/cpu/region_errors.h"
 
 using namespace gs;
 using test::random_tensor;
@@ -76,5 +81,44 @@ TEST_SUITE("bad_input") {
                          Error);
     CHECK_THROWS_WITH_AS(ops::conv2d(random_tensor(Shape{1, 1, 4, 4}, 10), random_tensor(Shape{1, 1, 3, 3}, 11), Tensor(), 0),
                          doctest::Contains("stride must be ≥ 1"), Error);
+  }
+
+  // An exception may not leave an OpenMP region (the process would end); kernels/cpu/region_errors.h
+  // carries it out of the region to the caller.
+  TEST_CASE("an error inside a parallel loop reaches the caller") {
+    const std::int64_t n = 1000;
+    std::vector<int> ran(static_cast<std::size_t>(n), 0);
+    kernels::cpu::RegionErrors clean;
+#pragma omp parallel for schedule(dynamic)
+    for (std::int64_t i = 0; i < n; ++i) clean.guard([&] { ran[static_cast<std::size_t>(i)] = 1; });
+    CHECK_NOTHROW(clean.rethrow());
+    CHECK(std::count(ran.begin(), ran.end(), 1) == n);
+
+    kernels::cpu::RegionErrors errors;
+#pragma omp parallel
+    {
+      std::vector<double> scratch;
+      errors.guard([&] { scratch.resize(4); });
+#pragma omp for schedule(dynamic)
+      for (std::int64_t i = 0; i < n; ++i)
+        errors.guard([&] {
+          if (i == 377) throw Error("tile 377 failed");
+          scratch[0] = static_cast<double>(i);
+        });
+    }
+    CHECK(errors.failed());
+    CHECK_THROWS_WITH_AS(errors.rethrow(), doctest::Contains("tile 377 failed"), Error);
+  }
+
+  TEST_CASE("a convolution whose scratch cannot be allocated throws instead of ending the process") {
+    // Two 4608² images and a 2304² kernel: each thread's im2col scratch would be 2305² × 2304²
+    // doubles, 226 TB, past any machine's address space, while the tensors themselves (470 MB,
+    // not poisoned, so never touched) are allocated.
+    struct Unpoisoned {
+      Unpoisoned() { set_allocation_poisoning(false); }
+      ~Unpoisoned() { set_allocation_poisoning(true); }
+    } unpoisoned;
+    Tensor x = Tensor::empty(Shape{2, 1, 4608, 4608}, DType::f64), w = Tensor::empty(Shape{1, 1, 2304, 2304}, DType::f64);
+    CHECK_THROWS_AS(ops::conv2d(x, w, Tensor()), std::bad_alloc);
   }
 }

@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <exception>
 
 #include "engine/error.h"
 #include "engine/rng.h"
 #include "engine/tensor.h"
+#include "kernels/cpu/region_errors.h"
 
 namespace gs::probe {
 
@@ -304,11 +304,9 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
     }
     std::vector<Matrix> found(static_cast<std::size_t>(restarts));
     std::vector<double> stabilities(static_cast<std::size_t>(restarts));
-    // An error may not leave an OpenMP region (the process would end): each restart keeps its
-    // own, and the first is thrown after the loop.
-    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(restarts));
+    kernels::cpu::RegionErrors errors;
 #pragma omp parallel for schedule(dynamic)
-    for (int r = 0; r < restarts; ++r) try {
+    for (int r = 0; r < restarts; ++r) errors.guard([&] {
       const auto& sv2 = starts[static_cast<std::size_t>(r)];
       Matrix v0 = zeros(p - 1, k);  // columns: Xᵀs, then the previous solution's
       for (std::int64_t j = 0; j < p - 1; ++j) {
@@ -331,11 +329,8 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
       }
       found[static_cast<std::size_t>(r)] = v;
       stabilities[static_cast<std::size_t>(r)] = stability;
-    } catch (...) {
-      errors[static_cast<std::size_t>(r)] = std::current_exception();
-    }
-    for (const auto& e : errors)
-      if (e) std::rethrow_exception(e);
+    });
+    errors.rethrow();
     double best_stability = -1;
     Matrix best;
     for (int r = 0; r < restarts; ++r)

@@ -6,6 +6,7 @@
 
 #include "engine/error.h"
 #include "kernels/cpu/lane_sum.h"
+#include "kernels/cpu/region_errors.h"
 
 namespace gs::probe {
 
@@ -33,11 +34,16 @@ std::vector<double> pair_distances(const std::vector<const T*>& p, const std::ve
   constexpr std::int64_t chunks = 64, lanes = 8, block = 1024;  // block: a multiple of the lanes
   const std::size_t count = p.size(), pairs = count * (count - 1) / 2;
   std::vector<double> partial(pairs * chunks);
+  kernels::cpu::RegionErrors errors;
 #pragma omp parallel if (n > (1 << 16))
   {
-    std::vector<double> scaled(count * block), sums(pairs * lanes);
+    std::vector<double> scaled, sums;
+    errors.guard([&] {
+      scaled.resize(count * block);
+      sums.resize(pairs * lanes);
+    });
 #pragma omp for schedule(static)
-    for (std::int64_t c = 0; c < chunks; ++c) {
+    for (std::int64_t c = 0; c < chunks; ++c) errors.guard([&] {
       const std::int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
       std::fill(sums.begin(), sums.end(), 0.0);
       for (std::int64_t b0 = begin; b0 < end; b0 += block) {
@@ -67,8 +73,9 @@ std::vector<double> pair_distances(const std::vector<const T*>& p, const std::ve
         const double* s = &sums[pair * lanes];
         partial[pair * chunks + static_cast<std::size_t>(c)] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
       }
-    }
+    });
   }
+  errors.rethrow();
   std::vector<double> d(count * count, 0.0);
   std::size_t pair = 0;
   for (std::size_t a = 0; a < count; ++a)

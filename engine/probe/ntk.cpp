@@ -10,6 +10,7 @@
 #include "engine/ops.h"
 #include "engine/probe/ntk_tiles.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/region_errors.h"
 
 namespace gs::probe {
 
@@ -210,17 +211,19 @@ void assemble(const std::vector<LayerFactors>& factors, std::int64_t n, std::int
   const int threads = omp_get_max_threads();
   const auto scratch_size = static_cast<std::size_t>(std::min(tile, n) * c * std::min(tile, n) * c);
   std::vector<std::vector<T>> scratch(static_cast<std::size_t>(threads), std::vector<T>(scratch_size));
+  kernels::cpu::RegionErrors errors;
 #pragma omp parallel num_threads(threads)
   {
     T* own = scratch[static_cast<std::size_t>(omp_get_thread_num())].data();
 #pragma omp for schedule(dynamic)
-    for (std::size_t t = 0; t < tiles.size(); ++t) {
+    for (std::size_t t = 0; t < tiles.size(); ++t) errors.guard([&] {
       const std::int64_t i0 = tiles[t].first * tile, i1 = std::min(n, i0 + tile);
       const std::int64_t j0 = tiles[t].second * tile, j1 = std::min(n, j0 + tile);
       T* block = k + i0 * c * rows + j0 * c;
       tiles::write_tile(factors, grams, kernels::KernelTile{i0, i1 - i0, j0, j1 - j0, c, rows}, block, own);
-    }
+    });
   }
+  errors.rethrow();
   // Mirror the upper tiles into the lower ones, block by block so that reads and writes stay in cache.
   constexpr std::int64_t block = 64;
   const std::int64_t nblocks = (rows + block - 1) / block;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/region_errors.h"
 
 namespace gs::probe::products {
 
@@ -34,10 +35,13 @@ double layer_pair_sum(const KernelFactors& a, std::size_t l, const KernelFactors
     const std::int64_t p = std::min(rows_per_chunk, wl - p0), chunk = p * wm;
     // Row i of x: rows p0 .. p0 + p of M_lm(i), D_l(i)[:, p0 : p0 + p]ᵀ E_m(i), one GEMM per
     // sample; inside the parallel loop BLAS runs on the calling thread.
+    kernels::cpu::RegionErrors errors;
 #pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t i = 0; i < n; ++i) errors.guard([&] {
       be.gemm(dtype, kernels::GemmShape{true, false, p, wm, c, wl, wm, wm}, 1.0, d + i * c * wl + p0, e + i * c * wm, 0.0,
               x + i * ldx);
+    });
+    errors.rethrow();
     // S = x xᵀ on and right of the diagonal blocks, a band of rows at a time (BLAS on every thread).
     for (std::int64_t i0 = 0; i0 < n; i0 += band_rows) {
       const std::int64_t rows = std::min(band_rows, n - i0);

@@ -9,6 +9,7 @@
 #include "engine/ops.h"
 #include "engine/probe/ntk_products.h"
 #include "engine/probe/ntk_tiles.h"
+#include "kernels/cpu/region_errors.h"
 
 namespace gs::probe {
 
@@ -110,13 +111,15 @@ std::vector<double> tile_sums(const KernelFactors& cur, const std::vector<const 
     const int threads = omp_get_max_threads();
     std::vector<Tensor> buffers;
     for (int t = 0; t < 3 * threads; ++t) buffers.push_back(Tensor::empty(Shape{tile_elements}, dtype));
+    kernels::cpu::RegionErrors errors;
 #pragma omp parallel num_threads(threads)
     {
       const auto own = static_cast<std::size_t>(3 * omp_get_thread_num());
 #pragma omp for schedule(dynamic)
       for (std::size_t p = 0; p < pairs.blocks.size(); ++p)
-        one_tile(p, buffers[own].raw(), buffers[own + 1].raw(), buffers[own + 2].raw());
+        errors.guard([&] { one_tile(p, buffers[own].raw(), buffers[own + 1].raw(), buffers[own + 2].raw()); });
     }
+    errors.rethrow();
   } else {
     Tensor tk = Tensor::empty(Shape{tile_elements}, dtype, device), tr = Tensor::empty(Shape{tile_elements}, dtype, device);
     Tensor scratch = Tensor::empty(Shape{tile_elements}, dtype, device);

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/region_errors.h"
 
 namespace gs::kernels::cpu {
 
@@ -31,33 +32,39 @@ void CpuBackend::conv2d_forward(DType dtype, const ConvGeometry& g, i64 images, 
   const i64 pixels = g.out_h() * g.out_w(), patch = g.patch_size();
   const ImageStrides st = strides_of(dtype, g, filters);
   const std::size_t col_bytes = static_cast<std::size_t>(patch * pixels) * st.bytes;
+  RegionErrors errors;
 #pragma omp parallel if (images > 1)
   {
-    std::vector<char> scratch(patches ? 0 : col_bytes);
+    std::vector<char> scratch;
+    errors.guard([&] { scratch.resize(patches ? 0 : col_bytes); });
 #pragma omp for schedule(static)
-    for (i64 i = 0; i < images; ++i) {  // y_i = W col_i
+    for (i64 i = 0; i < images; ++i) errors.guard([&] {  // y_i = W col_i
       char* col = patches ? static_cast<char*>(patches) + static_cast<std::size_t>(i) * col_bytes : scratch.data();
       im2col(dtype, g, static_cast<const char*>(x) + static_cast<std::size_t>(i) * st.in * st.bytes, col);
       gemm(dtype, {false, false, filters, pixels, patch, patch, pixels, pixels}, 1.0, w, col, 0.0,
            static_cast<char*>(y) + static_cast<std::size_t>(i) * st.out * st.bytes);
-    }
+    });
   }
+  errors.rethrow();
 }
 
 void CpuBackend::conv2d_backward_data(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* gy,
                                       const void* w, void* gx) {
   const i64 pixels = g.out_h() * g.out_w(), patch = g.patch_size();
   const ImageStrides st = strides_of(dtype, g, filters);
+  RegionErrors errors;
 #pragma omp parallel if (images > 1)
   {
-    std::vector<char> col(static_cast<std::size_t>(patch * pixels) * st.bytes);
+    std::vector<char> col;
+    errors.guard([&] { col.resize(static_cast<std::size_t>(patch * pixels) * st.bytes); });
 #pragma omp for schedule(static)
-    for (i64 i = 0; i < images; ++i) {  // gx_i = col2im(Wᵀ gy_i)
+    for (i64 i = 0; i < images; ++i) errors.guard([&] {  // gx_i = col2im(Wᵀ gy_i)
       gemm(dtype, {true, false, patch, pixels, filters, patch, pixels, pixels}, 1.0, w,
            static_cast<const char*>(gy) + static_cast<std::size_t>(i) * st.out * st.bytes, 0.0, col.data());
       col2im(dtype, g, col.data(), static_cast<char*>(gx) + static_cast<std::size_t>(i) * st.in * st.bytes);
-    }
+    });
   }
+  errors.rethrow();
 }
 
 void CpuBackend::conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64 images, i64 filters, const void* x,

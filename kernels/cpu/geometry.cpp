@@ -9,6 +9,7 @@
 
 #include "kernels/anchor_terms.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/region_errors.h"
 
 namespace gs::kernels::cpu {
 
@@ -158,8 +159,9 @@ void CpuBackend::layer_centers(const LayerClasses& l, double* mean, double* cent
 void CpuBackend::manifold_points(const LayerClasses& l, const double* mean, const double* basis, i64 k, double* work,
                                  double* norms) {
   const i64 f_count = l.features;
+  RegionErrors errors;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (i64 c = 0; c < l.classes; ++c) {
+  for (i64 c = 0; c < l.classes; ++c) errors.guard([&] {
     const i64 first = l.class_first[c], m = l.class_first[c + 1] - first;
     double* s = work + f_count * first;
     std::vector<double> point(static_cast<std::size_t>(f_count)), own_mean(static_cast<std::size_t>(f_count), 0.0);
@@ -187,7 +189,8 @@ void CpuBackend::manifold_points(const LayerClasses& l, const double* mean, cons
       }
     norms[2 * c] = norm;
     norms[2 * c + 1] = spread;
-  }
+  });
+  errors.rethrow();
 }
 
 void CpuBackend::span_coordinates(const std::vector<SpanProblem>& manifolds) {
@@ -220,11 +223,12 @@ void CpuBackend::solve_anchors(const std::vector<AnchorProblem>& manifolds, doub
   // Every (manifold, t) pair is one task; first[i] is the index of manifold i's first.
   std::vector<i64> first(manifolds.size() + 1, 0);
   for (std::size_t i = 0; i < manifolds.size(); ++i) first[i + 1] = first[i] + manifolds[i].count;
+  RegionErrors errors;  // nnls_gram allocates its factor, m² values, in every task
 #pragma omp parallel
   {
     std::vector<double> aty;
 #pragma omp for schedule(dynamic, 4)
-    for (i64 task = 0; task < first.back(); ++task) {
+    for (i64 task = 0; task < first.back(); ++task) errors.guard([&] {
       const std::size_t i = static_cast<std::size_t>(std::upper_bound(first.begin(), first.end(), task) - first.begin()) - 1;
       const AnchorProblem& p = manifolds[i];
       const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count, q = task - first[i];
@@ -244,15 +248,16 @@ void CpuBackend::solve_anchors(const std::vector<AnchorProblem>& manifolds, doub
       if (t[d] + best_proj + p.kappa < 0) {  // t itself is feasible: v = t, the anchor is that point
         std::fill(z, z + m, 0.0);
         p.interior[q] = static_cast<std::int32_t>(best + 1);
-        continue;
+        return;
       }
       p.interior[q] = 0;
       // Aᵀy with y = t + κ ê (ê the center direction, the last coordinate).
       aty.resize(static_cast<std::size_t>(m));
       for (i64 mu = 0; mu < m; ++mu) aty[static_cast<std::size_t>(mu)] = p.proj[mu * n_t + q] + p.kappa * s[mu * d1 + d];
       nnls_gram(p.gram, aty.data(), m, tolerance, z);
-    }
+    });
   }
+  errors.rethrow();
 }
 
 void CpuBackend::anchor_terms(const AnchorProblem& p, const double* sz, const double* gz, double* anchors,
