@@ -59,7 +59,9 @@ GS_HOST_DEVICE inline void anchor_row(const AnchorProblem& p, i64 q, const doubl
       sn += anchor[k] * anchor[k];
       dot += t[k] * anchor[k];
     }
-    cosine = dot / (sqrt(tn) * sqrt(sn + 1e-12));
+    // No ε under the root: the anchor's first D coordinates shrink as 1/κ (its spread is the
+    // radius), and a fixed ε swamped them above κ ≈ 1e5, pulling the dimension down.
+    cosine = sn > 0 && tn > 0 ? dot / (sqrt(tn) * sqrt(sn)) : 0;
   }
   row[cosine_term] = cosine;
   row[max_violation_term] = violation;

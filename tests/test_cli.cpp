@@ -245,7 +245,7 @@ TEST_SUITE("cli") {
     CHECK(directory.out.find(dir.path().string() + ": is a directory; give the path of a file in it") != std::string::npos);
     Result kappa = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "y.npy").string() + " --kappa nan");
     CHECK(kappa.status != 0);
-    CHECK(kappa.out.find("--kappa: must be in [0, 1000], got nan") != std::string::npos);
+    CHECK(kappa.out.find("--kappa: must be in [0, 1000000], got nan") != std::string::npos);
     std::ofstream(dir / "good.toml") << "[train]\nsteps = 5\n";
     Result out_under_file = run("train " + (dir / "good.toml").string() + " --out " + (dir / "good.toml" / "run").string());
     CHECK(out_under_file.status == 1);

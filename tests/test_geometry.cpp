@@ -321,8 +321,21 @@ TEST_SUITE("geometry") {
     CHECK_THROWS_WITH_AS(analyze_layer(nan, 4, c.y, 3, 0.0, 10, 1), doctest::Contains("NaN or Inf"), Error);
     CHECK_THROWS_WITH_AS(analyze_layer(c.x, 5, c.y, 3, 0.0, 10, 1), doctest::Contains("the same number of rows"), Error);
     for (double kappa : {-0.5, std::nan(""), double(INFINITY), 2 * max_kappa})  // NaN used to give NaN capacity silently
-      CHECK_THROWS_WITH_AS(analyze_layer(c.x, 4, c.y, 3, kappa, 10, 1), doctest::Contains("the margin kappa must be in [0, 1000]"),
-                           Error);
+      CHECK_THROWS_WITH_AS(analyze_layer(c.x, 4, c.y, 3, kappa, 10, 1),
+                           doctest::Contains("the margin kappa must be in [0, 1000000]"), Error);
+  }
+
+  TEST_CASE("a layer: at large margins capacity goes as 1/κ², radius as 1/κ, and the dimension settles") {
+    // The anchors tend to a limit whose first D coordinates shrink as 1/κ: the dimension (a
+    // cosine) must not depend on their scale. A fixed ε under the cosine's root once pulled it
+    // from 39.0 to 38.0 at κ = 1e6 on this layer.
+    auto c = clouds(3, 40, 50, 0.7, 4);
+    const auto at = [&](double kappa) { return analyze_layer(c.x, 50, c.y, 3, kappa, 100, 9, false); };
+    const auto mid = at(1e4), high = at(1e6);
+    CHECK(high.dimension == doctest::Approx(mid.dimension).epsilon(1e-9));
+    CHECK(1e6 * high.radius == doctest::Approx(1e4 * mid.radius).epsilon(1e-4));  // the next order is 1/κ
+    CHECK(1e12 * high.capacity == doctest::Approx(1.0).epsilon(1e-6));
+    CHECK(1e8 * mid.capacity == doctest::Approx(1.0).epsilon(1e-4));
   }
 }
 

@@ -52,8 +52,9 @@ def analyze_manifold(s, kappa, t_vectors):
     capacity_se = terms.std(ddof=1) / np.sqrt(len(terms)) / mean**2
     centred = (anchors[:, :d] - anchors[:, :d].mean(0)) / anchors[:, d:d1]
     radius = np.sqrt((centred**2).sum(1).mean())
+    # The reference adds 1e-12 under the anchor's root; grokscope does not (docs/geometry.md).
     cos = (t_vectors[:, :d] * anchors[:, :d]).sum(1) / (
-        np.linalg.norm(t_vectors[:, :d], axis=1) * np.sqrt((anchors[:, :d] ** 2).sum(1) + 1e-12))
+        np.linalg.norm(t_vectors[:, :d], axis=1) * np.linalg.norm(anchors[:, :d], axis=1))
     dimension = d * cos.mean() ** 2
     return capacity, capacity_se, radius, dimension
 
