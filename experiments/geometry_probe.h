@@ -17,7 +17,10 @@ namespace gs::experiments {
 
 class GeometryProbe {
  public:
-  GeometryProbe(double kappa, std::int64_t n_t, std::uint64_t seed) : kappa_(kappa), n_t_(n_t), seed_(seed) {}
+  // remove_center_structure: the analysis's step 2 (engine/probe/geometry.h), on unless a caller
+  // needs the manifolds as they are.
+  GeometryProbe(double kappa, std::int64_t n_t, std::uint64_t seed, bool remove_center_structure = true)
+      : kappa_(kappa), n_t_(n_t), seed_(seed), remove_center_structure_(remove_center_structure) {}
   void operator()(const ProbeContext& context);
   Device last_device() const { return last_device_; }  // where the last probe step's analysis ran
 
@@ -25,6 +28,7 @@ class GeometryProbe {
   double kappa_;
   std::int64_t n_t_;
   std::uint64_t seed_;
+  bool remove_center_structure_;
   std::ofstream csv_;
   Tensor device_images_;  // the probe set's images on the training device, uploaded once
   Device last_device_ = Device::cpu;

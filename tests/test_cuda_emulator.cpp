@@ -855,4 +855,21 @@ TEST_SUITE("cuda_emulator") {
     CHECK(tiling_of(200, GemmTiling::large_tiles) == "gemm (128 × 128 tiles)");
     CHECK(c.to_vector()[0] == 1.0);
   }
+
+  // nvcc fuses a·b + c into one rounding (--fmad=true, its default); so do the emulated kernels
+  // where the CPU has FMA (the top-level CMakeLists.txt). A DGEMM of −1·1 + a·a with a = 1 + 2⁻³⁰
+  // tells the two apart: fused, a·a keeps its 2⁻⁶⁰ and the sum is 2⁻²⁹ + 2⁻⁶⁰; rounded first, 2⁻²⁹.
+  TEST_CASE("the emulated kernels fuse multiply-adds as nvcc does") {
+#if !defined(GROKSCOPE_EMULATED_FMA)
+    MESSAGE("skipped: this CPU has no FMA, so the emulated kernels round every product");
+#else
+    const double a = 1 + std::ldexp(1.0, -30);
+    gs::Tensor x = gs::Tensor::from(std::vector<double>{-1, a}, gs::Shape{2}, gs::DType::f64, gs::Device::cuda);
+    gs::Tensor y = gs::Tensor::from(std::vector<double>{1, a}, gs::Shape{2}, gs::DType::f64, gs::Device::cuda);
+    gs::Tensor out = gs::Tensor::empty(gs::Shape{1}, gs::DType::f64, gs::Device::cuda);
+    gs::kernels::backend(gs::Device::cuda).gemm(gs::DType::f64, {false, false, 1, 1, 2, 2, 1, 1}, 1.0, x.raw(), y.raw(), 0.0,
+                                                 out.raw());
+    CHECK(out.to_vector()[0] == std::ldexp(1.0, -29) + std::ldexp(1.0, -60));
+#endif
+  }
 }

@@ -31,9 +31,12 @@
 //     replayed kernel whose memory was freed since its capture fails as an illegal address;
 //   - a block's shared memory starts as NaN bytes, as garbage would on a GPU (the build copies
 //     the kernels with a poison_shared call after each __shared__ declaration);
-// What it does not model: timing, warps (no warp-synchronous code is used), the device's
-// floating-point contractions, and concurrency between streams (every stream is one in-order
-// queue).
+//   - the kernels fuse a·b + c into one rounding, as nvcc does by default, where the CPU has FMA
+//     (the build compiles them with -mfma -ffp-contract=fast; the compiler's choice of which
+//     products to fuse need not be nvcc's, so the rounding is alike in kind, not bit for bit);
+// What it does not model: timing, warps (no warp-synchronous code is used), the device's math
+// functions' last bits (expf, tanh, ...: the host's libm here), and concurrency between streams
+// (every stream is one in-order queue).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
