@@ -40,7 +40,8 @@ void add_ntk_probe(gs::experiments::Runner& runner) {
 
 void add_geometry_probe(gs::experiments::Runner& runner) {
   const auto& p = runner.recipe().probe;
-  auto probe = std::make_shared<gs::experiments::GeometryProbe>(p.kappa, p.geometry_n_t, runner.recipe().train.seed);
+  auto probe = std::make_shared<gs::experiments::GeometryProbe>(p.kappa, p.geometry_n_t, runner.recipe().train.seed,
+                                                                 p.geometry_center_structure);
   runner.add_probe("geometry", [probe](const gs::experiments::ProbeContext& c) { (*probe)(c); });
 }
 

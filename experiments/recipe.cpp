@@ -297,6 +297,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin, const st
   probe.read("geometry", r.probe.geometry);
   probe.read("geometry_per_class", r.probe.geometry_per_class);
   probe.read("geometry_n_t", r.probe.geometry_n_t);
+  probe.read("geometry_center_structure", r.probe.geometry_center_structure);
   probe.read("kappa", r.probe.kappa);
   probe.finish();
 
@@ -351,7 +352,7 @@ std::string Recipe::to_toml() const {
       {"probe", toml::table{{"train_size", probe.train_size}, {"test_size", probe.test_size}, {"ntk", probe.ntk},
                             {"save_kernels", probe.save_kernels}, {"geometry", probe.geometry},
                             {"geometry_per_class", probe.geometry_per_class}, {"geometry_n_t", probe.geometry_n_t},
-                            {"kappa", probe.kappa}}},
+                            {"geometry_center_structure", probe.geometry_center_structure}, {"kappa", probe.kappa}}},
   };
   std::ostringstream out;
   out << t << "\n";

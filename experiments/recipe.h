@@ -63,6 +63,7 @@ struct Recipe {
     bool geometry = true;                // the geometry probe at every probe step (geometry.csv)
     std::int64_t geometry_per_class = 200;  // test points per class for it, as the study
     std::int64_t geometry_n_t = 200;        // Gaussian vectors per manifold
+    bool geometry_center_structure = true;  // remove the class centers' shared structure first (step 2)
     double kappa = 0;                       // the margin, in [0, probe::max_kappa] (engine/probe/geometry.h)
   } probe;
 

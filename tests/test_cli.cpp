@@ -1,5 +1,6 @@
 // The grokscope binary end to end: train on a tiny dataset, then `grokscope ntk --json` on two
 // of its checkpoints must report the distance the run logged; bad input exits 1 with the reason.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -128,6 +129,24 @@ TEST_SUITE("cli") {
     CHECK(summary["notes"].empty());
     CHECK(!summary["verdict"].get<std::string>().empty());
     CHECK(nlohmann::json::parse(report.out)[0]["verdict"] == summary["verdict"]);
+
+    // probe.geometry_center_structure = false analyses the manifolds as they are: K is 0 on every
+    // row, where the run above removed a structure from some layer.
+    Result plain = run("train " + (dir / "tiny.toml").string() + " --out " + (dir / "plain").string() + " --quiet" + sets +
+                       " --set probe.ntk=false --set probe.geometry_center_structure=false");
+    REQUIRE_MESSAGE(plain.status == 0, plain.out);
+    auto k_column = [](const std::filesystem::path& csv_path) {
+      std::ifstream csv_file(csv_path);
+      std::string row;
+      std::vector<std::string> ks;
+      std::getline(csv_file, row);
+      while (std::getline(csv_file, row)) ks.push_back(row.substr(row.rfind(',') + 1));
+      return ks;
+    };
+    const auto plain_k = k_column(dir / "plain" / "geometry.csv"), removed_k = k_column(dir / "run" / "geometry.csv");
+    CHECK(plain_k.size() == removed_k.size());
+    CHECK(std::all_of(plain_k.begin(), plain_k.end(), [](const std::string& k) { return k == "0"; }));
+    CHECK(std::any_of(removed_k.begin(), removed_k.end(), [](const std::string& k) { return k != "0"; }));
   }
 
   TEST_CASE("SIGINT stops a run after its step with a checkpoint and status 130, and --resume finishes it") {
