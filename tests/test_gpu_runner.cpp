@@ -85,10 +85,10 @@ TEST_SUITE("gpu") {
     test::TempDir dir;
     test::write_tiny_mnist(dir.path(), 64, 24);
     const Recipe recipe = test::tiny_recipe(dir.path(), 40);
-    // Without the center structure's removal: which of its restarts it keeps can flip under a
+    // Without the center structure's removal: its search can end at another subspace after a
     // change of the activations at rounding level. On these 4-class layers of 16 points, the f32
-    // rounding of a device that fuses multiply-adds (up to 1e-6) flipped it on two layers of 30,
-    // moving a capacity by 2% and a radius by 22%. The center structure is a host computation
+    // rounding of a device that fuses multiply-adds moved it on two layers of 30,
+    // and with it a capacity by 2% and a radius by 22%. The center structure is a host computation
     // from the class centers, checked on the same activations on both devices in test_gpu.cpp.
     Device geometry_on = Device::cuda;
     train_tiny(recipe, dir / "cpu", Device::cpu, TinyRun{.center_structure = false, .geometry_device = &geometry_on});
