@@ -10,7 +10,7 @@ namespace gs::kernels {
 
 // Entry `index` of span_coordinates' output (index = point · dims + coordinate), from the work
 // array once its QR (F > m) has left R in the upper triangle.
-GS_HOST_DEVICE inline double span_coordinate(const SpanProblem& p, i64 index) {
+GS_SHARED_INLINE double span_coordinate(const SpanProblem& p, i64 index) {
   const i64 m = p.points, d1 = p.dims(), point = index / d1, r = index % d1;
   if (r == d1 - 1) return 1;                           // the center coordinate
   if (p.features <= m) return p.work[r * m + point];   // feature r of the point
@@ -21,7 +21,7 @@ GS_HOST_DEVICE inline double span_coordinate(const SpanProblem& p, i64 index) {
 
 // The anchor s̃ of t_q (the max-projection point when t_q is interior, else Sᵀz / Σz) into
 // `anchor` [dims], and every column of its row of terms but the radius's.
-GS_HOST_DEVICE inline void anchor_row(const AnchorProblem& p, i64 q, const double* sz, const double* gz, double* anchor,
+GS_SHARED_INLINE void anchor_row(const AnchorProblem& p, i64 q, const double* sz, const double* gz, double* anchor,
                                       double* row) {
   const i64 d1 = p.dims, d = d1 - 1, m = p.points, n_t = p.count;
   const double* t = p.t + q * d1;
@@ -70,7 +70,7 @@ GS_HOST_DEVICE inline void anchor_row(const AnchorProblem& p, i64 q, const doubl
 }
 
 // ‖(s̃ − mean s̃)_{1..D} / s̃_{D+1}‖² of one anchor.
-GS_HOST_DEVICE inline double radius_term_of(const double* anchor, const double* mean, i64 dims) {
+GS_SHARED_INLINE double radius_term_of(const double* anchor, const double* mean, i64 dims) {
   const i64 d = dims - 1;
   double sq = 0;
   for (i64 k = 0; k < d; ++k) {

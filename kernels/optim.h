@@ -35,7 +35,7 @@ struct AdamCorrections {
   double step_size;  // lr / (1 − β1^t)
   double sqrt_bc2;   // √(1 − β2^t)
 };
-GS_HOST_DEVICE inline AdamCorrections adam_corrections(double lr, double beta1, double beta2, double t) {
+GS_SHARED_INLINE AdamCorrections adam_corrections(double lr, double beta1, double beta2, double t) {
   return {lr / (1 - pow(beta1, t)), sqrt(1 - pow(beta2, t))};
 }
 
