@@ -41,9 +41,9 @@ struct ManifoldGeometry {
 
 // The largest margin κ accepted. κ is in units of a manifold's center norm (the last coordinate
 // is 1), so the margins of interest are of order 1. Far above 1 the capacity tends to 1/κ², the
-// radius falls as 1/κ and the dimension settles; up to 1e6 κ²·capacity, κ·radius and the
-// dimension hold to 1e-9 of their limits (a test), and past 1e8 they lose about a digit a decade
-// to rounding (the anchors' first D coordinates are of order 1/κ).
+// radius falls as 1/κ and the dimension settles: a test holds the dimension to 1e-9 between
+// κ = 1e4 and 1e6, and κ·radius and κ²·capacity close to their limits. Past 1e8 they lose about a
+// digit a decade to rounding (the anchors' first D coordinates are of order 1/κ).
 inline constexpr double max_kappa = 1e6;
 
 // t_vectors: column-major [dims, n_t] standard normal draws. The anchors are solved on `device`
