@@ -1,7 +1,7 @@
 // The CUDA backend's kernels against the vendor libraries, in one process: grokscope's SGEMM and
 // DGEMM against cuBLAS at the study's shapes (GFLOP/s of both tilings and of the one the shape
 // gets, its ratio, max error against the float64 reference or, for shapes too large for it,
-// against cuBLAS); the CNN's convolutions (implicit
+// against cuBLAS), and the optional TF32 tensor-core kernel against cuBLAS's TF32 mode; the CNN's convolutions (implicit
 // GEMM: forward, input and weight gradients) against cuDNN; one training step of the MNIST MLP
 // and of the CNN, eager and replayed as one CUDA graph, with plain and with overlapped launches
 // (kernels/graph.h); the geometry probe of an EMNIST-sized
@@ -44,13 +44,16 @@ using namespace gs;
 
 // The few cuBLAS entry points used, by their C ABI (cublas_api.h): handles are pointers, the
 // operation enum is an int (N = 0, T = 1), and every call returns a status int (0 = success).
+// A second handle in CUBLAS_TF32_TENSOR_OP_MATH (3) is the baseline of the TF32 kernels.
 struct Cublas {
   using Create = int (*)(void**);
+  using SetMathMode = int (*)(void*, int);
   using Sgemm = int (*)(void*, int, int, int, int, int, const float*, const float*, int, const float*, int,
                         const float*, float*, int);
   using Dgemm = int (*)(void*, int, int, int, int, int, const double*, const double*, int, const double*, int,
                         const double*, double*, int);
   void* handle = nullptr;
+  void* tf32_handle = nullptr;  // null where this cuBLAS has no TF32 mode
   Sgemm sgemm = nullptr;
   Dgemm dgemm = nullptr;
   std::string origin;
@@ -64,6 +67,8 @@ struct Cublas {
       dgemm = reinterpret_cast<Dgemm>(dlsym(lib, "cublasDgemm_v2"));
       if (create && sgemm && dgemm && create(&handle) == 0) {
         origin = name;
+        auto set_math_mode = reinterpret_cast<SetMathMode>(dlsym(lib, "cublasSetMathMode"));
+        if (!set_math_mode || create(&tf32_handle) != 0 || set_math_mode(tf32_handle, 3) != 0) tf32_handle = nullptr;
         return true;
       }
     }
@@ -71,12 +76,12 @@ struct Cublas {
   }
   // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands.
   template <class T>
-  void gemm(const kernels::GemmShape& s, const T* a, const T* b, T* c) const {
+  void gemm(const kernels::GemmShape& s, const T* a, const T* b, T* c, bool tf32 = false) const {
     const T one = 1, zero = 0;
     const int opa = s.transpose_b ? 1 : 0, opb = s.transpose_a ? 1 : 0;
     int status;
     if constexpr (std::is_same_v<T, float>)
-      status = sgemm(handle, opa, opb, int(s.n), int(s.m), int(s.k), &one, b, int(s.ldb), a, int(s.lda), &zero, c, int(s.ldc));
+      status = sgemm(tf32 ? tf32_handle : handle, opa, opb, int(s.n), int(s.m), int(s.k), &one, b, int(s.ldb), a, int(s.lda), &zero, c, int(s.ldc));
     else
       status = dgemm(handle, opa, opb, int(s.n), int(s.m), int(s.k), &one, b, int(s.ldb), a, int(s.lda), &zero, c, int(s.ldc));
     if (status != 0) std::fprintf(stderr, "cuBLAS gemm returned status %d\n", status);
@@ -235,6 +240,55 @@ void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
               cublas ? std::to_string(flops / theirs * 1e-9).substr(0, 8).c_str() : "n/a",
               cublas ? std::to_string(theirs / ours).substr(0, 5).c_str() : "n/a",
               want.empty() ? "n/a" : (std::to_string(err / std::max(scale, 1e-300)).substr(0, 9) + " vs " + against).c_str());
+}
+
+// The TF32 tensor-core kernels (kernels/cuda/tensor_core_tile.cuh), labelled as such, against
+// cuBLAS in its TF32 mode: speed, and each one's max error against the float64 product of the
+// FP32 operands (or, for shapes too large for it, against our FP32 kernel), to set beside FP32's.
+void bench_gemm_tf32(const Cublas* cublas, const Shape3& sh) {
+  const kernels::GemmShape s{sh.ta, sh.tb, sh.m, sh.n, sh.k, sh.ta ? sh.m : sh.k, sh.tb ? sh.k : sh.n, sh.n};
+  Generator gen(5, Stream::test);
+  Tensor a = Tensor::empty(Shape{sh.m * sh.k}, DType::f64), b = Tensor::empty(Shape{sh.k * sh.n}, DType::f64);
+  gen.normal(a, 0, 1);
+  gen.normal(b, 0, 1);
+  Tensor ad = a.to(DType::f32).to(Device::cuda), bd = b.to(DType::f32).to(Device::cuda);
+  Tensor c = Tensor::zeros(Shape{sh.m * sh.n}, DType::f32, Device::cuda);
+  Tensor c_ref = Tensor::zeros(Shape{sh.m * sh.n}, DType::f32, Device::cuda);
+  auto& be = kernels::backend(Device::cuda);
+  const double flops = 2.0 * double(sh.m) * double(sh.n) * double(sh.k);
+  const int calls = std::min(2000, std::max(1, int(2e10 / std::max(flops, 1.0))));
+  std::vector<double> want;
+  std::string against = "f64 reference";
+  if (flops <= 2e9) {
+    want = reference::matmul(a.to(DType::f32).to_vector(), b.to(DType::f32).to_vector(), sh.m, sh.n, sh.k, sh.ta, sh.tb);
+  } else {
+    be.gemm(DType::f32, s, 1.0, ad.raw(), bd.raw(), 0.0, c.raw());
+    want = c.to_vector();
+    against = "our FP32";
+  }
+  auto relative_error = [&](const Tensor& got_tensor) {
+    const auto got = got_tensor.to_vector();
+    double err = 0, scale = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      err = std::max(err, std::abs(got[i] - want[i]));
+      scale = std::max(scale, std::abs(want[i]));
+    }
+    return std::to_string(err / std::max(scale, 1e-300)).substr(0, 9);
+  };
+  kernels::set_gemm_precision(kernels::GemmPrecision::tf32);
+  const double ours = median_seconds([&] { be.gemm(DType::f32, s, 1.0, ad.raw(), bd.raw(), 0.0, c.raw()); }, calls);
+  kernels::set_gemm_precision(kernels::GemmPrecision::fp32);
+  const bool have = cublas && cublas->tf32_handle;
+  double theirs = NAN;
+  if (have)
+    theirs = median_seconds([&] { cublas->gemm<float>(s, static_cast<const float*>(ad.raw()), static_cast<const float*>(bd.raw()),
+                                                      static_cast<float*>(c_ref.raw()), true); },
+                            calls);
+  std::printf("| TF32 tensor cores %s | %lld×%lld×%lld%s%s | %.1f | %s | %s | %s vs %s | %s |\n", sh.what, (long long)sh.m,
+              (long long)sh.n, (long long)sh.k, sh.ta ? " Aᵀ" : "", sh.tb ? " Bᵀ" : "", flops / ours * 1e-9,
+              have ? std::to_string(flops / theirs * 1e-9).substr(0, 8).c_str() : "n/a",
+              have ? std::to_string(theirs / ours).substr(0, 5).c_str() : "n/a", relative_error(c).c_str(), against.c_str(),
+              have ? relative_error(c_ref).c_str() : "n/a");
 }
 
 // A dense layer's forward (GEMM, bias, ReLU as it stores) split along its depth, as a deep layer
@@ -693,6 +747,11 @@ int main(int argc, char** argv) {
   for (const auto& s : shapes) bench_gemm<double>(base, s, DType::f64);
   // The NTK probe's trace kernel of a layer: an f64 product over its C · width signal columns.
   bench_gemm<double>(base, {"NTK trace kernel, EMNIST layer 2", 1280, 1280, 47 * 512, false, true}, DType::f64);
+
+  std::printf("\n| TF32 kernel (optional, not the default) | m×n×k | GFLOP/s | cuBLAS TF32 GFLOP/s | ratio (ours/cuBLAS speed) | "
+              "max error / max |ref| | cuBLAS TF32's |\n");
+  std::printf("| --- | --- | ---: | ---: | ---: | --- | --- |\n");
+  for (int i : {0, 1, 3, 10, 12, 15}) bench_gemm_tf32(base, shapes[static_cast<std::size_t>(i)]);
 
   section("dense layer forward", bench_dense_forward);
 

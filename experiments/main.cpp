@@ -1,6 +1,6 @@
 // The grokscope command line.
-//   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...] [--device cpu|cuda] [--no-graph]
-//   grokscope train --resume DIR [--device cpu|cuda] [--no-graph]
+//   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...] [--device cpu|cuda] [--no-graph] [--tf32]
+//   grokscope train --resume DIR [--device cpu|cuda] [--no-graph] [--tf32]
 //   grokscope ntk --checkpoint A.safetensors [--against B.safetensors] [--recipe R] [--probe train|test] [--n N] [--inputs X.npy] [--json]
 //   grokscope geometry --activations X.npy --labels Y.npy [--kappa K] [--n-t N] [--seed S] [--no-center-structure] [--device cpu|cuda] [--json]
 //   grokscope report RUN_DIR [RUN_DIR ...] [--out DIR] [--no-figures] [--json]
@@ -138,6 +138,10 @@ int main(int argc, char** argv) {
   bool no_graph = false;
   train->add_flag("--no-graph", no_graph,
                   "on cuda, run the training step kernel by kernel instead of replaying it as one CUDA graph");
+  bool tf32 = false;
+  train->add_flag("--tf32", tf32,
+                  "on cuda, multiply the training step's dense layers in TF32 on the tensor cores (10-bit mantissas; "
+                  "evaluations and probes stay FP32)");
 
   auto* ntk = app.add_subcommand("ntk", "the NTK of a checkpoint, and its distance to another");
   std::string ntk_recipe;
@@ -203,6 +207,8 @@ int main(int argc, char** argv) {
     if (train->parsed() && train_device == gs::Device::cuda && !gs::kernels::cuda_available())
       throw gs::Error(std::string("--device cuda: ") + gs::kernels::cuda_unavailable_reason() +
                       "; train with --device cpu (the default) instead");
+    if (train->parsed() && tf32 && train_device != gs::Device::cuda)
+      throw gs::Error("--tf32 multiplies on a GPU's tensor cores; give it with --device cuda (the CPU multiplies in FP32)");
     if (train->parsed() && !resume_dir.empty()) {
       if (!recipe_path.empty() || !overrides.empty() || !out.empty())
         throw gs::Error("--resume continues the recipe the run recorded: give no recipe, --set or --out with it");
@@ -211,6 +217,7 @@ int main(int argc, char** argv) {
       options.quiet = quiet;
       options.device = train_device;
       options.step_graph = !no_graph;
+      options.tf32 = tf32;
       auto runner = gs::experiments::Runner::resume(resume_dir, options);
       if (runner.recipe().probe.ntk) add_ntk_probe(runner);
       if (runner.recipe().probe.geometry) add_geometry_probe(runner);
@@ -229,6 +236,7 @@ int main(int argc, char** argv) {
       options.quiet = quiet;
       options.device = train_device;
       options.step_graph = !no_graph;
+      options.tf32 = tf32;
       fmt::print("grokscope: training {} into {}{}\n", recipe.name, options.out.string(),
                  train_device == gs::Device::cpu ? "" : " on the cuda device");
       if (!recipe.description.empty()) fmt::print("  {}\n", recipe.description);

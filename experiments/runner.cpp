@@ -149,7 +149,10 @@ Evaluation evaluate(nn::Module& model, const data::Dataset& d, const std::string
   return {loss / static_cast<double>(d.size()), correct / static_cast<double>(d.size())};
 }
 
-Runner::Runner(Recipe recipe, RunOptions options) : recipe_(std::move(recipe)), options_(std::move(options)) {}
+Runner::Runner(Recipe recipe, RunOptions options) : recipe_(std::move(recipe)), options_(std::move(options)) {
+  GS_CHECK(!options_.tf32 || options_.device != Device::cpu,
+           "--tf32 multiplies on a GPU's tensor cores; give it with --device cuda (the CPU multiplies in FP32)");
+}
 
 Runner Runner::resume(const std::filesystem::path& run_dir, RunOptions options) {
   GS_CHECK(std::filesystem::exists(run_dir / "ckpt" / "resume.safetensors"),
@@ -267,6 +270,7 @@ int Runner::run() {
     }
     info["resumed_at"].push_back(first_step);
     info["resumed_on"].push_back(device_name(device));
+    info["resumed_precision"].push_back(options_.tf32 ? "tf32" : "fp32");
   } else {
     io::write_file_atomically(dir / "recipe.toml", r.to_toml());
     info = {{"recipe", r.name},
@@ -275,6 +279,7 @@ int Runner::run() {
             {"command_line", options_.command_line},
             {"parameters", model->parameter_count()},
             {"device", device_name(device)},
+            {"training_precision", options_.tf32 ? "tf32" : "fp32"},  // of the steps' dense products
             {"cpu", kernels::cpu_description()},
             {"train_rows", d.train.size()},
             {"test_rows", d.test.size()}};
@@ -455,7 +460,10 @@ int Runner::run() {
       }
       if (step == r.train.steps) break;
 
-      const Tensor loss = train_step();
+      const Tensor loss = [&] {  // TF32 for the step only: evaluations and probes multiply in FP32
+        kernels::ScopedGemmPrecision precision(options_.tf32 ? kernels::GemmPrecision::tf32 : kernels::GemmPrecision::fp32);
+        return train_step();
+      }();
       if (step_queue) {
         if (step_queue->queue_loss(loss, step + 1)) check_queued_losses();
       } else if (const double value = loss.item(); !std::isfinite(value)) {

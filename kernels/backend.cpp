@@ -18,6 +18,7 @@ Backend* cuda_backend_or_null(const char** reason);
 namespace {
 std::atomic<GemmTiling> pinned_gemm_tiling{GemmTiling::by_shape};
 std::atomic<GemmSplit> pinned_gemm_split{GemmSplit::by_shape};
+std::atomic<GemmPrecision> pinned_gemm_precision{GemmPrecision::fp32};
 std::atomic<bool> overlapped{false};
 }  // namespace
 void set_overlapped_launches(bool on) { overlapped = on; }
@@ -26,6 +27,8 @@ void set_gemm_tiling(GemmTiling tiling) { pinned_gemm_tiling = tiling; }
 GemmTiling gemm_tiling() { return pinned_gemm_tiling; }
 void set_gemm_split(GemmSplit split) { pinned_gemm_split = split; }
 GemmSplit gemm_split() { return pinned_gemm_split; }
+void set_gemm_precision(GemmPrecision precision) { pinned_gemm_precision = precision; }
+GemmPrecision gemm_precision() { return pinned_gemm_precision; }
 
 void missing_kernel(const char* backend_name, const char* entry_point) {
   fail("{} has no {} implementation yet; run this op on the cpu device", entry_point, backend_name);

@@ -31,6 +31,27 @@ enum class GemmSplit { by_shape, never };
 void set_gemm_split(GemmSplit split);
 GemmSplit gemm_split();
 
+// Whether a GPU backend multiplies FP32 dense products (gemm, gemm_bias_act, dense_backward)
+// in full FP32 on its CUDA cores (the default), or rounds their operands to TF32 and multiplies
+// them on its tensor cores (kernels/cuda/tensor_core_tile.cuh): faster on a busy device, with a
+// relative error near 2⁻¹¹ per product instead of 2⁻²⁴. FP64 products, and everything else,
+// are unaffected. The CPU backend ignores it. Pinned for the whole process, like the tiling, by
+// tests and benchmarks; `grokscope train --device cuda --tf32` pins it for the training steps.
+enum class GemmPrecision { fp32, tf32 };
+void set_gemm_precision(GemmPrecision precision);
+GemmPrecision gemm_precision();
+// Pins a precision for its lifetime, then puts back the one before (a run's training steps).
+class ScopedGemmPrecision {
+ public:
+  explicit ScopedGemmPrecision(GemmPrecision precision) : before_(gemm_precision()) { set_gemm_precision(precision); }
+  ~ScopedGemmPrecision() { set_gemm_precision(before_); }
+  ScopedGemmPrecision(const ScopedGemmPrecision&) = delete;
+  ScopedGemmPrecision& operator=(const ScopedGemmPrecision&) = delete;
+
+ private:
+  GemmPrecision before_;
+};
+
 class GemmKernels {
  public:
   virtual ~GemmKernels() = default;

@@ -36,7 +36,15 @@ inline std::vector<double> rounded(const std::vector<double>& v, DType dt) {
   return dt == DType::f32 ? Tensor::from(v, Shape{static_cast<std::int64_t>(v.size())}, DType::f32).to_vector() : v;
 }
 
-inline void gemm(Device d) {
+// How a backend's dense products round, for the checks of gemm, dense layers and their backward
+// pass: the inputs drawn (rounded as the backend sees them) and the tolerance of a sum of `terms`
+// products. FP32 by default; tests/test_gpu.cpp also checks the tensor cores' TF32 products.
+struct Products {
+  std::vector<double> (*inputs)(const std::vector<double>&, DType) = rounded;
+  Tolerance (*tolerance)(DType, double terms) = tol;
+};
+
+inline void gemm(Device d, Products products = {}) {
   auto& be = kernels::backend(d);
   std::uint64_t seed = 100;
   for (DType dt : {DType::f32, DType::f64})
@@ -52,8 +60,8 @@ inline void gemm(Device d) {
             CAPTURE(ta);
             CAPTURE(tb);
             CAPTURE(beta);
-            auto av = rounded(random_values(static_cast<std::size_t>(m * k), ++seed), dt);
-            auto bv = rounded(random_values(static_cast<std::size_t>(k * n), ++seed), dt);
+            auto av = products.inputs(random_values(static_cast<std::size_t>(m * k), ++seed), dt);
+            auto bv = products.inputs(random_values(static_cast<std::size_t>(k * n), ++seed), dt);
             auto cv = rounded(random_values(static_cast<std::size_t>(m * n), ++seed), dt);
             Tensor a = on(d, av, dt), b = on(d, bv, dt);
             Tensor c = beta == 0 ? poisoned(d, m * n, dt) : on(d, cv, dt);  // beta = 0 must overwrite NaN
@@ -61,7 +69,7 @@ inline void gemm(Device d) {
             be.gemm(dt, s, 1.3, a.raw(), b.raw(), beta, c.raw());
             auto want = reference::matmul(av, bv, m, n, k, ta, tb);
             for (std::size_t i = 0; i < want.size(); ++i) want[i] = 1.3 * want[i] + beta * cv[i];
-            check_close(c, want, tol(dt, static_cast<double>(k)), "gemm");
+            check_close(c, want, products.tolerance(dt, static_cast<double>(k)), "gemm");
           }
   // k = 0: C = beta C, and beta = 0 zeroes even NaN.
   Tensor c = poisoned(d, 6, DType::f32);
@@ -71,7 +79,7 @@ inline void gemm(Device d) {
 
 // A dense layer's GEMM with its bias and activation applied as C is stored, against the
 // reference GEMM followed by the bias and the reference activation.
-inline void dense_layer(Device d) {
+inline void dense_layer(Device d, Products products = {}) {
   auto& be = kernels::backend(d);
   std::uint64_t seed = 150;
   for (DType dt : {DType::f32, DType::f64})
@@ -90,8 +98,8 @@ inline void dense_layer(Device d) {
             CAPTURE(with_bias);
             CAPTURE(act);
             const auto activation = act < 0 ? std::nullopt : std::optional<kernels::Unary>(static_cast<kernels::Unary>(act));
-            auto av = rounded(random_values(static_cast<std::size_t>(m * k), ++seed, -2, 2), dt);
-            auto bv = rounded(random_values(static_cast<std::size_t>(k * n), ++seed, -2, 2), dt);
+            auto av = products.inputs(random_values(static_cast<std::size_t>(m * k), ++seed, -2, 2), dt);
+            auto bv = products.inputs(random_values(static_cast<std::size_t>(k * n), ++seed, -2, 2), dt);
             auto biasv = rounded(random_values(static_cast<std::size_t>(n), ++seed), dt);
             Tensor a = on(d, av, dt), b = on(d, bv, dt), bias = on(d, biasv, dt), c = poisoned(d, m * n, dt);
             be.gemm_bias_act(dt, {false, tb, m, n, k, k, tb ? k : n, n}, a.raw(), b.raw(), with_bias ? bias.raw() : nullptr,
@@ -102,14 +110,14 @@ inline void dense_layer(Device d) {
               if (with_bias) v += biasv[static_cast<std::size_t>(i % n)];
               if (activation) v = reference::unary(*activation, v);
             }
-            check_close(c, want, tol(dt, static_cast<double>(k + 1)), "gemm_bias_act");
+            check_close(c, want, products.tolerance(dt, static_cast<double>(k + 1)), "gemm_bias_act");
           }
 }
 
 // A dense layer's backward pass in one call against the reference: gz = g ⊙ act'(y) from the
 // derivative written in y (relu: y > 0; tanh: 1 − y²; sigmoid: y (1 − y)), then gz W, gzᵀ x and
 // the column sums of gz, in float64; every subset of the three gradients, empty depths included.
-inline void dense_layer_backward(Device d) {
+inline void dense_layer_backward(Device d, Products products = {}) {
   auto& be = kernels::backend(d);
   std::uint64_t seed = 170;
   for (DType dt : {DType::f32, DType::f64})
@@ -126,9 +134,9 @@ inline void dense_layer_backward(Device d) {
           CAPTURE(act);
           CAPTURE(wanted);
           const auto activation = act < 0 ? std::nullopt : std::optional<kernels::Unary>(static_cast<kernels::Unary>(act));
-          auto xv = rounded(random_values(static_cast<std::size_t>(rows * in), ++seed, -2, 2), dt);
-          auto wv = rounded(random_values(static_cast<std::size_t>(out * in), ++seed, -2, 2), dt);
-          auto gv = rounded(random_values(static_cast<std::size_t>(rows * out), ++seed, -2, 2), dt);
+          auto xv = products.inputs(random_values(static_cast<std::size_t>(rows * in), ++seed, -2, 2), dt);
+          auto wv = products.inputs(random_values(static_cast<std::size_t>(out * in), ++seed, -2, 2), dt);
+          auto gv = products.inputs(random_values(static_cast<std::size_t>(rows * out), ++seed, -2, 2), dt);
           // y: the activation of random pre-activations (some exactly 0 for relu).
           auto yv = random_values(static_cast<std::size_t>(rows * out), ++seed, -3, 3);
           if (activation)
@@ -149,12 +157,12 @@ inline void dense_layer_backward(Device d) {
             want_b[i % static_cast<std::size_t>(std::max<std::int64_t>(out, 1))] += gz[i];
           }
           if (wanted & 1)
-            check_close(gx, reference::matmul(gz, wv, rows, in, out, false, false), tol(dt, static_cast<double>(out + 1)),
-                        "dense_backward: gx");
+            check_close(gx, reference::matmul(gz, wv, rows, in, out, false, false),
+                        products.tolerance(dt, static_cast<double>(out + 1)), "dense_backward: gx");
           if (wanted & 2)
-            check_close(gw, reference::matmul(gz, xv, out, in, rows, true, false), tol(dt, static_cast<double>(rows + 1)),
-                        "dense_backward: gW");
-          if (wanted & 4) check_close(gb, want_b, tol(dt, static_cast<double>(rows + 1)), "dense_backward: gb");
+            check_close(gw, reference::matmul(gz, xv, out, in, rows, true, false),
+                        products.tolerance(dt, static_cast<double>(rows + 1)), "dense_backward: gW");
+          if (wanted & 4) check_close(gb, want_b, products.tolerance(dt, static_cast<double>(rows + 1)), "dense_backward: gb");
         }
 }
 

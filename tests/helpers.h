@@ -3,6 +3,7 @@
 // test (absolute part + part relative to the reference), and a float64 finite-difference check.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -44,6 +45,16 @@ inline std::vector<double> random_values(std::size_t n, std::uint64_t seed, doub
 inline Tensor random_tensor(const Shape& shape, std::uint64_t seed, DType dtype = DType::f64, double low = -1,
                             double high = 1) {
   return Tensor::from(random_values(static_cast<std::size_t>(shape.numel()), seed, low, high), shape, dtype);
+}
+
+// A float's value rounded to the nearest TF32 value (10 bits of mantissa, FP32's exponents), ties
+// away from zero: PTX's cvt.rna.tf32.f32, which CUDA's __float_to_tf32 is. In double arithmetic,
+// apart from the CUDA emulator's bit arithmetic (kernels/cuda/emulator/mma.h).
+inline double tf32(double x) {
+  if (x == 0 || !std::isfinite(x)) return x;
+  const double ulp = std::ldexp(1.0, std::max(std::ilogb(x), -126) - 10);  // subnormals: a fixed spacing
+  const double r = std::floor(std::abs(x) / ulp + 0.5) * ulp;
+  return std::copysign(r < std::ldexp(1.0, 128) ? r : INFINITY, x);  // past FP32's range: infinity
 }
 
 struct Tolerance {

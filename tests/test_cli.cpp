@@ -265,6 +265,10 @@ TEST_SUITE("cli") {
     Result kappa = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "y.npy").string() + " --kappa nan");
     CHECK(kappa.status != 0);
     CHECK(kappa.out.find("--kappa: must be in [0, 1000000], got nan") != std::string::npos);
+    Result tf32 = run("train --tf32 --out " + (dir / "tf32").string());  // on the CPU, the default
+    CHECK(tf32.status == 1);
+    CHECK(tf32.out.find("--tf32 multiplies on a GPU's tensor cores; give it with --device cuda") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir / "tf32"));  // refused before anything is written
     std::ofstream(dir / "good.toml") << "[train]\nsteps = 5\n";
     Result out_under_file = run("train " + (dir / "good.toml").string() + " --out " + (dir / "good.toml" / "run").string());
     CHECK(out_under_file.status == 1);

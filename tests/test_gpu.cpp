@@ -81,6 +81,64 @@ TEST_SUITE("gpu") {
       }
   }
 
+  // TF32 (kernels/gemm.h): FP32 products whose operands the tensor cores take rounded to 10 bits
+  // of mantissa. On operands that are TF32 values already every product is exact, so the GEMMs
+  // and dense forwards must meet FP32's tolerance; a layer's backward multiplies gz = g ⊙ act'(y),
+  // computed in the kernel and rounded there, so it gets TF32's. FP64 products must not change.
+  TEST_CASE("TF32 tensor-core products against the float64 reference") {
+    struct Unpin {
+      ~Unpin() { kernels::set_gemm_precision(kernels::GemmPrecision::fp32); }
+    } unpin;
+    kernels::set_gemm_precision(kernels::GemmPrecision::tf32);
+    const auto tf32_values = [](const std::vector<double>& v, DType dt) {
+      std::vector<double> r = test::backend_checks::rounded(v, dt);
+      if (dt == DType::f32)
+        for (double& x : r) x = test::tf32(x);
+      return r;
+    };
+    // An error of half a TF32 ulp (2⁻¹¹ relative) in gz, inputs of magnitude at most 2.
+    const auto tf32_tolerance = [](DType dt, double terms) {
+      return dt == DType::f32 ? test::Tolerance{2 * 2 * std::ldexp(1.0, -11) * terms, 2e-5} : test::backend_checks::tol(dt, terms);
+    };
+    test::backend_checks::gemm(Device::cuda, {tf32_values, test::backend_checks::tol});
+    test::backend_checks::dense_layer(Device::cuda, {tf32_values, test::backend_checks::tol});
+    test::backend_checks::dense_layer_backward(Device::cuda, {tf32_values, tf32_tolerance});
+  }
+
+  // On any FP32 operands: each product within TF32's rounding of both operands (2⁻¹⁰ of |a||b|
+  // at most), and the result not FP32's, or the tensor cores were not what ran.
+  TEST_CASE("TF32 tensor-core products of unrounded operands: within TF32's error, and not FP32's result") {
+    struct Unpin {
+      ~Unpin() { kernels::set_gemm_precision(kernels::GemmPrecision::fp32); }
+    } unpin;
+    auto& be = kernels::backend(Device::cuda);
+    const std::int64_t m = 67, n = 130, k = 300;
+    const auto av = test::random_values(static_cast<std::size_t>(m * k), 31), bv = test::random_values(static_cast<std::size_t>(k * n), 32);
+    Tensor a = Tensor::from(av, Shape{m * k}, DType::f32, Device::cuda), b = Tensor::from(bv, Shape{k * n}, DType::f32, Device::cuda);
+    const auto a32 = a.to_vector(), b32 = b.to_vector();
+    const kernels::GemmShape s{false, false, m, n, k, k, n, n};
+    auto product = [&](kernels::GemmPrecision precision) {
+      kernels::set_gemm_precision(precision);
+      Tensor c = Tensor::full(Shape{m * n}, std::nan(""), DType::f32, Device::cuda);
+      be.gemm(DType::f32, s, 1.0, a.raw(), b.raw(), 0.0, c.raw());
+      return c.to_vector();
+    };
+    const auto fp32 = product(kernels::GemmPrecision::fp32), tf32 = product(kernels::GemmPrecision::tf32);
+    const auto want = reference::matmul(a32, b32, m, n, k, false, false);
+    std::int64_t outside = 0, apart = 0;
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double magnitude = 0;
+        for (std::int64_t p = 0; p < k; ++p)
+          magnitude += std::abs(a32[static_cast<std::size_t>(i * k + p)] * b32[static_cast<std::size_t>(p * n + j)]);
+        const auto e = static_cast<std::size_t>(i * n + j);
+        outside += !(std::abs(tf32[e] - want[e]) <= std::ldexp(magnitude, -10) + 2e-6 * static_cast<double>(k));
+        apart += tf32[e] != fp32[e];
+      }
+    CHECK(outside == 0);
+    CHECK(apart > m * n / 2);
+  }
+
   // A deep dense forward with few tiles is split along its depth and its slices summed in order
   // (the check's 130 × 70 × 784 shape); unsplit, as pinned here, it must hold as well.
   TEST_CASE("a dense layer's forward unsplit along its depth against the float64 reference") {

@@ -3,6 +3,8 @@
 // probe run on the device too.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #if defined(GROKSCOPE_CUDA_EMULATED)
 #include <cuda_runtime.h>  // the emulator's (kernels/cuda/emulator/), for its fault injection
 #endif
@@ -11,6 +13,7 @@
 #include "experiments/ntk_probe.h"
 #include "experiments/runner.h"
 #include "helpers.h"
+#include "kernels/gemm.h"
 #include "temp_dir.h"
 #include "tiny_run.h"
 
@@ -26,6 +29,9 @@ struct TinyRun {
   bool save_kernels = false;  // probe.save_kernels: held kernels, written as .npy
   bool center_structure = true;  // the geometry probe's step 2
   Device* geometry_device = nullptr;  // out: where the geometry probe's last analysis ran
+  bool tf32 = false;                  // the training steps' dense products in TF32
+  // out: the GEMM precision pinned while each probe step's hooks ran
+  std::vector<kernels::GemmPrecision>* probe_precisions = nullptr;
 };
 
 // Returns whether the NTK probe computed its factors on the device.
@@ -35,6 +41,7 @@ bool train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device d
   RunOptions options{out, {}, true, stop_after};
   options.device = device;
   options.step_graph = step_graph;
+  options.tf32 = how.tf32;
   Runner runner = stop_after < 0 && std::filesystem::exists(out / "ckpt" / "resume.safetensors")
                       ? Runner::resume(out, options)
                       : Runner(recipe, options);
@@ -42,6 +49,8 @@ bool train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device d
   runner.add_probe("ntk", [ntk](const ProbeContext& c) { (*ntk)(c); });
   auto geometry = std::make_shared<GeometryProbe>(0.0, 50, recipe.train.seed, how.center_structure);
   runner.add_probe("geometry", [geometry](const ProbeContext& c) { (*geometry)(c); });
+  if (how.probe_precisions)
+    runner.add_probe("precision", [&how](const ProbeContext&) { how.probe_precisions->push_back(kernels::gemm_precision()); });
   runner.run();
   if (how.geometry_device) *how.geometry_device = geometry->last_device();
   return ntk->measured_off_cpu();
@@ -106,6 +115,49 @@ TEST_SUITE("gpu") {
     train_tiny(recipe, dir / "part", Device::cuda, 12);
     train_tiny(recipe, dir / "part", Device::cuda);
     check_same_csv(dir / "cuda" / "metrics.csv", dir / "part" / "metrics.csv", 1e-6, "seconds");
+  }
+
+  // `train --device cuda --tf32`: the training steps' dense products in TF32 on the tensor
+  // cores, the evaluations and probes in FP32. The run learns as the FP32 run does, its numbers
+  // apart by TF32's rounding, not FP32's.
+  TEST_CASE("a run trained with TF32 products learns as the FP32 run does, and its probes multiply in FP32") {
+    test::TempDir dir;
+    test::write_tiny_mnist(dir.path(), 64, 24);
+    const Recipe recipe = test::tiny_recipe(dir.path(), 40);
+    train_tiny(recipe, dir / "fp32", Device::cuda, TinyRun{.center_structure = false});
+#if defined(GROKSCOPE_CUDA_EMULATED)
+    gs::cuda_emulator::record_launches(true);
+#endif
+    std::vector<kernels::GemmPrecision> during_probes;
+    train_tiny(recipe, dir / "tf32", Device::cuda, TinyRun{.center_structure = false, .tf32 = true, .probe_precisions = &during_probes});
+    CHECK(kernels::gemm_precision() == kernels::GemmPrecision::fp32);  // put back after the run
+    REQUIRE_FALSE(during_probes.empty());
+    for (auto p : during_probes) CHECK(p == kernels::GemmPrecision::fp32);
+#if defined(GROKSCOPE_CUDA_EMULATED)
+    const auto launches = gs::cuda_emulator::recorded_launches();
+    gs::cuda_emulator::record_launches(false);
+    auto count = [&](const std::string& prefix) {
+      return std::count_if(launches.begin(), launches.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+    };
+    CHECK(count("gemm_bias_act (64 × 64 TF32 tensor-core tiles") > 0);  // the steps
+    CHECK(count("dense_backward (64 × 64 TF32 tensor-core tiles") > 0);
+    CHECK(count("gemm_bias_act (64 × 64 tiles") > 0);  // the evaluations
+#endif
+    auto info = nlohmann::json::parse(std::ifstream(dir / "tf32" / "run.json"));
+    CHECK(info["training_precision"] == "tf32");
+    CHECK(nlohmann::json::parse(std::ifstream(dir / "fp32" / "run.json"))["training_precision"] == "fp32");
+    // The step-0 rows are the same network's; later ones apart by TF32's rounding through 40
+    // steps (the emulated run's within 1e-4 of the FP32 run's; allowed 1e-3), and not the FP32
+    // run's to the digit.
+    check_same_csv(dir / "fp32" / "metrics.csv", dir / "tf32" / "metrics.csv", 1e-3, "seconds");
+    const auto fp32_rows = test::read_csv(dir / "fp32" / "metrics.csv"), tf32_rows = test::read_csv(dir / "tf32" / "metrics.csv");
+    const auto seconds = std::find(fp32_rows[0].begin(), fp32_rows[0].end(), "seconds") - fp32_rows[0].begin();
+    auto logged = [&](std::vector<std::string> row) {  // a row's numbers but its time
+      row.erase(row.begin() + seconds);
+      return row;
+    };
+    CHECK(logged(fp32_rows[1]) == logged(tf32_rows[1]));
+    CHECK(logged(fp32_rows.back()) != logged(tf32_rows.back()));
   }
 
 #if defined(GROKSCOPE_CUDA_EMULATED)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: the `gpu` test suite (every CUDA kernel against the float64 reference, training
-# steps and probes against the CPU), bench_cuda (our GEMMs against cuBLAS, our convolutions
-# against cuDNN, the training step eager and as one CUDA graph, the geometry probe of a layer,
+# steps and probes against the CPU), bench_cuda (our GEMMs against cuBLAS, the optional TF32
+# tensor-core GEMM against cuBLAS's TF32 mode, our convolutions against cuDNN, the training step eager and as one CUDA graph, the geometry probe of a layer,
 # the NTK probe of an EMNIST probe set), each kernel of a replayed training step timed by Nsight
 # Compute, and the whole MNIST study timed on the GPU, ending with a short summary. Two halves, because the GPU machine has nvcc, CMake and a Python
 # with NVIDIA's wheels but none of the Debian packages grokscope builds against:

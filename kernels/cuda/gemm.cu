@@ -1,25 +1,62 @@
-// Tiled GEMM, row-major, C = alpha op(A) op(B) + beta C, in FP32 (SGEMM) or FP64 (DGEMM), no
-// tensor cores: full FP32 accuracy, the default the NTK and geometry probes are checked against.
-// The tiling itself (shared-memory slabs, per-thread accumulators) is tiled_gemm.cuh's. A dense
-// layer's bias and activation can be applied as C is stored (gemm_bias_act), and its whole
-// backward pass is one launch (dense_backward).
+// Tiled GEMM, row-major, C = alpha op(A) op(B) + beta C, in FP32 (SGEMM) or FP64 (DGEMM) on the
+// CUDA cores: full FP32 accuracy, the default the NTK and geometry probes are checked against.
+// The tiling itself (shared-memory slabs, per-thread accumulators) is tiled_gemm.cuh's. Where
+// TF32 is pinned (kernels/gemm.h), FP32 products go to the tensor cores instead
+// (tensor_core_tile.cuh), through the very same kernels. A dense layer's bias and activation can
+// be applied as C is stored (gemm_bias_act), and its whole backward pass is one launch
+// (dense_backward).
 #include <algorithm>
 
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/tensor_core_tile.cuh"
 #include "kernels/cuda/tiled_gemm.cuh"
 
 namespace gs::kernels::cuda {
 
 namespace {
 
+// A tiling: its element type, tile size, depth of a slab and threads, a label for launches, and
+// tile(), which computes one tile with gemm_tile's contract. The kernels are written once for all.
 template <class T, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+struct CudaCoreTiles {
+  using type = T;
+  static constexpr int bm = BM, bn = BN, bk = BK, threads = (BM / TM) * (BN / TN);
+  static constexpr const char* label = BM == 128 ? "128 × 128 tiles" : "64 × 64 tiles";
+  template <class LoadA, class LoadB, class Store>
+  static __device__ void tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_end, const LoadA& a, const LoadB& b,
+                              const Store& store) {
+    gemm_tile<T, bm, bn, bk, TM, TN>(row0, col0, m, n, k_begin, k_end, a, b, store);
+  }
+};
+
+// 64 × 64 tiles of 8 warps, each a 16 × 32 part in two fragments.
+struct Tf32Tiles {
+  using type = float;
+  static constexpr int bm = 64, bn = 64, bk = 16, threads = 256;
+  static constexpr const char* label = "64 × 64 TF32 tensor-core tiles";
+  template <class LoadA, class LoadB, class Store>
+  static __device__ void tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_end, const LoadA& a, const LoadB& b,
+                              const Store& store) {
+    tf32_tile<64, 64, 16, 4, 2>(row0, col0, m, n, k_begin, k_end, a, b, store);
+  }
+};
+
+// "gemm (64 × 64 tiles)": the name a launch goes by.
+template <class Tiling>
+std::string launch_name(const char* entry_point, const char* detail = nullptr) {
+  std::string name = std::string(entry_point) + " (" + Tiling::label;
+  if (detail) name += std::string(", ") + detail;
+  return name + ")";
+}
+
+template <class Tiling, class T = typename Tiling::type>
+__global__ void __launch_bounds__(Tiling::threads)
     gemm_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, T alpha, const T* __restrict__ a, i64 lda,
                 const T* __restrict__ b, i64 ldb, T beta, T* __restrict__ c, i64 ldc) {
   begin_after_preceding_kernels();
-  const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
-  gemm_tile<T, BM, BN, BK, TM, TN>(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
+  const i64 row0 = static_cast<i64>(blockIdx.y) * Tiling::bm, col0 = static_cast<i64>(blockIdx.x) * Tiling::bn;
+  Tiling::tile(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
                                    [&](i64 i, i64 j, T value) {
                                      T* out = c + i * ldc + j;
                                      // beta = 0 overwrites: NaN or garbage in C does not leak, as BLAS promises.
@@ -29,14 +66,14 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 
 // A dense layer's forward pass: act(value + bias[j]) as each element is stored (C is written
 // once; value + bias rounds as alpha·value + beta·C does with alpha = beta = 1 and C = bias).
-template <class T, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+template <class Tiling, class T = typename Tiling::type>
+__global__ void __launch_bounds__(Tiling::threads)
     gemm_bias_act_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, const T* __restrict__ a, i64 lda,
                          const T* __restrict__ b, i64 ldb, const T* __restrict__ bias, bool has_act, Unary act,
                          T* __restrict__ c) {
   begin_after_preceding_kernels();
-  const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
-  gemm_tile<T, BM, BN, BK, TM, TN>(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
+  const i64 row0 = static_cast<i64>(blockIdx.y) * Tiling::bm, col0 = static_cast<i64>(blockIdx.x) * Tiling::bn;
+  Tiling::tile(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
                                    [&](i64 i, i64 j, T value) {
                                      const T z = bias ? value + bias[j] : value;
                                      c[i * n + j] = has_act ? activate(act, z) : z;
@@ -45,16 +82,16 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 
 // Split-K: block z computes its tile over the depth slice [z·chunk, (z+1)·chunk) into
 // partial[z] (m × n, dense); splits_bias_act_kernel then adds the slices in order.
-template <class T, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+template <class Tiling, class T = typename Tiling::type>
+__global__ void __launch_bounds__(Tiling::threads)
     gemm_partial_kernel(bool ta, bool tb, i64 m, i64 n, i64 k, i64 chunk, const T* __restrict__ a, i64 lda,
                         const T* __restrict__ b, i64 ldb, T* __restrict__ partial) {
   begin_after_preceding_kernels();
-  const i64 row0 = static_cast<i64>(blockIdx.y) * BM, col0 = static_cast<i64>(blockIdx.x) * BN;
+  const i64 row0 = static_cast<i64>(blockIdx.y) * Tiling::bm, col0 = static_cast<i64>(blockIdx.x) * Tiling::bn;
   const i64 begin = static_cast<i64>(blockIdx.z) * chunk;
   T* out = partial + static_cast<i64>(blockIdx.z) * m * n;
-  gemm_tile<T, BM, BN, BK, TM, TN>(row0, col0, m, n, begin, begin + chunk < k ? begin + chunk : k, dense_a(a, lda, ta),
-                                   dense_b(b, ldb, tb), [&](i64 i, i64 j, T value) { out[i * n + j] = value; });
+  Tiling::tile(row0, col0, m, n, begin, begin + chunk < k ? begin + chunk : k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
+               [&](i64 i, i64 j, T value) { out[i * n + j] = value; });
 }
 
 // c = act(Σ_z partial[z] + bias), the slices added in order, then the bias as gemm_bias_act adds it.
@@ -91,17 +128,17 @@ struct LayerGradient {
 // tiles of gx = gz W, the next gw_blocks tiles of gW = gzᵀ x, the rest gb (a thread per column
 // summing the rows in order, as sum_rows does). Each part equals what the separate GEMM and
 // sum kernels compute, bit for bit.
-template <class T, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+template <class Tiling, class T = typename Tiling::type>
+__global__ void __launch_bounds__(Tiling::threads)
     dense_backward_kernel(i64 rows, i64 in, i64 out, bool has_act, Unary act, const T* __restrict__ x, const T* __restrict__ w,
                           const T* __restrict__ y, const T* __restrict__ g, T* __restrict__ gx, T* __restrict__ gw,
                           T* __restrict__ gb, i64 gx_blocks, i64 gw_blocks) {
   begin_after_preceding_kernels();
-  const i64 col_tiles = (in + BN - 1) / BN;  // gx and gW both have `in` columns
+  const i64 col_tiles = (in + Tiling::bn - 1) / Tiling::bn;  // gx and gW both have `in` columns
   // Tile b of C (m × in, dense) = op(gz) B over `depth`.
   auto tile = [&](i64 b, i64 m, i64 depth, const LayerGradient<T>& gz, const T* bm, T* c) {
-    gemm_tile<T, BM, BN, BK, TM, TN>((b / col_tiles) * BM, (b % col_tiles) * BN, m, in, 0, depth, gz, dense_b(bm, in, false),
-                                     [&](i64 i, i64 j, T value) { c[i * in + j] = value; });
+    Tiling::tile((b / col_tiles) * Tiling::bm, (b % col_tiles) * Tiling::bn, m, in, 0, depth, gz, dense_b(bm, in, false),
+                 [&](i64 i, i64 j, T value) { c[i * in + j] = value; });
   };
   i64 b = blockIdx.x;
   if (b < gx_blocks) return tile(b, rows, out, {g, y, out, false, true, has_act, act}, w, gx);  // gz W
@@ -126,33 +163,35 @@ __global__ void scale_matrix_kernel(i64 m, i64 n, i64 ldc, T beta, T* c) {
   *out = beta == T(0) ? T(0) : beta * *out;
 }
 
-// Two tilings, each of 256 threads as a 16 × 16 grid:
+// Two tilings on the CUDA cores, each of 256 threads as a 16 × 16 grid:
 //   small: 64 × 64 tiles, 4 × 4 values per thread. Many blocks, for the training step's products
 //          (a batch of 200 against a layer of 200 is 16 of them);
 //   large: 128 × 128 tiles, 8 × 8 per thread. Every value read from shared memory feeds 8
 //          multiply-adds instead of 4, and each operand value is read from global memory half
 //          as often; for products whose large tiles still fill the device (the NTK probe's).
 // FP64 holds twice the bytes per value, so the small tiling's depth is halved to keep its
-// shared memory at 8 KB. Calls f.template operator()<T, BM, BN, BK, TM, TN>() with the tiling.
+// shared memory at 8 KB. Where TF32 is pinned, FP32 products take Tf32Tiles instead, whatever
+// their shape. Calls f.template operator()<Tiling>().
 template <class F>
 void with_small_tiling(DType dtype, const char* entry_point, F&& f) {
-  if (dtype == DType::f32) return f.template operator()<float, 64, 64, 16, 4, 4>();
-  if (dtype == DType::f64) return f.template operator()<double, 64, 64, 8, 4, 4>();
+  if (dtype == DType::f32 && gemm_precision() == GemmPrecision::tf32) return f.template operator()<Tf32Tiles>();
+  if (dtype == DType::f32) return f.template operator()<CudaCoreTiles<float, 64, 64, 16, 4, 4>>();
+  if (dtype == DType::f64) return f.template operator()<CudaCoreTiles<double, 64, 64, 8, 4, 4>>();
   throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
 }
 template <class F>
 void with_tiling(DType dtype, bool large, const char* entry_point, F&& f) {
-  if (!large) return with_small_tiling(dtype, entry_point, f);
-  if (dtype == DType::f32) return f.template operator()<float, 128, 128, 8, 8, 8>();
-  if (dtype == DType::f64) return f.template operator()<double, 128, 128, 8, 8, 8>();
+  if (!large || (dtype == DType::f32 && gemm_precision() == GemmPrecision::tf32))
+    return with_small_tiling(dtype, entry_point, f);
+  if (dtype == DType::f32) return f.template operator()<CudaCoreTiles<float, 128, 128, 8, 8, 8>>();
+  if (dtype == DType::f64) return f.template operator()<CudaCoreTiles<double, 128, 128, 8, 8, 8>>();
   throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
 }
 
-template <int BM, int BN>
+template <class Tiling>
 dim3 tile_grid(const GemmShape& s) {
-  return dim3(static_cast<unsigned>((s.n + BN - 1) / BN), static_cast<unsigned>((s.m + BM - 1) / BM));
+  return dim3(static_cast<unsigned>((s.n + Tiling::bn - 1) / Tiling::bn), static_cast<unsigned>((s.m + Tiling::bm - 1) / Tiling::bm));
 }
-
 }  // namespace
 
 // Large tiles once there are at least two of them per multiprocessor: with fewer, the small
@@ -188,9 +227,9 @@ void CudaBackend::gemm(DType dtype, const GemmShape& s, double alpha, const void
     });
     return;
   }
-  with_tiling(dtype, large_gemm_tiles(s.m, s.n), "gemm", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
-    launch(BM == 128 ? "gemm (128 × 128 tiles)" : "gemm (64 × 64 tiles)", s.m * s.n, tile_grid<BM, BN>(s),
-           (BM / TM) * (BN / TN), gemm_kernel<T, BM, BN, BK, TM, TN>,
+  with_tiling(dtype, large_gemm_tiles(s.m, s.n), "gemm", [&]<class Tiling>() {
+    using T = typename Tiling::type;
+    launch(launch_name<Tiling>("gemm").c_str(), s.m * s.n, tile_grid<Tiling>(s), Tiling::threads, gemm_kernel<Tiling>,
            s.transpose_a, s.transpose_b, s.m, s.n, s.k, static_cast<T>(alpha), static_cast<const T*>(a), s.lda,
            static_cast<const T*>(b), s.ldb, static_cast<T>(beta), static_cast<T*>(c), s.ldc);
   });
@@ -210,29 +249,31 @@ void CudaBackend::gemm_bias_act(DType dtype, const GemmShape& s, const void* a, 
   }
   // The small tiling always: evaluating an activation on 64 live accumulators per thread made
   // ptxas spill registers in the large one (f32, sm_90), and the study's layer forwards are small.
-  with_small_tiling(dtype, "gemm_bias_act", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
+  with_small_tiling(dtype, "gemm_bias_act", [&]<class Tiling>() {
+    using T = typename Tiling::type;
     // A deep product with few tiles (a first layer's 784 inputs against a batch) is split along
     // its depth, so that more blocks each wait out fewer slabs' loads.
-    const i64 tiles = ((s.m + BM - 1) / BM) * ((s.n + BN - 1) / BN), slabs = (s.k + BK - 1) / BK;
+    const i64 tiles = ((s.m + Tiling::bm - 1) / Tiling::bm) * ((s.n + Tiling::bn - 1) / Tiling::bn);
+    const i64 slabs = (s.k + Tiling::bk - 1) / Tiling::bk;
     i64 splits = gemm_splits(tiles, slabs, static_cast<std::size_t>(s.m * s.n) * sizeof(T));
     if (splits > 1) {
-      const i64 chunk = split_chunk(s.k, splits, BK);
+      const i64 chunk = split_chunk(s.k, splits, Tiling::bk);
       splits = (s.k + chunk - 1) / chunk;
       T* partial = static_cast<T*>(split_scratch());
-      dim3 grid = tile_grid<BM, BN>(s);
+      dim3 grid = tile_grid<Tiling>(s);
       grid.z = static_cast<unsigned>(splits);
-      launch("gemm_bias_act (split along the depth)", s.m * s.n * splits, grid, (BM / TM) * (BN / TN),
-             gemm_partial_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n, s.k, chunk,
+      launch(launch_name<Tiling>("gemm_bias_act", "split along the depth").c_str(), s.m * s.n * splits, grid,
+             Tiling::threads, gemm_partial_kernel<Tiling>, s.transpose_a, s.transpose_b, s.m, s.n, s.k, chunk,
              static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb, partial);
       launch("gemm_bias_act (sum of splits, bias, activation)", s.m * s.n, blocks_for(s.m * s.n), threads_per_block,
              splits_bias_act_kernel<T>, s.m, s.n, splits, static_cast<const T*>(partial), static_cast<const T*>(bias),
              act.has_value(), act.value_or(Unary::relu), static_cast<T*>(c));
       return;
     }
-    launch("gemm_bias_act", s.m * s.n, tile_grid<BM, BN>(s), (BM / TM) * (BN / TN),
-           gemm_bias_act_kernel<T, BM, BN, BK, TM, TN>, s.transpose_a, s.transpose_b, s.m, s.n, s.k,
-           static_cast<const T*>(a), s.lda, static_cast<const T*>(b), s.ldb, static_cast<const T*>(bias),
-           act.has_value(), act.value_or(Unary::relu), static_cast<T*>(c));
+    launch(launch_name<Tiling>("gemm_bias_act").c_str(), s.m * s.n, tile_grid<Tiling>(s), Tiling::threads,
+           gemm_bias_act_kernel<Tiling>, s.transpose_a, s.transpose_b, s.m, s.n, s.k, static_cast<const T*>(a), s.lda,
+           static_cast<const T*>(b), s.ldb, static_cast<const T*>(bias), act.has_value(), act.value_or(Unary::relu),
+           static_cast<T*>(c));
   });
 }
 
@@ -243,18 +284,18 @@ void CudaBackend::dense_backward(DType dtype, const DenseShape& s, std::optional
   if (act && !y) throw Error("dense_backward: an activation needs the layer's output");
   // One tiling for the launch, chosen by its larger product: gx (rows × in) or gW (out × in).
   const bool large = large_gemm_tiles(std::max(gx ? s.rows : 0, gw ? s.out : 0), s.in);
-  with_tiling(dtype, large, "dense_backward", [&]<class T, int BM, int BN, int BK, int TM, int TN>() {
-    static_assert((BM / TM) * (BN / TN) == threads_per_block, "the column sums use the GEMM blocks' threads");
-    const i64 col_tiles = (s.in + BN - 1) / BN;
+  with_tiling(dtype, large, "dense_backward", [&]<class Tiling>() {
+    using T = typename Tiling::type;
+    static_assert(Tiling::threads == threads_per_block, "the column sums use the GEMM blocks' threads");
+    const i64 col_tiles = (s.in + Tiling::bn - 1) / Tiling::bn;
     // An empty depth (s.out or s.rows = 0) leaves the tiles' accumulators at 0: the gradients are 0.
-    const i64 gx_blocks = gx ? ((s.rows + BM - 1) / BM) * col_tiles : 0;
-    const i64 gw_blocks = gw ? ((s.out + BM - 1) / BM) * col_tiles : 0;
+    const i64 gx_blocks = gx ? ((s.rows + Tiling::bm - 1) / Tiling::bm) * col_tiles : 0;
+    const i64 gw_blocks = gw ? ((s.out + Tiling::bm - 1) / Tiling::bm) * col_tiles : 0;
     const i64 gb_blocks = gb ? (s.out + threads_per_block - 1) / threads_per_block : 0;
     const i64 blocks = gx_blocks + gw_blocks + gb_blocks;
     if (blocks == 0) return;
-    launch(BM == 128 ? "dense_backward (128 × 128 tiles)" : "dense_backward (64 × 64 tiles)", s.rows * s.out,
-           static_cast<unsigned>(blocks), threads_per_block,
-           dense_backward_kernel<T, BM, BN, BK, TM, TN>, s.rows, s.in, s.out, act.has_value(), act.value_or(Unary::relu),
+    launch(launch_name<Tiling>("dense_backward").c_str(), s.rows * s.out, static_cast<unsigned>(blocks), threads_per_block,
+           dense_backward_kernel<Tiling>, s.rows, s.in, s.out, act.has_value(), act.value_or(Unary::relu),
            static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(y), static_cast<const T*>(g),
            static_cast<T*>(gx), static_cast<T*>(gw), static_cast<T*>(gb), gx_blocks, gw_blocks);
   });

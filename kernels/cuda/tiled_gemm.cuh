@@ -30,6 +30,57 @@ __device__ Dense<T> dense_a(const T* a, i64 lda, bool transposed) { return {a, l
 template <class T>
 __device__ Dense<T> dense_b(const T* b, i64 ldb, bool transposed) { return {b, ldb, transposed, transposed}; }
 
+// The BK-deep slabs op(A)[row0 : row0+BM, p0 : p0+BK] and op(B)[p0 : p0+BK, col0 : col0+BN] of a
+// tile (zero outside m, n and the depth range), read into registers one slab ahead: the next
+// slab's global loads are in flight while this one's multiply-adds run, instead of every slab
+// waiting out a memory latency. Each operand is walked along its contiguous index so that the
+// loads coalesce. stash() then writes the slab read last to shared memory, k-major:
+// as[p][i] = op(A)[row0 + i, p0 + p] and bs[p][j] = op(B)[p0 + p, col0 + j].
+template <class T, int BM, int BN, int BK, int Threads>
+struct Slabs {
+  static constexpr int a_loads = (BM * BK + Threads - 1) / Threads, b_loads = (BK * BN + Threads - 1) / Threads;
+  T a_next[a_loads], b_next[b_loads];
+
+  template <class LoadA, class LoadB>
+  __device__ __forceinline__ void fetch(const LoadA& a, const LoadB& b, int tid, i64 row0, i64 col0, i64 m, i64 n, i64 p0,
+                                        i64 k_end) {
+#pragma unroll
+    for (int q = 0; q < a_loads; ++q) {
+      const int e = tid + q * Threads;
+      if (e >= BM * BK) break;
+      const int i = a.along_k ? e / BK : e % BM, p = a.along_k ? e % BK : e / BM;
+      const i64 gi = row0 + i, gp = p0 + p;
+      a_next[q] = (gi < m && gp < k_end) ? a(gi, gp) : T(0);
+    }
+#pragma unroll
+    for (int q = 0; q < b_loads; ++q) {
+      const int e = tid + q * Threads;
+      if (e >= BK * BN) break;
+      const int p = b.along_k ? e % BK : e / BN, j = b.along_k ? e / BK : e % BN;
+      const i64 gp = p0 + p, gj = col0 + j;
+      b_next[q] = (gp < k_end && gj < n) ? b(gp, gj) : T(0);
+    }
+  }
+
+  // Each value through convert (the identity, or a rounding the multiply wants).
+  template <int LDA, int LDB, class Convert>
+  __device__ __forceinline__ void stash(bool a_along_k, bool b_along_k, int tid, T (&as)[BK][LDA], T (&bs)[BK][LDB],
+                                        const Convert& convert) const {
+#pragma unroll
+    for (int q = 0; q < a_loads; ++q) {
+      const int e = tid + q * Threads;
+      if (e >= BM * BK) break;
+      as[a_along_k ? e % BK : e / BM][a_along_k ? e / BK : e % BM] = convert(a_next[q]);
+    }
+#pragma unroll
+    for (int q = 0; q < b_loads; ++q) {
+      const int e = tid + q * Threads;
+      if (e >= BK * BN) break;
+      bs[b_along_k ? e % BK : e / BN][b_along_k ? e / BK : e % BN] = convert(b_next[q]);
+    }
+  }
+};
+
 // The tile at (row0, col0); store(i, j, value) is called once for every i < m, j < n of it.
 template <class T, int BM, int BN, int BK, int TM, int TN, class LoadA, class LoadB, class Store>
 __device__ void gemm_tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_end, const LoadA& a, const LoadB& b,
@@ -47,46 +98,12 @@ __device__ void gemm_tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_e
 #pragma unroll
     for (int y = 0; y < TN; ++y) acc[x][y] = T(0);
 
-  // Each slab op(A)[row0 : row0+BM, p0 : p0+BK], op(B)[p0 : p0+BK, col0 : col0+BN] (zero
-  // outside) is read into registers one slab ahead: the next slab's global loads are in flight
-  // while this one's multiply-adds run, instead of every slab waiting out a memory latency. Each
-  // operand is walked along its contiguous index so that the loads coalesce.
-  constexpr int a_loads = (BM * BK + threads - 1) / threads, b_loads = (BK * BN + threads - 1) / threads;
-  T a_next[a_loads], b_next[b_loads];
-  auto fetch = [&](i64 p0) {
-#pragma unroll
-    for (int q = 0; q < a_loads; ++q) {
-      const int e = tid + q * threads;
-      if (e >= BM * BK) break;
-      const int i = a.along_k ? e / BK : e % BM, p = a.along_k ? e % BK : e / BM;
-      const i64 gi = row0 + i, gp = p0 + p;
-      a_next[q] = (gi < m && gp < k_end) ? a(gi, gp) : T(0);
-    }
-#pragma unroll
-    for (int q = 0; q < b_loads; ++q) {
-      const int e = tid + q * threads;
-      if (e >= BK * BN) break;
-      const int p = b.along_k ? e % BK : e / BN, j = b.along_k ? e / BK : e % BN;
-      const i64 gp = p0 + p, gj = col0 + j;
-      b_next[q] = (gp < k_end && gj < n) ? b(gp, gj) : T(0);
-    }
-  };
-  if (k_begin < k_end) fetch(k_begin);
+  Slabs<T, BM, BN, BK, threads> slabs;
+  if (k_begin < k_end) slabs.fetch(a, b, tid, row0, col0, m, n, k_begin, k_end);
   for (i64 p0 = k_begin; p0 < k_end; p0 += BK) {
-#pragma unroll
-    for (int q = 0; q < a_loads; ++q) {
-      const int e = tid + q * threads;
-      if (e >= BM * BK) break;
-      as[a.along_k ? e % BK : e / BM][a.along_k ? e / BK : e % BM] = a_next[q];
-    }
-#pragma unroll
-    for (int q = 0; q < b_loads; ++q) {
-      const int e = tid + q * threads;
-      if (e >= BK * BN) break;
-      bs[b.along_k ? e % BK : e / BN][b.along_k ? e / BK : e % BN] = b_next[q];
-    }
+    slabs.stash(a.along_k, b.along_k, tid, as, bs, [](T v) { return v; });
     __syncthreads();
-    if (p0 + BK < k_end) fetch(p0 + BK);
+    if (p0 + BK < k_end) slabs.fetch(a, b, tid, row0, col0, m, n, p0 + BK, k_end);
 #pragma unroll
     for (int p = 0; p < BK; ++p) {
       T ar[TM], br[TN];

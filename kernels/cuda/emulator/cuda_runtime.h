@@ -36,8 +36,10 @@
 //     products to fuse need not be nvcc's, so the rounding is alike in kind, not bit for bit);
 //   - the kernels' exp, log, tanh and erf are off the host's by an ulp for most arguments, as the
 //     device's may be (below);
-// What it does not model: timing, warps (no warp-synchronous code is used), and concurrency
-// between streams (every stream is one in-order queue).
+//   - warp matrix functions (TF32 tensor-core fragments) in mma.h, each thread holding a whole
+//     tile, with the alignment and conversion rules a device enforces;
+// What it does not model: timing, warps otherwise (no other warp-synchronous code is used), and
+// concurrency between streams (every stream is one in-order queue).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -54,6 +56,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 // A static is the running block's shared memory: launches are serialized, and of the two blocks
 // that run at once, the one not running has its shared variables set aside (emulator.cpp).
 #define __shared__ static
@@ -74,6 +77,7 @@ enum cudaError_t {
   cudaErrorNoDevice = 100,
   cudaErrorIllegalState = 401,
   cudaErrorIllegalAddress = 700,
+  cudaErrorMisalignedAddress = 716,
   cudaErrorLaunchFailure = 719,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
@@ -252,6 +256,9 @@ void poison_shared(void* variable, std::size_t bytes);
 // returns again. clear_fault() makes the device usable again (on a GPU only a new process does).
 void inject_fault(std::int64_t n);
 void clear_fault();
+// A fault found inside a kernel (mma.h's misaligned fragment loads): sticky as the above, unless
+// the device has one already.
+void device_fault(cudaError_t code, std::string message);
 
 // Tests: the device's memory. memory_in_use() is what the live allocations take (each rounded up
 // to cudaMalloc's alignment); past set_memory_limit's bytes (0: no limit, the default) cudaMalloc

@@ -47,6 +47,7 @@ cudaError_t fail(cudaError_t code, std::string message) {
 cudaError_t sticky = cudaSuccess;
 std::string sticky_message;
 std::int64_t launches_until_fault = -1;  // -1: none injected
+const char* running_kernel = nullptr;     // for device_fault's message
 
 cudaError_t broken(const char* call) { return fail(sticky, std::string(call) + ": " + sticky_message); }
 
@@ -502,6 +503,10 @@ void block_order(std::vector<std::uint64_t>& order, std::uint64_t blocks, std::u
 // Runs a kernel whose configuration was checked, under the device queue's lock: its blocks in
 // block_order, two at a time, a phase of each in turn. An overlapped one checks its threads' waits.
 void run_kernel(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& kernel_body, bool overlapped) {
+  running_kernel = kernel;
+  struct Ended {
+    ~Ended() { running_kernel = nullptr; }
+  } ended;
   if (launches_until_fault >= 0 && launches_until_fault-- == 0) {
     // Reported by the calls after it, as a GPU reports a fault: asynchronously.
     sticky = cudaErrorIllegalAddress;
@@ -639,6 +644,13 @@ void refuse_launch(const char* kernel, const char* why) { fail(cudaErrorInvalidV
 void inject_fault(std::int64_t n) {
   std::lock_guard lock(device_queue());
   launches_until_fault = n;
+}
+
+void device_fault(cudaError_t code, std::string message) {
+  std::lock_guard lock(device_queue());
+  if (sticky) return;
+  sticky = code;
+  sticky_message = std::move(message) + " in " + (running_kernel ? running_kernel : "a kernel");
 }
 
 void clear_fault() {
@@ -1022,6 +1034,7 @@ const char* cudaGetErrorString(cudaError_t status) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorMisalignedAddress: return "misaligned address";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorIllegalState: return "the operation is not permitted in the current state";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
