@@ -42,12 +42,13 @@ inline std::vector<double> rounded(const std::vector<double>& v, DType dt) {
 struct Products {
   std::vector<double> (*inputs)(const std::vector<double>&, DType) = rounded;
   Tolerance (*tolerance)(DType, double terms) = tol;
+  std::vector<DType> dtypes{DType::f32, DType::f64};
 };
 
 inline void gemm(Device d, Products products = {}) {
   auto& be = kernels::backend(d);
   std::uint64_t seed = 100;
-  for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : products.dtypes)
     for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{{1, 1, 1}, {17, 33, 5}, {65, 129, 70}, {200, 10, 200}, {3, 200, 784}})
       for (bool ta : {false, true})
         for (bool tb : {false, true})
@@ -82,7 +83,7 @@ inline void gemm(Device d, Products products = {}) {
 inline void dense_layer(Device d, Products products = {}) {
   auto& be = kernels::backend(d);
   std::uint64_t seed = 150;
-  for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : products.dtypes)
     // {130, 70, 784}: deep with few tiles, which a GPU splits along its depth (kernels/cuda/gemm.cu).
     for (auto [m, n, k] : std::vector<std::array<std::int64_t, 3>>{
              {1, 1, 1}, {17, 33, 5}, {65, 129, 70}, {200, 10, 200}, {130, 70, 784}, {3, 5, 0}})
@@ -120,7 +121,7 @@ inline void dense_layer(Device d, Products products = {}) {
 inline void dense_layer_backward(Device d, Products products = {}) {
   auto& be = kernels::backend(d);
   std::uint64_t seed = 170;
-  for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : products.dtypes)
     for (auto [rows, in, out] : std::vector<std::array<std::int64_t, 3>>{
              {1, 1, 1}, {17, 33, 5}, {65, 129, 70}, {130, 70, 65}, {3, 5, 0}, {0, 4, 3}})
       for (int act = -1; act < 3; ++act)  // none, relu, tanh, sigmoid

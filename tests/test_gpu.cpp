@@ -84,7 +84,8 @@ TEST_SUITE("gpu") {
   // TF32 (kernels/gemm.h): FP32 products whose operands the tensor cores take rounded to 10 bits
   // of mantissa. On operands that are TF32 values already every product is exact, so the GEMMs
   // and dense forwards must meet FP32's tolerance; a layer's backward multiplies gz = g ⊙ act'(y),
-  // computed in the kernel and rounded there, so it gets TF32's. FP64 products must not change.
+  // computed in the kernel and rounded there, so it gets TF32's. FP64 products must not change
+  // (their checks are not repeated here: a DGEMM below equals the unpinned one bit for bit).
   TEST_CASE("TF32 tensor-core products against the float64 reference") {
     struct Unpin {
       ~Unpin() { kernels::set_gemm_precision(kernels::GemmPrecision::fp32); }
@@ -100,9 +101,22 @@ TEST_SUITE("gpu") {
     const auto tf32_tolerance = [](DType dt, double terms) {
       return dt == DType::f32 ? test::Tolerance{2 * 2 * std::ldexp(1.0, -11) * terms, 2e-5} : test::backend_checks::tol(dt, terms);
     };
-    test::backend_checks::gemm(Device::cuda, {tf32_values, test::backend_checks::tol});
-    test::backend_checks::dense_layer(Device::cuda, {tf32_values, test::backend_checks::tol});
-    test::backend_checks::dense_layer_backward(Device::cuda, {tf32_values, tf32_tolerance});
+    test::backend_checks::gemm(Device::cuda, {tf32_values, test::backend_checks::tol, {DType::f32}});
+    test::backend_checks::dense_layer(Device::cuda, {tf32_values, test::backend_checks::tol, {DType::f32}});
+    test::backend_checks::dense_layer_backward(Device::cuda, {tf32_values, tf32_tolerance, {DType::f32}});
+
+    auto& be = kernels::backend(Device::cuda);
+    const std::int64_t m = 70, n = 65, k = 33;
+    Tensor a = test::random_tensor(Shape{m * k}, 41, DType::f64).to(Device::cuda);
+    Tensor b = test::random_tensor(Shape{k * n}, 42, DType::f64).to(Device::cuda);
+    std::vector<std::vector<double>> results;
+    for (auto precision : {kernels::GemmPrecision::tf32, kernels::GemmPrecision::fp32}) {
+      kernels::set_gemm_precision(precision);
+      Tensor c = Tensor::full(Shape{m * n}, std::nan(""), DType::f64, Device::cuda);
+      be.gemm(DType::f64, {false, true, m, n, k, k, k, n}, 1.0, a.raw(), b.raw(), 0.0, c.raw());
+      results.push_back(c.to_vector());
+    }
+    CHECK(results[0] == results[1]);
   }
 
   // On any FP32 operands: each product within TF32's rounding of both operands (2⁻¹⁰ of |a||b|

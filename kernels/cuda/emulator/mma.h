@@ -66,6 +66,11 @@ inline float __float_to_tf32(float in) {
 
 namespace emulated {
 
+// The product of fragments below is arithmetic on the thread's own registers (32 times a
+// device's work, every thread computing the whole tile): left uninstrumented by the sanitizers,
+// which check the loads and stores that reach memory.
+#define GS_EMULATED_REGISTERS __attribute__((no_sanitize("address", "undefined")))
+
 inline bool whole_warps(const char* call) {
   const unsigned threads = blockDim.x * blockDim.y * blockDim.z;
   if (threads % 32 == 0) return true;
@@ -86,7 +91,7 @@ inline bool addressable(const char* call, const void* p, unsigned ldm) {
   return true;
 }
 
-inline bool is_tf32(float v) {
+GS_EMULATED_REGISTERS inline bool is_tf32(float v) {
   if (!std::isfinite(v)) return true;
   std::uint32_t bits;
   std::memcpy(&bits, &v, sizeof bits);
@@ -94,7 +99,7 @@ inline bool is_tf32(float v) {
 }
 
 template <class F>
-bool tf32_elements(const F& f) {
+GS_EMULATED_REGISTERS bool tf32_elements(const F& f) {
   for (float v : f.x)
     if (!is_tf32(v)) {
       gs::cuda_emulator::device_fault(cudaErrorLaunchFailure,
@@ -129,7 +134,7 @@ inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 8, f
 }
 
 template <class LayoutA, class LayoutB>
-void mma_sync(fragment<accumulator, 16, 16, 8, float>& d, const fragment<matrix_a, 16, 16, 8, precision::tf32, LayoutA>& a,
+GS_EMULATED_REGISTERS void mma_sync(fragment<accumulator, 16, 16, 8, float>& d, const fragment<matrix_a, 16, 16, 8, precision::tf32, LayoutA>& a,
               const fragment<matrix_b, 16, 16, 8, precision::tf32, LayoutB>& b, const fragment<accumulator, 16, 16, 8, float>& c) {
   if (!emulated::whole_warps("mma_sync") || !emulated::tf32_elements(a) || !emulated::tf32_elements(b)) return;
   float out[16 * 16];
