@@ -82,10 +82,11 @@ inline bool whole_warps(const char* call) {
 inline bool addressable(const char* call, const void* p, unsigned ldm) {
   if (!whole_warps(call)) return false;
   if (reinterpret_cast<std::uintptr_t>(p) % 32 != 0 || ldm % 4 != 0) {
-    gs::cuda_emulator::device_fault(cudaErrorMisalignedAddress,
-                                    std::string(call) + ": the pointer must be 256-bit aligned and ldm a multiple of 4 floats, got ldm = " +
-                                        std::to_string(ldm) + " and an address " +
-                                        std::to_string(reinterpret_cast<std::uintptr_t>(p) % 32) + " bytes past 32");
+    gs::cuda_emulator::device_fault(
+        cudaErrorMisalignedAddress,
+        std::string(call) + ": the pointer must be 256-bit aligned and ldm a multiple of 4 floats, got ldm = " +
+            std::to_string(ldm) + " and an address " + std::to_string(reinterpret_cast<std::uintptr_t>(p) % 32) +
+            " bytes past a multiple of 32");
     return false;
   }
   return true;
@@ -134,8 +135,10 @@ inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 8, f
 }
 
 template <class LayoutA, class LayoutB>
-GS_EMULATED_REGISTERS void mma_sync(fragment<accumulator, 16, 16, 8, float>& d, const fragment<matrix_a, 16, 16, 8, precision::tf32, LayoutA>& a,
-              const fragment<matrix_b, 16, 16, 8, precision::tf32, LayoutB>& b, const fragment<accumulator, 16, 16, 8, float>& c) {
+GS_EMULATED_REGISTERS void mma_sync(fragment<accumulator, 16, 16, 8, float>& d,
+                                    const fragment<matrix_a, 16, 16, 8, precision::tf32, LayoutA>& a,
+                                    const fragment<matrix_b, 16, 16, 8, precision::tf32, LayoutB>& b,
+                                    const fragment<accumulator, 16, 16, 8, float>& c) {
   if (!emulated::whole_warps("mma_sync") || !emulated::tf32_elements(a) || !emulated::tf32_elements(b)) return;
   float out[16 * 16];
   for (int i = 0; i < 16; ++i)
