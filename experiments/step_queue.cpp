@@ -19,14 +19,18 @@ StepQueue::StepQueue(Device device, std::int64_t max_batch, int depth)
 
 StepQueue::~StepQueue() {
   // A run that stops on an error may leave copies queued: they must finish before their host
-  // memory goes. Errors here would only hide the one being reported.
+  // memory goes. After a device fault the wait throws and nothing runs any more, so the memory is
+  // released all the same. Errors here would only hide the one being reported.
   auto& be = kernels::backend(device_);
-  try {
-    be.synchronize();
-    be.release_host(rows_);
-    be.release_host(losses_);
-  } catch (...) {
-  }
+  const auto quietly = [](auto&& call) {
+    try {
+      call();
+    } catch (...) {
+    }
+  };
+  quietly([&] { be.synchronize(); });
+  quietly([&] { be.release_host(rows_); });
+  quietly([&] { be.release_host(losses_); });
 }
 
 void StepQueue::upload_rows(const std::vector<std::int32_t>& rows, Tensor& device_rows) {

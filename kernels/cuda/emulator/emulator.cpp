@@ -752,9 +752,12 @@ cudaError_t cudaFreeHost(void* ptr) {
   if (unsafe_during_capture("cudaFreeHost")) return cudaErrorStreamCaptureUnsupported;
   const auto block = pinned_blocks().find(static_cast<const char*>(ptr));
   if (block != pinned_blocks().end()) {
-    for (const auto& c : in_flight())
-      if (c.host >= block->first && c.host < block->first + block->second)
-        return fail(cudaErrorIllegalState, "cudaFreeHost of pinned memory a queued copy has not finished with");
+    auto& copies = in_flight();
+    const auto into_block = [&](const InFlight& c) { return c.host >= block->first && c.host < block->first + block->second; };
+    if (sticky)  // a faulted device runs nothing more: the block's queued copies never land
+      copies.erase(std::remove_if(copies.begin(), copies.end(), into_block), copies.end());
+    else if (std::any_of(copies.begin(), copies.end(), into_block))
+      return fail(cudaErrorIllegalState, "cudaFreeHost of pinned memory a queued copy has not finished with");
     pinned_blocks().erase(block);
   }
   std::free(ptr);
