@@ -339,8 +339,9 @@ double relative_error(const Tensor& a, const Tensor& b) {
 
 // One convolution layer's three passes, no bias: the backend's implicit-GEMM kernels (what
 // ops::conv2d and its backward call) against cuDNN's heuristic first choice of algorithm for
-// each. All three passes have the forward's multiply-adds.
-void bench_conv(const Cudnn* cudnn, const ConvShape& sh) {
+// each. All three passes have the forward's multiply-adds. With `tf32`, ours run with TF32 pinned
+// (tensor_core_tile.cuh) and cuDNN with tensor-core math allowed, which for FP32 data is TF32.
+void bench_conv(const Cudnn* cudnn, const ConvShape& sh, bool tf32 = false) {
   Generator gen(6, Stream::test);
   const std::int64_t oh = sh.h + 2 * sh.pad - sh.k + 1, ow = sh.w + 2 * sh.pad - sh.k + 1;
   Tensor x = Tensor::empty(Shape{sh.n, sh.c, sh.h, sh.w}, DType::f32), w = Tensor::empty(Shape{sh.co, sh.c, sh.k, sh.k}, DType::f32);
@@ -358,6 +359,7 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh) {
     const char* name;
     double ours, theirs = NAN, err = NAN;
   };
+  kernels::ScopedGemmPrecision precision(tf32 ? kernels::GemmPrecision::tf32 : kernels::GemmPrecision::fp32);
   Pass passes[3] = {
       {"forward", median_seconds([&] { be.conv2d_forward(DType::f32, g, sh.n, sh.co, xd.raw(), wd.raw(), y.raw(), nullptr); }, 20)},
       {"input gradient",
@@ -378,7 +380,7 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh) {
     cudnn->set_filter(fdesc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, int(sh.co), int(sh.c), int(sh.k), int(sh.k));
     cudnn->set_conv(cdesc, int(sh.pad), int(sh.pad), 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
     // FP32 arithmetic, as ours: cuDNN's default math lets FP32 convolutions run in TF32 on tensor cores.
-    cudnn->set_math(cdesc, CUDNN_FMA_MATH);
+    cudnn->set_math(cdesc, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH);
     const float one = 1, zero = 0;
     auto workspace_of = [](std::size_t bytes) {
       return Tensor::empty(Shape{std::max<std::int64_t>(1, std::int64_t(bytes / 4 + 1))}, DType::f32, Device::cuda);
@@ -425,7 +427,8 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh) {
     }
   }
   for (const Pass& p : passes)
-    std::printf("| conv %s, %s | %lld×%lld×%lld×%lld, %lld filters %lld×%lld | %.1f | %s | %s | %s |\n", sh.what, p.name,
+    std::printf("| %sconv %s, %s | %lld×%lld×%lld×%lld, %lld filters %lld×%lld | %.1f | %s | %s | %s |\n",
+                tf32 ? "TF32 tensor cores " : "", sh.what, p.name,
                 (long long)sh.n, (long long)sh.c, (long long)sh.h, (long long)sh.w, (long long)sh.co, (long long)sh.k,
                 (long long)sh.k, flops / p.ours * 1e-9,
                 cudnn ? std::to_string(flops / p.theirs * 1e-9).substr(0, 8).c_str() : "n/a",
@@ -760,8 +763,12 @@ int main(int argc, char** argv) {
   std::printf("\ncuDNN: %s\n\n", have_cudnn ? "libcudnn.so.9" : "not found (set LD_LIBRARY_PATH to a libcudnn.so.9)");
   std::printf("| kernel | input, filters | GFLOP/s | cuDNN GFLOP/s | ratio (ours/cuDNN speed) | max error / max |ref| |\n");
   std::printf("| --- | --- | ---: | ---: | ---: | --- |\n");
-  for (const ConvShape& c : {ConvShape{"CNN layer 1", 128, 1, 28, 28, 32, 3, 1}, ConvShape{"CNN layer 2", 128, 32, 14, 14, 64, 3, 1}})
-    bench_conv(have_cudnn ? &cudnn : nullptr, c);
+  const ConvShape cnn_layers[] = {{"CNN layer 1", 128, 1, 28, 28, 32, 3, 1}, {"CNN layer 2", 128, 32, 14, 14, 64, 3, 1}};
+  for (const ConvShape& c : cnn_layers) bench_conv(have_cudnn ? &cudnn : nullptr, c);
+  std::printf("\n| TF32 kernel (optional, not the default) | input, filters | GFLOP/s | cuDNN TF32 GFLOP/s | "
+              "ratio (ours/cuDNN speed) | max error / max |ref| |\n");
+  std::printf("| --- | --- | ---: | ---: | ---: | --- |\n");
+  for (const ConvShape& c : cnn_layers) bench_conv(have_cudnn ? &cudnn : nullptr, c, true);
   Generator gen(1);
   section("training step, MLP", [&] {
     bench_training_step("MLP 784-200-200-10, batch 200, MSE, AdamW", models::make_mlp({.widths = {784, 200, 200, 10}, .init_scale = 8}, gen),

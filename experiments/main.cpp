@@ -140,8 +140,8 @@ int main(int argc, char** argv) {
                   "on cuda, run the training step kernel by kernel instead of replaying it as one CUDA graph");
   bool tf32 = false;
   train->add_flag("--tf32", tf32,
-                  "on cuda, multiply the training step's dense layers in TF32 on the tensor cores (10-bit mantissas; "
-                  "evaluations and probes stay FP32)");
+                  "on cuda, multiply the training step's dense layers and convolutions in TF32 on the tensor cores "
+                  "(10-bit mantissas; evaluations and probes stay FP32)");
 
   auto* ntk = app.add_subcommand("ntk", "the NTK of a checkpoint, and its distance to another");
   std::string ntk_recipe;

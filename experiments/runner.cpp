@@ -279,7 +279,7 @@ int Runner::run() {
             {"command_line", options_.command_line},
             {"parameters", model->parameter_count()},
             {"device", device_name(device)},
-            {"training_precision", options_.tf32 ? "tf32" : "fp32"},  // of the steps' dense products
+            {"training_precision", options_.tf32 ? "tf32" : "fp32"},  // of the steps' GEMMs and convolutions
             {"cpu", kernels::cpu_description()},
             {"train_rows", d.train.size()},
             {"test_rows", d.test.size()}};

@@ -31,8 +31,8 @@ enum class GemmSplit { by_shape, never };
 void set_gemm_split(GemmSplit split);
 GemmSplit gemm_split();
 
-// Whether a GPU backend multiplies FP32 dense products (gemm, gemm_bias_act, dense_backward)
-// in full FP32 on its CUDA cores (the default), or rounds their operands to TF32 and multiplies
+// Whether a GPU backend multiplies FP32 products (gemm, gemm_bias_act, dense_backward and the
+// three convolutions) in full FP32 on its CUDA cores (the default), or rounds their operands to TF32 and multiplies
 // them on its tensor cores (kernels/cuda/tensor_core_tile.cuh): faster on a busy device, with a
 // relative error near 2⁻¹¹ per product instead of 2⁻²⁴. FP64 products, and everything else,
 // are unaffected. The CPU backend ignores it. Pinned for the whole process, like the tiling, by

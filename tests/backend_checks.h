@@ -36,8 +36,8 @@ inline std::vector<double> rounded(const std::vector<double>& v, DType dt) {
   return dt == DType::f32 ? Tensor::from(v, Shape{static_cast<std::int64_t>(v.size())}, DType::f32).to_vector() : v;
 }
 
-// How a backend's dense products round, for the checks of gemm, dense layers and their backward
-// pass: the inputs drawn (rounded as the backend sees them) and the tolerance of a sum of `terms`
+// How a backend's products round, for the checks of gemm, dense layers, their backward pass and
+// convolutions: the inputs drawn (rounded as the backend sees them) and the tolerance of a sum of `terms`
 // products. FP32 by default; tests/test_gpu.cpp also checks the tensor cores' TF32 products.
 struct Products {
   std::vector<double> (*inputs)(const std::vector<double>&, DType) = rounded;
@@ -442,7 +442,7 @@ inline void losses(Device d) {
 // geometries that reach every edge of the implicit GEMM: padding wider than the kernel's reach,
 // stride 2 with windows that skip pixels, non-square kernels, a 1 × 1 kernel, one filter and more
 // filters than a tile holds, one image, and a weight gradient deep enough to be split.
-inline void batched_convolution(Device d) {
+inline void batched_convolution(Device d, Products products = {}) {
   auto& be = kernels::backend(d);
   struct Case {
     std::int64_t images, channels, height, width, filters, kh, kw, stride, padding;
@@ -453,7 +453,7 @@ inline void batched_convolution(Device d) {
       {40, 2, 14, 14, 6, 3, 3, 1, 1},  // depth 40·196: the weight gradient is split on a GPU
   };
   std::uint64_t seed = 900;
-  for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : products.dtypes)
     for (const Case& t : cases) {
       const std::string dtype = dtype_name(dt);
       CAPTURE(dtype);
@@ -467,9 +467,9 @@ inline void batched_convolution(Device d) {
       const kernels::ConvGeometry g{t.channels, t.height, t.width, t.kh, t.kw, t.stride, t.padding};
       const std::int64_t in = t.images * t.channels * t.height * t.width, out = t.images * t.filters * g.out_h() * g.out_w();
       const std::int64_t weights = t.filters * g.patch_size();
-      auto xv = rounded(random_values(static_cast<std::size_t>(in), ++seed), dt);
-      auto wv = rounded(random_values(static_cast<std::size_t>(weights), ++seed), dt);
-      auto gyv = rounded(random_values(static_cast<std::size_t>(out), ++seed), dt);
+      auto xv = products.inputs(random_values(static_cast<std::size_t>(in), ++seed), dt);
+      auto wv = products.inputs(random_values(static_cast<std::size_t>(weights), ++seed), dt);
+      auto gyv = products.inputs(random_values(static_cast<std::size_t>(out), ++seed), dt);
       Tensor x = on(d, xv, dt), w = on(d, wv, dt), gy = on(d, gyv, dt);
       Tensor y = poisoned(d, out, dt), gx = poisoned(d, in, dt), gw = poisoned(d, weights, dt);
       // Where the backend keeps the forward pass's patches, the weight gradient is checked from them too.
@@ -477,13 +477,14 @@ inline void batched_convolution(Device d) {
       if (be.conv2d_keeps_patches()) patches = poisoned(d, t.images * g.patch_size() * g.out_h() * g.out_w(), dt);
       be.conv2d_forward(dt, g, t.images, t.filters, x.raw(), w.raw(), y.raw(), patches.defined() ? patches.raw() : nullptr);
       check_close(y, reference::conv2d(xv, wv, {}, t.images, t.channels, t.height, t.width, t.filters, t.kh, t.kw, t.stride, t.padding),
-                  tol(dt, static_cast<double>(g.patch_size())), "conv2d_forward");
+                  products.tolerance(dt, static_cast<double>(g.patch_size())), "conv2d_forward");
       be.conv2d_backward_data(dt, g, t.images, t.filters, gy.raw(), w.raw(), gx.raw());
       check_close(gx, reference::conv2d_input_grad(gyv, wv, t.images, t.channels, t.height, t.width, t.filters, t.kh, t.kw, t.stride, t.padding),
-                  tol(dt, static_cast<double>(t.filters * t.kh * t.kw)), "conv2d_backward_data");
+                  products.tolerance(dt, static_cast<double>(t.filters * t.kh * t.kw)), "conv2d_backward_data");
       be.conv2d_backward_weight(dt, g, t.images, t.filters, x.raw(), gy.raw(), nullptr, gw.raw());
       const auto want_gw = reference::conv2d_weight_grad(xv, gyv, t.images, t.channels, t.height, t.width, t.filters, t.kh, t.kw, t.stride, t.padding);
-      check_close(gw, want_gw, tol(dt, static_cast<double>(t.images * g.out_h() * g.out_w())), "conv2d_backward_weight");
+      check_close(gw, want_gw, products.tolerance(dt, static_cast<double>(t.images * g.out_h() * g.out_w())),
+                  "conv2d_backward_weight");
       // Deterministic: the same sum in the same order, bit for bit (from the kept patches too).
       Tensor again = poisoned(d, weights, dt);
       be.conv2d_backward_weight(dt, g, t.images, t.filters, x.raw(), gy.raw(), patches.defined() ? patches.raw() : nullptr,

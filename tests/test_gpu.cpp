@@ -82,8 +82,8 @@ TEST_SUITE("gpu") {
   }
 
   // TF32 (kernels/gemm.h): FP32 products whose operands the tensor cores take rounded to 10 bits
-  // of mantissa. On operands that are TF32 values already every product is exact, so the GEMMs
-  // and dense forwards must meet FP32's tolerance; a layer's backward multiplies gz = g ⊙ act'(y),
+  // of mantissa. On operands that are TF32 values already every product is exact, so the GEMMs,
+  // dense forwards and convolutions must meet FP32's tolerance; a layer's backward multiplies gz = g ⊙ act'(y),
   // computed in the kernel and rounded there, so it gets TF32's. FP64 products must not change
   // (their checks are not repeated here: a DGEMM below equals the unpinned one bit for bit).
   TEST_CASE("TF32 tensor-core products against the float64 reference") {
@@ -104,6 +104,7 @@ TEST_SUITE("gpu") {
     test::backend_checks::gemm(Device::cuda, {tf32_values, test::backend_checks::tol, {DType::f32}});
     test::backend_checks::dense_layer(Device::cuda, {tf32_values, test::backend_checks::tol, {DType::f32}});
     test::backend_checks::dense_layer_backward(Device::cuda, {tf32_values, tf32_tolerance, {DType::f32}});
+    test::backend_checks::batched_convolution(Device::cuda, {tf32_values, test::backend_checks::tol, {DType::f32}});
 
     auto& be = kernels::backend(Device::cuda);
     const std::int64_t m = 70, n = 65, k = 33;
@@ -151,6 +152,67 @@ TEST_SUITE("gpu") {
       }
     CHECK(outside == 0);
     CHECK(apart > m * n / 2);
+  }
+
+  // The convolutions likewise: each of the three within TF32's error of the float64 sums of the
+  // FP32 operands (its bound the same sums over their magnitudes), and most values not FP32's.
+  TEST_CASE("TF32 tensor-core convolutions of unrounded operands: within TF32's error, and not FP32's result") {
+    struct Unpin {
+      ~Unpin() { kernels::set_gemm_precision(kernels::GemmPrecision::fp32); }
+    } unpin;
+    auto& be = kernels::backend(Device::cuda);
+    const std::int64_t images = 6, channels = 3, height = 11, width = 12, filters = 20, kh = 3, kw = 3, stride = 1, pad = 1;
+    const kernels::ConvGeometry g{channels, height, width, kh, kw, stride, pad};
+    const std::int64_t in = images * channels * height * width, out = images * filters * g.out_h() * g.out_w();
+    const std::int64_t weights = filters * g.patch_size();
+    auto f32_tensor = [](std::int64_t n, std::uint64_t seed) {
+      return Tensor::from(test::random_values(static_cast<std::size_t>(n), seed), Shape{n}, DType::f32, Device::cuda);
+    };
+    Tensor x = f32_tensor(in, 51), w = f32_tensor(weights, 52), gy = f32_tensor(out, 53);
+    const auto xv = x.to_vector(), wv = w.to_vector(), gyv = gy.to_vector();
+    auto magnitudes = [](std::vector<double> v) {
+      for (double& e : v) e = std::abs(e);
+      return v;
+    };
+    const auto ax = magnitudes(xv), aw = magnitudes(wv), agy = magnitudes(gyv);
+    struct Op {
+      const char* name;
+      std::int64_t size, terms;
+      std::function<void(Tensor&)> run;
+      std::vector<double> want, bound;
+    };
+    const std::vector<Op> ops{
+        {"conv2d_forward", out, g.patch_size(),
+         [&](Tensor& y) { be.conv2d_forward(DType::f32, g, images, filters, x.raw(), w.raw(), y.raw(), nullptr); },
+         reference::conv2d(xv, wv, {}, images, channels, height, width, filters, kh, kw, stride, pad),
+         reference::conv2d(ax, aw, {}, images, channels, height, width, filters, kh, kw, stride, pad)},
+        {"conv2d_backward_data", in, filters * kh * kw,
+         [&](Tensor& gx) { be.conv2d_backward_data(DType::f32, g, images, filters, gy.raw(), w.raw(), gx.raw()); },
+         reference::conv2d_input_grad(gyv, wv, images, channels, height, width, filters, kh, kw, stride, pad),
+         reference::conv2d_input_grad(agy, aw, images, channels, height, width, filters, kh, kw, stride, pad)},
+        {"conv2d_backward_weight", weights, images * g.out_h() * g.out_w(),
+         [&](Tensor& gw) { be.conv2d_backward_weight(DType::f32, g, images, filters, x.raw(), gy.raw(), nullptr, gw.raw()); },
+         reference::conv2d_weight_grad(xv, gyv, images, channels, height, width, filters, kh, kw, stride, pad),
+         reference::conv2d_weight_grad(ax, agy, images, channels, height, width, filters, kh, kw, stride, pad)},
+    };
+    for (const Op& op : ops) {
+      const std::string name = op.name;
+      CAPTURE(name);
+      auto result = [&](kernels::GemmPrecision precision) {
+        kernels::set_gemm_precision(precision);
+        Tensor r = Tensor::full(Shape{op.size}, std::nan(""), DType::f32, Device::cuda);
+        op.run(r);
+        return r.to_vector();
+      };
+      const auto fp32 = result(kernels::GemmPrecision::fp32), tf32 = result(kernels::GemmPrecision::tf32);
+      std::int64_t outside = 0, apart = 0;
+      for (std::size_t e = 0; e < tf32.size(); ++e) {
+        outside += !(std::abs(tf32[e] - op.want[e]) <= std::ldexp(op.bound[e], -10) + 2e-6 * static_cast<double>(op.terms));
+        apart += tf32[e] != fp32[e];
+      }
+      CHECK(outside == 0);
+      CHECK(apart > op.size / 2);
+    }
   }
 
   // A deep dense forward with few tiles is split along its depth and its slices summed in order

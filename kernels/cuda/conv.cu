@@ -5,11 +5,15 @@
 // deterministic, no atomics. Also im2col / col2im (the NTK probe's convolution factors) and 2-D
 // max pooling; col2im and the pooling backward gather (one thread per input pixel, in the CPU
 // backend's order) rather than scatter with atomics, so they are deterministic too.
+//
+// Every convolution takes the GEMMs' small tiling for now (tilings.cuh: 64 × 64, 4 × 4 per thread,
+// half the depth for f64), or their TF32 tensor-core tiles where TF32 is pinned. Shapes to tune
+// against cuDNN in bench_cuda once a GPU run has timed them.
 #include <algorithm>
 #include <climits>
 #include <string>
 
-#include "kernels/cuda/tiled_gemm.cuh"
+#include "kernels/cuda/tilings.cuh"
 
 namespace gs::kernels::cuda {
 
@@ -104,60 +108,46 @@ struct OutputGradsByFilter {
   }
 };
 
-// One tile configuration for every convolution for now: the SGEMM's (64 × 64, 4 × 4 per thread),
-// half the depth for f64. Shapes to tune against cuDNN in bench_cuda once a GPU run has timed them.
-template <class T>
-struct ConvTiles {
-  static constexpr int bm = 64, bn = 64, bk = sizeof(T) == 4 ? 16 : 8, tm = 4, tn = 4;
-  static constexpr int threads = (bm / tm) * (bn / tn);
-};
-
 // y[image, co, pixel] = Σ_(c,ky,kx) w[co, (c,ky,kx)] · patches: m = filters, n = images · pixels.
-template <class T>
-__global__ void __launch_bounds__(ConvTiles<T>::threads)
+template <class Tiling, class T = typename Tiling::type>
+__global__ void __launch_bounds__(Tiling::threads)
     conv2d_forward_kernel(ConvShape s, i64 images, const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y) {
   begin_after_preceding_kernels();
-  using P = ConvTiles<T>;
   const i64 patch = static_cast<i64>(s.channels) * s.kernel_h * s.kernel_w, pixels = static_cast<i64>(s.out_h) * s.out_w;
-  gemm_tile<T, P::bm, P::bn, P::bk, P::tm, P::tn>(
-      static_cast<i64>(blockIdx.y) * P::bm, static_cast<i64>(blockIdx.x) * P::bn, s.filters, images * pixels, 0, patch,
-      dense_a(w, patch, false), ImagePatches<T>{x, s, false}, [&](i64 co, i64 j, T value) {
-        y[((j / pixels) * s.filters + co) * pixels + j % pixels] = value;
-      });
+  const i64 row0 = static_cast<i64>(blockIdx.y) * Tiling::bm, col0 = static_cast<i64>(blockIdx.x) * Tiling::bn;
+  Tiling::tile(row0, col0, s.filters, images * pixels, 0, patch, dense_a(w, patch, false), ImagePatches<T>{x, s, false},
+               [&](i64 co, i64 j, T value) { y[((j / pixels) * s.filters + co) * pixels + j % pixels] = value; });
 }
 
 // gx[image, c, pixel] = Σ_(co,ky,kx) w[co, c, ky, kx] · gy at the output pixel that tap puts on it:
 // m = channels, n = images · height · width, depth = filters · taps.
-template <class T>
-__global__ void __launch_bounds__(ConvTiles<T>::threads)
+template <class Tiling, class T = typename Tiling::type>
+__global__ void __launch_bounds__(Tiling::threads)
     conv2d_backward_data_kernel(ConvShape s, i64 images, const T* __restrict__ gy, const T* __restrict__ w,
                                 T* __restrict__ gx) {
   begin_after_preceding_kernels();
-  using P = ConvTiles<T>;
   const i64 in_pixels = static_cast<i64>(s.height) * s.width;
-  gemm_tile<T, P::bm, P::bn, P::bk, P::tm, P::tn>(
-      static_cast<i64>(blockIdx.y) * P::bm, static_cast<i64>(blockIdx.x) * P::bn, s.channels, images * in_pixels, 0,
-      static_cast<i64>(s.filters) * s.kernel_h * s.kernel_w, FiltersByInput<T>{w, s, true},
-      OutputGradsByTap<T>{gy, s, false}, [&](i64 c, i64 j, T value) {
-        gx[((j / in_pixels) * s.channels + c) * in_pixels + j % in_pixels] = value;
-      });
+  const i64 row0 = static_cast<i64>(blockIdx.y) * Tiling::bm, col0 = static_cast<i64>(blockIdx.x) * Tiling::bn;
+  Tiling::tile(row0, col0, s.channels, images * in_pixels, 0, static_cast<i64>(s.filters) * s.kernel_h * s.kernel_w,
+               FiltersByInput<T>{w, s, true}, OutputGradsByTap<T>{gy, s, false}, [&](i64 c, i64 j, T value) {
+                 gx[((j / in_pixels) * s.channels + c) * in_pixels + j % in_pixels] = value;
+               });
 }
 
 // Split blockIdx.z of gw = Σ_(image,pixel) gy ⊗ patches over its slice [z·chunk, (z+1)·chunk) of
 // the depth, into partial[z] (or straight into gw when there is one split).
-template <class T>
-__global__ void __launch_bounds__(ConvTiles<T>::threads)
+template <class Tiling, class T = typename Tiling::type>
+__global__ void __launch_bounds__(Tiling::threads)
     conv2d_backward_weight_kernel(ConvShape s, i64 images, i64 chunk, const T* __restrict__ x,
                                   const T* __restrict__ gy, T* __restrict__ partial) {
   begin_after_preceding_kernels();
-  using P = ConvTiles<T>;
   const i64 patch = static_cast<i64>(s.channels) * s.kernel_h * s.kernel_w;
   const i64 depth = images * s.out_h * s.out_w, begin = static_cast<i64>(blockIdx.z) * chunk;
   T* out = partial + static_cast<i64>(blockIdx.z) * s.filters * patch;
-  gemm_tile<T, P::bm, P::bn, P::bk, P::tm, P::tn>(
-      static_cast<i64>(blockIdx.y) * P::bm, static_cast<i64>(blockIdx.x) * P::bn, s.filters, patch, begin,
-      begin + chunk < depth ? begin + chunk : depth, OutputGradsByFilter<T>{gy, s, true},
-      PatchesByPixel<T>{ImagePatches<T>{x, s, true}, true}, [&](i64 co, i64 q, T value) { out[co * patch + q] = value; });
+  const i64 row0 = static_cast<i64>(blockIdx.y) * Tiling::bm, col0 = static_cast<i64>(blockIdx.x) * Tiling::bn;
+  Tiling::tile(row0, col0, s.filters, patch, begin, begin + chunk < depth ? begin + chunk : depth,
+               OutputGradsByFilter<T>{gy, s, true}, PatchesByPixel<T>{ImagePatches<T>{x, s, true}, true},
+               [&](i64 co, i64 q, T value) { out[co * patch + q] = value; });
 }
 
 // gw[q] = Σ_z partial[z][q], z in order, in f64.
@@ -288,12 +278,12 @@ void CudaBackend::conv2d_forward(DType dtype, const ConvGeometry& g, i64 images,
   const i64 outputs = images * filters * g.out_h() * g.out_w();
   if (outputs == 0) return;
   const ConvShape s = conv_shape("conv2d_forward", g, images, filters);
-  with_float(dtype, "conv2d_forward", [&]<class T>() {
-    using P = ConvTiles<T>;
+  with_small_tiling(dtype, "conv2d_forward", [&]<class P>() {
+    using T = typename P::type;
     const i64 n = images * g.out_h() * g.out_w();
     const dim3 grid(static_cast<unsigned>((n + P::bn - 1) / P::bn), static_cast<unsigned>((filters + P::bm - 1) / P::bm));
-    launch("conv2d_forward", outputs, grid, P::threads, conv2d_forward_kernel<T>, s, images, static_cast<const T*>(x),
-           static_cast<const T*>(w), static_cast<T*>(y));
+    launch(launch_name<P>("conv2d_forward").c_str(), outputs, grid, P::threads, conv2d_forward_kernel<P>, s, images,
+           static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y));
   });
 }
 
@@ -302,11 +292,12 @@ void CudaBackend::conv2d_backward_data(DType dtype, const ConvGeometry& g, i64 i
   const i64 n = images * g.height * g.width;
   if (n * g.channels == 0) return;
   const ConvShape s = conv_shape("conv2d_backward_data", g, images, filters);
-  with_float(dtype, "conv2d_backward_data", [&]<class T>() {
-    using P = ConvTiles<T>;
+  with_small_tiling(dtype, "conv2d_backward_data", [&]<class P>() {
+    using T = typename P::type;
     const dim3 grid(static_cast<unsigned>((n + P::bn - 1) / P::bn), static_cast<unsigned>((g.channels + P::bm - 1) / P::bm));
-    launch("conv2d_backward_data", n * g.channels, grid, P::threads, conv2d_backward_data_kernel<T>, s, images,
-           static_cast<const T*>(gy), static_cast<const T*>(w), static_cast<T*>(gx));
+    launch(launch_name<P>("conv2d_backward_data").c_str(), n * g.channels, grid, P::threads,
+           conv2d_backward_data_kernel<P>, s, images, static_cast<const T*>(gy), static_cast<const T*>(w),
+           static_cast<T*>(gx));
   });
 }
 
@@ -316,8 +307,8 @@ void CudaBackend::conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64
   if (weights == 0) return;
   if (depth == 0) return fill(dtype, weights, 0.0, gw);
   const ConvShape s = conv_shape("conv2d_backward_weight", g, images, filters);
-  with_float(dtype, "conv2d_backward_weight", [&]<class T>() {
-    using P = ConvTiles<T>;
+  with_small_tiling(dtype, "conv2d_backward_weight", [&]<class P>() {
+    using T = typename P::type;
     const i64 tiles_n = (patch + P::bn - 1) / P::bn, tiles_m = (filters + P::bm - 1) / P::bm;
     i64 splits = weight_splits(tiles_n * tiles_m, depth, P::bk, static_cast<std::size_t>(weights) * sizeof(T));
     // Each slice a whole number of slabs; the count again from the rounded length.
@@ -325,8 +316,9 @@ void CudaBackend::conv2d_backward_weight(DType dtype, const ConvGeometry& g, i64
     splits = (depth + chunk - 1) / chunk;
     T* partial = splits == 1 ? static_cast<T*>(gw) : static_cast<T*>(split_scratch());
     const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(tiles_m), static_cast<unsigned>(splits));
-    launch("conv2d_backward_weight", weights * splits, grid, P::threads, conv2d_backward_weight_kernel<T>, s, images,
-           chunk, static_cast<const T*>(x), static_cast<const T*>(gy), partial);
+    launch(launch_name<P>("conv2d_backward_weight").c_str(), weights * splits, grid, P::threads,
+           conv2d_backward_weight_kernel<P>, s, images, chunk, static_cast<const T*>(x), static_cast<const T*>(gy),
+           partial);
     if (splits > 1)
       launch("conv2d_backward_weight (sum of splits)", weights, blocks_for(weights), threads_per_block,
              sum_splits_kernel<T>, weights, splits, static_cast<const T*>(partial), static_cast<T*>(gw));

@@ -1,54 +1,17 @@
 // Tiled GEMM, row-major, C = alpha op(A) op(B) + beta C, in FP32 (SGEMM) or FP64 (DGEMM) on the
 // CUDA cores: full FP32 accuracy, the default the NTK and geometry probes are checked against.
-// The tiling itself (shared-memory slabs, per-thread accumulators) is tiled_gemm.cuh's. Where
-// TF32 is pinned (kernels/gemm.h), FP32 products go to the tensor cores instead
-// (tensor_core_tile.cuh), through the very same kernels. A dense layer's bias and activation can
-// be applied as C is stored (gemm_bias_act), and its whole backward pass is one launch
-// (dense_backward).
+// The tilings (tilings.cuh) and how they are chosen are shared with the convolutions; where TF32
+// is pinned (kernels/gemm.h), FP32 products go to the tensor cores (tensor_core_tile.cuh),
+// through the very same kernels. A dense layer's bias and activation can be applied as C is
+// stored (gemm_bias_act), and its whole backward pass is one launch (dense_backward).
 #include <algorithm>
 
 #include "kernels/cuda/activation.cuh"
-#include "kernels/cuda/cuda_backend.h"
-#include "kernels/cuda/tensor_core_tile.cuh"
-#include "kernels/cuda/tiled_gemm.cuh"
+#include "kernels/cuda/tilings.cuh"
 
 namespace gs::kernels::cuda {
 
 namespace {
-
-// A tiling: its element type, tile size, depth of a slab and threads, a label for launches, and
-// tile(), which computes one tile with gemm_tile's contract. The kernels are written once for all.
-template <class T, int BM, int BN, int BK, int TM, int TN>
-struct CudaCoreTiles {
-  using type = T;
-  static constexpr int bm = BM, bn = BN, bk = BK, threads = (BM / TM) * (BN / TN);
-  static constexpr const char* label = BM == 128 ? "128 × 128 tiles" : "64 × 64 tiles";
-  template <class LoadA, class LoadB, class Store>
-  static __device__ void tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_end, const LoadA& a, const LoadB& b,
-                              const Store& store) {
-    gemm_tile<T, bm, bn, bk, TM, TN>(row0, col0, m, n, k_begin, k_end, a, b, store);
-  }
-};
-
-// 64 × 64 tiles of 8 warps, each a 16 × 32 part in two fragments.
-struct Tf32Tiles {
-  using type = float;
-  static constexpr int bm = 64, bn = 64, bk = 16, threads = 256;
-  static constexpr const char* label = "64 × 64 TF32 tensor-core tiles";
-  template <class LoadA, class LoadB, class Store>
-  static __device__ void tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_end, const LoadA& a, const LoadB& b,
-                              const Store& store) {
-    tf32_tile<64, 64, 16, 4, 2>(row0, col0, m, n, k_begin, k_end, a, b, store);
-  }
-};
-
-// "gemm (64 × 64 tiles)": the name a launch goes by.
-template <class Tiling>
-std::string launch_name(const char* entry_point, const char* detail = nullptr) {
-  std::string name = std::string(entry_point) + " (" + Tiling::label;
-  if (detail) name += std::string(", ") + detail;
-  return name + ")";
-}
 
 template <class Tiling, class T = typename Tiling::type>
 __global__ void __launch_bounds__(Tiling::threads)
@@ -56,12 +19,11 @@ __global__ void __launch_bounds__(Tiling::threads)
                 const T* __restrict__ b, i64 ldb, T beta, T* __restrict__ c, i64 ldc) {
   begin_after_preceding_kernels();
   const i64 row0 = static_cast<i64>(blockIdx.y) * Tiling::bm, col0 = static_cast<i64>(blockIdx.x) * Tiling::bn;
-  Tiling::tile(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
-                                   [&](i64 i, i64 j, T value) {
-                                     T* out = c + i * ldc + j;
-                                     // beta = 0 overwrites: NaN or garbage in C does not leak, as BLAS promises.
-                                     *out = beta == T(0) ? alpha * value : alpha * value + beta * *out;
-                                   });
+  Tiling::tile(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb), [&](i64 i, i64 j, T value) {
+    T* out = c + i * ldc + j;
+    // beta = 0 overwrites: NaN or garbage in C does not leak, as BLAS promises.
+    *out = beta == T(0) ? alpha * value : alpha * value + beta * *out;
+  });
 }
 
 // A dense layer's forward pass: act(value + bias[j]) as each element is stored (C is written
@@ -73,11 +35,10 @@ __global__ void __launch_bounds__(Tiling::threads)
                          T* __restrict__ c) {
   begin_after_preceding_kernels();
   const i64 row0 = static_cast<i64>(blockIdx.y) * Tiling::bm, col0 = static_cast<i64>(blockIdx.x) * Tiling::bn;
-  Tiling::tile(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb),
-                                   [&](i64 i, i64 j, T value) {
-                                     const T z = bias ? value + bias[j] : value;
-                                     c[i * n + j] = has_act ? activate(act, z) : z;
-                                   });
+  Tiling::tile(row0, col0, m, n, 0, k, dense_a(a, lda, ta), dense_b(b, ldb, tb), [&](i64 i, i64 j, T value) {
+    const T z = bias ? value + bias[j] : value;
+    c[i * n + j] = has_act ? activate(act, z) : z;
+  });
 }
 
 // Split-K: block z computes its tile over the depth slice [z·chunk, (z+1)·chunk) into
@@ -161,31 +122,6 @@ __global__ void scale_matrix_kernel(i64 m, i64 n, i64 ldc, T beta, T* c) {
   if (i >= m * n) return;
   T* out = c + (i / n) * ldc + i % n;
   *out = beta == T(0) ? T(0) : beta * *out;
-}
-
-// Two tilings on the CUDA cores, each of 256 threads as a 16 × 16 grid:
-//   small: 64 × 64 tiles, 4 × 4 values per thread. Many blocks, for the training step's products
-//          (a batch of 200 against a layer of 200 is 16 of them);
-//   large: 128 × 128 tiles, 8 × 8 per thread. Every value read from shared memory feeds 8
-//          multiply-adds instead of 4, and each operand value is read from global memory half
-//          as often; for products whose large tiles still fill the device (the NTK probe's).
-// FP64 holds twice the bytes per value, so the small tiling's depth is halved to keep its
-// shared memory at 8 KB. Where TF32 is pinned, FP32 products take Tf32Tiles instead, whatever
-// their shape. Calls f.template operator()<Tiling>().
-template <class F>
-void with_small_tiling(DType dtype, const char* entry_point, F&& f) {
-  if (dtype == DType::f32 && gemm_precision() == GemmPrecision::tf32) return f.template operator()<Tf32Tiles>();
-  if (dtype == DType::f32) return f.template operator()<CudaCoreTiles<float, 64, 64, 16, 4, 4>>();
-  if (dtype == DType::f64) return f.template operator()<CudaCoreTiles<double, 64, 64, 8, 4, 4>>();
-  throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
-}
-template <class F>
-void with_tiling(DType dtype, bool large, const char* entry_point, F&& f) {
-  if (!large || (dtype == DType::f32 && gemm_precision() == GemmPrecision::tf32))
-    return with_small_tiling(dtype, entry_point, f);
-  if (dtype == DType::f32) return f.template operator()<CudaCoreTiles<float, 128, 128, 8, 8, 8>>();
-  if (dtype == DType::f64) return f.template operator()<CudaCoreTiles<double, 128, 128, 8, 8, 8>>();
-  throw Error(std::string(entry_point) + " works on f32 or f64 tensors, got " + dtype_name(dtype));
 }
 
 template <class Tiling>

@@ -2,9 +2,9 @@
 // A GEMM tile on the tensor cores in TF32: the same contract as gemm_tile (tiled_gemm.cuh), for
 // FP32 operands whose values are first rounded to TF32 (10 bits of mantissa against FP32's 23)
 // and multiplied in warp matrix instructions (m16n16k8) into FP32 accumulators. Faster where
-// the tensor cores are busy; a relative error near 2⁻¹¹ per product instead of 2⁻²⁴. Only taken
-// where TF32 is pinned (GemmPrecision::tf32, kernels/gemm.h), which only the tests and bench_cuda
-// do: no run of the study multiplies in TF32.
+// the tensor cores are busy; a relative error near 2⁻¹¹ per product instead of 2⁻²⁴. Taken for
+// the FP32 GEMMs and convolutions only where TF32 is pinned (GemmPrecision::tf32, kernels/gemm.h):
+// by `grokscope train --tf32` for its training steps (never its probes), the tests and bench_cuda.
 //
 // A block of Threads = 32 · WarpRows · WarpCols threads computes a BM × BN tile; each warp a
 // (BM / WarpRows) × (BN / WarpCols) part of it in 16 × 16 fragments. The slabs are staged as
@@ -47,7 +47,10 @@ __device__ void tf32_tile(i64 row0, i64 col0, i64 m, i64 n, i64 k_begin, i64 k_e
     slabs.stash(a.along_k, b.along_k, tid, as, bs, [](float v) { return wmma::__float_to_tf32(v); });
     __syncthreads();
     if (p0 + BK < k_end) slabs.fetch(a, b, tid, row0, col0, m, n, p0 + BK, k_end);
-#pragma unroll
+    // One k-step at a time: unrolled, both steps' fragments were live at once, and with a
+    // convolution's gathers on top ptxas spilled (conv2d_backward_data: 128 registers and 8
+    // bytes of stack); rolled, the TF32 kernels take 64 to 111 registers (nvcc 13.0, sm_90).
+#pragma unroll 1
     for (int p = 0; p < BK; p += 8) {
       wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
       wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
