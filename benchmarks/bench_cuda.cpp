@@ -187,23 +187,38 @@ struct Shape3 {
   bool ta, tb;
 };
 
+// A shape's operands, N(0, 1) values drawn in float64 (a, b, on the host) and rounded to the
+// benchmarked dtype on the device (ad, bd); its multiply-adds, and calls enough for ~20 GFLOP.
+struct GemmOperands {
+  kernels::GemmShape s;
+  Tensor a, b, ad, bd;
+  double flops;
+  int calls;
+  GemmOperands(const Shape3& sh, DType dt)
+      : s{sh.ta, sh.tb, sh.m, sh.n, sh.k, sh.ta ? sh.m : sh.k, sh.tb ? sh.k : sh.n, sh.n},
+        a(Tensor::empty(Shape{sh.m * sh.k}, DType::f64)),
+        b(Tensor::empty(Shape{sh.k * sh.n}, DType::f64)),
+        flops(2.0 * double(sh.m) * double(sh.n) * double(sh.k)),
+        calls(std::min(2000, std::max(1, int(2e10 / std::max(flops, 1.0))))) {
+    Generator gen(5, Stream::test);
+    gen.normal(a, 0, 1);
+    gen.normal(b, 0, 1);
+    ad = a.to(dt).to(Device::cuda);
+    bd = b.to(dt).to(Device::cuda);
+  }
+};
+
 template <class T>
 void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
-  const kernels::GemmShape s{sh.ta, sh.tb, sh.m, sh.n, sh.k, sh.ta ? sh.m : sh.k, sh.tb ? sh.k : sh.n, sh.n};
-  Generator gen(5, Stream::test);
-  Tensor a = Tensor::empty(Shape{sh.m * sh.k}, DType::f64), b = Tensor::empty(Shape{sh.k * sh.n}, DType::f64);
-  gen.normal(a, 0, 1);
-  gen.normal(b, 0, 1);
-  Tensor ad = a.to(dt).to(Device::cuda), bd = b.to(dt).to(Device::cuda);
+  const GemmOperands operands(sh, dt);
+  const auto& [s, a, b, ad, bd, flops, calls] = operands;
   Tensor c = Tensor::zeros(Shape{sh.m * sh.n}, dt, Device::cuda), c_ref = Tensor::zeros(Shape{sh.m * sh.n}, dt, Device::cuda);
   auto& be = kernels::backend(Device::cuda);
-  const double flops = 2.0 * double(sh.m) * double(sh.n) * double(sh.k);
-  const int calls = std::max(1, int(2e10 / std::max(flops, 1.0)));
   // Both tilings, pinned in turn; the ratio is that of the one the shape gets.
   Tensor c_large = Tensor::zeros(Shape{sh.m * sh.n}, dt, Device::cuda);
   auto timed = [&](kernels::GemmTiling tiling, Tensor& out) {
     kernels::set_gemm_tiling(tiling);
-    const double t = median_seconds([&] { be.gemm(dt, s, 1.0, ad.raw(), bd.raw(), 0.0, out.raw()); }, std::min(calls, 2000));
+    const double t = median_seconds([&] { be.gemm(dt, s, 1.0, ad.raw(), bd.raw(), 0.0, out.raw()); }, calls);
     kernels::set_gemm_tiling(kernels::GemmTiling::by_shape);
     return t;
   };
@@ -214,7 +229,7 @@ void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
   if (cublas) {
     theirs = median_seconds([&] { cublas->gemm<T>(s, static_cast<const T*>(ad.raw()), static_cast<const T*>(bd.raw()),
                                                   static_cast<T*>(c_ref.raw())); },
-                            std::min(calls, 2000));
+                            calls);
   }
   // Max error relative to the largest |reference| entry, of either tiling: against f64 truth
   // where that is cheap.
@@ -246,17 +261,11 @@ void bench_gemm(const Cublas* cublas, const Shape3& sh, DType dt) {
 // cuBLAS in its TF32 mode: speed, and each one's max error against the float64 product of the
 // FP32 operands (or, for shapes too large for it, against our FP32 kernel), to set beside FP32's.
 void bench_gemm_tf32(const Cublas* cublas, const Shape3& sh) {
-  const kernels::GemmShape s{sh.ta, sh.tb, sh.m, sh.n, sh.k, sh.ta ? sh.m : sh.k, sh.tb ? sh.k : sh.n, sh.n};
-  Generator gen(5, Stream::test);
-  Tensor a = Tensor::empty(Shape{sh.m * sh.k}, DType::f64), b = Tensor::empty(Shape{sh.k * sh.n}, DType::f64);
-  gen.normal(a, 0, 1);
-  gen.normal(b, 0, 1);
-  Tensor ad = a.to(DType::f32).to(Device::cuda), bd = b.to(DType::f32).to(Device::cuda);
+  const GemmOperands operands(sh, DType::f32);
+  const auto& [s, a, b, ad, bd, flops, calls] = operands;
   Tensor c = Tensor::zeros(Shape{sh.m * sh.n}, DType::f32, Device::cuda);
   Tensor c_ref = Tensor::zeros(Shape{sh.m * sh.n}, DType::f32, Device::cuda);
   auto& be = kernels::backend(Device::cuda);
-  const double flops = 2.0 * double(sh.m) * double(sh.n) * double(sh.k);
-  const int calls = std::min(2000, std::max(1, int(2e10 / std::max(flops, 1.0))));
   std::vector<double> want;
   std::string against = "f64 reference";
   if (flops <= 2e9) {
