@@ -966,8 +966,9 @@ TEST_SUITE("cuda_emulator") {
     REQUIRE(cudaMemcpy(db, b.data(), b.size() * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
     CHECK(error_of([&] { launch("tf32_product", 256, 1, 32, tf32_product_kernel, 0, true, da, db, dc); }) == "");
     const auto c = to_host(dc, 16 * 16);
-    // b's 2⁻¹³ is below half of TF32's ulp at its magnitudes (2⁻¹¹ or less): it rounds away.
-    // a's 2⁻¹⁰ stays, as TF32 holds it at a's magnitudes below 1. Each product is then exact.
+    // Beside b's nonzero values (0.5 and 1 in magnitude) its 2⁻¹³ is below half of TF32's ulp and
+    // rounds away; where b is 2⁻¹³ alone it stays. a's 2⁻¹⁰ stays, as TF32 holds it at a's
+    // magnitudes below 1. Each product is then exact.
     double worst = 0;
     for (int i = 0; i < 16; ++i)
       for (int j = 0; j < 16; ++j) {
