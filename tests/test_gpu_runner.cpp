@@ -159,6 +159,61 @@ TEST_SUITE("gpu") {
     CHECK(logged(fp32_rows.back()) != logged(tf32_rows.back()));
   }
 
+  // The CNN's convolutions take the tensor cores under --tf32 as its dense layers do: the study's
+  // CNN, on the tiny run's 4 × 4 images (each convolution pooled to half its side).
+  TEST_CASE("a CNN trained with TF32 convolves on the tensor cores in its steps and in FP32 elsewhere") {
+    test::TempDir dir;
+    test::write_tiny_mnist(dir.path(), 64, 24);
+    Recipe recipe = test::tiny_recipe(dir.path(), 20);
+    recipe.model.kind = "cnn";
+    train_tiny(recipe, dir / "fp32", Device::cuda, TinyRun{.center_structure = false});
+#if defined(GROKSCOPE_CUDA_EMULATED)
+    gs::cuda_emulator::record_launches(true);
+#endif
+    train_tiny(recipe, dir / "tf32", Device::cuda, TinyRun{.center_structure = false, .tf32 = true});
+#if defined(GROKSCOPE_CUDA_EMULATED)
+    const auto launches = gs::cuda_emulator::recorded_launches();
+    gs::cuda_emulator::record_launches(false);
+    auto count = [&](const std::string& prefix) {
+      return std::count_if(launches.begin(), launches.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+    };
+    for (const std::string pass : {"conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"}) {  // the steps
+      CAPTURE(pass);
+      CHECK(count(pass + " (64 × 64 TF32 tensor-core tiles") > 0);
+    }
+    CHECK(count("conv2d_forward (64 × 64 tiles") > 0);  // the evaluations
+#endif
+    // Step 0 is the same network evaluated in FP32 both times: the same row. TF32's rounding then
+    // compounds through the steps of a CNN that learns this fast (on the emulator its losses are
+    // 1.5% from FP32's at step 3 and 10 to 40% apart later, both below 0.15; a train accuracy
+    // differs by 3 of 64 images at two steps), so the runs are held to learning alike: the weight
+    // norms within 1% at every step (0.2% on the emulator), and both runs fitting, train and test.
+    const auto fp32 = test::read_csv(dir / "fp32" / "metrics.csv"), tf32 = test::read_csv(dir / "tf32" / "metrics.csv");
+    REQUIRE(fp32.size() == tf32.size());
+    REQUIRE(fp32.size() > 2);
+    auto value = [&](const std::vector<std::vector<std::string>>& rows, std::size_t r, const std::string& column) {
+      const auto c = std::find(rows[0].begin(), rows[0].end(), column) - rows[0].begin();
+      REQUIRE(static_cast<std::size_t>(c) < rows[0].size());
+      return std::stod(rows[r][static_cast<std::size_t>(c)]);
+    };
+    for (const std::string column : {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "weight_norm"}) {
+      CAPTURE(column);
+      CHECK(value(tf32, 1, column) == value(fp32, 1, column));
+    }
+    for (std::size_t r = 1; r < fp32.size(); ++r)
+      for (const std::string column : {"weight_norm", "output_weight_norm"}) {
+        CAPTURE(r);
+        CAPTURE(column);
+        CHECK(value(tf32, r, column) == doctest::Approx(value(fp32, r, column)).epsilon(0.01));
+      }
+    for (const auto* rows : {&fp32, &tf32}) {
+      const std::size_t last = rows->size() - 1;
+      CHECK(value(*rows, last, "train_accuracy") == 1.0);
+      CHECK(value(*rows, last, "test_accuracy") == 1.0);
+      CHECK(value(*rows, last, "train_loss") < 0.05);
+    }
+  }
+
 #if defined(GROKSCOPE_CUDA_EMULATED)
   // A kernel's fault on a GPU is sticky: every later call fails, until the process ends. The
   // emulator injects one partway through a device run, which must stop as "failed", keep what it
