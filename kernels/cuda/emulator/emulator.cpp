@@ -87,13 +87,14 @@ class DeviceMemory {
                    "every launch protects device memory page by page: the emulated suites run about 20 times slower\n");
   }
 
+  // "[never]" in the kernel's setting; where it cannot be read, madvise's answer stands alone.
   static bool huge_pages_disabled() {
     std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (!f) return true;
+    if (!f) return false;
     char line[128] = {};
     const bool read = std::fgets(line, sizeof line, f) != nullptr;
     std::fclose(f);
-    return !read || std::strstr(line, "[never]") != nullptr;
+    return read && std::strstr(line, "[never]") != nullptr;
   }
 
   void* allocate(std::size_t bytes) {
