@@ -83,8 +83,8 @@ TEST_SUITE("gpu") {
 
   // TF32 (kernels/gemm.h): FP32 products whose operands the tensor cores take rounded to 10 bits
   // of mantissa. On operands that are TF32 values already every product is exact, so the GEMMs,
-  // dense forwards and convolutions must meet FP32's tolerance; a layer's backward multiplies gz = g ⊙ act'(y),
-  // computed in the kernel and rounded there, so it gets TF32's. FP64 products must not change
+  // dense forwards and convolutions must meet FP32's tolerance; a layer's backward multiplies
+  // gz = g ⊙ act'(y), computed in the kernel and rounded there, so it gets TF32's. FP64 products must not change
   // (their checks are not repeated here: a DGEMM below equals the unpinned one bit for bit).
   TEST_CASE("TF32 tensor-core products against the float64 reference") {
     struct Unpin {
