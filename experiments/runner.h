@@ -41,7 +41,7 @@ struct RunOptions {
   // On a device that can (cuda), replay the training step as one captured graph per batch shape
   // (engine/step_graph.h); false runs it kernel by kernel. Either way the numbers are the same.
   bool step_graph = true;
-  // On cuda, the training step's FP32 dense-layer products in TF32 on the tensor cores
+  // On cuda, the training step's FP32 GEMMs and convolutions in TF32 on the tensor cores
   // (kernels/gemm.h): operands rounded to 10 bits of mantissa. The evaluations and the probes
   // stay in FP32. Refused on the CPU, which has no TF32.
   bool tf32 = false;

@@ -29,7 +29,7 @@ struct TinyRun {
   bool save_kernels = false;  // probe.save_kernels: held kernels, written as .npy
   bool center_structure = true;  // the geometry probe's step 2
   Device* geometry_device = nullptr;  // out: where the geometry probe's last analysis ran
-  bool tf32 = false;                  // the training steps' dense products in TF32
+  bool tf32 = false;                  // the training steps' GEMMs and convolutions in TF32
   bool probes = true;                 // the NTK and geometry probes (most of a CNN's emulated run)
   // out: the GEMM precision pinned while each probe step's hooks ran
   std::vector<kernels::GemmPrecision>* probe_precisions = nullptr;
@@ -120,7 +120,7 @@ TEST_SUITE("gpu") {
     check_same_csv(dir / "cuda" / "metrics.csv", dir / "part" / "metrics.csv", 1e-6, "seconds");
   }
 
-  // `train --device cuda --tf32`: the training steps' dense products in TF32 on the tensor
+  // `train --device cuda --tf32`: the training steps' products in TF32 on the tensor
   // cores, the evaluations and probes in FP32. The run learns as the FP32 run does, its numbers
   // apart by TF32's rounding, not FP32's.
   TEST_CASE("a run trained with TF32 products learns as the FP32 run does, and its probes multiply in FP32") {
