@@ -58,7 +58,7 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 // A static is the running block's shared memory: launches are serialized, and of the two blocks
-// that run at once, the one not running has its shared variables set aside (emulator.cpp).
+// that run at once, the one not running has its shared variables set aside (blocks.cpp).
 #define __shared__ static
 
 struct uint3 {
