@@ -25,6 +25,10 @@ const char* report_figures_script() {
 
 namespace {
 
+// Runs drawn side by side in comparison.png at most (MAX_COLUMNS in tools/report_figures.py);
+// onsets.png takes any number.
+constexpr std::size_t max_side_by_side = 8;
+
 std::string shell_quote(const std::string& s) {
   std::string q(1, '\'');
   for (char c : s) {
@@ -123,7 +127,10 @@ int run_report_command(const ReportCommand& cmd) {
     if (reports.size() > 1) io::make_directories(out, "choose another --out");
     if (draw_figures(reports, out) && !cmd.json) {
       fmt::print("figures: {}/figures/", reports.front().dir.string());
-      if (reports.size() > 1) fmt::print(" (and each run's), side by side: {}/comparison.png", out.string());
+      if (reports.size() > 1) {
+        fmt::print(" (and each run's); all runs' onsets: {}/onsets.png", out.string());
+        if (reports.size() <= max_side_by_side) fmt::print(", side by side: {}/comparison.png", out.string());
+      }
       fmt::print("\n");
     }
   }

@@ -9,6 +9,7 @@
 #include "data/idx.h"
 #include "engine/io/npy.h"
 #include "engine/probe/geometry.h"
+#include "experiments/recipe.h"
 #include "experiments/schedule.h"
 #include "helpers.h"
 #include "temp_dir.h"
@@ -274,5 +275,44 @@ TEST_SUITE("cli") {
     CHECK(out_under_file.status == 1);
     CHECK(out_under_file.out.find("good.toml/run/ckpt: cannot create this directory (Not a directory); choose another --out") !=
           std::string::npos);
+  }
+
+  // tools/run_sweep.sh: a run per value, two at a time, each with the value in its recipe, then
+  // one report; run again, it keeps what finished. A key the recipe lacks fails every run.
+  TEST_CASE("tools/run_sweep.sh trains a run per value and reports them together") {
+    test::TempDir dir;
+    write_tiny(dir.path());
+    std::ofstream(dir / "tiny.toml") << "[train]\nsteps = 30\nloss = \"ce\"\n";
+    const auto sweep = [&](const std::string& key) {
+      return run_shell("GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR +
+                       "/tools/run_sweep.sh --jobs 2 --no-figures --out " + (dir / "sweep").string() + tiny_sets(dir.path()) +
+                       " --set schedule.probe_points=3 --set probe.geometry_per_class=4 " + (dir / "tiny.toml").string() +
+                       " " + key + " 0 0.5 2>&1");
+    };
+    Result r = sweep("optimizer.weight_decay");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    for (double value : {0.0, 0.5}) {
+      CAPTURE(value);
+      const auto run_dir = dir / "sweep" / (value == 0 ? "weight_decay=0" : "weight_decay=0.5");
+      std::ifstream run_json(run_dir / "run.json");
+      CHECK(nlohmann::json::parse(run_json)["status"] == "finished");
+      CHECK(experiments::load_recipe(run_dir / "recipe.toml").optimizer.weight_decay == value);
+      CHECK(std::filesystem::exists(run_dir / "summary.json"));
+    }
+    CHECK(r.out.find("weight_decay=0 ") != std::string::npos);  // the report's table names both runs
+    CHECK(r.out.find("weight_decay=0.5 ") != std::string::npos);
+    Result again = sweep("optimizer.weight_decay");
+    CHECK(again.status == 0);
+    std::size_t kept = 0;
+    for (std::size_t at = again.out.find("finished earlier; kept"); at != std::string::npos;
+         at = again.out.find("finished earlier; kept", at + 1))
+      ++kept;
+    CHECK(kept == 2);
+    std::filesystem::remove_all(dir / "sweep");
+    Result unknown = sweep("optimizer.wieght_decay");
+    CHECK(unknown.status != 0);
+    CHECK(unknown.out.find("unknown key 'wieght_decay'") != std::string::npos);
+    CHECK(unknown.out.find("no run logged anything") != std::string::npos);
   }
 }

@@ -443,5 +443,33 @@ TEST_SUITE("report_figures") {
     for (const char* name : {"training", "ntk", "geometry", "overlay"})
       check_png(tmp / "runs" / "control" / "figures" / (std::string(name) + ".png"));
     check_png(tmp / "runs" / "comparison.png");
+    check_png(tmp / "runs" / "onsets.png");
+  }
+
+  // Nine columns would not fit a page: a sweep gets the onsets figure, a row per run, and is told so.
+  TEST_CASE("more runs than fit side by side get the onsets figure only") {
+    test::TempDir tmp;
+    std::string cmd = fmt::format("{} report", GROKSCOPE_BINARY);
+    for (int i = 0; i < 9; ++i) {
+      SyntheticRun run;  // metrics only: no probe figures, so that the suite stays quick
+      run.test = log_sigmoid(0.2, 0.9, 2.5 + 0.2 * i, 0.1);
+      const fs::path dir = tmp / "sweep" / fmt::format("run{}", i);
+      run.write(dir);
+      cmd.append(" ").append(dir.string());  // not " " + string: GCC 12's -Wrestrict misfires on it
+    }
+    std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    const int status = pclose(p);
+    INFO(out);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(fs::file_size(tmp / "sweep" / "onsets.png") > 10000);
+    CHECK_FALSE(fs::exists(tmp / "sweep" / "comparison.png"));
+    CHECK(out.find("9 runs are too many side by side") != std::string::npos);
+    CHECK(out.find("onsets.png") != std::string::npos);
+    CHECK(out.find("side by side: ") == std::string::npos);
   }
 }

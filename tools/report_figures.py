@@ -10,7 +10,9 @@ it can also be run by hand. Per run, RUN_DIR/figures/ gets, as PNG and PDF:
   ntk_pairwise  kernel distance between every two probe steps (when the run wrote it)
   geometry      capacity, radius, dimension and center correlation per layer
   overlay       normalized test accuracy, kernel distance and output-layer capacity, onsets marked
-With several runs, DIR/comparison.{png,pdf} sets them side by side, one column per run.
+With several runs, DIR/ gets:
+  onsets        every run's onsets on one log-step axis, a row per run
+  comparison    accuracy, kernel distance and capacity side by side, a column per run (8 runs at most)
 Exit status 3: matplotlib is missing (Debian: python3-matplotlib).
 """
 import argparse
@@ -71,9 +73,10 @@ def mark(ax, step, label, color):
         ax.axvline(step, color=color, linestyle="--", linewidth=1, label=label)
 
 
-def save(fig, directory, name):
+def save(fig, directory, name, rect=None):
+    """rect: the part of the figure (left, bottom, right, top, as fractions) the axes may fill."""
     os.makedirs(directory, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     for ext in ("png", "pdf"):
         fig.savefig(os.path.join(directory, f"{name}.{ext}"), dpi=130)
     plt.close(fig)
@@ -282,12 +285,89 @@ def plot_comparison(runs, out):
     save(fig, out, "comparison")
 
 
+# Side by side, a column per run, is readable up to about this many runs; a sweep gets onsets only.
+MAX_COLUMNS = 8
+
+
+def span(ax, y, rise, color, marker, label, hollow=False):
+    """A rise's t_10 to t_90 as a bar at height y, its t_50 as a marker."""
+    if not rise or not rise.get("moved") or rise.get("t50") is None:
+        return
+    t10, t90 = rise.get("t10"), rise.get("t90")
+    if t10 is not None and t90 is not None:
+        ax.plot([t10, t90], [y, y], color=color, linewidth=5, alpha=0.35, solid_capstyle="butt")
+    ax.plot([rise["t50"]], [y], marker, ms=8, color=color, markerfacecolor="white" if hollow else color, label=label)
+
+
+def plot_onsets(runs, out):
+    """Every run's onsets on one log-step axis, a row per run: when it fit, when the kernel had
+    moved half its way, when test accuracy and output-layer capacity rose (t_10 to t_90 as a bar,
+    t_50 marked), and the lead and lag in decades at the right."""
+    fig, ax = plt.subplots(figsize=(9.5, 1.6 + 0.5 * len(runs)))
+    labels = {}
+    for row, r in enumerate(runs):
+        y = len(runs) - 1 - row  # the first run on top
+        s = r["summary"]
+        if y % 2 == 0:
+            ax.axhspan(y - 0.5, y + 0.5, color="0.95", zorder=0)
+        if s.get("t_fit") is not None:
+            ax.plot([s["t_fit"]], [y], "|", ms=16, mew=2.5, color="tab:blue", label="t_fit (train accuracy 99%)")
+        after_fit = s.get("test_accuracy") or {}
+        if after_fit.get("moved") and after_fit.get("direction") == "up":
+            span(ax, y, after_fit, "tab:orange", "o", "test accuracy: t_10 to t_90, t_50")
+        else:  # generalized while it fit: its rise from step 0, hollow
+            from_start = s.get("test_accuracy_from_start") or {}
+            if from_start.get("direction") == "up":
+                span(ax, y, from_start, "tab:orange", "o", "test accuracy rising from step 0 (no rise after t_fit)", hollow=True)
+        probe_set = ntk_probe_set(r)
+        ntk = s.get("ntk", {}).get(probe_set, {}) if probe_set else {}
+        if ntk.get("t_half_max") is not None:
+            ax.plot([ntk["t_half_max"]], [y], "D", ms=7, color="tab:purple", label="kernel: 50% of its maximum distance to init")
+        out_layer = output_layer(r)
+        capacity = out_layer["capacity"] if out_layer else None
+        if capacity and capacity.get("direction") == "up":
+            span(ax, y + 0.22, capacity, "tab:green", "s", "output-layer capacity: t_10 to t_90, t_50")
+        lead = ntk.get("lead_decades_over_test_t50")
+        lag = out_layer.get("lag_decades_after_test_t50") if out_layer else None
+        delay = s.get("delay_decades")
+        verdict = s.get("verdict", "")
+        labels[y] = r["name"]
+        notes = ["no delay" if "no delay" in verdict else f"delay {delay:.1f}" if delay is not None else "no rise"]
+        if lead is not None:
+            notes.append(f"ntk {round(lead, 1) + 0.0:+.1f}")  # + 0.0: "+0.0", not "-0.0"
+        if lag is not None:
+            notes.append(f"cap {round(lag, 1) + 0.0:+.1f}")
+        ax.annotate("  ".join(notes), xy=(1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    ax.set_yticks(sorted(labels), [labels[y] for y in sorted(labels)], fontsize=8)
+    ax.set_ylim(-0.6, len(runs) - 0.4)
+    log_axis(ax)
+    last = [r["summary"].get("last_step") for r in runs]
+    if any(last):
+        ax.set_xlim(right=1.2 * max(t for t in last if t))  # the longest run's whole length
+    ax.grid(False, axis="y")
+    # One legend entry per kind of mark.
+    handles, names = ax.get_legend_handles_labels()
+    seen = {}
+    for h, n in zip(handles, names):
+        seen.setdefault(n, h)
+    # At the foot of the figure, in a strip of 0.5 inch kept from the axes.
+    height = fig.get_figheight()
+    fig.legend(seen.values(), seen.keys(), fontsize=7, loc="lower center", ncol=2, frameon=False,
+               bbox_to_anchor=(0.5, 0.02 / height))
+    ax.set_title("onsets per run (right: delay of the test rise after the fit, NTK lead and capacity lag, in decades)", fontsize=9)
+    save(fig, out, "onsets", rect=(0, 0.5 / height, 1, 1))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--out", default=None, help="where comparison.{png,pdf} goes (several runs)")
     args = parser.parse_args()
     runs = [load_run(d) for d in args.runs]
+    # Runs of one recipe (a sweep through --set) are told apart by their directories.
+    if len({r["name"] for r in runs}) < len(runs):
+        for r in runs:
+            r["name"] = os.path.basename(os.path.normpath(r["dir"]))
     failed = False
     for r in runs:
         if r["metrics"] is None:
@@ -304,7 +384,13 @@ def main():
         plot_overlay(r, out)
     drawable = [r for r in runs if r["metrics"] is not None]
     if len(drawable) > 1:
-        plot_comparison(drawable, args.out or os.path.dirname(os.path.abspath(drawable[0]["dir"])))
+        out = args.out or os.path.dirname(os.path.abspath(drawable[0]["dir"]))
+        plot_onsets(drawable, out)
+        if len(drawable) <= MAX_COLUMNS:
+            plot_comparison(drawable, out)
+        else:
+            print(f"report_figures: {len(drawable)} runs are too many side by side (at most {MAX_COLUMNS}): "
+                  f"onsets.png has them all, no comparison.png", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# One recipe trained once per value of one key, then one report of them all: its onsets figure
+# (a row per run) shows at which value generalization starts to be delayed, and how the NTK's
+# lead and the output-layer capacity's lag follow the delay.
+#
+#   tools/run_sweep.sh [--jobs N] [--out DIR] [--set KEY=VALUE ...] [--no-figures] RECIPE KEY VALUE [VALUE ...]
+#   tools/run_sweep.sh default model.init_scale 1 2 4 8
+#   tools/run_sweep.sh --jobs 2 --set train.steps=20000 experiments/mnist-init8-wd0.01.toml optimizer.weight_decay 0 0.01 0.1
+#
+# RECIPE: a recipe file, or `default` for the compiled-in one. KEY: a recipe key as `--set` takes
+# it; --set fixes other keys for every run; --no-figures leaves the report's figures out. Run
+# directories: DIR/<last part of KEY>=<VALUE> (default DIR: runs/sweep-<recipe>-<KEY>). A run
+# that finished earlier is kept and one that was stopped is resumed, so the sweep can be rerun
+# after an interruption. --jobs N trains N runs at once, each with its share of the cores
+# (OMP_NUM_THREADS): grokscope's threads spin between operations, so runs that share cores
+# without shares starve each other (README, "Several runs at once"). The binary is the checkout's
+# build/release/grokscope, or $GROKSCOPE.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"  # paths given are the caller's: no cd
+usage="usage: tools/run_sweep.sh [--jobs N] [--out DIR] [--set KEY=VALUE ...] [--no-figures] RECIPE KEY VALUE [VALUE ...]"
+fail() { echo "run_sweep: $*" >&2; exit 2; }
+
+jobs=1 out="" fixed=() report_args=()
+while [[ $# -gt 0 && "$1" == --* ]]; do
+  if [[ "$1" == --no-figures ]]; then
+    report_args+=(--no-figures)
+    shift
+    continue
+  fi
+  [[ $# -ge 2 ]] || fail "$1 needs a value; $usage"
+  case "$1" in
+    --jobs) jobs="$2" ;;
+    --out) out="$2" ;;
+    --set) fixed+=(--set "$2") ;;
+    *) fail "unknown option $1; $usage" ;;
+  esac
+  shift 2
+done
+[[ $# -ge 3 ]] || fail "$usage"
+recipe="$1" key="$2"
+shift 2
+values=("$@")
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || fail "--jobs takes a number of runs at once, 1 or more, not '$jobs'"
+[[ "$key" =~ ^[a-z_]+\.[a-z_0-9]+$ ]] || fail "KEY is a recipe key such as model.init_scale (section.key), not '$key'"
+recipe_args=()
+if [[ "$recipe" != default ]]; then
+  [[ -f "$recipe" ]] || fail "no recipe file '$recipe' (a file such as experiments/mnist-init8-wd0.01.toml, or default)"
+  recipe_args=("$recipe")
+fi
+bin="${GROKSCOPE:-$root/build/release/grokscope}"
+[[ -x "$bin" ]] || fail "no binary at $bin; build first: cmake --preset release && cmake --build --preset release"
+out="${out:-runs/sweep-$(basename "$recipe" .toml)-$key}"
+threads=$(($(nproc) / jobs))
+((threads >= 1)) || threads=1
+
+dirs=()
+for value in "${values[@]}"; do
+  [[ "$value" != */* && -n "$value" ]] || fail "a value names a directory: '$value' cannot (no '/', not empty)"
+  dirs+=("$out/${key##*.}=$value")
+done
+
+train_one() {  # value, directory
+  if [[ -f "$2/run.json" ]] && grep -q '"status": "finished"' "$2/run.json"; then
+    echo "run_sweep: $2 finished earlier; kept"
+  elif [[ -f "$2/ckpt/resume.safetensors" ]]; then
+    echo "run_sweep: $2: resuming"
+    OMP_NUM_THREADS=$threads "$bin" train --resume "$2" --quiet
+  else
+    echo "run_sweep: $2: training ${recipe} with $key = $1"
+    rm -rf "$2"
+    OMP_NUM_THREADS=$threads "$bin" train "${recipe_args[@]}" --out "$2" "${fixed[@]}" --set "$key=$1" --quiet
+  fi
+}
+
+# Up to $jobs at once; a run that fails is reported with the others (on what it logged).
+# (wait -n returns once per finished run, also for one that finished before the call.)
+failed=0 running=0
+for i in "${!values[@]}"; do
+  if ((running == jobs)); then
+    wait -n || failed=$((failed + 1))
+    running=$((running - 1))
+  fi
+  train_one "${values[$i]}" "${dirs[$i]}" &
+  running=$((running + 1))
+done
+for ((; running > 0; running--)); do wait -n || failed=$((failed + 1)); done
+
+((failed == 0)) || echo "run_sweep: $failed of ${#values[@]} runs failed (said above, and in their run.json); rerun the same command to resume them" >&2
+reported=()
+for d in "${dirs[@]}"; do [[ -f "$d/metrics.csv" ]] && reported+=("$d"); done
+((${#reported[@]} > 0)) || fail "no run logged anything to report"
+"$bin" report "${reported[@]}" --out "$out" "${report_args[@]}"
+status=$?
+((failed == 0)) || exit 1
+exit $status
