@@ -332,7 +332,8 @@ def plot_onsets(runs, out):
         delay = s.get("delay_decades")
         verdict = s.get("verdict", "")
         labels[y] = r["name"]
-        notes = ["no delay" if "no delay" in verdict else f"delay {delay:.1f}" if delay is not None else "no rise"]
+        notes = ["did not fit" if s.get("t_fit") is None else "no delay" if "no delay" in verdict else
+                 f"delay {delay:.1f}" if delay is not None else "no rise"]
         if lead is not None:
             notes.append(f"ntk {round(lead, 1) + 0.0:+.1f}")  # + 0.0: "+0.0", not "-0.0"
         if lag is not None:
