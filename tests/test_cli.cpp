@@ -278,13 +278,14 @@ TEST_SUITE("cli") {
   }
 
   // tools/run_sweep.sh: a run per value, two at a time, each with the value in its recipe, then
-  // one report; run again, it keeps what finished. A key the recipe lacks fails every run.
+  // one report; run again, it keeps what finished, and a second sweep into the same folder at
+  // once is refused. A key the recipe lacks fails every run.
   TEST_CASE("tools/run_sweep.sh trains a run per value and reports them together") {
     test::TempDir dir;
     write_tiny(dir.path());
     std::ofstream(dir / "tiny.toml") << "[train]\nsteps = 30\nloss = \"ce\"\n";
-    const auto sweep = [&](const std::string& key) {
-      return run_shell("GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR +
+    const auto sweep = [&](const std::string& key, const std::string& before = "") {
+      return run_shell(before + "GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR +
                        "/tools/run_sweep.sh --jobs 2 --no-figures --out " + (dir / "sweep").string() + tiny_sets(dir.path()) +
                        " --set schedule.probe_points=3 --set probe.geometry_per_class=4 " + (dir / "tiny.toml").string() +
                        " " + key + " 0 0.5 2>&1");
@@ -309,6 +310,10 @@ TEST_SUITE("cli") {
          at = again.out.find("finished earlier; kept", at + 1))
       ++kept;
     CHECK(kept == 2);
+    // Another sweep into the same folder (here: this shell holding its lock) is refused.
+    Result locked = sweep("optimizer.weight_decay", "exec 9>" + (dir / "sweep" / ".sweep.lock").string() + " && flock 9 && ");
+    CHECK(locked.status == 2);
+    CHECK(locked.out.find("another sweep is training into") != std::string::npos);
     std::filesystem::remove_all(dir / "sweep");
     Result unknown = sweep("optimizer.wieght_decay");
     CHECK(unknown.status != 0);

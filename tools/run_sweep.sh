@@ -53,6 +53,11 @@ out="${out:-runs/sweep-$(basename "$recipe" .toml)-$key}"
 threads=$(($(nproc) / jobs))
 ((threads >= 1)) || threads=1
 
+# Two sweeps into one folder would train the same runs twice over each other.
+mkdir -p "$out" || fail "cannot create $out; choose another --out"
+exec 9>"$out/.sweep.lock"
+flock -n 9 || fail "another sweep is training into $out; wait for it, or choose another --out"
+
 dirs=()
 for value in "${values[@]}"; do
   [[ "$value" != */* && -n "$value" ]] || fail "a value names a directory: '$value' cannot (no '/', not empty)"
