@@ -201,11 +201,14 @@ int Runner::run() {
   namespace fs = std::filesystem;
   const Recipe& r = recipe_;
   const fs::path dir = options_.out;
+  io::make_directories(dir / "ckpt", "choose another --out");
+  // Held to the end of the run: a second grokscope training into this directory (a --resume in
+  // another terminal, a sweep started twice) stops here instead of writing over this one.
+  const io::FileLock lock(dir / "run.lock", "wait for it to finish or stop it (Ctrl-C), or choose another --out");
   if (!resuming_)
     GS_CHECK(!fs::exists(dir / "metrics.csv"),
              "{} already holds a run (metrics.csv); choose another --out, --resume it, or delete it to start over",
              dir.string());
-  io::make_directories(dir / "ckpt", "choose another --out");
 
   RunData d = load_run_data(r);
   Generator init_gen(r.train.seed, Stream::init);

@@ -157,17 +157,32 @@ TEST_SUITE("cli") {
                              " --set train.steps=2000000 --set schedule.metrics=every --set schedule.metric_every=1000"
                              " --set probe.ntk=false --set probe.geometry=false";
     const auto run_dir = dir / "run";
-    // One shell: start the run, wait for its first probe checkpoint, interrupt it, print its status.
-    const std::string script = std::string(GROKSCOPE_BINARY) + " train --quiet --out " + run_dir.string() + sets + " > " +
-                               (dir / "log.txt").string() + " 2>&1 & pid=$!; for i in $(seq 400); do [ -e " +
-                               (run_dir / "ckpt" / "step_1.safetensors").string() +
-                               " ] && break; sleep 0.05; done; kill -INT $pid; wait $pid; echo $?";
+    // One shell: start the run, wait for its first probe checkpoint, try to resume it from a
+    // second process while it runs (refused: the run holds the directory's lock; were it not,
+    // `timeout` would stop it), interrupt the first, print its status.
+    const std::string script =
+        std::string(GROKSCOPE_BINARY) + " train --quiet --out " + run_dir.string() + sets + " > " +
+        (dir / "log.txt").string() + " 2>&1 & pid=$!; for i in $(seq 400); do [ -e " +
+        (run_dir / "ckpt" / "step_1.safetensors").string() + " ] && [ -e " + (run_dir / "ckpt" / "resume.safetensors").string() +
+        " ] && break; sleep 0.05; done; timeout 20 " + GROKSCOPE_BINARY + " train --quiet --resume " + run_dir.string() + " > " +
+        (dir / "second.txt").string() + " 2>&1; echo $? > " + (dir / "second_status.txt").string() +
+        "; kill -INT $pid; wait $pid; echo $?";
     std::FILE* p = popen(("sh -c '" + script + "'").c_str(), "r");
     REQUIRE(p != nullptr);
     int status = -1;
     REQUIRE(std::fscanf(p, "%d", &status) == 1);
     pclose(p);
     CHECK(status == 130);
+    {
+      std::ifstream second_status(dir / "second_status.txt"), second(dir / "second.txt");
+      int refused = -1;
+      second_status >> refused;
+      const std::string said((std::istreambuf_iterator<char>(second)), {});
+      INFO(said);
+      CHECK(refused == 1);
+      CHECK(said.find((run_dir / "run.lock").string() + ": another process (pid ") != std::string::npos);
+      CHECK(said.find("wait for it to finish or stop it (Ctrl-C), or choose another --out") != std::string::npos);
+    }
     auto info = nlohmann::json::parse(std::ifstream(run_dir / "run.json"));
     CHECK(info["status"] == "interrupted");
     const std::int64_t stopped = info["last_step"];

@@ -1,5 +1,7 @@
-// safetensors: round trips, the layout the format prescribes, and damaged files.
+// Files: safetensors round trips, the layout the format prescribes, and damaged files; .npy; locks.
 #include <nlohmann/json.hpp>
+
+#include <unistd.h>
 
 #include <fstream>
 
@@ -182,5 +184,24 @@ TEST_SUITE("io") {
       ok.resize(ok.size() + 4 * values, 0);
       CHECK(io::parse_npy(ok.data(), ok.size(), "ok.npy").rank() == rank);
     }
+  }
+}
+
+TEST_SUITE("io") {
+  // flock locks belong to an open file: a second lock of the same file, even from this process,
+  // is refused while the first is held, and granted once it is gone.
+  TEST_CASE("a file lock is refused while another holder has it, naming its pid and the fix") {
+    test::TempDir dir;
+    const auto path = dir / "run.lock";
+    {
+      const io::FileLock first(path, "wait");
+      const std::string said = path.string() + ": another process (pid " + std::to_string(::getpid()) +
+                               ") is using this directory; wait for it";
+      CHECK_THROWS_WITH_AS(io::FileLock(path, "wait for it"), doctest::Contains(said.c_str()), Error);
+    }
+    CHECK_NOTHROW(io::FileLock(path, "wait"));
+    CHECK_NOTHROW(io::FileLock(path, "again, after the one before was released"));
+    CHECK_THROWS_WITH_AS(io::FileLock(dir / "no" / "such" / "run.lock", "choose another --out"),
+                         doctest::Contains("cannot open this lock file (No such file or directory); choose another --out"), Error);
   }
 }

@@ -1,5 +1,9 @@
 #include "engine/io/files.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -53,6 +57,29 @@ void make_directories(const std::filesystem::path& dir, std::string_view fix) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   GS_CHECK(!ec, "{}: cannot create this directory ({}); {}", dir.string(), ec.message(), fix);
+}
+
+FileLock::FileLock(const std::filesystem::path& path, std::string_view fix) {
+  // O_CLOEXEC: a child (git, the figure script) must not keep the lock past this process.
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  GS_CHECK(fd_ >= 0, "{}: cannot open this lock file ({}); {}", path.string(), std::strerror(errno), fix);
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    char pid[32] = {};
+    const ssize_t n = ::pread(fd_, pid, sizeof pid - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    GS_CHECK(error == EWOULDBLOCK, "{}: cannot lock ({}); {}", path.string(), std::strerror(error), fix);
+    fail("{}: another process{} is using this directory; {}", path.string(),
+         n > 0 ? fmt::format(" (pid {})", std::string(pid, static_cast<std::size_t>(n))) : std::string(), fix);
+  }
+  const std::string me = std::to_string(::getpid());
+  const bool noted = ::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, me.data(), me.size(), 0) == static_cast<ssize_t>(me.size());
+  (void)noted;  // the pid is for the message above only: the lock holds without it
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
 }
 
 }  // namespace gs::io

@@ -16,4 +16,19 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
 // reason and `fix` (what the user can do about it) instead of a filesystem_error.
 void make_directories(const std::filesystem::path& dir, std::string_view fix);
 
+// An exclusive lock on `path` (flock; the file is created and holds the owner's pid) for as long
+// as the object lives, released by the kernel if the process dies. Two processes writing one run
+// directory would interleave its logs and checkpoints: the second fails with an Error that names
+// the path, the holder's pid and `fix`.
+class FileLock {
+ public:
+  FileLock(const std::filesystem::path& path, std::string_view fix);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace gs::io
