@@ -137,6 +137,9 @@ void analyze_geometry(RunReport& r, const ReportRules& rules, double from) {
 
 std::string steps_text(double t) { return fmt::format("{:.0f}", t); }
 
+// x to be printed with `digits` decimals: one that rounds to zero prints as 0, not -0.
+double without_negative_zero(double x, int digits) { return std::abs(x) < 0.5 * std::pow(10.0, -digits) ? 0.0 : x; }
+
 // Where event A sits relative to event B, given log10(t_B / t_A): `together` when they are close,
 // else "1.1 decades before <noun>" or "0.4 decades after <noun>".
 std::string relation(double lead_decades, const ReportRules& rules, const std::string& together,
@@ -179,7 +182,8 @@ std::string verdict_of(const RunReport& r, const ReportRules& rules) {
   if (r.ntk && r.ntk->lead_decades) {
     const double lead = *r.ntk->lead_decades;
     v += "; NTK moved " +
-         relation(lead, rules, fmt::format("with the test rise (lead {:.1f} decades)", lead), "the test rise");
+         relation(lead, rules, fmt::format("with the test rise (lead {:.1f} decades)", without_negative_zero(lead, 1)),
+                  "the test rise");
   }
   const LayerOnsets* output = output_layer(r);
   if (output) {
@@ -189,7 +193,8 @@ std::string verdict_of(const RunReport& r, const ReportRules& rules) {
     else if (output->lag_decades)
       v += fmt::format("; output-layer capacity {} {}", verb,
                        relation(-*output->lag_decades, rules,
-                                fmt::format("with it (lag {:.1f} decades)", *output->lag_decades), "the test rise"));
+                                fmt::format("with it (lag {:.1f} decades)", without_negative_zero(*output->lag_decades, 1)),
+                                "the test rise"));
   }
   return v;
 }
@@ -205,7 +210,9 @@ nlohmann::ordered_json rise_json(const Rise& rise) {
 }
 
 std::string cell(const std::optional<double>& x) { return x ? steps_text(*x) : "-"; }
-std::string cell_decades(const std::optional<double>& x) { return x ? fmt::format("{:+.2f}", *x) : "-"; }
+std::string cell_decades(const std::optional<double>& x) {
+  return x ? fmt::format("{:+.2f}", without_negative_zero(*x, 2)) : "-";
+}
 
 }  // namespace
 

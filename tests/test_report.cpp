@@ -297,6 +297,27 @@ TEST_SUITE("report") {
     CHECK(j["layers"][1]["capacity"]["t50"].get<double>() == doctest::Approx(*out.capacity.t50));
   }
 
+  // Events a hundredth of a decade apart are "with" each other; their lead or lag rounds to 0.0,
+  // which is printed as such, not as "-0.0".
+  TEST_CASE("a lead or lag that rounds to zero reads 0.0, whatever its sign") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.ntk = log_sigmoid(0, 0.4, 4.02, 0.1);       // half-way just after the test rise: lead about −0.02
+    run.capacity = log_sigmoid(0.1, 0.5, 3.98, 0.15);  // about as early as the test rise: lag about −0.02
+    run.probe_steps = log_steps(40);
+    const RunReport r = write_and_analyze(run, tmp);
+    REQUIRE(r.ntk);
+    REQUIRE(r.ntk->lead_decades);
+    REQUIRE(r.layers.size() == 2);
+    REQUIRE(r.layers[1].lag_decades);
+    CHECK(*r.ntk->lead_decades < 0);
+    CHECK(*r.ntk->lead_decades > -0.05);
+    CHECK(*r.layers[1].lag_decades < 0);
+    CHECK(*r.layers[1].lag_decades > -0.05);
+    CHECK_MESSAGE(r.verdict.find("NTK moved with the test rise (lead 0.0 decades)") != std::string::npos, r.verdict);
+    CHECK_MESSAGE(r.verdict.find("output-layer capacity rose with it (lag 0.0 decades)") != std::string::npos, r.verdict);
+  }
+
   TEST_CASE("capacity that rises after the test rise, and NTK that moves with it") {
     test::TempDir tmp;
     SyntheticRun run;
