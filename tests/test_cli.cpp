@@ -294,7 +294,7 @@ TEST_SUITE("cli") {
 
   // tools/run_sweep.sh: a run per value, two at a time, each with the value in its recipe, then
   // one report; run again, it keeps what finished, and a second sweep into the same folder at
-  // once is refused. A key the recipe lacks fails every run.
+  // once is refused. Stopped, it stops its runs. A key the recipe lacks fails every run.
   TEST_CASE("tools/run_sweep.sh trains a run per value and reports them together") {
     test::TempDir dir;
     write_tiny(dir.path());
@@ -329,6 +329,24 @@ TEST_SUITE("cli") {
     Result locked = sweep("optimizer.weight_decay", "exec 9>" + (dir / "sweep" / ".sweep.lock").string() + " && flock 9 && ");
     CHECK(locked.status == 2);
     CHECK(locked.out.find("another sweep is training into") != std::string::npos);
+    // SIGTERM to the sweep stops the runs in training (they checkpoint) and starts no more.
+    const auto stop = dir / "stop";
+    const std::string stopped_sweep =
+        "GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR + "/tools/run_sweep.sh --jobs 2 --out " +
+        stop.string() + tiny_sets(dir.path()) +
+        " --set train.steps=2000000 --set probe.ntk=false --set probe.geometry=false --no-figures " +
+        (dir / "tiny.toml").string() + " optimizer.weight_decay 0 0.5 1 > " + (dir / "stop.txt").string() +
+        " 2>&1 & pid=$!; for i in $(seq 400); do [ -e " + (stop / "weight_decay=0" / "ckpt" / "resume.safetensors").string() +
+        " ] && [ -e " + (stop / "weight_decay=0.5" / "ckpt" / "resume.safetensors").string() +
+        " ] && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo $?";
+    Result term = run_shell("sh -c '" + stopped_sweep + "'");
+    CHECK(term.out == "130\n");
+    for (const char* value : {"0", "0.5"}) {
+      std::ifstream run_json(stop / (std::string("weight_decay=") + value) / "run.json");
+      CHECK(nlohmann::json::parse(run_json)["status"] == "interrupted");
+    }
+    CHECK_FALSE(std::filesystem::exists(stop / "weight_decay=1"));
+
     std::filesystem::remove_all(dir / "sweep");
     Result unknown = sweep("optimizer.wieght_decay");
     CHECK(unknown.status != 0);

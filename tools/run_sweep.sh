@@ -16,6 +16,8 @@
 # without shares starve each other (README, "Several runs at once"). The binary is the checkout's
 # build/release/grokscope, or $GROKSCOPE.
 set -uo pipefail
+((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) ||
+  { echo "run_sweep: needs bash 5.1 or later (wait -n -p); this is $BASH_VERSION" >&2; exit 2; }
 root="$(cd "$(dirname "$0")/.." && pwd)"  # paths given are the caller's: no cd
 usage="usage: tools/run_sweep.sh [--jobs N] [--out DIR] [--set KEY=VALUE ...] [--no-figures] RECIPE KEY VALUE [VALUE ...]"
 fail() { echo "run_sweep: $*" >&2; exit 2; }
@@ -64,37 +66,49 @@ for value in "${values[@]}"; do
   dirs+=("$out/${key##*.}=$value")
 done
 
-train_one() {  # value, directory
+train_one() {  # value, directory; run in the background, it becomes the run's process (exec)
   if [[ -f "$2/run.json" ]] && grep -q '"status": "finished"' "$2/run.json"; then
     echo "run_sweep: $2 finished earlier; kept"
   elif [[ -f "$2/ckpt/resume.safetensors" ]]; then
     echo "run_sweep: $2: resuming"
-    OMP_NUM_THREADS=$threads "$bin" train --resume "$2" --quiet
+    OMP_NUM_THREADS=$threads exec "$bin" train --resume "$2" --quiet
   else
     echo "run_sweep: $2: training ${recipe} with $key = $1"
     rm -rf "$2"
-    OMP_NUM_THREADS=$threads "$bin" train "${recipe_args[@]}" --out "$2" "${fixed[@]}" --set "$key=$1" --quiet
+    OMP_NUM_THREADS=$threads exec "$bin" train "${recipe_args[@]}" --out "$2" "${fixed[@]}" --set "$key=$1" --quiet
   fi
 }
 
-# Up to $jobs at once; a run that fails is reported with the others (on what it logged).
-# (wait -n returns once per finished run, also for one that finished before the call.)
-failed=0 running=0
+# Up to $jobs at once. Ctrl-C (or SIGTERM to this script) stops the runs in training, which
+# checkpoint as they stop, and starts no more; a rerun resumes them.
+stopped="" unfinished=0 running=0
+trap 'stopped=1; kill -TERM $(jobs -p) 2>/dev/null' INT TERM
+wait_one() {  # until one run ends (or a signal comes first)
+  local pid=""
+  wait -n -p pid
+  local status=$?
+  [[ -n "${pid:-}" ]] || return 0  # the trap ran (and wait unset pid); the runs are still ending
+  running=$((running - 1))
+  ((status == 0)) || unfinished=$((unfinished + 1))
+}
 for i in "${!values[@]}"; do
-  if ((running == jobs)); then
-    wait -n || failed=$((failed + 1))
-    running=$((running - 1))
-  fi
+  while ((running == jobs)); do wait_one; done
+  [[ -z "$stopped" ]] || break
   train_one "${values[$i]}" "${dirs[$i]}" &
   running=$((running + 1))
 done
-for ((; running > 0; running--)); do wait -n || failed=$((failed + 1)); done
+while ((running > 0)); do wait_one; done
 
-((failed == 0)) || echo "run_sweep: $failed of ${#values[@]} runs failed (said above, and in their run.json); rerun the same command to resume them" >&2
+if [[ -n "$stopped" ]]; then
+  echo "run_sweep: stopped; rerun the same command to resume" >&2
+elif ((unfinished > 0)); then
+  echo "run_sweep: $unfinished of ${#values[@]} runs failed (said above, and in their run.json); rerun the same command to resume them" >&2
+fi
 reported=()
 for d in "${dirs[@]}"; do [[ -f "$d/metrics.csv" ]] && reported+=("$d"); done
 ((${#reported[@]} > 0)) || fail "no run logged anything to report"
 "$bin" report "${reported[@]}" --out "$out" "${report_args[@]}"
 status=$?
-((failed == 0)) || exit 1
+[[ -z "$stopped" ]] || exit 130
+((unfinished == 0)) || exit 1
 exit $status
