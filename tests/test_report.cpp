@@ -417,7 +417,23 @@ TEST_SUITE("report") {
   }
 }
 
-// Runs the figure script through the binary on two synthetic runs; tests/main.cpp skips the suite
+namespace {
+// What a `grokscope report` command line printed (stdout and stderr), checked to have exited 0.
+std::string report_output(const std::string& cmd) {
+  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  const int status = pclose(p);
+  INFO(out);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  return out;
+}
+}  // namespace
+
+// Runs the figure script through the binary on synthetic runs; tests/main.cpp skips the suite
 // (exit 77) where the interpreter has no matplotlib.
 TEST_SUITE("report_figures") {
   TEST_CASE("grokscope report draws every figure of every run, and the side-by-side one") {
@@ -437,17 +453,9 @@ TEST_SUITE("report_figures") {
     io::save_npy(tmp / "runs" / "grokking" / "ntk_pairwise_steps.npy", Tensor::from(steps, {4}));
     io::save_npy(tmp / "runs" / "grokking" / "ntk_pairwise_train.npy", Tensor::from(d, {4, 4}));
 
-    const std::string cmd = fmt::format("{} report {} {} 2>&1", GROKSCOPE_BINARY, (tmp / "runs" / "grokking").string(),
-                                        (tmp / "runs" / "control").string());
-    std::FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[4096];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
-    const int status = pclose(p);
+    const std::string out = report_output(
+        fmt::format("{} report {} {}", GROKSCOPE_BINARY, (tmp / "runs" / "grokking").string(), (tmp / "runs" / "control").string()));
     INFO(out);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
     CHECK(out.find("no delay") != std::string::npos);
     const auto check_png = [](const fs::path& png) {
       INFO(png.string());
@@ -478,15 +486,8 @@ TEST_SUITE("report_figures") {
       run.write(dir);
       cmd.append(" ").append(dir.string());  // not " " + string: GCC 12's -Wrestrict misfires on it
     }
-    std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[4096];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
-    const int status = pclose(p);
+    const std::string out = report_output(cmd);
     INFO(out);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
     CHECK(fs::file_size(tmp / "sweep" / "onsets.png") > 10000);
     CHECK_FALSE(fs::exists(tmp / "sweep" / "comparison.png"));
     CHECK(out.find("9 runs are too many side by side") != std::string::npos);
