@@ -87,9 +87,8 @@ void refuse_launch(const char* kernel, const char* why) { fail(cudaErrorInvalidV
 
 }  // namespace gs::cuda_emulator
 
-using gs::cuda_emulator::broken;
-using gs::cuda_emulator::fail;
-using gs::cuda_emulator::sticky;
+// The runtime calls below are CUDA's, at global scope, on the emulator's state (runtime_state.h).
+using namespace gs::cuda_emulator;
 
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;

@@ -69,19 +69,8 @@ void copy_now(void* dst, const void* src, std::size_t bytes, bool dst_device, bo
 
 }  // namespace gs::cuda_emulator
 
-using gs::cuda_emulator::broken;
-using gs::cuda_emulator::copy_now;
-using gs::cuda_emulator::counts;
-using gs::cuda_emulator::device_queue;
-using gs::cuda_emulator::fail;
-using gs::cuda_emulator::in_flight;
-using gs::cuda_emulator::InFlight;
-using gs::cuda_emulator::land_copies;
-using gs::cuda_emulator::memory;
-using gs::cuda_emulator::pinned;
-using gs::cuda_emulator::pinned_blocks;
-using gs::cuda_emulator::sticky;
-using gs::cuda_emulator::unsafe_during_capture;
+// The runtime calls below are CUDA's, at global scope, on the emulator's state (runtime_state.h).
+using namespace gs::cuda_emulator;
 
 cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   std::lock_guard lock(device_queue());

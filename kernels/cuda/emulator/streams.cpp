@@ -31,15 +31,8 @@ bool unsafe_during_capture(const char* call) {
 
 }  // namespace gs::cuda_emulator
 
-using gs::cuda_emulator::broken;
-using gs::cuda_emulator::capture_in_progress;
-using gs::cuda_emulator::copy_now;
-using gs::cuda_emulator::device_queue;
-using gs::cuda_emulator::fail;
-using gs::cuda_emulator::land_copies;
-using gs::cuda_emulator::memory;
-using gs::cuda_emulator::sticky;
-using gs::cuda_emulator::unsafe_during_capture;
+// The runtime calls below are CUDA's, at global scope, on the emulator's state (runtime_state.h).
+using namespace gs::cuda_emulator;
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
 
