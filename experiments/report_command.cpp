@@ -10,6 +10,7 @@
 
 #include "engine/error.h"
 #include "engine/io/files.h"
+#include "experiments/onsets_table.h"
 #include "experiments/report.h"
 
 namespace gs::experiments {
@@ -122,9 +123,14 @@ int run_report_command(const ReportCommand& cmd) {
   }
   for (const auto& w : comparability_warnings(reports)) fmt::print(stderr, "grokscope report: warning: {}\n", w);
 
+  // Several runs: their onsets as one CSV, with the recipe keys they differ in, beside the figures.
+  const fs::path out = cmd.out.empty() ? common_parent(cmd.runs) : cmd.out;
+  if (reports.size() > 1) {
+    io::make_directories(out, "choose another --out");
+    io::write_file_atomically(out / "onsets.csv", onsets_csv(reports));
+    if (!cmd.json) fmt::print("table: {}/onsets.csv\n", out.string());
+  }
   if (cmd.figures) {
-    const fs::path out = cmd.out.empty() ? common_parent(cmd.runs) : cmd.out;
-    if (reports.size() > 1) io::make_directories(out, "choose another --out");
     if (draw_figures(reports, out) && !cmd.json) {
       fmt::print("figures: {}/figures/", reports.front().dir.string());
       if (reports.size() > 1) {

@@ -318,6 +318,14 @@ TEST_SUITE("cli") {
     }
     CHECK(r.out.find("weight_decay=0 ") != std::string::npos);  // the report's table names both runs
     CHECK(r.out.find("weight_decay=0.5 ") != std::string::npos);
+    {  // and its CSV has the swept key as a column (the two runs differ in nothing else)
+      std::ifstream csv(dir / "sweep" / "onsets.csv");
+      std::string header, first, second;
+      std::getline(csv, header), std::getline(csv, first), std::getline(csv, second);
+      CHECK(header.rfind("run,optimizer.weight_decay,status,", 0) == 0);
+      CHECK(first.rfind((dir / "sweep" / "weight_decay=0").string() + ",0.0,finished,", 0) == 0);
+      CHECK(second.rfind((dir / "sweep" / "weight_decay=0.5").string() + ",0.5,finished,", 0) == 0);
+    }
     Result again = sweep("optimizer.weight_decay");
     CHECK(again.status == 0);
     std::size_t kept = 0;

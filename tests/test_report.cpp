@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/io/npy.h"
+#include "experiments/onsets_table.h"
 #include "experiments/report.h"
 #include "experiments/report_command.h"
 #include "temp_dir.h"
@@ -66,6 +67,7 @@ struct SyntheticRun {
   double capacity_se = 0.001;
   std::string status = "finished";
   std::string dataset = "mnist";
+  std::string recipe_tables;  // more of recipe.toml, after [data]
 
   void write(const fs::path& dir) const {
     fs::create_directories(dir);
@@ -98,7 +100,7 @@ struct SyntheticRun {
     }
     std::ofstream(dir / "run.json") << fmt::format(R"({{"recipe": "synthetic", "status": "{}", "last_step": {}}})",
                                                    status, steps.back());
-    std::ofstream(dir / "recipe.toml") << fmt::format("name = 'synthetic'\n[data]\ndataset = '{}'\n", dataset);
+    std::ofstream(dir / "recipe.toml") << fmt::format("name = 'synthetic'\n[data]\ndataset = '{}'\n", dataset) << recipe_tables;
   }
 };
 
@@ -432,6 +434,64 @@ std::string report_output(const std::string& cmd) {
   return out;
 }
 }  // namespace
+
+TEST_SUITE("report") {
+  // A sweep's table: one row per run, a column per recipe key the runs differ in, the onsets as
+  // report_json has them, and nothing where an onset did not happen.
+  TEST_CASE("onsets.csv: a row per run, the recipe keys that differ, empty where nothing happened") {
+    test::TempDir tmp;
+    SyntheticRun delayed, early, flat;
+    delayed.ntk = early.ntk = flat.ntk = log_sigmoid(0, 0.4, 3, 0.1);
+    delayed.capacity = early.capacity = flat.capacity = log_sigmoid(0.1, 0.5, 4.1, 0.1);
+    early.test = log_sigmoid(0.2, 0.9, 2.05, 0.1);
+    flat.test = constant(0.2);
+    delayed.recipe_tables = "[model]\ninit_scale = 8.0\nwidths = [16, 12]\n[train]\nseed = 1\n";
+    early.recipe_tables = "[model]\ninit_scale = 2.0\nwidths = [16, 12]\n[train]\nseed = 1\n";
+    flat.recipe_tables = "[model]\ninit_scale = 1.0\nwidths = [16, 8]\n[train]\nseed = 1\n";
+    std::vector<RunReport> reports;
+    for (auto [run, name] : {std::pair<SyntheticRun*, const char*>{&delayed, "delayed"}, {&early, "early"}, {&flat, "flat"}}) {
+      run->write(tmp / name);
+      reports.push_back(analyze_run(tmp / name));
+    }
+    CHECK(differing_recipe_keys(reports) == std::vector<std::string>{"model.init_scale", "model.widths"});
+    std::istringstream csv(onsets_csv(reports));
+    std::string header, line;
+    std::getline(csv, header);
+    CHECK(header.rfind("run,model.init_scale,model.widths,status,last_step,t_fit,test_t10,test_t50,test_t90,delay_decades,", 0) == 0);
+    std::vector<std::string> rows;
+    while (std::getline(csv, line)) rows.push_back(line);
+    REQUIRE(rows.size() == 3);
+    // The widths hold commas: quoted. Then the fields after them split plainly.
+    const auto fields_after_widths = [](const std::string& row) {
+      const std::size_t close = row.find("]\",");
+      REQUIRE(close != std::string::npos);
+      std::vector<std::string> f;
+      std::istringstream rest(row.substr(close + 3));
+      for (std::string x; std::getline(rest, x, ',');) f.push_back(x);
+      if (!row.empty() && row.back() == ',') f.emplace_back();
+      return f;
+    };
+    CHECK(rows[0].rfind((tmp / "delayed").string() + ",8.0,\"[", 0) == 0);
+    const auto d = fields_after_widths(rows[0]);
+    REQUIRE(d.size() == 15);
+    const auto j = report_json(reports[0]);
+    CHECK(d[0] == "finished");
+    CHECK(std::stod(d[2]) == doctest::Approx(j["t_fit"].get<double>()));
+    CHECK(std::stod(d[4]) == doctest::Approx(j["test_accuracy"]["t50"].get<double>()));
+    CHECK(std::stod(d[6]) == doctest::Approx(j["delay_decades"].get<double>()));
+    CHECK(d[7] == "train");
+    CHECK(std::stod(d[10]) == doctest::Approx(j["ntk"]["train"]["lead_decades_over_test_t50"].get<double>()));
+    CHECK(std::stod(d[14]) == doctest::Approx(j["layers"][1]["lag_decades_after_test_t50"].get<double>()));
+    CHECK(rows[1].rfind((tmp / "early").string() + ",2.0,", 0) == 0);
+    const auto f = fields_after_widths(rows[2]);
+    REQUIRE(f.size() == 15);
+    CHECK(f[3].empty());   // test_t10: no rise
+    CHECK(f[4].empty());   // test_t50
+    CHECK(f[6].empty());   // no delay to measure
+    CHECK(f[10].empty());  // no lead without a rise
+    CHECK_FALSE(f[8].empty());  // but the kernel moved
+  }
+}
 
 // Runs the figure script through the binary on synthetic runs; tests/main.cpp skips the suite
 // (exit 77) where the interpreter has no matplotlib.
