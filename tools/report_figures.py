@@ -287,6 +287,8 @@ def plot_comparison(runs, out):
 
 # Side by side, a column per run, is readable up to about this many runs; a sweep gets onsets only.
 MAX_COLUMNS = 8
+# The onsets figure's legend, by the first words of each label.
+LEGEND_ORDER = ["t_fit", "kernel", "test accuracy", "test accuracy rising from step 0", "output-layer capacity"]
 
 
 def span(ax, y, rise, color, marker, label, hollow=False):
@@ -321,6 +323,9 @@ def plot_onsets(runs, out):
                 span(ax, y, from_start, "tab:orange", "o", "test accuracy rising from step 0 (no rise after t_fit)", hollow=True)
         probe_set = ntk_probe_set(r)
         ntk = s.get("ntk", {}).get(probe_set, {}) if probe_set else {}
+        if ntk.get("t_above_absolute") is not None:
+            ax.plot([ntk["t_above_absolute"]], [y], "D", ms=7, color="tab:purple", markerfacecolor="white",
+                    label=f"kernel: distance to init first above {s.get('rules', {}).get('ntk_absolute', 0.1):g}")
         if ntk.get("t_half_max") is not None:
             ax.plot([ntk["t_half_max"]], [y], "D", ms=7, color="tab:purple", label="kernel: 50% of its maximum distance to init")
         out_layer = output_layer(r)
@@ -346,10 +351,11 @@ def plot_onsets(runs, out):
     if any(last):
         ax.set_xlim(right=1.2 * max(t for t in last if t))  # the longest run's whole length
     ax.grid(False, axis="y")
-    # One legend entry per kind of mark.
+    # One legend entry per kind of mark, in the order of the marks' meaning (t_fit, kernel, test,
+    # capacity), whichever run drew each first.
     handles, names = ax.get_legend_handles_labels()
     seen = {}
-    for h, n in zip(handles, names):
+    for h, n in sorted(zip(handles, names), key=lambda hn: LEGEND_ORDER.index(hn[1].split(":")[0].split(" (")[0])):
         seen.setdefault(n, h)
     # At the foot of the figure, in a strip of 0.5 inch kept from the axes.
     height = fig.get_figheight()
