@@ -184,6 +184,14 @@ std::string verdict_of(const RunReport& r, const ReportRules& rules) {
     v += "; NTK moved " +
          relation(lead, rules, fmt::format("with the test rise (lead {:.1f} decades)", without_negative_zero(lead, 1)),
                   "the test rise");
+    // Half of the largest distance can come late (a second movement after the rise, as weight
+    // decay shrinks the weights) when the kernel had already left its initial state early on.
+    if (lead <= -rules.same_time_decades && r.ntk->t_absolute) {
+      const double early = decades_between(*r.ntk->t_absolute, t50);
+      if (early >= rules.same_time_decades)
+        v += fmt::format(" (half of its largest distance; it passed {} at step {}, {:.1f} decades before)", rules.ntk_absolute,
+                         steps_text(*r.ntk->t_absolute), early);
+    }
   }
   const LayerOnsets* output = output_layer(r);
   if (output) {

@@ -320,6 +320,35 @@ TEST_SUITE("report") {
     CHECK_MESSAGE(r.verdict.find("output-layer capacity rose with it (lag 0.0 decades)") != std::string::npos, r.verdict);
   }
 
+  // A kernel that leaves its initial state early, holds, and moves further after the rise: its
+  // half-of-maximum step follows the rise, and the verdict adds when it first passed 0.1.
+  TEST_CASE("an NTK whose largest move comes late: the verdict names its early departure too") {
+    test::TempDir tmp;
+    SyntheticRun run;  // test rise at 10^4
+    const Curve early = log_sigmoid(0, 0.13, 1.2, 0.1), late = log_sigmoid(0, 0.3, 4.6, 0.1);
+    run.ntk = [=](double t) { return early(t) + late(t); };
+    run.probe_steps = log_steps(40);
+    const RunReport r = write_and_analyze(run, tmp);
+    REQUIRE(r.ntk);
+    REQUIRE(r.ntk->lead_decades);
+    CHECK(*r.ntk->lead_decades < -0.25);
+    REQUIRE(r.ntk->t_absolute);
+    CHECK(decades_off(*r.ntk->t_absolute, std::pow(10.0, 1.2 + 0.1 * logit(0.1 / 0.13))) < 0.05);
+    CHECK_MESSAGE(r.verdict.find("decades after the test rise (half of its largest distance; it passed 0.1 at step ") !=
+                      std::string::npos,
+                  r.verdict);
+    CHECK_MESSAGE(r.verdict.find(fmt::format(", {:.1f} decades before)", decades_between(*r.ntk->t_absolute, *r.test.t50))) !=
+                      std::string::npos,
+                  r.verdict);
+    // A kernel that moves once, after the rise, gets no such note.
+    SyntheticRun once;
+    once.ntk = late;
+    once.probe_steps = log_steps(40);
+    test::TempDir tmp2;
+    const RunReport o = write_and_analyze(once, tmp2);
+    CHECK_MESSAGE(o.verdict.find("half of its largest distance") == std::string::npos, o.verdict);
+  }
+
   TEST_CASE("capacity that rises after the test rise, and NTK that moves with it") {
     test::TempDir tmp;
     SyntheticRun run;
