@@ -355,6 +355,22 @@ TEST_SUITE("cli") {
     }
     CHECK_FALSE(std::filesystem::exists(stop / "weight_decay=1"));
 
+    // A run directory another grokscope is training into (its run.lock held) is left alone.
+    std::filesystem::remove_all(dir / "sweep");
+    std::filesystem::create_directories(dir / "sweep" / "weight_decay=0");
+    std::ofstream(dir / "sweep" / "weight_decay=0" / "theirs.txt") << "not the sweep's\n";
+    Result busy = sweep("optimizer.weight_decay",
+                        "exec 8>" + (dir / "sweep" / "weight_decay=0" / "run.lock").string() + " && flock 8 && ");
+    CHECK(busy.status == 1);
+    CHECK(busy.out.find("weight_decay=0: another process is training into it; left alone") != std::string::npos);
+    CHECK(std::filesystem::exists(dir / "sweep" / "weight_decay=0" / "theirs.txt"));
+    CHECK(std::filesystem::exists(dir / "sweep" / "weight_decay=0.5" / "summary.json"));  // the other value trained
+    // A value given twice would be two runs into one directory.
+    CHECK(run_shell("GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR +
+                    "/tools/run_sweep.sh default model.init_scale 1 2 1 2>&1")
+              .out ==
+          "run_sweep: 1 is given twice\n");
+
     std::filesystem::remove_all(dir / "sweep");
     Result unknown = sweep("optimizer.wieght_decay");
     CHECK(unknown.status != 0);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One recipe trained once per value of one key, then one report of them all: its onsets figure
 # (a row per run) shows at which value generalization starts to be delayed, and how the NTK's
-# lead and the output-layer capacity's lag follow the delay.
+# lead and the output-layer capacity's lag follow the delay; its onsets.csv has the same onsets
+# with the key as a column.
 #
 #   tools/run_sweep.sh [--jobs N] [--out DIR] [--set KEY=VALUE ...] [--no-figures] RECIPE KEY VALUE [VALUE ...]
 #   tools/run_sweep.sh default model.init_scale 1 2 4 8
@@ -55,16 +56,19 @@ out="${out:-runs/sweep-$(basename "$recipe" .toml)-$key}"
 threads=$(($(nproc) / jobs))
 ((threads >= 1)) || threads=1
 
+dirs=()
+declare -A given
+for value in "${values[@]}"; do
+  [[ "$value" != */* && -n "$value" ]] || fail "a value names a directory: '$value' cannot (no '/', not empty)"
+  [[ -z "${given[$value]:-}" ]] || fail "$value is given twice"
+  given[$value]=1
+  dirs+=("$out/${key##*.}=$value")
+done
+
 # Two sweeps into one folder would train the same runs twice over each other.
 mkdir -p "$out" || fail "cannot create $out; choose another --out"
 exec 9>"$out/.sweep.lock"
 flock -n 9 || fail "another sweep is training into $out; wait for it, or choose another --out"
-
-dirs=()
-for value in "${values[@]}"; do
-  [[ "$value" != */* && -n "$value" ]] || fail "a value names a directory: '$value' cannot (no '/', not empty)"
-  dirs+=("$out/${key##*.}=$value")
-done
 
 train_one() {  # value, directory; run in the background, it becomes the run's process (exec)
   if [[ -f "$2/run.json" ]] && grep -q '"status": "finished"' "$2/run.json"; then
@@ -73,6 +77,11 @@ train_one() {  # value, directory; run in the background, it becomes the run's p
     echo "run_sweep: $2: resuming"
     OMP_NUM_THREADS=$threads exec "$bin" train --resume "$2" --quiet
   else
+    # A directory some grokscope is training into (its run.lock held) is not ours to clear.
+    if [[ -e "$2/run.lock" ]] && ! flock -n "$2/run.lock" true; then
+      echo "run_sweep: $2: another process is training into it; left alone" >&2
+      return 1
+    fi
     echo "run_sweep: $2: training ${recipe} with $key = $1"
     rm -rf "$2"
     OMP_NUM_THREADS=$threads exec "$bin" train "${recipe_args[@]}" --out "$2" "${fixed[@]}" --set "$key=$1" --quiet
