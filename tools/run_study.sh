@@ -25,6 +25,11 @@ for condition in init8-wd0.01 init2-wd0.01 init8-out0.5-wd0 init8-out0.001-wd0; 
   elif [[ -f "$dir/ckpt/resume.safetensors" ]]; then
     "$bin" train --resume "$dir" --quiet
   else
+    # A directory some grokscope is training into (its run.lock held) is not ours to clear.
+    if [[ -e "$dir/run.lock" ]] && ! flock -n "$dir/run.lock" true; then
+      echo "run_study: $dir: another process is training into it; wait for it, or choose another OUT" >&2
+      exit 1
+    fi
     rm -rf "$dir"
     "$bin" train "$recipe" --out "$dir" --quiet
   fi
