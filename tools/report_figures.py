@@ -302,9 +302,10 @@ def span(ax, y, rise, color, marker, label, hollow=False):
 
 
 def plot_onsets(runs, out):
-    """Every run's onsets on one log-step axis, a row per run: when it fit, when the kernel had
-    moved half its way, when test accuracy and output-layer capacity rose (t_10 to t_90 as a bar,
-    t_50 marked), and the lead and lag in decades at the right."""
+    """Every run's onsets on one log-step axis, a row per run: when it fit, when the kernel's
+    distance to init first passed the report's threshold and half its maximum, when test accuracy
+    and output-layer capacity rose (t_10 to t_90 as a bar, t_50 marked), and the delay, lead and
+    lag in decades at the right."""
     fig, ax = plt.subplots(figsize=(9.5, 1.6 + 0.5 * len(runs)))
     labels = {}
     for row, r in enumerate(runs):
