@@ -83,11 +83,19 @@ std::vector<std::string> differing_recipe_keys(const std::vector<RunReport>& run
 
 std::string onsets_csv(const std::vector<RunReport>& runs, const ReportRules& rules) {
   const std::vector<std::string> keys = differing_recipe_keys(runs);
+  // Every other layer's capacity midpoint and lag too, for the layers of any run, in their order.
+  std::vector<std::string> layers;
+  for (const auto& r : runs)
+    for (const auto& l : r.layers)
+      if (l.layer != "output" && std::find(layers.begin(), layers.end(), l.layer) == layers.end()) layers.push_back(l.layer);
   std::string out = "run";
   for (const auto& key : keys) out.append(",").append(csv_field(key));  // (not "," + …: GCC 12's -Wrestrict misfires)
   out +=
       ",status,last_step,t_fit,test_t10,test_t50,test_t90,delay_decades,ntk_probe_set,ntk_t_half_max,ntk_t_above,"
-      "ntk_lead_decades,capacity_t10,capacity_t50,capacity_t90,capacity_lag_decades\n";
+      "ntk_lead_decades,capacity_t10,capacity_t50,capacity_t90,capacity_lag_decades";
+  for (const auto& layer : layers)
+    out.append(",").append(csv_field(layer + ":capacity_t50")).append(",").append(csv_field(layer + ":capacity_lag_decades"));
+  out += "\n";
   for (const auto& r : runs) {
     const auto j = report_json(r, rules);
     std::map<std::string, std::string> own;
@@ -105,15 +113,24 @@ std::string onsets_csv(const std::vector<RunReport>& runs, const ReportRules& ru
     row += fmt::format(",{},{},{},{}", csv_field(set), number_field(at_or_null(ntk, "t_half_max")),
                        number_field(at_or_null(ntk, "t_above_absolute")),
                        number_field(at_or_null(ntk, "lead_decades_over_test_t50")));
-    const nlohmann::ordered_json* output = nullptr;
-    for (const auto& l : j.at("layers"))
-      if (l.at("layer") == "output") output = &l;
-    if (output && output->at("capacity").at("moved").get<bool>()) {
+    const auto layer_json = [&](const std::string& name) -> const nlohmann::ordered_json* {
+      for (const auto& l : j.at("layers"))
+        if (l.at("layer") == name) return &l;
+      return nullptr;
+    };
+    const auto moved = [](const nlohmann::ordered_json* l) { return l && l->at("capacity").at("moved").get<bool>(); };
+    if (const auto* output = layer_json("output"); moved(output)) {
       const auto& c = output->at("capacity");
       row += fmt::format(",{},{},{},{}", number_field(c.at("t10")), number_field(c.at("t50")), number_field(c.at("t90")),
                          number_field(output->at("lag_decades_after_test_t50")));
     } else {
       row += ",,,,";
+    }
+    for (const auto& layer : layers) {
+      const auto* l = layer_json(layer);
+      row += moved(l) ? fmt::format(",{},{}", number_field(l->at("capacity").at("t50")),
+                                    number_field(l->at("lag_decades_after_test_t50")))
+                      : std::string(",,");
     }
     out += row + "\n";
   }

@@ -18,8 +18,9 @@ std::vector<std::pair<std::string, std::string>> recipe_values(const RunReport& 
 std::vector<std::string> differing_recipe_keys(const std::vector<RunReport>& runs);
 
 // The CSV: run, the differing keys, then status, last_step, t_fit, the test rise (t_10, t_50,
-// t_90, delay in decades), the NTK's onsets on its probe set and its lead, and the output layer's
-// capacity rise and its lag; an onset that did not happen is an empty field.
+// t_90, delay in decades), the NTK's onsets on its probe set and its lead, the output layer's
+// capacity rise and its lag, and every other layer's capacity t_50 and lag ("layers.2:capacity_t50");
+// an onset that did not happen is an empty field.
 std::string onsets_csv(const std::vector<RunReport>& runs, const ReportRules& rules = {});
 
 }  // namespace gs::experiments

@@ -501,8 +501,11 @@ TEST_SUITE("report") {
       return f;
     };
     CHECK(rows[0].rfind((tmp / "delayed").string() + ",8.0,\"[", 0) == 0);
+    CHECK(header.find(",capacity_lag_decades,layers.1:capacity_t50,layers.1:capacity_lag_decades") != std::string::npos);
     const auto d = fields_after_widths(rows[0]);
-    REQUIRE(d.size() == 15);
+    REQUIRE(d.size() == 17);
+    CHECK(d[15].empty());  // layers.1's capacity stays flat
+    CHECK(d[16].empty());
     const auto j = report_json(reports[0]);
     CHECK(d[0] == "finished");
     CHECK(std::stod(d[2]) == doctest::Approx(j["t_fit"].get<double>()));
@@ -513,7 +516,7 @@ TEST_SUITE("report") {
     CHECK(std::stod(d[14]) == doctest::Approx(j["layers"][1]["lag_decades_after_test_t50"].get<double>()));
     CHECK(rows[1].rfind((tmp / "early").string() + ",2.0,", 0) == 0);
     const auto f = fields_after_widths(rows[2]);
-    REQUIRE(f.size() == 15);
+    REQUIRE(f.size() == 17);
     CHECK(f[3].empty());   // test_t10: no rise
     CHECK(f[4].empty());   // test_t50
     CHECK(f[6].empty());   // no delay to measure
