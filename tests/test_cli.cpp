@@ -62,6 +62,21 @@ void write_tiny(const std::filesystem::path& dir) {
   }
 }
 
+// tools/run_sweep.sh on write_tiny's data in `dir` (the recipe tiny.toml, written here), two runs
+// at a time into `out`, without figures; `key_and_values` as the script takes them.
+std::string sweep_command(const std::filesystem::path& dir, const std::filesystem::path& out, const std::string& key_and_values,
+                          const std::string& more_sets = "") {
+  std::ofstream(dir / "tiny.toml") << "[train]\nsteps = 30\nloss = \"ce\"\n";
+  return "GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR + "/tools/run_sweep.sh --jobs 2 --no-figures --out " +
+         out.string() + tiny_sets(dir) + " --set schedule.probe_points=3 --set probe.geometry_per_class=4" + more_sets + " " +
+         (dir / "tiny.toml").string() + " " + key_and_values;
+}
+
+// The sweep into dir/sweep, after the shell commands `before` (which may take a lock).
+Result run_sweep(const std::filesystem::path& dir, const std::string& key_and_values, const std::string& before = "") {
+  return run_shell(before + sweep_command(dir, dir / "sweep", key_and_values) + " 2>&1");
+}
+
 std::size_t experiments_probe_steps(std::int64_t total, std::int64_t points) {
   return gs::experiments::log_spaced_steps(total, points).size();
 }
@@ -293,19 +308,11 @@ TEST_SUITE("cli") {
   }
 
   // tools/run_sweep.sh: a run per value, two at a time, each with the value in its recipe, then
-  // one report; run again, it keeps what finished, and a second sweep into the same folder at
-  // once is refused. Stopped, it stops its runs. A key the recipe lacks fails every run.
+  // one report and its table; run again, it keeps what finished.
   TEST_CASE("tools/run_sweep.sh trains a run per value and reports them together") {
     test::TempDir dir;
     write_tiny(dir.path());
-    std::ofstream(dir / "tiny.toml") << "[train]\nsteps = 30\nloss = \"ce\"\n";
-    const auto sweep = [&](const std::string& key, const std::string& before = "") {
-      return run_shell(before + "GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR +
-                       "/tools/run_sweep.sh --jobs 2 --no-figures --out " + (dir / "sweep").string() + tiny_sets(dir.path()) +
-                       " --set schedule.probe_points=3 --set probe.geometry_per_class=4 " + (dir / "tiny.toml").string() +
-                       " " + key + " 0 0.5 2>&1");
-    };
-    Result r = sweep("optimizer.weight_decay");
+    Result r = run_sweep(dir.path(), "optimizer.weight_decay 0 0.5");
     INFO(r.out);
     REQUIRE(r.status == 0);
     for (double value : {0.0, 0.5}) {
@@ -326,26 +333,47 @@ TEST_SUITE("cli") {
       CHECK(first.rfind((dir / "sweep" / "weight_decay=0").string() + ",0.0,finished,", 0) == 0);
       CHECK(second.rfind((dir / "sweep" / "weight_decay=0.5").string() + ",0.5,finished,", 0) == 0);
     }
-    Result again = sweep("optimizer.weight_decay");
+    Result again = run_sweep(dir.path(), "optimizer.weight_decay 0 0.5");
     CHECK(again.status == 0);
     std::size_t kept = 0;
     for (std::size_t at = again.out.find("finished earlier; kept"); at != std::string::npos;
          at = again.out.find("finished earlier; kept", at + 1))
       ++kept;
     CHECK(kept == 2);
-    // Another sweep into the same folder (here: this shell holding its lock) is refused.
-    Result locked = sweep("optimizer.weight_decay", "exec 9>" + (dir / "sweep" / ".sweep.lock").string() + " && flock 9 && ");
+  }
+
+  // What would put two processes into one run directory is refused: a second sweep into the same
+  // folder, a directory some grokscope trains into, a value given twice. Stopped, the sweep stops
+  // its runs and starts no more. A key the recipe lacks fails every run.
+  TEST_CASE("tools/run_sweep.sh refuses to share a run directory, and stops its runs when stopped") {
+    test::TempDir dir;
+    write_tiny(dir.path());
+    // Another sweep into the same folder (here: this shell holding its lock).
+    std::filesystem::create_directories(dir / "sweep");
+    Result locked = run_sweep(dir.path(), "optimizer.weight_decay 0 0.5",
+                              "exec 9>" + (dir / "sweep" / ".sweep.lock").string() + " && flock 9 && ");
     CHECK(locked.status == 2);
     CHECK(locked.out.find("another sweep is training into") != std::string::npos);
-    // SIGTERM to the sweep stops the runs in training (they checkpoint) and starts no more.
+    // A run directory another grokscope is training into (its run.lock held) is left alone.
+    std::filesystem::create_directories(dir / "sweep" / "weight_decay=0");
+    std::ofstream(dir / "sweep" / "weight_decay=0" / "theirs.txt") << "not the sweep's\n";
+    Result busy = run_sweep(dir.path(), "optimizer.weight_decay 0 0.5",
+                            "exec 8>" + (dir / "sweep" / "weight_decay=0" / "run.lock").string() + " && flock 8 && ");
+    CHECK(busy.status == 1);
+    CHECK(busy.out.find("weight_decay=0: another process is training into it; left alone") != std::string::npos);
+    CHECK(std::filesystem::exists(dir / "sweep" / "weight_decay=0" / "theirs.txt"));
+    CHECK(std::filesystem::exists(dir / "sweep" / "weight_decay=0.5" / "summary.json"));  // the other value trained
+    // A value given twice.
+    CHECK(run_sweep(dir.path(), "model.init_scale 1 2 1").out == "run_sweep: 1 is given twice\n");
+    // SIGTERM to the sweep once two runs have checkpointed: both stop as interrupted, the third
+    // never starts, and the sweep exits 130.
     const auto stop = dir / "stop";
     const std::string stopped_sweep =
-        "GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR + "/tools/run_sweep.sh --jobs 2 --out " +
-        stop.string() + tiny_sets(dir.path()) +
-        " --set train.steps=2000000 --set probe.ntk=false --set probe.geometry=false --no-figures " +
-        (dir / "tiny.toml").string() + " optimizer.weight_decay 0 0.5 1 > " + (dir / "stop.txt").string() +
-        " 2>&1 & pid=$!; for i in $(seq 400); do [ -e " + (stop / "weight_decay=0" / "ckpt" / "resume.safetensors").string() +
-        " ] && [ -e " + (stop / "weight_decay=0.5" / "ckpt" / "resume.safetensors").string() +
+        sweep_command(dir.path(), stop, "optimizer.weight_decay 0 0.5 1",
+                      " --set train.steps=2000000 --set probe.ntk=false --set probe.geometry=false") +
+        " > " + (dir / "stop.txt").string() + " 2>&1 & pid=$!; for i in $(seq 400); do [ -e " +
+        (stop / "weight_decay=0" / "ckpt" / "resume.safetensors").string() + " ] && [ -e " +
+        (stop / "weight_decay=0.5" / "ckpt" / "resume.safetensors").string() +
         " ] && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo $?";
     Result term = run_shell("sh -c '" + stopped_sweep + "'");
     CHECK(term.out == "130\n");
@@ -354,25 +382,9 @@ TEST_SUITE("cli") {
       CHECK(nlohmann::json::parse(run_json)["status"] == "interrupted");
     }
     CHECK_FALSE(std::filesystem::exists(stop / "weight_decay=1"));
-
-    // A run directory another grokscope is training into (its run.lock held) is left alone.
+    // A key the recipe does not have: every run fails, and there is nothing to report.
     std::filesystem::remove_all(dir / "sweep");
-    std::filesystem::create_directories(dir / "sweep" / "weight_decay=0");
-    std::ofstream(dir / "sweep" / "weight_decay=0" / "theirs.txt") << "not the sweep's\n";
-    Result busy = sweep("optimizer.weight_decay",
-                        "exec 8>" + (dir / "sweep" / "weight_decay=0" / "run.lock").string() + " && flock 8 && ");
-    CHECK(busy.status == 1);
-    CHECK(busy.out.find("weight_decay=0: another process is training into it; left alone") != std::string::npos);
-    CHECK(std::filesystem::exists(dir / "sweep" / "weight_decay=0" / "theirs.txt"));
-    CHECK(std::filesystem::exists(dir / "sweep" / "weight_decay=0.5" / "summary.json"));  // the other value trained
-    // A value given twice would be two runs into one directory.
-    CHECK(run_shell("GROKSCOPE=" + std::string(GROKSCOPE_BINARY) + " " + GROKSCOPE_SOURCE_DIR +
-                    "/tools/run_sweep.sh default model.init_scale 1 2 1 2>&1")
-              .out ==
-          "run_sweep: 1 is given twice\n");
-
-    std::filesystem::remove_all(dir / "sweep");
-    Result unknown = sweep("optimizer.wieght_decay");
+    Result unknown = run_sweep(dir.path(), "optimizer.wieght_decay 0 0.5");
     CHECK(unknown.status != 0);
     CHECK(unknown.out.find("unknown key 'wieght_decay'") != std::string::npos);
     CHECK(unknown.out.find("no run logged anything") != std::string::npos);
