@@ -90,20 +90,27 @@ train_one() {  # value, directory; run in the background, it becomes the run's p
 
 # Up to $jobs at once. Ctrl-C (or SIGTERM to this script) stops the runs in training, which
 # checkpoint as they stop, and starts no more; a rerun resumes them.
-stopped="" unfinished=0 running=0
+stopped="" unfinished=0 running=0 ended=0
+declare -A dir_of  # pid → run directory
 trap 'stopped=1; kill -TERM $(jobs -p) 2>/dev/null' INT TERM
-wait_one() {  # until one run ends (or a signal comes first)
+wait_one() {  # until one run ends (or a signal comes first), and says so
   local pid=""
   wait -n -p pid
   local status=$?
   [[ -n "${pid:-}" ]] || return 0  # the trap ran (and wait unset pid); the runs are still ending
-  running=$((running - 1))
-  ((status == 0)) || unfinished=$((unfinished + 1))
+  running=$((running - 1)) ended=$((ended + 1))
+  local how=done
+  if ((status != 0)); then
+    unfinished=$((unfinished + 1))
+    how=$([[ $status == 130 ]] && echo stopped || echo "failed (exit $status)")
+  fi
+  echo "run_sweep: ${dir_of[$pid]}: $how; $ended of ${#values[@]} runs ended"
 }
 for i in "${!values[@]}"; do
   while ((running == jobs)); do wait_one; done
   [[ -z "$stopped" ]] || break
   train_one "${values[$i]}" "${dirs[$i]}" &
+  dir_of[$!]="${dirs[$i]}"
   running=$((running + 1))
 done
 while ((running > 0)); do wait_one; done
