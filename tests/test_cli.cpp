@@ -323,6 +323,7 @@ TEST_SUITE("cli") {
       CHECK(experiments::load_recipe(run_dir / "recipe.toml").optimizer.weight_decay == value);
       CHECK(std::filesystem::exists(run_dir / "summary.json"));
     }
+    CHECK(r.out.find(": done; 2 of 2 runs ended") != std::string::npos);
     CHECK(r.out.find("weight_decay=0 ") != std::string::npos);  // the report's table names both runs
     CHECK(r.out.find("weight_decay=0.5 ") != std::string::npos);
     {  // and its CSV has the swept key as a column (the two runs differ in nothing else)
