@@ -126,7 +126,7 @@ int run_report_command(const ReportCommand& cmd) {
   // Several runs: their onsets as one CSV, with the recipe keys they differ in, beside the figures.
   const fs::path out = cmd.out.empty() ? common_parent(cmd.runs) : cmd.out;
   if (reports.size() > 1) {
-    io::make_directories(out, "choose another --out");
+    io::make_directories(out, "choose another --out");  // the figures go there too
     io::write_file_atomically(out / "onsets.csv", onsets_csv(reports));
     if (!cmd.json) fmt::print("table: {}/onsets.csv\n", out.string());
   }

@@ -334,6 +334,15 @@ TEST_SUITE("cli") {
       CHECK(first.rfind((dir / "sweep" / "weight_decay=0").string() + ",0.0,finished,", 0) == 0);
       CHECK(second.rfind((dir / "sweep" / "weight_decay=0.5").string() + ",0.5,finished,", 0) == 0);
     }
+    {  // an --out that cannot be a folder is said, with the fix, once the runs are reported
+      std::ofstream(dir / "a_file") << "x";
+      Result report = run("report " + (dir / "sweep" / "weight_decay=0").string() + " " +
+                          (dir / "sweep" / "weight_decay=0.5").string() + " --no-figures --out " + (dir / "a_file" / "out").string());
+      CHECK(report.status == 1);
+      CHECK(report.out.find("weight_decay=0.5: ") != std::string::npos);  // the verdicts came first
+      CHECK(report.out.find("a_file/out: cannot create this directory (Not a directory); choose another --out") !=
+            std::string::npos);
+    }
     Result again = run_sweep(dir.path(), "optimizer.weight_decay 0 0.5");
     CHECK(again.status == 0);
     std::size_t kept = 0;
