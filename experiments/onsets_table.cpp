@@ -25,6 +25,23 @@ std::string number_field(const nlohmann::ordered_json& j) {
   return fmt::format("{}", j.get<double>());
 }
 
+// A recipe value for a table cell: strings unquoted, numbers in their shortest exact form (0.1,
+// not TOML's 0.10000000000000001), arrays as [a, b].
+std::string value_text(const toml::node& value) {
+  if (const auto* s = value.as_string()) return s->get();
+  if (const auto* d = value.as_floating_point()) return fmt::format("{}", d->get());
+  if (const auto* i = value.as_integer()) return fmt::format("{}", i->get());
+  if (const auto* b = value.as_boolean()) return b->get() ? "true" : "false";
+  if (const auto* a = value.as_array()) {
+    std::string text = "[";
+    for (std::size_t i = 0; i < a->size(); ++i) text.append(i ? ", " : "").append(value_text(*a->get(i)));
+    return text + "]";
+  }
+  std::ostringstream text;  // dates and times, which no recipe has
+  value.visit([&](const auto& v) { text << v; });
+  return text.str();
+}
+
 const nlohmann::ordered_json& at_or_null(const nlohmann::ordered_json& j, const char* key) {
   static const nlohmann::ordered_json null;
   return j.is_object() && j.contains(key) ? j.at(key) : null;
@@ -40,15 +57,7 @@ std::vector<std::pair<std::string, std::string>> recipe_values(const RunReport& 
   } catch (const std::exception&) {
     return out;  // analyze_run has said why in the run's notes
   }
-  const auto add = [&](const std::string& key, const toml::node& value) {
-    if (const auto* s = value.as_string()) {
-      out.emplace_back(key, s->get());
-      return;
-    }
-    std::ostringstream text;
-    value.visit([&](const auto& v) { text << v; });
-    out.emplace_back(key, text.str());
-  };
+  const auto add = [&](const std::string& key, const toml::node& value) { out.emplace_back(key, value_text(value)); };
   for (const auto& [key, node] : recipe) {
     if (const auto* section = node.as_table()) {
       for (const auto& [inner, value] : *section) add(std::string(key.str()).append(".").append(inner.str()), value);

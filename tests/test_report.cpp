@@ -500,7 +500,7 @@ TEST_SUITE("report") {
       if (!row.empty() && row.back() == ',') f.emplace_back();
       return f;
     };
-    CHECK(rows[0].rfind((tmp / "delayed").string() + ",8.0,\"[", 0) == 0);
+    CHECK(rows[0].rfind((tmp / "delayed").string() + ",8,\"[16, 12]\",", 0) == 0);
     CHECK(header.find(",capacity_lag_decades,layers.1:capacity_t50,layers.1:capacity_lag_decades") != std::string::npos);
     const auto d = fields_after_widths(rows[0]);
     REQUIRE(d.size() == 17);
@@ -514,7 +514,7 @@ TEST_SUITE("report") {
     CHECK(d[7] == "train");
     CHECK(std::stod(d[10]) == doctest::Approx(j["ntk"]["train"]["lead_decades_over_test_t50"].get<double>()));
     CHECK(std::stod(d[14]) == doctest::Approx(j["layers"][1]["lag_decades_after_test_t50"].get<double>()));
-    CHECK(rows[1].rfind((tmp / "early").string() + ",2.0,", 0) == 0);
+    CHECK(rows[1].rfind((tmp / "early").string() + ",2,", 0) == 0);
     const auto f = fields_after_widths(rows[2]);
     REQUIRE(f.size() == 17);
     CHECK(f[3].empty());   // test_t10: no rise

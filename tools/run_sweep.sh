@@ -16,6 +16,14 @@
 # (OMP_NUM_THREADS): grokscope's threads spin between operations, so runs that share cores
 # without shares starve each other (README, "Several runs at once"). The binary is the checkout's
 # build/release/grokscope, or $GROKSCOPE.
+#
+# A grid of two keys is a sweep per value of the second, each with its own --out and that value
+# in --set; `grokscope report` of all their runs then writes one onsets.csv with both keys as
+# columns:
+#   for wd in 0 0.01 0.1; do
+#     tools/run_sweep.sh --out runs/grid/wd$wd --set optimizer.weight_decay=$wd default model.init_scale 2 4 8
+#   done
+#   build/release/grokscope report runs/grid/*/init_scale=* --out runs/grid
 set -uo pipefail
 ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) ||
   { echo "run_sweep: needs bash 5.1 or later (wait -n -p); this is $BASH_VERSION" >&2; exit 2; }
