@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <sstream>
@@ -311,6 +312,36 @@ Recipe load_recipe(const std::filesystem::path& path, const std::vector<std::str
   return parse_recipe(std::string(bytes.begin(), bytes.end()), path.string(), overrides);
 }
 
+namespace {
+
+// toml++ writes some doubles with 17 significant digits ("beta1 = 0.90000000000000002"). Each
+// `key = <float>` line is rewritten with the shortest digits that read back as the same double
+// (fmt's "{}"), kept a TOML float by a ".0" where those digits have no point or exponent.
+std::string with_shortest_floats(const std::string& text) {
+  std::istringstream in(text);
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    const std::size_t eq = line.find(" = ");
+    if (eq != std::string::npos) {
+      const std::string value = line.substr(eq + 3);
+      const bool number_chars = !value.empty() && value.find_first_not_of("0123456789.eE+-") == std::string::npos;
+      if (number_chars && value.find_first_of(".eE") != std::string::npos) {
+        char* end = nullptr;
+        const double d = std::strtod(value.c_str(), &end);
+        if (end == value.c_str() + value.size() && std::isfinite(d)) {
+          std::string shortest = fmt::format("{}", d);
+          if (shortest.find_first_of(".e") == std::string::npos) shortest += ".0";
+          line = line.substr(0, eq + 3) + shortest;
+        }
+      }
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string Recipe::to_toml() const {
   auto ints = [](const std::vector<std::int64_t>& v) {
     toml::array a;
@@ -356,7 +387,7 @@ std::string Recipe::to_toml() const {
   };
   std::ostringstream out;
   out << t << "\n";
-  return out.str();
+  return with_shortest_floats(out.str());
 }
 
 }  // namespace gs::experiments
