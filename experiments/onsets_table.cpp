@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <toml++/toml.h>
+
+#include "experiments/onsets.h"
 
 namespace gs::experiments {
 
@@ -19,11 +22,8 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-// A number as the report JSON holds it, or empty where it is null (an onset that did not happen).
-std::string number_field(const nlohmann::ordered_json& j) {
-  if (j.is_null()) return "";
-  return fmt::format("{}", j.get<double>());
-}
+// A number, or empty where there is none (an onset that did not happen).
+std::string number_field(const std::optional<double>& x) { return x ? fmt::format("{}", *x) : std::string(); }
 
 // A recipe value for a table cell: strings unquoted, numbers in their shortest exact form (0.1,
 // not TOML's 0.10000000000000001), arrays as [a, b].
@@ -42,9 +42,32 @@ std::string value_text(const toml::node& value) {
   return text.str();
 }
 
-const nlohmann::ordered_json& at_or_null(const nlohmann::ordered_json& j, const char* key) {
-  static const nlohmann::ordered_json null;
-  return j.is_object() && j.contains(key) ? j.at(key) : null;
+// Each run's recipe values by key, read once.
+std::vector<std::map<std::string, std::string>> recipe_maps(const std::vector<RunReport>& runs,
+                                                            std::vector<std::string>* key_order = nullptr) {
+  std::vector<std::map<std::string, std::string>> maps;
+  for (const auto& r : runs) {
+    auto& m = maps.emplace_back();
+    for (auto& [key, value] : recipe_values(r)) {
+      if (key_order && std::find(key_order->begin(), key_order->end(), key) == key_order->end()) key_order->push_back(key);
+      m.emplace(key, value);
+    }
+  }
+  return maps;
+}
+
+std::vector<std::string> differing_keys(const std::vector<std::map<std::string, std::string>>& maps,
+                                        const std::vector<std::string>& key_order) {
+  std::vector<std::string> out;
+  for (const auto& key : key_order) {
+    const auto value_in = [&](const std::map<std::string, std::string>& m) {
+      auto it = m.find(key);
+      return it == m.end() ? std::string("\x01 missing") : it->second;
+    };
+    const std::string first = value_in(maps.front());
+    if (std::any_of(maps.begin(), maps.end(), [&](const auto& m) { return value_in(m) != first; })) out.push_back(key);
+  }
+  return out;
 }
 
 }  // namespace
@@ -70,28 +93,14 @@ std::vector<std::pair<std::string, std::string>> recipe_values(const RunReport& 
 
 std::vector<std::string> differing_recipe_keys(const std::vector<RunReport>& runs) {
   std::vector<std::string> order;  // every key, in the order first met
-  std::vector<std::map<std::string, std::string>> values;
-  for (const auto& r : runs) {
-    auto& v = values.emplace_back();
-    for (auto& [key, value] : recipe_values(r)) {
-      if (std::find(order.begin(), order.end(), key) == order.end()) order.push_back(key);
-      v.emplace(key, value);
-    }
-  }
-  std::vector<std::string> out;
-  for (const auto& key : order) {
-    const auto value_in = [&](const std::map<std::string, std::string>& v) {
-      auto it = v.find(key);
-      return it == v.end() ? std::string("\x01 missing") : it->second;
-    };
-    const std::string first = value_in(values.front());
-    if (std::any_of(values.begin(), values.end(), [&](const auto& v) { return value_in(v) != first; })) out.push_back(key);
-  }
-  return out;
+  const auto maps = recipe_maps(runs, &order);
+  return differing_keys(maps, order);
 }
 
-std::string onsets_csv(const std::vector<RunReport>& runs, const ReportRules& rules) {
-  const std::vector<std::string> keys = differing_recipe_keys(runs);
+std::string onsets_csv(const std::vector<RunReport>& runs) {
+  std::vector<std::string> order;
+  const auto maps = recipe_maps(runs, &order);
+  const std::vector<std::string> keys = differing_keys(maps, order);
   // Every other layer's capacity midpoint and lag too, for the layers of any run, in their order.
   std::vector<std::string> layers;
   for (const auto& r : runs)
@@ -105,41 +114,33 @@ std::string onsets_csv(const std::vector<RunReport>& runs, const ReportRules& ru
   for (const auto& layer : layers)
     out.append(",").append(csv_field(layer + ":capacity_t50")).append(",").append(csv_field(layer + ":capacity_lag_decades"));
   out += "\n";
-  for (const auto& r : runs) {
-    const auto j = report_json(r, rules);
-    std::map<std::string, std::string> own;
-    for (auto& [key, value] : recipe_values(r)) own.emplace(key, value);
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const RunReport& r = runs[i];
     std::string row = csv_field(r.dir.string());
-    for (const auto& key : keys) row.append(",").append(csv_field(own.count(key) ? own.at(key) : ""));
-    const auto& test = j.at("test_accuracy");
-    const bool rose = test.at("moved").get<bool>() && test.at("direction") == "up";
-    const auto rise_field = [&](const char* t) { return rose ? number_field(test.at(t)) : std::string(); };
-    row += fmt::format(",{},{},{},{},{},{},{}", csv_field(r.status), r.last_step, number_field(j.at("t_fit")),
-                       rise_field("t10"), rise_field("t50"), rise_field("t90"), number_field(j.at("delay_decades")));
+    for (const auto& key : keys) row.append(",").append(csv_field(maps[i].count(key) ? maps[i].at(key) : ""));
+    const bool rose = rise_t50(r).has_value();
+    const std::optional<double> delay =
+        r.t_fit && rose ? std::optional<double>(decades_between(*r.t_fit, *rise_t50(r))) : std::nullopt;
+    row += fmt::format(",{},{},{},{},{},{},{}", csv_field(r.status), r.last_step, number_field(r.t_fit),
+                       number_field(rose ? r.test.t10 : std::nullopt), number_field(rise_t50(r)),
+                       number_field(rose ? r.test.t90 : std::nullopt), number_field(delay));
     // The probe set the verdict speaks of: the train set's when it was probed.
-    const std::string set = r.ntk ? r.ntk->probe_set : "";
-    const auto& ntk = at_or_null(j.at("ntk"), set.c_str());
-    row += fmt::format(",{},{},{},{}", csv_field(set), number_field(at_or_null(ntk, "t_half_max")),
-                       number_field(at_or_null(ntk, "t_above_absolute")),
-                       number_field(at_or_null(ntk, "lead_decades_over_test_t50")));
-    const auto layer_json = [&](const std::string& name) -> const nlohmann::ordered_json* {
-      for (const auto& l : j.at("layers"))
-        if (l.at("layer") == name) return &l;
-      return nullptr;
-    };
-    const auto moved = [](const nlohmann::ordered_json* l) { return l && l->at("capacity").at("moved").get<bool>(); };
-    if (const auto* output = layer_json("output"); moved(output)) {
-      const auto& c = output->at("capacity");
-      row += fmt::format(",{},{},{},{}", number_field(c.at("t10")), number_field(c.at("t50")), number_field(c.at("t90")),
-                         number_field(output->at("lag_decades_after_test_t50")));
+    if (r.ntk)
+      row += fmt::format(",{},{},{},{}", csv_field(r.ntk->probe_set), number_field(r.ntk->t_half_max),
+                         number_field(r.ntk->t_absolute), number_field(r.ntk->lead_decades));
+    else
+      row += ",,,,";
+    const auto moved = [](const LayerOnsets* l) { return l && l->capacity.moved; };
+    if (const LayerOnsets* output = output_layer(r); moved(output)) {
+      const Rise& c = output->capacity;
+      row += fmt::format(",{},{},{},{}", number_field(c.t10), number_field(c.t50), number_field(c.t90),
+                         number_field(output->lag_decades));
     } else {
       row += ",,,,";
     }
     for (const auto& layer : layers) {
-      const auto* l = layer_json(layer);
-      row += moved(l) ? fmt::format(",{},{}", number_field(l->at("capacity").at("t50")),
-                                    number_field(l->at("lag_decades_after_test_t50")))
-                      : std::string(",,");
+      const LayerOnsets* l = find_layer(r, layer);
+      row += moved(l) ? fmt::format(",{},{}", number_field(l->capacity.t50), number_field(l->lag_decades)) : std::string(",,");
     }
     out += row + "\n";
   }

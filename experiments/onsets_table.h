@@ -21,6 +21,6 @@ std::vector<std::string> differing_recipe_keys(const std::vector<RunReport>& run
 // t_90, delay in decades), the NTK's onsets on its probe set and its lead, the output layer's
 // capacity rise and its lag, and every other layer's capacity t_50 and lag ("layers.2:capacity_t50");
 // an onset that did not happen is an empty field.
-std::string onsets_csv(const std::vector<RunReport>& runs, const ReportRules& rules = {});
+std::string onsets_csv(const std::vector<RunReport>& runs);
 
 }  // namespace gs::experiments

@@ -46,17 +46,21 @@ void read_run_info(RunReport& r) {
   }
 }
 
-// The test rise's midpoint: only a curve that rose after the fit has one (a fall is no rise).
+}  // namespace
+
 std::optional<double> rise_t50(const RunReport& r) {
   return r.test.moved && r.test.upwards ? r.test.t50 : std::nullopt;
 }
 
-// The layer the verdict speaks of: the network's output, as geometry.csv names it.
-const LayerOnsets* output_layer(const RunReport& r) {
+const LayerOnsets* find_layer(const RunReport& r, const std::string& layer) {
   for (const auto& l : r.layers)
-    if (l.layer == "output") return &l;
+    if (l.layer == layer) return &l;
   return nullptr;
 }
+
+const LayerOnsets* output_layer(const RunReport& r) { return find_layer(r, "output"); }
+
+namespace {
 
 void analyze_ntk(RunReport& r, const ReportRules& rules) {
   const fs::path file = r.dir / "ntk.csv";

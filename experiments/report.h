@@ -61,6 +61,12 @@ struct RunReport {
   std::string verdict;
 };
 
+// The test rise's midpoint: only a curve that rose after the fit has one (a fall is no rise).
+std::optional<double> rise_t50(const RunReport& r);
+// A layer by its geometry.csv name, or null; output_layer: "output", the layer the verdict speaks of.
+const LayerOnsets* find_layer(const RunReport& r, const std::string& layer);
+const LayerOnsets* output_layer(const RunReport& r);
+
 // Reads and analyses one run directory. Throws gs::Error, naming the file and line, when
 // metrics.csv is missing, empty or malformed; a missing or broken ntk.csv or geometry.csv is a
 // note, and the rest is reported.
