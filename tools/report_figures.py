@@ -315,9 +315,8 @@ def plot_onsets(runs, out):
             ax.axhspan(y - 0.5, y + 0.5, color="0.95", zorder=0)
         if s.get("t_fit") is not None:
             ax.plot([s["t_fit"]], [y], "|", ms=16, mew=2.5, color="tab:blue", label="t_fit (train accuracy 99%)")
-        after_fit = s.get("test_accuracy") or {}
-        if after_fit.get("moved") and after_fit.get("direction") == "up":
-            span(ax, y, after_fit, "tab:orange", "o", "test accuracy: t_10 to t_90, t_50")
+        if rise_t50(s) is not None:
+            span(ax, y, s["test_accuracy"], "tab:orange", "o", "test accuracy: t_10 to t_90, t_50")
         else:  # generalized while it fit: its rise from step 0, hollow
             from_start = s.get("test_accuracy_from_start") or {}
             if from_start.get("direction") == "up":
