@@ -12,9 +12,6 @@
 
 namespace gs::experiments {
 
-namespace {
-
-// RFC 4180: a field with a comma, a quote or a line break is quoted, its quotes doubled.
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string q = "\"";
@@ -22,8 +19,9 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-// A number, or empty where there is none (an onset that did not happen).
 std::string number_field(const std::optional<double>& x) { return x ? fmt::format("{}", *x) : std::string(); }
+
+namespace {
 
 // A recipe value for a table cell: strings unquoted, numbers in their shortest exact form (0.1,
 // not TOML's 0.10000000000000001), arrays as [a, b].
@@ -40,34 +38,6 @@ std::string value_text(const toml::node& value) {
   std::ostringstream text;  // dates and times, which no recipe has
   value.visit([&](const auto& v) { text << v; });
   return text.str();
-}
-
-// Each run's recipe values by key, read once.
-std::vector<std::map<std::string, std::string>> recipe_maps(const std::vector<RunReport>& runs,
-                                                            std::vector<std::string>* key_order = nullptr) {
-  std::vector<std::map<std::string, std::string>> maps;
-  for (const auto& r : runs) {
-    auto& m = maps.emplace_back();
-    for (auto& [key, value] : recipe_values(r)) {
-      if (key_order && std::find(key_order->begin(), key_order->end(), key) == key_order->end()) key_order->push_back(key);
-      m.emplace(key, value);
-    }
-  }
-  return maps;
-}
-
-std::vector<std::string> differing_keys(const std::vector<std::map<std::string, std::string>>& maps,
-                                        const std::vector<std::string>& key_order) {
-  std::vector<std::string> out;
-  for (const auto& key : key_order) {
-    const auto value_in = [&](const std::map<std::string, std::string>& m) {
-      auto it = m.find(key);
-      return it == m.end() ? std::string("\x01 missing") : it->second;
-    };
-    const std::string first = value_in(maps.front());
-    if (std::any_of(maps.begin(), maps.end(), [&](const auto& m) { return value_in(m) != first; })) out.push_back(key);
-  }
-  return out;
 }
 
 }  // namespace
@@ -91,16 +61,40 @@ std::vector<std::pair<std::string, std::string>> recipe_values(const RunReport& 
   return out;
 }
 
+RunRecipes read_run_recipes(const std::vector<RunReport>& runs) {
+  RunRecipes out;
+  for (const auto& r : runs) {
+    auto& m = out.values.emplace_back();
+    for (auto& [key, value] : recipe_values(r)) {
+      if (std::find(out.keys.begin(), out.keys.end(), key) == out.keys.end()) out.keys.push_back(key);
+      m.emplace(key, value);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> RunRecipes::differing() const {
+  std::vector<std::string> out;
+  if (values.empty()) return out;
+  for (const auto& key : keys) {
+    const auto value_in = [&](const std::map<std::string, std::string>& m) {
+      auto it = m.find(key);
+      return it == m.end() ? std::string("\x01 missing") : it->second;
+    };
+    const std::string first = value_in(values.front());
+    if (std::any_of(values.begin(), values.end(), [&](const auto& m) { return value_in(m) != first; })) out.push_back(key);
+  }
+  return out;
+}
+
 std::vector<std::string> differing_recipe_keys(const std::vector<RunReport>& runs) {
-  std::vector<std::string> order;  // every key, in the order first met
-  const auto maps = recipe_maps(runs, &order);
-  return differing_keys(maps, order);
+  return read_run_recipes(runs).differing();
 }
 
 std::string onsets_csv(const std::vector<RunReport>& runs) {
-  std::vector<std::string> order;
-  const auto maps = recipe_maps(runs, &order);
-  const std::vector<std::string> keys = differing_keys(maps, order);
+  const RunRecipes recipes = read_run_recipes(runs);
+  const std::vector<std::string> keys = recipes.differing();
+  const auto& maps = recipes.values;
   // Every other layer's capacity midpoint and lag too, for the layers of any run, in their order.
   std::vector<std::string> layers;
   for (const auto& r : runs)

@@ -52,6 +52,15 @@ std::optional<double> rise_t50(const RunReport& r) {
   return r.test.moved && r.test.upwards ? r.test.t50 : std::nullopt;
 }
 
+bool delayed_rise(const RunReport& r, const ReportRules& rules) {
+  return r.t_fit && rise_t50(r) && *rise_t50(r) > rules.no_delay_factor * *r.t_fit;
+}
+
+Timing timing_of(double lead_decades, const ReportRules& rules) {
+  if (std::abs(lead_decades) < rules.same_time_decades) return Timing::with;
+  return lead_decades > 0 ? Timing::before : Timing::after;
+}
+
 const LayerOnsets* find_layer(const RunReport& r, const std::string& layer) {
   for (const auto& l : r.layers)
     if (l.layer == layer) return &l;
@@ -148,7 +157,7 @@ double without_negative_zero(double x, int digits) { return std::abs(x) < 0.5 * 
 // else "1.1 decades before <noun>" or "0.4 decades after <noun>".
 std::string relation(double lead_decades, const ReportRules& rules, const std::string& together,
                      const std::string& noun) {
-  if (std::abs(lead_decades) < rules.same_time_decades) return together;
+  if (timing_of(lead_decades, rules) == Timing::with) return together;
   return fmt::format("{:.1f} decades {} {}", std::abs(lead_decades), lead_decades > 0 ? "before" : "after", noun);
 }
 
@@ -177,7 +186,7 @@ std::string verdict_of(const RunReport& r, const ReportRules& rules) {
                            steps_text(*r.t_fit), r.test.start_value, r.test.final_value);
   }
   const double t50 = *r.test.t50;
-  if (t50 <= rules.no_delay_factor * *r.t_fit)
+  if (!delayed_rise(r, rules))
     v += fmt::format("no delay (test t_50 {} <= {}·t_fit {})", steps_text(t50), rules.no_delay_factor,
                      steps_text(*r.t_fit));
   else

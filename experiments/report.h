@@ -63,6 +63,13 @@ struct RunReport {
 
 // The test rise's midpoint: only a curve that rose after the fit has one (a fall is no rise).
 std::optional<double> rise_t50(const RunReport& r);
+// Test accuracy rose after the fit, and later than ReportRules::no_delay_factor · t_fit.
+bool delayed_rise(const RunReport& r, const ReportRules& rules = {});
+
+// Where an event sits relative to the test rise, given its lead log10(t_50 / t): within
+// ReportRules::same_time_decades of it, "with" it.
+enum class Timing { before, with, after };
+Timing timing_of(double lead_decades, const ReportRules& rules = {});
 // A layer by its geometry.csv name, or null; output_layer: "output", the layer the verdict speaks of.
 const LayerOnsets* find_layer(const RunReport& r, const std::string& layer);
 const LayerOnsets* output_layer(const RunReport& r);
