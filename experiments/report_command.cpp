@@ -11,6 +11,7 @@
 #include "engine/error.h"
 #include "engine/io/files.h"
 #include "experiments/onsets_table.h"
+#include "experiments/replicates.h"
 #include "experiments/report.h"
 
 namespace gs::experiments {
@@ -122,13 +123,19 @@ int run_report_command(const ReportCommand& cmd) {
       for (const auto& note : r.notes) fmt::print("  note, {}: {}\n", r.dir.string(), note);
   }
   for (const auto& w : comparability_warnings(reports)) fmt::print(stderr, "grokscope report: warning: {}\n", w);
+  // Runs of one condition with different seeds: the medians and ranges of their onsets.
+  const std::vector<ReplicateGroup> replicates = replicate_groups(reports);
+  if (!cmd.json && !replicates.empty()) fmt::print("\n{}", replicates_table(replicates));
 
   // Several runs: their onsets as one CSV, with the recipe keys they differ in, beside the figures.
   const fs::path out = cmd.out.empty() ? common_parent(cmd.runs) : cmd.out;
   if (reports.size() > 1) {
     io::make_directories(out, "choose another --out");  // the figures go there too
     io::write_file_atomically(out / "onsets.csv", onsets_csv(reports));
-    if (!cmd.json) fmt::print("table: {}/onsets.csv\n", out.string());
+    if (!replicates.empty()) io::write_file_atomically(out / "replicates.csv", replicates_csv(replicates));
+    if (!cmd.json)
+      fmt::print("table: {}/onsets.csv{}\n", out.string(),
+                 replicates.empty() ? std::string() : fmt::format(", replicates: {}/replicates.csv", out.string()));
   }
   if (cmd.figures) {
     if (draw_figures(reports, out) && !cmd.json) {

@@ -1,0 +1,236 @@
+#include "experiments/replicates.h"
+
+#include <algorithm>
+#include <functional>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "experiments/onsets.h"
+#include "experiments/onsets_table.h"
+
+namespace gs::experiments {
+
+Spread spread_of(std::vector<double> values) {
+  Spread s;
+  s.n = values.size();
+  if (values.empty()) return s;
+  std::sort(values.begin(), values.end());
+  s.min = values.front();
+  s.max = values.back();
+  const std::size_t mid = values.size() / 2;
+  s.median = values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+  return s;
+}
+
+std::string ReplicateGroup::label() const {
+  if (condition.empty()) return recipe.empty() ? std::string("runs") : recipe;
+  std::string text;
+  for (const auto& [key, value] : condition) {
+    const auto dot = key.rfind('.');
+    text.append(text.empty() ? "" : " ").append(dot == std::string::npos ? key : key.substr(dot + 1)).append("=").append(value);
+  }
+  return text;
+}
+
+namespace {
+
+// Each quantity of the spread columns: its CSV name and where a run has it.
+struct Quantity {
+  const char* name;
+  Spread ReplicateGroup::*spread;
+  std::function<std::optional<double>(const RunReport&)> of;
+};
+
+const LayerOnsets* moved_output(const RunReport& r) {
+  const LayerOnsets* l = output_layer(r);
+  return l && l->capacity.moved ? l : nullptr;
+}
+
+const std::vector<Quantity>& quantities() {
+  static const std::vector<Quantity> q = {
+      {"t_fit", &ReplicateGroup::t_fit, [](const RunReport& r) { return r.t_fit; }},
+      {"test_t50", &ReplicateGroup::test_t50, [](const RunReport& r) { return rise_t50(r); }},
+      {"delay_decades", &ReplicateGroup::delay_decades,
+       [](const RunReport& r) -> std::optional<double> {
+         if (!r.t_fit || !rise_t50(r)) return std::nullopt;
+         return decades_between(*r.t_fit, *rise_t50(r));
+       }},
+      {"ntk_t_half_max", &ReplicateGroup::ntk_t_half_max,
+       [](const RunReport& r) { return r.ntk ? r.ntk->t_half_max : std::nullopt; }},
+      {"ntk_t_above", &ReplicateGroup::ntk_t_above,
+       [](const RunReport& r) { return r.ntk ? r.ntk->t_absolute : std::nullopt; }},
+      {"ntk_lead_decades", &ReplicateGroup::ntk_lead_decades,
+       [](const RunReport& r) { return r.ntk ? r.ntk->lead_decades : std::nullopt; }},
+      {"capacity_t50", &ReplicateGroup::capacity_t50,
+       [](const RunReport& r) { return moved_output(r) ? moved_output(r)->capacity.t50 : std::nullopt; }},
+      {"capacity_lag_decades", &ReplicateGroup::capacity_lag_decades,
+       [](const RunReport& r) { return moved_output(r) ? moved_output(r)->lag_decades : std::nullopt; }},
+  };
+  return q;
+}
+
+void count_timing(double lead_decades, const ReportRules& rules, std::size_t& before, std::size_t& with,
+                  std::size_t& after) {
+  switch (timing_of(lead_decades, rules)) {
+    case Timing::before: ++before; break;
+    case Timing::with: ++with; break;
+    case Timing::after: ++after; break;
+  }
+}
+
+void summarize(ReplicateGroup& g, const std::vector<RunReport>& runs, const ReportRules& rules) {
+  for (const std::size_t i : g.runs) {
+    const RunReport& r = runs[i];
+    if (r.status != "finished") ++g.unfinished;
+    if (r.t_fit) ++g.fit;
+    if (rise_t50(r)) ++g.rose;
+    if (delayed_rise(r, rules)) ++g.delayed;
+    if (r.ntk && r.ntk->lead_decades) count_timing(*r.ntk->lead_decades, rules, g.ntk_before, g.ntk_with, g.ntk_after);
+    if (const LayerOnsets* l = moved_output(r); l && l->lag_decades)
+      count_timing(-*l->lag_decades, rules, g.capacity_before, g.capacity_with, g.capacity_after);
+  }
+  for (const auto& q : quantities()) {
+    std::vector<double> values;
+    for (const std::size_t i : g.runs)
+      if (const auto x = q.of(runs[i])) values.push_back(*x);
+    g.*q.spread = spread_of(std::move(values));
+  }
+}
+
+std::string steps_cell(const Spread& s, std::size_t runs) {
+  if (s.n == 0) return "-";
+  if (runs == 1) return fmt::format("{:.0f}", s.median);
+  std::string text = fmt::format("{:.0f} [{:.0f}, {:.0f}]", s.median, s.min, s.max);
+  return s.n < runs ? text.append(fmt::format(" n={}", s.n)) : text;
+}
+
+std::string decades_cell(const Spread& s, std::size_t runs) {
+  if (s.n == 0) return "-";
+  // A value that rounds to zero prints as +0.00, never -0.00.
+  const auto d = [](double x) { return std::abs(x) < 0.005 ? 0.0 : x; };
+  if (runs == 1) return fmt::format("{:+.2f}", d(s.median));
+  std::string text = fmt::format("{:+.2f} [{:+.2f}, {:+.2f}]", d(s.median), d(s.min), d(s.max));
+  return s.n < runs ? text.append(fmt::format(" n={}", s.n)) : text;
+}
+
+std::string timing_text(std::size_t before, std::size_t with, std::size_t after) {
+  if (before + with + after == 0) return "not measured";
+  return fmt::format("before the rise in {}, with it in {}, after it in {}", before, with, after);
+}
+
+}  // namespace
+
+std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs, const ReportRules& rules) {
+  const RunRecipes recipes = read_run_recipes(runs);
+  std::vector<std::size_t> grouped;  // the runs with a recipe
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    if (!recipes.values[i].empty()) grouped.push_back(i);
+
+  // The condition of a run: its recipe without the seed.
+  const auto condition_of = [&](std::size_t i) {
+    auto m = recipes.values[i];
+    m.erase(seed_key);
+    return m;
+  };
+  std::vector<ReplicateGroup> groups;
+  std::vector<std::map<std::string, std::string>> conditions;
+  for (const std::size_t i : grouped) {
+    const auto c = condition_of(i);
+    auto it = std::find(conditions.begin(), conditions.end(), c);
+    if (it == conditions.end()) {
+      conditions.push_back(c);
+      groups.emplace_back().recipe = runs[i].recipe;
+      it = conditions.end() - 1;
+    }
+    ReplicateGroup& g = groups[static_cast<std::size_t>(it - conditions.begin())];
+    g.runs.push_back(i);
+    const auto seed = recipes.values[i].find(seed_key);
+    g.seeds.push_back(seed == recipes.values[i].end() ? std::string("?") : seed->second);
+  }
+  if (std::none_of(groups.begin(), groups.end(), [](const ReplicateGroup& g) { return g.runs.size() > 1; })) return {};
+
+  // The keys that tell the groups apart, from the runs that have a recipe.
+  RunRecipes with_recipe;
+  with_recipe.keys = recipes.keys;
+  for (const std::size_t i : grouped) with_recipe.values.push_back(recipes.values[i]);
+  std::vector<std::string> keys = with_recipe.differing();
+  keys.erase(std::remove(keys.begin(), keys.end(), std::string(seed_key)), keys.end());
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    for (const auto& key : keys) {
+      const auto it = conditions[k].find(key);
+      groups[k].condition.emplace_back(key, it == conditions[k].end() ? std::string() : it->second);
+    }
+    summarize(groups[k], runs, rules);
+  }
+  return groups;
+}
+
+std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
+  if (groups.empty()) return {};
+  std::vector<std::vector<std::string>> rows = {{"condition", "runs", "delayed", "t_fit", "t_50", "ntk_lead", "cap_lag"}};
+  for (const auto& g : groups) {
+    const std::size_t n = g.runs.size();
+    rows.push_back({g.label(), fmt::format("{}", n), fmt::format("{}/{}", g.delayed, n), steps_cell(g.t_fit, n),
+                    steps_cell(g.test_t50, n), decades_cell(g.ntk_lead_decades, n), decades_cell(g.capacity_lag_decades, n)});
+  }
+  std::vector<std::size_t> width(rows.front().size(), 0);
+  for (const auto& row : rows)
+    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  std::string out = fmt::format("replicates: runs whose recipes differ only in {}\n", seed_key);
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      // The label left-aligned, the counts right-aligned, the spreads left-aligned.
+      if (c == 0 || c >= 3) line.append(row[c]).append(pad);
+      else line.append(pad).append(row[c]);
+      if (c + 1 < row.size()) line.append("  ");
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out.append(line).append("\n");
+  }
+  out += "(median [min, max] over the runs that have the onset, n= where fewer than all; delayed: t_50 after 2·t_fit)\n";
+  for (const auto& g : groups) {
+    const std::size_t n = g.runs.size();
+    if (n == 1) continue;  // its verdict above says it all
+    std::string seeds;
+    for (const auto& s : g.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
+    out += fmt::format("{} ({} runs, seeds {}): fit in {} of {}, test accuracy rose after the fit in {} (delayed in {}); "
+                       "NTK half-way: {}; output-layer capacity: {}",
+                       g.label(), n, seeds, g.fit, n, g.rose, g.delayed,
+                       timing_text(g.ntk_before, g.ntk_with, g.ntk_after),
+                       timing_text(g.capacity_before, g.capacity_with, g.capacity_after));
+    if (g.unfinished) out += fmt::format("; {} not finished (onsets on what they logged)", g.unfinished);
+    out += "\n";
+  }
+  return out;
+}
+
+std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
+  if (groups.empty()) return {};
+  std::string out;
+  for (const auto& [key, value] : groups.front().condition) out.append(csv_field(key)).append(",");
+  out += "runs,seeds,unfinished,fit,rose,delayed,ntk_before,ntk_with,ntk_after,capacity_before,capacity_with,capacity_after";
+  for (const auto& q : quantities())
+    for (const char* part : {"n", "median", "min", "max"}) out.append(fmt::format(",{}_{}", q.name, part));
+  out += "\n";
+  for (const auto& g : groups) {
+    std::string row;
+    for (const auto& [key, value] : g.condition) row.append(csv_field(value)).append(",");
+    std::string seeds;
+    for (const auto& s : g.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
+    row += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}", g.runs.size(), csv_field(seeds), g.unfinished, g.fit, g.rose,
+                       g.delayed, g.ntk_before, g.ntk_with, g.ntk_after, g.capacity_before, g.capacity_with,
+                       g.capacity_after);
+    for (const auto& q : quantities()) {
+      const Spread& s = g.*q.spread;
+      const auto field = [&](double x) { return s.n ? number_field(x) : std::string(); };
+      row += fmt::format(",{},{},{},{}", s.n, field(s.median), field(s.min), field(s.max));
+    }
+    out += row + "\n";
+  }
+  return out;
+}
+
+}  // namespace gs::experiments
