@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <map>
 
 #include <fmt/format.h>
 
@@ -21,16 +20,6 @@ Spread spread_of(std::vector<double> values) {
   const std::size_t mid = values.size() / 2;
   s.median = values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
   return s;
-}
-
-std::string ReplicateGroup::label() const {
-  if (condition.empty()) return recipe.empty() ? std::string("runs") : recipe;
-  std::string text;
-  for (const auto& [key, value] : condition) {
-    const auto dot = key.rfind('.');
-    text.append(text.empty() ? "" : " ").append(dot == std::string::npos ? key : key.substr(dot + 1)).append("=").append(value);
-  }
-  return text;
 }
 
 namespace {
@@ -80,7 +69,7 @@ void count_timing(double lead_decades, const ReportRules& rules, std::size_t& be
 }
 
 void summarize(ReplicateGroup& g, const std::vector<RunReport>& runs, const ReportRules& rules) {
-  for (const std::size_t i : g.runs) {
+  for (const std::size_t i : g.condition.runs) {
     const RunReport& r = runs[i];
     if (r.status != "finished") ++g.unfinished;
     if (r.t_fit) ++g.fit;
@@ -92,7 +81,7 @@ void summarize(ReplicateGroup& g, const std::vector<RunReport>& runs, const Repo
   }
   for (const auto& q : quantities()) {
     std::vector<double> values;
-    for (const std::size_t i : g.runs)
+    for (const std::size_t i : g.condition.runs)
       if (const auto x = q.of(runs[i])) values.push_back(*x);
     g.*q.spread = spread_of(std::move(values));
   }
@@ -122,46 +111,13 @@ std::string timing_text(std::size_t before, std::size_t with, std::size_t after)
 }  // namespace
 
 std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs, const ReportRules& rules) {
-  const RunRecipes recipes = read_run_recipes(runs);
-  std::vector<std::size_t> grouped;  // the runs with a recipe
-  for (std::size_t i = 0; i < runs.size(); ++i)
-    if (!recipes.values[i].empty()) grouped.push_back(i);
-
-  // The condition of a run: its recipe without the seed.
-  const auto condition_of = [&](std::size_t i) {
-    auto m = recipes.values[i];
-    m.erase(seed_key);
-    return m;
-  };
+  std::vector<Condition> conditions = conditions_of(runs, read_run_recipes(runs));
+  if (std::none_of(conditions.begin(), conditions.end(), [](const Condition& c) { return c.runs.size() > 1; })) return {};
   std::vector<ReplicateGroup> groups;
-  std::vector<std::map<std::string, std::string>> conditions;
-  for (const std::size_t i : grouped) {
-    const auto c = condition_of(i);
-    auto it = std::find(conditions.begin(), conditions.end(), c);
-    if (it == conditions.end()) {
-      conditions.push_back(c);
-      groups.emplace_back().recipe = runs[i].recipe;
-      it = conditions.end() - 1;
-    }
-    ReplicateGroup& g = groups[static_cast<std::size_t>(it - conditions.begin())];
-    g.runs.push_back(i);
-    const auto seed = recipes.values[i].find(seed_key);
-    g.seeds.push_back(seed == recipes.values[i].end() ? std::string("?") : seed->second);
-  }
-  if (std::none_of(groups.begin(), groups.end(), [](const ReplicateGroup& g) { return g.runs.size() > 1; })) return {};
-
-  // The keys that tell the groups apart, from the runs that have a recipe.
-  RunRecipes with_recipe;
-  with_recipe.keys = recipes.keys;
-  for (const std::size_t i : grouped) with_recipe.values.push_back(recipes.values[i]);
-  std::vector<std::string> keys = with_recipe.differing();
-  keys.erase(std::remove(keys.begin(), keys.end(), std::string(seed_key)), keys.end());
-  for (std::size_t k = 0; k < groups.size(); ++k) {
-    for (const auto& key : keys) {
-      const auto it = conditions[k].find(key);
-      groups[k].condition.emplace_back(key, it == conditions[k].end() ? std::string() : it->second);
-    }
-    summarize(groups[k], runs, rules);
+  for (auto& c : conditions) {
+    ReplicateGroup& g = groups.emplace_back();
+    g.condition = std::move(c);
+    summarize(g, runs, rules);
   }
   return groups;
 }
@@ -170,8 +126,8 @@ std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
   if (groups.empty()) return {};
   std::vector<std::vector<std::string>> rows = {{"condition", "runs", "delayed", "t_fit", "t_50", "ntk_lead", "cap_lag"}};
   for (const auto& g : groups) {
-    const std::size_t n = g.runs.size();
-    rows.push_back({g.label(), fmt::format("{}", n), fmt::format("{}/{}", g.delayed, n), steps_cell(g.t_fit, n),
+    const std::size_t n = g.condition.runs.size();
+    rows.push_back({g.condition.label(), fmt::format("{}", n), fmt::format("{}/{}", g.delayed, n), steps_cell(g.t_fit, n),
                     steps_cell(g.test_t50, n), decades_cell(g.ntk_lead_decades, n), decades_cell(g.capacity_lag_decades, n)});
   }
   std::vector<std::size_t> width(rows.front().size(), 0);
@@ -192,13 +148,13 @@ std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
   }
   out += "(median [min, max] over the runs that have the onset, n= where fewer than all; delayed: t_50 after 2·t_fit)\n";
   for (const auto& g : groups) {
-    const std::size_t n = g.runs.size();
+    const std::size_t n = g.condition.runs.size();
     if (n == 1) continue;  // its verdict above says it all
     std::string seeds;
-    for (const auto& s : g.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
+    for (const auto& s : g.condition.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
     out += fmt::format("{} ({} runs, seeds {}): fit in {} of {}, test accuracy rose after the fit in {} (delayed in {}); "
                        "NTK half-way: {}; output-layer capacity: {}",
-                       g.label(), n, seeds, g.fit, n, g.rose, g.delayed,
+                       g.condition.label(), n, seeds, g.fit, n, g.rose, g.delayed,
                        timing_text(g.ntk_before, g.ntk_with, g.ntk_after),
                        timing_text(g.capacity_before, g.capacity_with, g.capacity_after));
     if (g.unfinished) out += fmt::format("; {} not finished (onsets on what they logged)", g.unfinished);
@@ -210,17 +166,17 @@ std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
 std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
   if (groups.empty()) return {};
   std::string out;
-  for (const auto& [key, value] : groups.front().condition) out.append(csv_field(key)).append(",");
+  for (const auto& [key, value] : groups.front().condition.keys) out.append(csv_field(key)).append(",");
   out += "runs,seeds,unfinished,fit,rose,delayed,ntk_before,ntk_with,ntk_after,capacity_before,capacity_with,capacity_after";
   for (const auto& q : quantities())
     for (const char* part : {"n", "median", "min", "max"}) out.append(fmt::format(",{}_{}", q.name, part));
   out += "\n";
   for (const auto& g : groups) {
     std::string row;
-    for (const auto& [key, value] : g.condition) row.append(csv_field(value)).append(",");
+    for (const auto& [key, value] : g.condition.keys) row.append(csv_field(value)).append(",");
     std::string seeds;
-    for (const auto& s : g.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
-    row += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}", g.runs.size(), csv_field(seeds), g.unfinished, g.fit, g.rose,
+    for (const auto& s : g.condition.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
+    row += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}", g.condition.runs.size(), csv_field(seeds), g.unfinished, g.fit, g.rose,
                        g.delayed, g.ntk_before, g.ntk_with, g.ntk_after, g.capacity_before, g.capacity_with,
                        g.capacity_after);
     for (const auto& q : quantities()) {

@@ -330,10 +330,10 @@ TEST_SUITE("cli") {
       std::ifstream csv(dir / "sweep" / "onsets.csv");
       std::string header, first, second;
       std::getline(csv, header), std::getline(csv, first), std::getline(csv, second);
-      CHECK(header.rfind("run,optimizer.weight_decay,status,", 0) == 0);
-      CHECK(first.rfind((dir / "sweep" / "weight_decay=0").string() + ",0,finished,", 0) == 0);
+      CHECK(header.rfind("run,condition,optimizer.weight_decay,status,", 0) == 0);
+      CHECK(first.rfind((dir / "sweep" / "weight_decay=0").string() + ",weight_decay=0,0,finished,", 0) == 0);
       // 0.1 as written, not as TOML writes the double nearest to it (0.10000000000000001)
-      CHECK(second.rfind((dir / "sweep" / "weight_decay=0.1").string() + ",0.1,finished,", 0) == 0);
+      CHECK(second.rfind((dir / "sweep" / "weight_decay=0.1").string() + ",weight_decay=0.1,0.1,finished,", 0) == 0);
     }
     {  // an --out that cannot be a folder is said, with the fix, once the runs are reported
       std::ofstream(dir / "a_file") << "x";

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "experiments/onsets_table.h"
 #include "experiments/replicates.h"
 #include "experiments/report.h"
 #include "report_fixtures.h"
@@ -93,15 +94,26 @@ TEST_SUITE("report") {
 
     const auto groups = replicate_groups(reports);
     REQUIRE(groups.size() == 3);
+    // onsets.csv names each run's condition, for pandas' groupby; the orphan has none.
+    const auto onsets = read_rows(onsets_csv(reports));
+    REQUIRE(onsets.size() == 7);
+    const std::vector<std::string> expected = {"init_scale=8", "init_scale=2", "init_scale=8", "",
+                                               "init_scale=8", "init_scale=2", "init_scale=1"};
+    for (std::size_t i = 0; i < onsets.size(); ++i) CHECK(onsets[i].at("condition") == expected[i]);
+    // The keys the runs differ in; the orphan's unknown recipe adds none.
+    CHECK(onsets[0].count("model.init_scale") == 1);
+    CHECK(onsets[0].count("train.seed") == 1);
+    CHECK(onsets[0].count("data.dataset") == 0);
+    CHECK(onsets[3].at("model.init_scale").empty());
     const ReplicateGroup &a = groups[0], &b = groups[1], &c = groups[2];
-    CHECK(a.label() == "init_scale=8");
-    CHECK(b.label() == "init_scale=2");
-    CHECK(c.label() == "init_scale=1");
-    CHECK(a.condition == std::vector<std::pair<std::string, std::string>>{{"model.init_scale", "8"}});
-    CHECK(a.runs == std::vector<std::size_t>{0, 2, 4});  // the orphan (3) is in no group
-    CHECK(b.runs == std::vector<std::size_t>{1, 5});
-    CHECK(c.runs == std::vector<std::size_t>{6});
-    CHECK(a.seeds == std::vector<std::string>{"1", "2", "3"});
+    CHECK(a.condition.label() == "init_scale=8");
+    CHECK(b.condition.label() == "init_scale=2");
+    CHECK(c.condition.label() == "init_scale=1");
+    CHECK(a.condition.keys == std::vector<std::pair<std::string, std::string>>{{"model.init_scale", "8"}});
+    CHECK(a.condition.runs == std::vector<std::size_t>{0, 2, 4});  // the orphan (3) is in no group
+    CHECK(b.condition.runs == std::vector<std::size_t>{1, 5});
+    CHECK(c.condition.runs == std::vector<std::size_t>{6});
+    CHECK(a.condition.seeds == std::vector<std::string>{"1", "2", "3"});
 
     // The delayed condition: the spread is the three runs' own onsets, and near the closed form.
     CHECK(a.fit == 3);
@@ -180,8 +192,8 @@ TEST_SUITE("report") {
     CHECK(replicates_table({}).empty());
     const auto groups = replicate_groups({x8, y8});
     REQUIRE(groups.size() == 1);
-    CHECK(groups[0].condition.empty());
-    CHECK(groups[0].label() == "synthetic");
+    CHECK(groups[0].condition.keys.empty());
+    CHECK(groups[0].condition.label() == "synthetic");
     CHECK(replicates_csv(groups).rfind("runs,seeds,", 0) == 0);
   }
 

@@ -21,6 +21,7 @@
 #include "experiments/onsets_table.h"
 #include "experiments/report.h"
 #include "experiments/report_command.h"
+#include "experiments/run_set.h"
 #include "report_fixtures.h"
 #include "temp_dir.h"
 
@@ -397,13 +398,13 @@ TEST_SUITE("report") {
     std::istringstream csv(onsets_csv(reports));
     std::string header, line;
     std::getline(csv, header);
-    CHECK(header.rfind("run,model.init_scale,model.widths,status,last_step,t_fit,test_t10,test_t50,test_t90,delay_decades,", 0) == 0);
+    CHECK(header.rfind("run,condition,model.init_scale,model.widths,status,last_step,t_fit,test_t10,test_t50,test_t90,delay_decades,", 0) == 0);
     std::vector<std::string> rows;
     while (std::getline(csv, line)) rows.push_back(line);
     REQUIRE(rows.size() == 3);
     // The widths hold commas: quoted. Then the fields after them split plainly.
     const auto fields_after_widths = [](const std::string& row) {
-      const std::size_t close = row.find("]\",");
+      const std::size_t close = row.rfind("]\",");
       REQUIRE(close != std::string::npos);
       std::vector<std::string> f;
       std::istringstream rest(row.substr(close + 3));
@@ -411,7 +412,8 @@ TEST_SUITE("report") {
       if (!row.empty() && row.back() == ',') f.emplace_back();
       return f;
     };
-    CHECK(rows[0].rfind((tmp / "delayed").string() + ",8,\"[16, 12]\",", 0) == 0);
+    // Its condition: the keys the runs differ in, short, as one quoted field.
+    CHECK(rows[0].rfind((tmp / "delayed").string() + ",\"init_scale=8 widths=[16, 12]\",8,\"[16, 12]\",", 0) == 0);
     CHECK(header.find(",capacity_lag_decades,layers.1:capacity_t50,layers.1:capacity_lag_decades") != std::string::npos);
     const auto d = fields_after_widths(rows[0]);
     REQUIRE(d.size() == 17);
@@ -425,7 +427,7 @@ TEST_SUITE("report") {
     CHECK(d[7] == "train");
     CHECK(std::stod(d[10]) == doctest::Approx(j["ntk"]["train"]["lead_decades_over_test_t50"].get<double>()));
     CHECK(std::stod(d[14]) == doctest::Approx(j["layers"][1]["lag_decades_after_test_t50"].get<double>()));
-    CHECK(rows[1].rfind((tmp / "early").string() + ",2,", 0) == 0);
+    CHECK(rows[1].rfind((tmp / "early").string() + ",\"init_scale=2 widths=[16, 12]\",2,", 0) == 0);
     const auto f = fields_after_widths(rows[2]);
     REQUIRE(f.size() == 17);
     CHECK(f[3].empty());   // test_t10: no rise
