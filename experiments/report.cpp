@@ -279,7 +279,8 @@ nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules)
                 {"ntk", fmt::format("first step at 50% of the maximum distance to init; first step above {}", rules.ntk_absolute)},
                 {"together", fmt::format("events less than {} decades apart", rules.same_time_decades)},
                 {"no_delay", fmt::format("test t_50 <= {} * t_fit", rules.no_delay_factor)},
-                {"ntk_absolute", rules.ntk_absolute}};  // the "above" threshold as a number, for plots
+                {"ntk_absolute", rules.ntk_absolute},  // the "above" threshold as a number, for plots
+                {"same_time_decades", rules.same_time_decades}};
   j["t_fit"] = optional_json(r.t_fit);
   j["best_train_accuracy"] = r.best_train_accuracy;
   j["test_accuracy"] = rise_json(r.test);

@@ -143,6 +143,7 @@ int run_report_command(const ReportCommand& cmd) {
       if (reports.size() > 1) {
         fmt::print(" (and each run's); all runs' onsets: {}/onsets.png", out.string());
         if (reports.size() <= max_side_by_side) fmt::print(", side by side: {}/comparison.png", out.string());
+        if (!replicates.empty()) fmt::print(", replicates: {}/replicates.png", out.string());
       }
       fmt::print("\n");
     }

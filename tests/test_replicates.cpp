@@ -220,3 +220,29 @@ TEST_SUITE("report") {
     CHECK_FALSE(fs::exists(tmp / "out2" / "replicates.csv"));
   }
 }
+
+// The figure, through the binary; tests/main.cpp skips the suite (exit 77) without matplotlib.
+TEST_SUITE("report_figures") {
+  TEST_CASE("replicates.png where some runs differ only in their seed, and not otherwise") {
+    test::TempDir tmp;
+    for (const auto& [name, run] : {std::pair<const char*, SyntheticRun>{"s1", seeded_run(8, 1, 4.0)},
+                                    {"s2", seeded_run(8, 2, 4.2)}, {"other", seeded_run(2, 1, 2.05)}}) {
+      SyntheticRun metrics_only = run;  // no probe figures, so that the suite stays quick
+      metrics_only.ntk.reset();
+      metrics_only.capacity.reset();
+      (name == std::string("other") ? metrics_only : run).write(tmp / name);
+    }
+    const std::string bin = GROKSCOPE_BINARY;
+    const std::string out = report_output(fmt::format("{} report {} {} {} --out {}", bin, (tmp / "s1").string(),
+                                                      (tmp / "s2").string(), (tmp / "other").string(), (tmp / "with").string()));
+    INFO(out);
+    REQUIRE(fs::exists(tmp / "with" / "replicates.png"));
+    CHECK(fs::file_size(tmp / "with" / "replicates.png") > 10000);
+    CHECK(fs::exists(tmp / "with" / "replicates.pdf"));
+    CHECK(out.find("replicates: " + (tmp / "with").string() + "/replicates.png") != std::string::npos);
+    report_output(fmt::format("{} report {} {} --out {}", bin, (tmp / "s1").string(), (tmp / "other").string(),
+                              (tmp / "without").string()));
+    CHECK(fs::exists(tmp / "without" / "onsets.png"));
+    CHECK_FALSE(fs::exists(tmp / "without" / "replicates.png"));
+  }
+}

@@ -12,12 +12,16 @@ it can also be run by hand. Per run, RUN_DIR/figures/ gets, as PNG and PDF:
   overlay       normalized test accuracy, kernel distance and output-layer capacity, onsets marked
 With several runs, DIR/ gets:
   onsets        every run's onsets on one log-step axis, a row per run
+  replicates    where some runs differ only in their seed (the condition column of DIR/onsets.csv,
+                which grokscope report writes first): each run's onsets relative to its own test
+                rise, a row per condition
   comparison    accuracy, kernel distance and capacity side by side, a column per run (8 runs at most)
 Exit status 3: matplotlib is missing (Debian: python3-matplotlib).
 """
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import textwrap
@@ -365,6 +369,87 @@ def plot_onsets(runs, out):
     save(fig, out, "onsets", rect=(0, 0.5 / height, 1, 1))
 
 
+def run_key(directory):
+    return os.path.normpath(os.path.abspath(directory))
+
+
+def read_conditions(out):
+    """Each run's condition, by run directory, from OUT/onsets.csv; {} without one."""
+    table = read_csv(os.path.join(out, "onsets.csv"))
+    if not table or "condition" not in table:
+        return {}
+    return {run_key(d): c for d, c in zip(table["run"], table["condition"]) if c}
+
+
+REPLICATE_MARKS = [  # (label, marker, colour, hollow)
+    ("t_fit (train accuracy 99%)", "|", "tab:blue", False),
+    ("kernel: distance to init first above {ntk_absolute:g}", "D", "tab:purple", True),
+    ("kernel: 50% of its maximum distance to init", "D", "tab:purple", False),
+    ("output-layer capacity: t_50", "s", "tab:green", False),
+]
+
+
+def plot_replicates(runs, conditions, out):
+    """Runs of one condition with different seeds, a row per condition: each run's t_fit, kernel
+    onsets and output-layer capacity midpoint in decades from its own test rise (t_50 at 0), so
+    that the spread over seeds shows at a glance. False (nothing drawn) without replicates."""
+    groups = {}  # condition -> its runs, conditions in the order of their first runs
+    for r in runs:
+        condition = conditions.get(run_key(r["dir"]))
+        if condition:
+            groups.setdefault(condition, []).append(r)
+    if not any(len(members) > 1 for members in groups.values()):
+        return False
+    fig, ax = plt.subplots(figsize=(9.5, 1.9 + 0.75 * len(groups)))
+    rules = runs[0]["summary"].get("rules", {})
+    together = rules.get("same_time_decades", 0.25)
+    ax.axvspan(-together, together, color="tab:orange", alpha=0.12, zorder=0,
+               label=f"with the test rise (within {together:g} decades of its t_50)")
+    ax.axvline(0, color="tab:orange", linewidth=1.5, zorder=1)
+    labels = {}
+    for row, (condition, members) in enumerate(groups.items()):
+        y = len(groups) - 1 - row  # the first condition on top
+        labels[y] = condition
+        rose = delayed = 0
+        for k, r in enumerate(members):
+            s = r["summary"]
+            t50 = rise_t50(s)
+            if t50 is None:
+                continue
+            rose += 1
+            delayed += "no delay" not in s.get("verdict", "")
+            dy = 0.6 * ((k + 0.5) / len(members) - 0.5)  # each run on its own line within the row
+            probe_set = ntk_probe_set(r)
+            ntk = s.get("ntk", {}).get(probe_set, {}) if probe_set else {}
+            layer = output_layer(r)
+            capacity = layer["capacity"] if layer and layer["capacity"].get("moved") else {}
+            steps = [s.get("t_fit"), ntk.get("t_above_absolute"), ntk.get("t_half_max"), capacity.get("t50")]
+            for (label, marker, colour, hollow), t in zip(REPLICATE_MARKS, steps):
+                if t is not None and t > 0:
+                    ax.plot([math.log10(t / t50)], [y + dy], marker, ms=7 if marker != "|" else 11, mew=2 if marker == "|" else 1,
+                            color=colour, markerfacecolor="white" if hollow else colour,
+                            label=label.format(ntk_absolute=rules.get("ntk_absolute", 0.1)))
+        note = f"{len(members)} run{'s' if len(members) > 1 else ''}: rose in {rose}, delayed in {delayed}"
+        ax.annotate(note, xy=(1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+        if rose == 0:
+            ax.annotate("no test rise after the fit", xy=(0, y), ha="center", va="center", fontsize=8, color="gray")
+    ax.set_yticks(sorted(labels), [labels[y] for y in sorted(labels)], fontsize=8)
+    ax.set_ylim(-0.6, len(groups) - 0.4)
+    ax.set_xlabel("decades from the run's own test rise: log10(step / test t_50)")
+    ax.grid(True, axis="x", alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    seen = {}
+    for h, n in zip(handles, names):
+        seen.setdefault(n, h)
+    height = fig.get_figheight()
+    fig.legend(seen.values(), seen.keys(), fontsize=7, loc="lower center", ncol=2, frameon=False,
+               bbox_to_anchor=(0.5, 0.02 / height))
+    ax.set_title("replicates: each run's onsets relative to its own test rise, a row per condition "
+                 "(runs of one condition differ only in their seed)", fontsize=9)
+    save(fig, out, "replicates", rect=(0, 0.65 / height, 1, 1))
+    return True
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+")
@@ -393,6 +478,7 @@ def main():
     if len(drawable) > 1:
         out = args.out or os.path.dirname(os.path.abspath(drawable[0]["dir"]))
         plot_onsets(drawable, out)
+        plot_replicates(drawable, read_conditions(out), out)
         if len(drawable) <= MAX_COLUMNS:
             plot_comparison(drawable, out)
         else:
