@@ -1,5 +1,6 @@
 #include "experiments/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -316,13 +317,40 @@ nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules)
   return j;
 }
 
+std::vector<std::string> run_labels(const std::vector<RunReport>& runs) {
+  std::vector<std::vector<std::string>> parts;  // each directory's components, the last first
+  std::size_t longest = 0;
+  for (const auto& r : runs) {
+    fs::path p = fs::absolute(r.dir).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();  // "runs/a/" is "runs/a"
+    auto& names = parts.emplace_back();
+    for (; p.has_relative_path(); p = p.parent_path()) names.push_back(p.filename().string());
+    longest = std::max(longest, names.size());
+  }
+  for (std::size_t k = 1; k <= longest; ++k) {
+    std::vector<std::string> labels;
+    for (const auto& names : parts) {
+      std::string label;
+      for (std::size_t i = std::min(k, names.size()); i-- > 0;) label.append(label.empty() ? "" : "/").append(names[i]);
+      labels.push_back(label);
+    }
+    auto sorted = labels;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end()) return labels;
+  }
+  std::vector<std::string> labels;  // the same directory twice: its whole path, twice
+  for (const auto& r : runs) labels.push_back(r.dir.string());
+  return labels;
+}
+
 std::string report_table(const std::vector<RunReport>& runs) {
   std::string out = fmt::format("{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", "run", "t_fit",
                                 "t_10", "t_50", "t_90", "ntk_50%", "ntk>0.1", "cap_50%", "ntk_lead", "cap_lag");
-  for (const auto& r : runs) {
+  const std::vector<std::string> labels = run_labels(runs);
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const RunReport& r = runs[i];
     const LayerOnsets* output = output_layer(r);
-    std::string name = r.dir.filename().string();
-    if (name.empty()) name = r.dir.parent_path().filename().string();
+    std::string name = labels[i];
     if (name.size() > 28) name = name.substr(0, 27) + "~";
     out += fmt::format("{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", name, cell(r.t_fit),
                        cell(rise_t50(r) ? r.test.t10 : std::nullopt), cell(rise_t50(r)),

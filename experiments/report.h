@@ -81,7 +81,11 @@ RunReport analyze_run(const std::filesystem::path& dir, const ReportRules& rules
 
 nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules = {});
 
-// The table printed on stdout: one row per run, then one verdict line per run.
+// Names that tell the runs apart: each directory's last component, or as many of its last
+// components as it takes ("init8/seed=0" beside "init2/seed=0").
+std::vector<std::string> run_labels(const std::vector<RunReport>& runs);
+
+// The table printed on stdout: one row per run (named by run_labels), then one verdict line per run.
 std::string report_table(const std::vector<RunReport>& runs);
 
 // Lines saying which runs cannot be compared with the first (another dataset or architecture).

@@ -377,6 +377,19 @@ TEST_SUITE("report") {
 }
 
 TEST_SUITE("report") {
+  TEST_CASE("runs are named by as many of their directories' last parts as tell them apart") {
+    const auto labels = [](const std::vector<std::string>& dirs) {
+      std::vector<RunReport> runs(dirs.size());
+      for (std::size_t i = 0; i < dirs.size(); ++i) runs[i].dir = dirs[i];
+      return run_labels(runs);
+    };
+    using names = std::vector<std::string>;
+    CHECK(labels({"runs/sweep/a", "runs/sweep/b/"}) == names{"a", "b"});
+    CHECK(labels({"runs/init8/seed=0", "runs/init2/seed=0", "runs/init2/seed=1"}) ==
+          names{"init8/seed=0", "init2/seed=0", "init2/seed=1"});
+    CHECK(labels({"p/a/x", "q/a/x"}) == names{"p/a/x", "q/a/x"});
+    CHECK(labels({"runs/x", "./runs/x/"}) == names{"runs/x", "./runs/x/"});  // one run twice: as given
+  }
   // A sweep's table: one row per run, a column per recipe key the runs differ in, the onsets as
   // report_json has them, and nothing where an onset did not happen.
   TEST_CASE("onsets.csv: a row per run, the recipe keys that differ, empty where nothing happened") {
@@ -478,6 +491,21 @@ TEST_SUITE("report_figures") {
       check_png(tmp / "runs" / "control" / "figures" / (std::string(name) + ".png"));
     check_png(tmp / "runs" / "comparison.png");
     check_png(tmp / "runs" / "onsets.png");
+  }
+
+  // The figures' labels are the table's: the script's run_labels against the binary's.
+  TEST_CASE("the figures name runs as the table does") {
+    const std::vector<std::string> dirs = {"runs/init8/seed=0", "runs/init2/seed=0/", "other/init2/seed=1", "x"};
+    std::vector<RunReport> runs(dirs.size());
+    for (std::size_t i = 0; i < dirs.size(); ++i) runs[i].dir = dirs[i];
+    std::string expected, list;
+    for (const auto& l : run_labels(runs)) expected.append(l).append("\n");
+    for (const auto& d : dirs) list.append(list.empty() ? "" : ", ").append("'").append(d).append("'");
+    const std::string out = report_output(fmt::format(
+        "/usr/bin/python3 -c \"import sys; sys.path.insert(0, '{}/tools'); import report_figures as f; "
+        "print('\\n'.join(f.run_labels([{}])))\"",
+        GROKSCOPE_SOURCE_DIR, list));
+    CHECK(out == expected);
   }
 
   // Nine columns would not fit a page: a sweep gets the onsets figure, a row per run, and is told so.

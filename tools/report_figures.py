@@ -369,6 +369,17 @@ def plot_onsets(runs, out):
     save(fig, out, "onsets", rect=(0, 0.5 / height, 1, 1))
 
 
+def run_labels(dirs):
+    """Each directory's last component, or as many of its last components as it takes to tell the
+    runs apart ("init8/seed=0" beside "init2/seed=0"), as the report's table names them."""
+    parts = [run_key(d).split(os.sep) for d in dirs]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-k:]).lstrip("/") for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return list(dirs)
+
+
 def run_key(directory):
     return os.path.normpath(os.path.abspath(directory))
 
@@ -458,8 +469,8 @@ def main():
     runs = [load_run(d) for d in args.runs]
     # Runs of one recipe (a sweep through --set) are told apart by their directories.
     if len({r["name"] for r in runs}) < len(runs):
-        for r in runs:
-            r["name"] = os.path.basename(os.path.normpath(r["dir"]))
+        for r, name in zip(runs, run_labels([r["dir"] for r in runs])):
+            r["name"] = name
     failed = False
     for r in runs:
         if r["metrics"] is None:
