@@ -24,6 +24,12 @@
 #     tools/run_sweep.sh --out runs/grid/wd$wd --set optimizer.weight_decay=$wd default model.init_scale 2 4 8
 #   done
 #   build/release/grokscope report runs/grid/*/init_scale=* --out runs/grid
+# A sweep of train.seed gives replicates of one condition; the report then adds the median and
+# range of their onsets (replicates.csv, replicates.png), a row per condition:
+#   for s in 8 2; do
+#     tools/run_sweep.sh --out runs/seeds/init$s --set model.init_scale=$s default train.seed 0 1 2 3 4
+#   done
+#   build/release/grokscope report runs/seeds/init*/seed=* --out runs/seeds
 set -uo pipefail
 ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) ||
   { echo "run_sweep: needs bash 5.1 or later (wait -n -p); this is $BASH_VERSION" >&2; exit 2; }
