@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
   std::string report_out;
   bool report_no_figures = false;
   report->add_option("runs", report_runs, "run directories written by grokscope train")->required();
-  report->add_option("--out", report_out, "where the side-by-side figure of several runs goes (default: their common parent)");
+  report->add_option("--out", report_out, "where several runs' onsets.csv, replicates.csv and figures go (default: their common parent)");
   report->add_flag("--no-figures", report_no_figures, "summary.json and the table only");
   report->add_flag("--json", report_cmd.json, "print the summaries as one JSON array instead of the table");
 
