@@ -113,6 +113,12 @@ std::string timestamp() {
   return buf;
 }
 
+// The run's last words: where its time went and where to look next.
+void print_done(const gs::experiments::Runner& runner, const std::string& dir) {
+  fmt::print("grokscope: done in {}\n", runner.time_split().summary(runner.total_seconds()));
+  fmt::print("grokscope: metrics in {0}/metrics.csv; `grokscope report {0}` for onsets and figures\n", dir);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -223,7 +229,7 @@ int main(int argc, char** argv) {
       if (runner.recipe().probe.geometry) add_geometry_probe(runner);
       fmt::print("grokscope: resuming {}\n", resume_dir);
       const int code = runner.run();
-      if (code == 0) fmt::print("grokscope: done; metrics in {0}/metrics.csv; `grokscope report {0}` for onsets and figures\n", resume_dir);
+      if (code == 0) print_done(runner, resume_dir);
       return code;
     }
     if (train->parsed()) {
@@ -244,9 +250,7 @@ int main(int argc, char** argv) {
       if (recipe.probe.ntk) add_ntk_probe(runner);
       if (recipe.probe.geometry) add_geometry_probe(runner);
       const int code = runner.run();
-      if (code == 0)
-        fmt::print("grokscope: done; metrics in {0}/metrics.csv; `grokscope report {0}` for onsets and figures\n",
-                   options.out.string());
+      if (code == 0) print_done(runner, options.out.string());
       return code;
     }
   } catch (const gs::Error& e) {

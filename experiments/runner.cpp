@@ -197,6 +197,21 @@ void truncate_metrics(const std::filesystem::path& file, std::int64_t step, bool
 
 }  // namespace
 
+double& TimeSplit::operator[](const std::string& part) {
+  for (auto& [name, seconds] : parts)
+    if (name == part) return seconds;
+  return parts.emplace_back(part, 0.0).second;
+}
+
+std::string TimeSplit::summary(double total) const {
+  std::string text = duration(total);
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    text.append(i ? ", " : ": ")
+        .append(fmt::format("{} {} ({:.0f}%)", parts[i].first, duration(parts[i].second),
+                            total > 0 ? 100 * parts[i].second / total : 0.0));
+  return text;
+}
+
 int Runner::run() {
   namespace fs = std::filesystem;
   const Recipe& r = recipe_;
@@ -287,9 +302,31 @@ int Runner::run() {
             {"train_rows", d.train.size()},
             {"test_rows", d.test.size()}};
   }
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  // Where the time goes, in run.json's "seconds", carried over a resume: the training steps (on a
+  // GPU, queuing them and waiting for them), the metrics' evaluations, the checkpoints, each probe.
+  time_split_ = {};
+  for (const char* part : {"training", "evaluation", "checkpoints"}) time_split_[part] = 0;
+  for (const auto& [name, hook] : probes_) time_split_[name + "_probe"] = 0;
+  if (resuming_ && info.contains("seconds") && info["seconds"].is_object())
+    for (const auto& [part, seconds] : info["seconds"].items())
+      if (part != "total" && seconds.is_number()) time_split_[part] = seconds.get<double>();
+  auto timed = [&](const std::string& part, auto&& work) {
+    const auto t0 = std::chrono::steady_clock::now();
+    work();
+    time_split_[part] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   auto write_info = [&](const std::string& status, std::int64_t step) {
     info["status"] = status;
     info["last_step"] = step;
+    total_seconds_ = elapsed();
+    auto seconds = nlohmann::ordered_json::object();
+    seconds["total"] = total_seconds_;
+    for (const auto& [part, value] : time_split_.parts) seconds[part] = value;
+    info["seconds"] = seconds;
     io::write_file_atomically(dir / "run.json", info.dump(2) + "\n");
   };
   write_info("running", first_step);
@@ -309,10 +346,6 @@ int Runner::run() {
   if (!resuming_)
     metrics << "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,weight_norm,output_weight_norm,seconds\n";
 
-  const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
   std::string last_checkpoint = "none yet";
   auto checkpoint = [&](std::int64_t step) {
     const fs::path file = dir / "ckpt" / fmt::format("step_{}.safetensors", step);
@@ -437,10 +470,13 @@ int Runner::run() {
   try {
     for (;; ++step) {
       const bool resumed_here = step == first_step;
-      if (metric_steps.count(step) || probe_steps.count(step) || step == r.train.steps) check_queued_losses();
+      if (metric_steps.count(step) || probe_steps.count(step) || step == r.train.steps)
+        timed("training", check_queued_losses);  // waits for the queued steps
       if (metric_steps.count(step) && !(resumed_here && metrics_done)) {
-        train_eval = evaluate(*trained, train_set, r.train.loss);
-        test_eval = evaluate(*trained, test_set, r.train.loss);
+        timed("evaluation", [&] {
+          train_eval = evaluate(*trained, train_set, r.train.loss);
+          test_eval = evaluate(*trained, test_set, r.train.loss);
+        });
         const double norm = weight_norm(params, ""), out_norm = weight_norm(params, output_prefix);
         if (!std::isfinite(norm)) {
           write_info("diverged", step);
@@ -454,24 +490,31 @@ int Runner::run() {
         progress.report(step, r.train.steps, elapsed(), train_eval, test_eval, step == r.train.steps);
       }
       if (probe_steps.count(step) && !(resumed_here && probes_done)) {
-        sync_probe_model();
-        checkpoint(step);
+        timed("checkpoints", [&] {
+          sync_probe_model();
+          checkpoint(step);
+        });
         for (auto& [name, hook] : probes_)
-          hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps,
-                trained == model ? nullptr : trained.get()});
-        save_resume_state(step, true, true, step == r.train.steps);
+          timed(name + "_probe", [&] {
+            hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps,
+                  trained == model ? nullptr : trained.get()});
+          });
+        timed("checkpoints", [&] { save_resume_state(step, true, true, step == r.train.steps); });
+        write_info("running", step);  // its time split so far
       }
       if (step == r.train.steps) break;
 
-      const Tensor loss = [&] {  // TF32 for the step only: evaluations and probes multiply in FP32
-        kernels::ScopedGemmPrecision precision(options_.tf32 ? kernels::GemmPrecision::tf32 : kernels::GemmPrecision::fp32);
-        return train_step();
-      }();
-      if (step_queue) {
-        if (step_queue->queue_loss(loss, step + 1)) check_queued_losses();
-      } else if (const double value = loss.item(); !std::isfinite(value)) {
-        diverged(step + 1, value);
-      }
+      timed("training", [&] {
+        const Tensor loss = [&] {  // TF32 for the step only: evaluations and probes multiply in FP32
+          kernels::ScopedGemmPrecision precision(options_.tf32 ? kernels::GemmPrecision::tf32 : kernels::GemmPrecision::fp32);
+          return train_step();
+        }();
+        if (step_queue) {
+          if (step_queue->queue_loss(loss, step + 1)) check_queued_losses();
+        } else if (const double value = loss.item(); !std::isfinite(value)) {
+          diverged(step + 1, value);
+        }
+      });
       if (stop_requested() != 0 || step + 1 == options_.stop_after_step) {
         check_queued_losses();
         checkpoint(step + 1);

@@ -66,6 +66,13 @@ Tensor recipe_loss(const std::string& kind, const Tensor& logits, const Tensor& 
 // Mean loss and accuracy over a whole dataset, without the tape, in chunks.
 Evaluation evaluate(nn::Module& model, const data::Dataset& d, const std::string& loss_kind);
 
+// Seconds by part of a run, in the order the parts were first named.
+struct TimeSplit {
+  std::vector<std::pair<std::string, double>> parts;
+  double& operator[](const std::string& part);  // the part's seconds, added as 0 when new
+  std::string summary(double total) const;      // "2m14s: training 1m57s (87%), evaluation 0m05s (4%), ..."
+};
+
 class Runner {
  public:
   Runner(Recipe recipe, RunOptions options);
@@ -79,12 +86,17 @@ class Runner {
   // flushes and returns 130. A non-finite loss or weight raises gs::Error naming the step and
   // the last good checkpoint.
   int run();
+  // After run(): where the run's time went (with the time before a resume), and all of it.
+  const TimeSplit& time_split() const { return time_split_; }
+  double total_seconds() const { return total_seconds_; }
 
  private:
   Recipe recipe_;
   RunOptions options_;
   std::vector<std::pair<std::string, ProbeHook>> probes_;
   bool resuming_ = false;
+  TimeSplit time_split_;
+  double total_seconds_ = 0;
 };
 
 std::string git_revision();  // of the source tree grokscope was built from; "unknown" without git

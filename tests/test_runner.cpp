@@ -96,6 +96,19 @@ TEST_SUITE("runner") {
     CHECK(info["status"] == "finished");
     CHECK(info["last_step"] == 60);
     CHECK(info["cpu"].get<std::string>().find("; OpenMP threads: ") != std::string::npos);  // for reading its timings
+    // Where the time went: every part, none negative, together no more than the whole.
+    const auto& seconds = info["seconds"];
+    double parts = 0;
+    for (const char* part : {"training", "evaluation", "checkpoints", "record_probe"}) {
+      CAPTURE(part);
+      REQUIRE(seconds.contains(part));
+      CHECK(seconds[part].get<double>() >= 0);
+      parts += seconds[part].get<double>();
+    }
+    CHECK(seconds["training"].get<double>() > 0);
+    CHECK(parts <= seconds["total"].get<double>() + 1e-6);
+    CHECK(runner.total_seconds() == doctest::Approx(seconds["total"].get<double>()));
+    CHECK(runner.time_split().summary(runner.total_seconds()).find("training ") != std::string::npos);
     CHECK(parse_recipe(std::string(std::istreambuf_iterator<char>(std::ifstream(dir / "run" / "recipe.toml").rdbuf()), {}),
                        "resolved")
               .to_toml() == recipe.to_toml());
@@ -174,9 +187,15 @@ TEST_SUITE("runner") {
       const auto part = dir / ("part" + std::to_string(k));
       RunOptions stop{part, {}, true, k};
       CHECK(Runner(recipe, stop).run() == 130);
-      CHECK(nlohmann::json::parse(std::ifstream(part / "run.json"))["status"] == "interrupted");
+      const auto stopped = nlohmann::json::parse(std::ifstream(part / "run.json"));
+      CHECK(stopped["status"] == "interrupted");
       CHECK(std::filesystem::exists(part / "ckpt" / ("step_" + std::to_string(k) + ".safetensors")));
       REQUIRE(Runner::resume(part, {{}, {}, true}).run() == 0);
+      // The time split goes on from where the stopped run left it.
+      const auto finished = nlohmann::json::parse(std::ifstream(part / "run.json"));
+      for (const char* key : {"total", "training", "evaluation", "checkpoints"})
+        CHECK(finished["seconds"][key].get<double>() >= stopped["seconds"][key].get<double>());
+      CHECK(finished["seconds"]["total"].get<double>() > stopped["seconds"]["total"].get<double>());
       auto whole = read_csv(dir / "whole" / "metrics.csv"), resumed = read_csv(part / "metrics.csv");
       REQUIRE(whole.size() == resumed.size());
       for (std::size_t i = 0; i < whole.size(); ++i)
@@ -280,6 +299,11 @@ TEST_SUITE("runner") {
       CHECK(std::stoll(logged.back()[0]) == k);  // every row up to the failing step
       // The resume state is the probe step's before it: the run goes on from there.
       REQUIRE(Runner::resume(part, {{}, {}, true}).run() == 0);
+      // The time split goes on from where the failed run left it.
+      const auto finished = nlohmann::json::parse(std::ifstream(part / "run.json"));
+      for (const char* key : {"total", "training", "evaluation", "checkpoints"})
+        CHECK(finished["seconds"][key].get<double>() >= info["seconds"][key].get<double>());
+      CHECK(finished["seconds"]["total"].get<double>() > info["seconds"]["total"].get<double>());
       auto whole = read_csv(dir / "whole" / "metrics.csv"), resumed = read_csv(part / "metrics.csv");
       REQUIRE(whole.size() == resumed.size());
       for (std::size_t i = 0; i < whole.size(); ++i)

@@ -237,8 +237,8 @@ if [[ -d "$mnist" ]]; then
   wait
   log "the MNIST study on the GPU, 4 recipes side by side (target ≤ 2 minutes), MNIST from ${mnist#"$root"/}: $(seconds_since "$start") s wall clock"
   log ""
-  log "| recipe | exit (124: stopped at $study_limit s) | seconds | last logged step | probe steps | test accuracy there |"
-  log "| --- | ---: | ---: | ---: | ---: | ---: |"
+  log "| recipe | exit (124: stopped at $study_limit s) | seconds | last logged step | probe steps | test accuracy there | training, evaluation, NTK probe, geometry probe (s, run.json) |"
+  log "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
   for recipe in "$root"/experiments/mnist-*.toml; do
     name=$(basename "$recipe" .toml)
     read -r rc secs <"$study/$name.status"
@@ -247,12 +247,18 @@ if [[ -d "$mnist" ]]; then
     # The test accuracy's column, by its header.
     acc=$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "test_accuracy") c = i} END {if (c) print $c}' \
       "$study/$name/metrics.csv" 2>/dev/null)
-    log "| $name | $rc | $secs | ${last:-none} | $probes | ${acc:-none} |"
+    # Where its time went, as run.json's "seconds" has it (one key per line there).
+    split=$(for part in training evaluation ntk_probe geometry_probe; do
+      sed -n "s/^ *\"$part\": \([0-9.e+-]*\),\{0,1\}$/\1/p" "$study/$name/run.json" 2>/dev/null | head -1 |
+        awk '{printf "%.1f", $1}'
+      echo -n " "
+    done)
+    log "| $name | $rc | $secs | ${last:-none} | $probes | ${acc:-none} | ${split% } |"
     mkdir -p "$logs/study/$name"
     cp "$study/$name"/{metrics.csv,ntk.csv,geometry.csv,run.json} "$logs/study/$name/" 2>/dev/null
   done
   # What the runs said besides their routine lines (a step not captured as a graph, an error).
-  grep -hvE '^grokscope: (training .* into|done; metrics)|^  |^$' "$logs"/study/*.log | sort | uniq -c | head -10 |
+  grep -hvE '^grokscope: (training .* into|done in|metrics in)|^  |^$' "$logs"/study/*.log | sort | uniq -c | head -10 |
     sed 's/^/    /' | tee -a "$summary"
 else
   log "the MNIST study: skipped (no MNIST in the bundle or in data/cache/mnist)"
