@@ -3,6 +3,7 @@
 //   grokscope train --resume DIR [--device cpu|cuda] [--no-graph] [--tf32]
 //   grokscope ntk --checkpoint A.safetensors [--against B.safetensors] [--recipe R] [--probe train|test] [--n N] [--inputs X.npy] [--json]
 //   grokscope geometry --activations X.npy --labels Y.npy [--kappa K] [--n-t N] [--seed S] [--no-center-structure] [--device cpu|cuda] [--json]
+//   grokscope probe RUN_DIR --out DIR [--set probe.KEY=VALUE ...] [--device cpu|cuda]
 //   grokscope report RUN_DIR [RUN_DIR ...] [--out DIR] [--no-figures] [--json]
 //   grokscope info
 #include <CLI/CLI.hpp>
@@ -16,10 +17,10 @@
 
 #include "engine/io/npy.h"
 #include "engine/probe/geometry.h"
-#include "experiments/geometry_probe.h"
 #include <nlohmann/json.hpp>
 #include "experiments/ntk_command.h"
-#include "experiments/ntk_probe.h"
+#include "experiments/probe_command.h"
+#include "experiments/probes.h"
 #include "experiments/report_command.h"
 #include "experiments/recipe.h"
 #include "experiments/runner.h"
@@ -32,17 +33,8 @@ constexpr const char* default_recipe =
 #include "default_recipe.inc"
     ;
 
-void add_ntk_probe(gs::experiments::Runner& runner) {
-  // Shared: the probe holds its kernels across probe steps.
-  auto probe = std::make_shared<gs::experiments::NtkProbe>(runner.recipe().probe.save_kernels);
-  runner.add_probe("ntk", [probe](const gs::experiments::ProbeContext& c) { (*probe)(c); });
-}
-
-void add_geometry_probe(gs::experiments::Runner& runner) {
-  const auto& p = runner.recipe().probe;
-  auto probe = std::make_shared<gs::experiments::GeometryProbe>(p.kappa, p.geometry_n_t, runner.recipe().train.seed,
-                                                                 p.geometry_center_structure);
-  runner.add_probe("geometry", [probe](const gs::experiments::ProbeContext& c) { (*probe)(c); });
+void add_probes(gs::experiments::Runner& runner) {
+  for (auto& [name, hook] : gs::experiments::recipe_probes(runner.recipe())) runner.add_probe(name, std::move(hook));
 }
 
 int run_geometry(const std::string& x_path, const std::string& y_path, double kappa, std::int64_t n_t, std::uint64_t seed,
@@ -187,6 +179,17 @@ int main(int argc, char** argv) {
   report->add_flag("--no-figures", report_no_figures, "summary.json and the table only");
   report->add_flag("--json", report_cmd.json, "print the summaries as one JSON array instead of the table");
 
+  auto* probe = app.add_subcommand("probe", "the probes again on a run's checkpoints, with other probe settings, into a directory of their own");
+  gs::experiments::ProbeCommand probe_cmd;
+  std::string probe_run, probe_out, probe_device = "cpu";
+  probe->add_option("run", probe_run, "a run directory written by grokscope train")->required();
+  probe->add_option("--out", probe_out, "where the probes' CSVs go, with the recipe as probed and the run's metrics (not the run directory)")
+      ->required();
+  probe->add_option("--set", probe_cmd.overrides,
+                    "change a probe setting, e.g. --set probe.kappa=0.5 or --set probe.geometry_n_t=1000 (repeatable; probe.* keys only)");
+  probe->add_option("--device", probe_device, "run the probes on cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  probe->add_flag("--quiet", probe_cmd.quiet, "no line per probed step");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (info->parsed()) {
@@ -199,6 +202,13 @@ int main(int argc, char** argv) {
       report_cmd.out = report_out;
       report_cmd.figures = !report_no_figures;
       return gs::experiments::run_report_command(report_cmd);
+    }
+    if (probe->parsed()) {
+      probe_cmd.run = probe_run;
+      probe_cmd.out = probe_out;
+      probe_cmd.device = probe_device == "cuda" ? gs::Device::cuda : gs::Device::cpu;
+      probe_cmd.command_line.assign(argv, argv + argc);
+      return gs::experiments::run_probe_command(probe_cmd);
     }
     if (geometry->parsed()) return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json, !geo_keep_centers,
                                                   geo_device == "cuda" ? gs::Device::cuda : gs::Device::cpu);
@@ -225,8 +235,7 @@ int main(int argc, char** argv) {
       options.step_graph = !no_graph;
       options.tf32 = tf32;
       auto runner = gs::experiments::Runner::resume(resume_dir, options);
-      if (runner.recipe().probe.ntk) add_ntk_probe(runner);
-      if (runner.recipe().probe.geometry) add_geometry_probe(runner);
+      add_probes(runner);
       fmt::print("grokscope: resuming {}\n", resume_dir);
       const int code = runner.run();
       if (code == 0) print_done(runner, resume_dir);
@@ -247,8 +256,7 @@ int main(int argc, char** argv) {
                  train_device == gs::Device::cpu ? "" : " on the cuda device");
       if (!recipe.description.empty()) fmt::print("  {}\n", recipe.description);
       gs::experiments::Runner runner(recipe, options);
-      if (recipe.probe.ntk) add_ntk_probe(runner);
-      if (recipe.probe.geometry) add_geometry_probe(runner);
+      add_probes(runner);
       const int code = runner.run();
       if (code == 0) print_done(runner, options.out.string());
       return code;

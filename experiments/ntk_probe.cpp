@@ -88,7 +88,7 @@ void NtkProbe::recover(const ProbeContext& c) {
     SetState& st = sets_[name];
     nn::Sequential& model = probe_model(c);
     auto compute = [&](std::int64_t step, Measurement& into) {
-      with_checkpoint(model, c.run_dir / "ckpt" / fmt::format("step_{}.safetensors", step),
+      with_checkpoint(model, c.checkpoints / fmt::format("step_{}.safetensors", step),
                       [&] { into = measure(model, data->images); });
     };
     compute(0, st.init);
@@ -214,7 +214,7 @@ void NtkProbe::write_pairwise(const ProbeContext& c) {
   for (auto [name, data] : {std::pair<const char*, const data::Dataset*>{"train", &c.probe_train}, {"test", &c.probe_test}}) {
     std::vector<Tensor> kernels;
     for (auto s : steps)
-      with_checkpoint(c.model, c.run_dir / "ckpt" / fmt::format("step_{}.safetensors", s),
+      with_checkpoint(c.model, c.checkpoints / fmt::format("step_{}.safetensors", s),
                       [&] { kernels.push_back(probe::empirical_ntk(c.model, data->images).kernel); });
     // Each norm once, not once per pair: a third of the passes over the kernels.
     std::vector<double> norms;

@@ -347,8 +347,9 @@ int Runner::run() {
     metrics << "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,weight_norm,output_weight_norm,seconds\n";
 
   std::string last_checkpoint = "none yet";
+  const fs::path checkpoint_dir = dir / "ckpt";
   auto checkpoint = [&](std::int64_t step) {
-    const fs::path file = dir / "ckpt" / fmt::format("step_{}.safetensors", step);
+    const fs::path file = checkpoint_dir / fmt::format("step_{}.safetensors", step);
     io::save_safetensors(file, params, {{"step", std::to_string(step)}, {"recipe", r.name}, {"format", "pytorch state_dict"}});
     last_checkpoint = file.string();
   };
@@ -496,7 +497,7 @@ int Runner::run() {
         });
         for (auto& [name, hook] : probes_)
           timed(name + "_probe", [&] {
-            hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, step == r.train.steps,
+            hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, checkpoint_dir, step == r.train.steps,
                   trained == model ? nullptr : trained.get()});
           });
         timed("checkpoints", [&] { save_resume_state(step, true, true, step == r.train.steps); });

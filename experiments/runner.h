@@ -22,7 +22,8 @@ struct ProbeContext {
   const data::Dataset& probe_train;  // class-balanced subset of the training subset
   const data::Dataset& probe_test;   // class-balanced subset of the test set
   const data::Dataset& probe_geometry;  // probe.geometry_per_class test points of every class
-  const std::filesystem::path& run_dir;
+  const std::filesystem::path& run_dir;      // where the probes write their CSVs
+  const std::filesystem::path& checkpoints;  // where ckpt/step_N.safetensors of the probed steps are
   bool final_step = false;  // the run's last step: probes may summarize the whole run here
   // Where training runs on a GPU: the trained network there, with the same weights as `model`.
   // Probes that can run on the device use it; they leave its weights as they found them.

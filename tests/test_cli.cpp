@@ -112,6 +112,14 @@ TEST_SUITE("cli") {
     CHECK(j["distance"].get<double>() == doctest::Approx(std::stod(distance)).epsilon(1e-6));
     CHECK(j["layer_shares"].size() == 2);
 
+    // probe: the run's checkpoints again, with another margin, into a directory of their own.
+    Result probe = run("probe " + (dir / "run").string() + " --out " + (dir / "kappa").string() + " --set probe.kappa=0.5 --quiet");
+    REQUIRE_MESSAGE(probe.status == 0, probe.out);
+    CHECK(probe.out.find("checkpoints of " + (dir / "run").string() + " probed in") != std::string::npos);
+    std::ifstream probed_recipe(dir / "kappa" / "recipe.toml");
+    CHECK(std::string(std::istreambuf_iterator<char>(probed_recipe), {}).find("kappa = 0.5\n") != std::string::npos);
+    CHECK(std::filesystem::exists(dir / "kappa" / "geometry.csv"));
+
     // The geometry probe: one row per probe step and layer, named as the model names them.
     std::ifstream geo(dir / "run" / "geometry.csv");
     std::getline(geo, line);
@@ -286,6 +294,9 @@ TEST_SUITE("cli") {
     Result missing = run("ntk --checkpoint " + (dir / "nothing.safetensors").string());
     CHECK(missing.status == 1);
     CHECK(missing.out.find("nothing.safetensors: no such checkpoint") != std::string::npos);
+    Result probe = run("probe " + (dir / "nowhere").string() + " --out " + (dir / "probed").string());
+    CHECK(probe.status == 1);
+    CHECK(probe.out.find("probe: " + (dir / "nowhere").string() + ": no such run directory") != std::string::npos);
     Result resume = run("train --resume " + (dir / "run").string() + " --set train.steps=5");
     CHECK(resume.status == 1);
     CHECK(resume.out.find("--resume continues the recipe") != std::string::npos);

@@ -14,6 +14,9 @@
 #include "engine/io/safetensors.h"
 #include "experiments/geometry_probe.h"
 #include "experiments/ntk_probe.h"
+#include "experiments/probe_command.h"
+#include "experiments/probes.h"
+#include "experiments/report.h"
 #include "experiments/runner.h"
 #include "experiments/schedule.h"
 #include "helpers.h"
@@ -482,3 +485,71 @@ TEST_SUITE("pytorch") {
     }
   }
 }
+
+namespace {
+std::string file_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+}  // namespace
+
+TEST_SUITE("runner") {
+  // grokscope probe: the same probes on the checkpoints give the run's own rows to the byte; other
+  // probe settings change only what they should; and what cannot be probed is refused, saying why.
+  TEST_CASE("probing a run's checkpoints again reproduces its probes, and other settings write their own") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 40);
+    const Recipe recipe = tiny_recipe(dir.path(), 40);
+    Runner runner(recipe, {dir / "run", {}, true});
+    for (auto& [name, hook] : recipe_probes(recipe)) runner.add_probe(name, hook);
+    REQUIRE(runner.run() == 0);
+    const auto steps = checkpoint_steps(dir / "run" / "ckpt");
+    CHECK(steps == log_spaced_steps(40, 5));
+
+    ProbeCommand same{dir / "run", dir / "same", {}, Device::cpu, true, {"grokscope", "probe"}};
+    REQUIRE(run_probe_command(same) == 0);
+    for (const char* file : {"ntk.csv", "geometry.csv", "metrics.csv", "recipe.toml", "ntk_pairwise_train.npy"}) {
+      CAPTURE(file);
+      CHECK(file_text(dir / "same" / file) == file_text(dir / "run" / file));
+    }
+    const auto info = nlohmann::json::parse(std::ifstream(dir / "same" / "run.json"));
+    CHECK(info["status"] == "finished");
+    CHECK(info["probed_steps"].get<std::vector<std::int64_t>>() == steps);
+    CHECK(info["probed_from"].get<std::string>() == std::filesystem::absolute(dir / "run").lexically_normal().string());
+    CHECK(analyze_run(dir / "same").status == "finished");  // the report reads it as a run
+
+    // Another margin: the geometry moves, the kernel does not.
+    ProbeCommand kappa{dir / "run", dir / "kappa", {"probe.kappa=0.5"}, Device::cpu, true, {}};
+    REQUIRE(run_probe_command(kappa) == 0);
+    CHECK(file_text(dir / "kappa" / "ntk.csv") == file_text(dir / "run" / "ntk.csv"));
+    const auto before = read_csv(dir / "run" / "geometry.csv"), after = read_csv(dir / "kappa" / "geometry.csv");
+    REQUIRE(before.size() == after.size());
+    CHECK(before[0][2] == "capacity");
+    CHECK(std::stod(after[1][2]) < std::stod(before[1][2]));  // a margin leaves less room: lower capacity
+    CHECK(load_recipe(dir / "kappa" / "recipe.toml").probe.kappa == 0.5);
+
+    ProbeCommand bad = same;
+    bad.out = dir / "other";
+    bad.overrides = {"train.steps=5"};
+    CHECK_THROWS_WITH_AS(run_probe_command(bad), doctest::Contains("only probe.* keys can change here"), Error);
+    bad.overrides = {};
+    bad.out = dir / "run";
+    CHECK_THROWS_WITH_AS(run_probe_command(bad), doctest::Contains("is the run directory itself"), Error);
+    bad.out = dir / "same";
+    CHECK_THROWS_WITH_AS(run_probe_command(bad), doctest::Contains("already holds results"), Error);
+    bad.out = dir / "other";
+    bad.overrides = {"probe.ntk=false", "probe.geometry=false"};
+    CHECK_THROWS_WITH_AS(run_probe_command(bad), doctest::Contains("nothing to probe"), Error);
+
+    // Without the initial weights there is no NTK distance to measure; the geometry alone is fine.
+    std::filesystem::remove(dir / "run" / "ckpt" / "step_0.safetensors");
+    bad.overrides = {};
+    CHECK_THROWS_WITH_AS(run_probe_command(bad), doctest::Contains("no ckpt/step_0.safetensors"), Error);
+    ProbeCommand geometry_only{dir / "run", dir / "geometry", {"probe.ntk=false"}, Device::cpu, true, {}};
+    REQUIRE(run_probe_command(geometry_only) == 0);
+    CHECK_FALSE(std::filesystem::exists(dir / "geometry" / "ntk.csv"));
+    const auto rows = read_csv(dir / "geometry" / "geometry.csv");
+    CHECK(rows.size() == 1 + (before.size() - 1) / steps.size() * (steps.size() - 1));  // every layer at every other step
+  }
+}
+
