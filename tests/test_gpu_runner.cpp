@@ -11,6 +11,8 @@
 
 #include "experiments/geometry_probe.h"
 #include "experiments/ntk_probe.h"
+#include "experiments/probe_command.h"
+#include "experiments/probes.h"
 #include "experiments/runner.h"
 #include "helpers.h"
 #include "kernels/gemm.h"
@@ -331,5 +333,22 @@ TEST_SUITE("gpu") {
     CHECK(train_tiny(recipe, dir / "part", Device::cuda, TinyRun{11, true, false, false}));
     CHECK(train_tiny(recipe, dir / "part", Device::cuda, TinyRun{}));
     check_same_csv(dir / "cuda" / "ntk.csv", dir / "part" / "ntk.csv", 1e-6);
+  }
+
+  // `grokscope probe --device cuda`: a CPU run's checkpoints probed on the device log what the
+  // CPU's probe of them logs (without the center structure's search, as above).
+  TEST_CASE("probing a run's checkpoints on the GPU logs what probing them on the CPU logs") {
+    test::TempDir dir;
+    test::write_tiny_mnist(dir.path(), 64, 24);
+    const Recipe recipe = test::tiny_recipe(dir.path(), 30);
+    Runner runner(recipe, {dir / "run", {}, true});
+    for (auto& [name, hook] : recipe_probes(recipe)) runner.add_probe(name, hook);
+    REQUIRE(runner.run() == 0);
+    const std::vector<std::string> sets = {"probe.geometry_center_structure=false", "probe.geometry_n_t=50"};
+    REQUIRE(run_probe_command({dir / "run", dir / "on_cpu", sets, Device::cpu, true, {}}) == 0);
+    REQUIRE(run_probe_command({dir / "run", dir / "on_cuda", sets, Device::cuda, true, {}}) == 0);
+    check_same_csv(dir / "on_cpu" / "ntk.csv", dir / "on_cuda" / "ntk.csv", 1e-3);
+    check_same_csv(dir / "on_cpu" / "geometry.csv", dir / "on_cuda" / "geometry.csv", 1e-3);
+    CHECK(nlohmann::json::parse(std::ifstream(dir / "on_cuda" / "run.json"))["probe_device"] == "cuda");
   }
 }
