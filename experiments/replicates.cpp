@@ -68,7 +68,8 @@ void count_timing(double lead_decades, const ReportRules& rules, std::size_t& be
   }
 }
 
-void summarize(ReplicateGroup& g, const std::vector<RunReport>& runs, const ReportRules& rules) {
+void summarize(ReplicateGroup& g, const std::vector<RunReport>& runs, const std::vector<std::string>& layers,
+               const ReportRules& rules) {
   for (const std::size_t i : g.condition.runs) {
     const RunReport& r = runs[i];
     if (r.status != "finished") ++g.unfinished;
@@ -84,6 +85,13 @@ void summarize(ReplicateGroup& g, const std::vector<RunReport>& runs, const Repo
     for (const std::size_t i : g.condition.runs)
       if (const auto x = q.of(runs[i])) values.push_back(*x);
     g.*q.spread = spread_of(std::move(values));
+  }
+  for (const auto& layer : layers) {
+    std::vector<double> lags;
+    for (const std::size_t i : g.condition.runs)
+      if (const LayerOnsets* l = find_layer(runs[i], layer); l && l->capacity.moved && l->lag_decades)
+        lags.push_back(*l->lag_decades);
+    g.layer_lag_decades.emplace_back(layer, spread_of(std::move(lags)));
   }
 }
 
@@ -113,11 +121,15 @@ std::string timing_text(std::size_t before, std::size_t with, std::size_t after)
 std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs, const ReportRules& rules) {
   std::vector<Condition> conditions = conditions_of(runs, read_run_recipes(runs));
   if (std::none_of(conditions.begin(), conditions.end(), [](const Condition& c) { return c.runs.size() > 1; })) return {};
+  std::vector<std::string> layers;  // every layer but the output, of any run, in the order met
+  for (const auto& r : runs)
+    for (const auto& l : r.layers)
+      if (l.layer != "output" && std::find(layers.begin(), layers.end(), l.layer) == layers.end()) layers.push_back(l.layer);
   std::vector<ReplicateGroup> groups;
   for (auto& c : conditions) {
     ReplicateGroup& g = groups.emplace_back();
     g.condition = std::move(c);
-    summarize(g, runs, rules);
+    summarize(g, runs, layers, rules);
   }
   return groups;
 }
@@ -170,6 +182,9 @@ std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
   out += "runs,seeds,unfinished,fit,rose,delayed,ntk_before,ntk_with,ntk_after,capacity_before,capacity_with,capacity_after";
   for (const auto& q : quantities())
     for (const char* part : {"n", "median", "min", "max"}) out.append(fmt::format(",{}_{}", q.name, part));
+  for (const auto& [layer, spread] : groups.front().layer_lag_decades)
+    for (const char* part : {"n", "median", "min", "max"})
+      out.append(",").append(csv_field(fmt::format("{}:capacity_lag_decades_{}", layer, part)));
   out += "\n";
   for (const auto& g : groups) {
     std::string row;
@@ -179,11 +194,12 @@ std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
     row += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}", g.condition.runs.size(), csv_field(seeds), g.unfinished, g.fit, g.rose,
                        g.delayed, g.ntk_before, g.ntk_with, g.ntk_after, g.capacity_before, g.capacity_with,
                        g.capacity_after);
-    for (const auto& q : quantities()) {
-      const Spread& s = g.*q.spread;
+    const auto fields = [&](const Spread& s) {
       const auto field = [&](double x) { return s.n ? number_field(x) : std::string(); };
       row += fmt::format(",{},{},{},{}", s.n, field(s.median), field(s.min), field(s.max));
-    }
+    };
+    for (const auto& q : quantities()) fields(g.*q.spread);
+    for (const auto& [layer, spread] : g.layer_lag_decades) fields(spread);
     out += row + "\n";
   }
   return out;

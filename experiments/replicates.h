@@ -29,6 +29,9 @@ struct ReplicateGroup {
   std::size_t capacity_before = 0, capacity_with = 0, capacity_after = 0;
   Spread t_fit, test_t50, delay_decades, ntk_t_half_max, ntk_t_above, ntk_lead_decades, capacity_t50,
       capacity_lag_decades;
+  // Every other layer's capacity lag (its t_50 after the test rise's, in decades), by layer name,
+  // for the layers of any run given: the same columns for every group.
+  std::vector<std::pair<std::string, Spread>> layer_lag_decades;
 };
 
 // Every condition of the runs (conditions_of) with its runs' onsets summarized. Empty when no two
@@ -41,7 +44,8 @@ std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs,
 std::string replicates_table(const std::vector<ReplicateGroup>& groups);
 
 // The same as data, a row per group: the condition's keys, the counts, and for every quantity
-// its n, median, min and max (`<quantity>_median`, ...), empty where no run has it.
+// its n, median, min and max (`<quantity>_median`, ...), then every other layer's capacity lag
+// (`layers.2:capacity_lag_decades_median`, ...), empty where no run has it.
 std::string replicates_csv(const std::vector<ReplicateGroup>& groups);
 
 }  // namespace gs::experiments

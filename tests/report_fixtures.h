@@ -54,7 +54,8 @@ struct SyntheticRun {
   double noise = 0;                  // uniform ± noise on the test accuracy
   std::vector<double> probe_steps = log_steps(8);
   std::optional<Curve> ntk;          // distance to init, same for both probe sets
-  std::optional<Curve> capacity;     // the output layer's; the hidden layer's stays flat
+  std::optional<Curve> capacity;     // the output layer's
+  std::optional<Curve> hidden_capacity;  // layers.1's; without one it stays flat
   double capacity_se = 0.001;
   std::string status = "finished";
   std::string dataset = "mnist";
@@ -85,7 +86,7 @@ struct SyntheticRun {
       std::ofstream g(dir / "geometry.csv");
       g << "step,layer,capacity,capacity_se,radius,dimension,center_correlation,k\n";
       for (double t : probe_steps) {
-        g << fmt::format("{},layers.1,0.07,{},1,30,0.25,1\n", t, capacity_se);
+        g << fmt::format("{},layers.1,{},{},1,30,0.25,1\n", t, hidden_capacity ? (*hidden_capacity)(t) : 0.07, capacity_se);
         g << fmt::format("{},output,{},{},1,10,0.2,1\n", t, (*capacity)(t), capacity_se);
       }
     }

@@ -78,6 +78,9 @@ TEST_SUITE("report") {
     // Given interleaved: a delayed condition (×8, three seeds), an undelayed one (×2, two seeds, one
     // still running), a run that never generalizes (×1, one seed), and a run without a recipe.
     SyntheticRun a1 = seeded_run(8, 1, 4.0), a2 = seeded_run(8, 2, 4.2), a3 = seeded_run(8, 3, 4.4, 0.5);
+    // The hidden layer's capacity half a decade after the test rise in two of them.
+    a1.hidden_capacity = log_sigmoid(0.05, 0.3, 4.5, 0.1);
+    a2.hidden_capacity = log_sigmoid(0.05, 0.3, 4.7, 0.1);
     SyntheticRun b1 = seeded_run(2, 1, 2.05), b2 = seeded_run(2, 2, 2.1);
     b2.status = "running";
     SyntheticRun c1 = seeded_run(1, 1, 4.0);
@@ -180,6 +183,18 @@ TEST_SUITE("report") {
     CHECK(rows[2].at("test_t50_median").empty());  // nothing rose: empty, not 0
     CHECK(rows[2].at("capacity_lag_decades_max").empty());
     CHECK(rows[2].at("capacity_t50_n") == "1");
+    // The hidden layer's lag: in the two runs where it moved, their own lags; in none of the others.
+    REQUIRE(a.layer_lag_decades.size() == 1);
+    CHECK(a.layer_lag_decades[0].first == "layers.1");
+    const Spread& hidden = a.layer_lag_decades[0].second;
+    REQUIRE(hidden.n == 2);
+    CHECK(hidden.min == doctest::Approx(std::min(*find_layer(reports[0], "layers.1")->lag_decades,
+                                                 *find_layer(reports[2], "layers.1")->lag_decades)));
+    CHECK(std::abs(hidden.median - 0.5) < 0.1);
+    CHECK(rows[0].at("layers.1:capacity_lag_decades_n") == "2");
+    CHECK(std::stod(rows[0].at("layers.1:capacity_lag_decades_median")) == doctest::Approx(hidden.median));
+    CHECK(rows[1].at("layers.1:capacity_lag_decades_n") == "0");
+    CHECK(rows[1].at("layers.1:capacity_lag_decades_median").empty());
   }
 
   TEST_CASE("no two runs of one condition, no replicates; one condition alone is named by its recipe") {
