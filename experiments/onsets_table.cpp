@@ -35,7 +35,7 @@ std::string onsets_csv(const std::vector<RunReport>& runs) {
   for (const auto& key : keys) out.append(",").append(csv_field(key));  // (not "," + …: GCC 12's -Wrestrict misfires)
   out +=
       ",status,last_step,t_fit,test_t10,test_t50,test_t90,delay_decades,ntk_probe_set,ntk_t_half_max,ntk_t_above,"
-      "ntk_lead_decades,capacity_t10,capacity_t50,capacity_t90,capacity_lag_decades";
+      "ntk_lead_decades,ntk_t_half_at_rise,ntk_lead_at_rise_decades,capacity_t10,capacity_t50,capacity_t90,capacity_lag_decades";
   for (const auto& layer : layers)
     out.append(",").append(csv_field(layer + ":capacity_t50")).append(",").append(csv_field(layer + ":capacity_lag_decades"));
   out += "\n";
@@ -51,10 +51,11 @@ std::string onsets_csv(const std::vector<RunReport>& runs) {
                        number_field(rose ? r.test.t90 : std::nullopt), number_field(delay));
     // The probe set the verdict speaks of: the train set's when it was probed.
     if (r.ntk)
-      row += fmt::format(",{},{},{},{}", csv_field(r.ntk->probe_set), number_field(r.ntk->t_half_max),
-                         number_field(r.ntk->t_absolute), number_field(r.ntk->lead_decades));
+      row += fmt::format(",{},{},{},{},{},{}", csv_field(r.ntk->probe_set), number_field(r.ntk->t_half_max),
+                         number_field(r.ntk->t_absolute), number_field(r.ntk->lead_decades),
+                         number_field(r.ntk->t_half_at_rise), number_field(r.ntk->lead_at_rise_decades));
     else
-      row += ",,,,";
+      row += ",,,,,,";
     const auto moved = [](const LayerOnsets* l) { return l && l->capacity.moved; };
     if (const LayerOnsets* output = output_layer(r); moved(output)) {
       const Rise& c = output->capacity;

@@ -51,6 +51,10 @@ const std::vector<Quantity>& quantities() {
        [](const RunReport& r) { return r.ntk ? r.ntk->t_absolute : std::nullopt; }},
       {"ntk_lead_decades", &ReplicateGroup::ntk_lead_decades,
        [](const RunReport& r) { return r.ntk ? r.ntk->lead_decades : std::nullopt; }},
+      {"ntk_t_half_at_rise", &ReplicateGroup::ntk_t_half_at_rise,
+       [](const RunReport& r) { return r.ntk ? r.ntk->t_half_at_rise : std::nullopt; }},
+      {"ntk_lead_at_rise_decades", &ReplicateGroup::ntk_lead_at_rise_decades,
+       [](const RunReport& r) { return r.ntk ? r.ntk->lead_at_rise_decades : std::nullopt; }},
       {"capacity_t50", &ReplicateGroup::capacity_t50,
        [](const RunReport& r) { return moved_output(r) ? moved_output(r)->capacity.t50 : std::nullopt; }},
       {"capacity_lag_decades", &ReplicateGroup::capacity_lag_decades,
@@ -136,11 +140,13 @@ std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs,
 
 std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
   if (groups.empty()) return {};
-  std::vector<std::vector<std::string>> rows = {{"condition", "runs", "delayed", "t_fit", "t_50", "ntk_lead", "cap_lag"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"condition", "runs", "delayed", "t_fit", "t_50", "ntk_lead", "ntk_lead@rise", "cap_lag"}};
   for (const auto& g : groups) {
     const std::size_t n = g.condition.runs.size();
     rows.push_back({g.condition.label(), fmt::format("{}", n), fmt::format("{}/{}", g.delayed, n), steps_cell(g.t_fit, n),
-                    steps_cell(g.test_t50, n), decades_cell(g.ntk_lead_decades, n), decades_cell(g.capacity_lag_decades, n)});
+                    steps_cell(g.test_t50, n), decades_cell(g.ntk_lead_decades, n), decades_cell(g.ntk_lead_at_rise_decades, n),
+                    decades_cell(g.capacity_lag_decades, n)});
   }
   std::vector<std::size_t> width(rows.front().size(), 0);
   for (const auto& row : rows)
@@ -158,7 +164,8 @@ std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out.append(line).append("\n");
   }
-  out += "(median [min, max] over the runs that have the onset, n= where fewer than all; delayed: t_50 after 2·t_fit)\n";
+  out += "(median [min, max] over the runs that have the onset, n= where fewer than all; delayed: t_50 after 2·t_fit; "
+         "ntk_lead@rise: from the step at half of the kernel's distance at t_50)\n";
   for (const auto& g : groups) {
     const std::size_t n = g.condition.runs.size();
     if (n == 1) continue;  // its verdict above says it all

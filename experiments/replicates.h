@@ -27,8 +27,8 @@ struct ReplicateGroup {
   // Relative to the test rise (timing_of), over the runs that have the lead or the lag.
   std::size_t ntk_before = 0, ntk_with = 0, ntk_after = 0;
   std::size_t capacity_before = 0, capacity_with = 0, capacity_after = 0;
-  Spread t_fit, test_t50, delay_decades, ntk_t_half_max, ntk_t_above, ntk_lead_decades, capacity_t50,
-      capacity_lag_decades;
+  Spread t_fit, test_t50, delay_decades, ntk_t_half_max, ntk_t_above, ntk_lead_decades, ntk_t_half_at_rise,
+      ntk_lead_at_rise_decades, capacity_t50, capacity_lag_decades;
   // Every other layer's capacity lag (its t_50 after the test rise's, in decades), by layer name,
   // for the layers of any run given: the same columns for every group.
   std::vector<std::pair<std::string, Spread>> layer_lag_decades;

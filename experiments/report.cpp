@@ -93,6 +93,10 @@ void analyze_ntk(RunReport& r, const ReportRules& rules) {
         n.lead_decades = decades_between(*n.t_half_max, *rise_t50(r));
         n.lead_steps = *rise_t50(r) - *n.t_half_max;
       }
+      if (const auto t50 = rise_t50(r); t50 && value_at(d, *t50) > 0) {
+        n.t_half_at_rise = first_crossing(d, 0.5 * value_at(d, *t50), true);
+        if (n.t_half_at_rise && *n.t_half_at_rise > 0) n.lead_at_rise_decades = decades_between(*n.t_half_at_rise, *t50);
+      }
       r.ntk_sets.push_back(n);
     }
     if (r.ntk_sets.empty()) r.notes.push_back("ntk.csv has no rows yet: no NTK onsets");
@@ -277,7 +281,8 @@ nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules)
   j["interpolation"] = "onsets are interpolated linearly in log10(step) between logged steps (in step from step 0)";
   j["rules"] = {{"t_fit", fmt::format("first step with train accuracy >= {}", rules.fit_accuracy)},
                 {"rise", "first steps at which a curve covered 10/50/90% of its way from its value at t_fit to its final value"},
-                {"ntk", fmt::format("first step at 50% of the maximum distance to init; first step above {}", rules.ntk_absolute)},
+                {"ntk", fmt::format("first step at 50% of the maximum distance to init; first step above {}; first step at "
+                                    "50% of the distance at test t_50", rules.ntk_absolute)},
                 {"together", fmt::format("events less than {} decades apart", rules.same_time_decades)},
                 {"no_delay", fmt::format("test t_50 <= {} * t_fit", rules.no_delay_factor)},
                 {"ntk_absolute", rules.ntk_absolute},  // the "above" threshold as a number, for plots
@@ -299,7 +304,9 @@ nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules)
                         {"t_half_max", optional_json(n.t_half_max)},
                         {"t_above_absolute", optional_json(n.t_absolute)},
                         {"lead_decades_over_test_t50", optional_json(n.lead_decades)},
-                        {"lead_steps_over_test_t50", optional_json(n.lead_steps)}};
+                        {"lead_steps_over_test_t50", optional_json(n.lead_steps)},
+                        {"t_half_of_distance_at_test_t50", optional_json(n.t_half_at_rise)},
+                        {"lead_decades_at_test_t50", optional_json(n.lead_at_rise_decades)}};
   j["ntk"] = ntk;
   auto layers = nlohmann::ordered_json::array();
   for (const auto& l : r.layers)

@@ -41,6 +41,11 @@ struct NtkOnsets {
   std::optional<double> t_absolute;   // first step with distance to init above ReportRules::ntk_absolute
   std::optional<double> lead_decades; // log10(test t_50 / t_half_max); positive: NTK first
   std::optional<double> lead_steps;
+  // The first step at half of the distance the kernel has at the test rise's t_50: how early it
+  // made the movement it shows when test accuracy rises, blind to any movement after the rise
+  // (which can set its maximum). Only where test accuracy rose after the fit.
+  std::optional<double> t_half_at_rise;
+  std::optional<double> lead_at_rise_decades;  // log10(test t_50 / t_half_at_rise)
 };
 
 struct RunReport {

@@ -268,6 +268,14 @@ TEST_SUITE("report") {
     CHECK_MESSAGE(r.verdict.find(fmt::format(", {:.1f} decades before)", decades_between(*r.ntk->t_absolute, *r.test.t50))) !=
                       std::string::npos,
                   r.verdict);
+    // Half of the distance it has at the rise (0.13 of the early move, nearly all of it) comes
+    // with the early move, at 10^(1.2 + 0.1·logit(0.5)) = 10^1.2: 2.8 decades before the rise.
+    REQUIRE(r.ntk->t_half_at_rise);
+    const double at_rise = early(*r.test.t50) + late(*r.test.t50);
+    CHECK(decades_off(*r.ntk->t_half_at_rise, std::pow(10.0, 1.2 + 0.1 * logit(0.5 * at_rise / 0.13))) < 0.05);
+    REQUIRE(r.ntk->lead_at_rise_decades);
+    CHECK(*r.ntk->lead_at_rise_decades == doctest::Approx(decades_between(*r.ntk->t_half_at_rise, *r.test.t50)));
+    CHECK(*r.ntk->lead_at_rise_decades > 2.5);
     // A kernel that moves once, after the rise, gets no such note.
     SyntheticRun once;
     once.ntk = late;
@@ -275,6 +283,9 @@ TEST_SUITE("report") {
     test::TempDir tmp2;
     const RunReport o = write_and_analyze(once, tmp2);
     CHECK_MESSAGE(o.verdict.find("half of its largest distance") == std::string::npos, o.verdict);
+    // Moving only after the rise, it has covered half of its distance at the rise close to the rise.
+    REQUIRE(o.ntk->lead_at_rise_decades);
+    CHECK(std::abs(*o.ntk->lead_at_rise_decades) < 0.25);  // "with" it
   }
 
   TEST_CASE("capacity that rises after the test rise, and NTK that moves with it") {
@@ -429,9 +440,9 @@ TEST_SUITE("report") {
     CHECK(rows[0].rfind((tmp / "delayed").string() + ",\"init_scale=8 widths=[16, 12]\",8,\"[16, 12]\",", 0) == 0);
     CHECK(header.find(",capacity_lag_decades,layers.1:capacity_t50,layers.1:capacity_lag_decades") != std::string::npos);
     const auto d = fields_after_widths(rows[0]);
-    REQUIRE(d.size() == 17);
-    CHECK(d[15].empty());  // layers.1's capacity stays flat
-    CHECK(d[16].empty());
+    REQUIRE(d.size() == 19);
+    CHECK(d[17].empty());  // layers.1's capacity stays flat
+    CHECK(d[18].empty());
     const auto j = report_json(reports[0]);
     CHECK(d[0] == "finished");
     CHECK(std::stod(d[2]) == doctest::Approx(j["t_fit"].get<double>()));
@@ -439,14 +450,17 @@ TEST_SUITE("report") {
     CHECK(std::stod(d[6]) == doctest::Approx(j["delay_decades"].get<double>()));
     CHECK(d[7] == "train");
     CHECK(std::stod(d[10]) == doctest::Approx(j["ntk"]["train"]["lead_decades_over_test_t50"].get<double>()));
-    CHECK(std::stod(d[14]) == doctest::Approx(j["layers"][1]["lag_decades_after_test_t50"].get<double>()));
+    CHECK(std::stod(d[12]) == doctest::Approx(j["ntk"]["train"]["lead_decades_at_test_t50"].get<double>()));
+    CHECK(std::stod(d[16]) == doctest::Approx(j["layers"][1]["lag_decades_after_test_t50"].get<double>()));
     CHECK(rows[1].rfind((tmp / "early").string() + ",\"init_scale=2 widths=[16, 12]\",2,", 0) == 0);
     const auto f = fields_after_widths(rows[2]);
-    REQUIRE(f.size() == 17);
+    REQUIRE(f.size() == 19);
     CHECK(f[3].empty());   // test_t10: no rise
     CHECK(f[4].empty());   // test_t50
     CHECK(f[6].empty());   // no delay to measure
     CHECK(f[10].empty());  // no lead without a rise
+    CHECK(f[11].empty());  // nor a distance at the rise
+    CHECK(f[12].empty());
     CHECK_FALSE(f[8].empty());  // but the kernel moved
   }
 }

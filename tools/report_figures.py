@@ -396,6 +396,7 @@ REPLICATE_MARKS = [  # (label, marker, colour, hollow)
     ("t_fit (train accuracy 99%)", "|", "tab:blue", False),
     ("kernel: distance to init first above {ntk_absolute:g}", "D", "tab:purple", True),
     ("kernel: 50% of its maximum distance to init", "D", "tab:purple", False),
+    ("kernel: 50% of its distance at the test rise", "^", "tab:purple", False),
     ("output-layer capacity: t_50", "s", "tab:green", False),
 ]
 
@@ -434,7 +435,8 @@ def plot_replicates(runs, conditions, out):
             ntk = s.get("ntk", {}).get(probe_set, {}) if probe_set else {}
             layer = output_layer(r)
             capacity = layer["capacity"] if layer and layer["capacity"].get("moved") else {}
-            steps = [s.get("t_fit"), ntk.get("t_above_absolute"), ntk.get("t_half_max"), capacity.get("t50")]
+            steps = [s.get("t_fit"), ntk.get("t_above_absolute"), ntk.get("t_half_max"),
+                     ntk.get("t_half_of_distance_at_test_t50"), capacity.get("t50")]
             for (label, marker, colour, hollow), t in zip(REPLICATE_MARKS, steps):
                 if t is not None and t > 0:
                     ax.plot([math.log10(t / t50)], [y + dy], marker, ms=7 if marker != "|" else 11, mew=2 if marker == "|" else 1,
