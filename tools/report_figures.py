@@ -307,7 +307,8 @@ def span(ax, y, rise, color, marker, label, hollow=False):
 
 def plot_onsets(runs, out):
     """Every run's onsets on one log-step axis, a row per run: when it fit, when the kernel's
-    distance to init first passed the report's threshold and half its maximum, when test accuracy
+    distance to init first passed the report's threshold, half its maximum and half of its value
+    at the test rise, when test accuracy
     and output-layer capacity rose (t_10 to t_90 as a bar, t_50 marked), and the delay, lead and
     lag in decades at the right."""
     fig, ax = plt.subplots(figsize=(9.5, 1.6 + 0.5 * len(runs)))
@@ -332,6 +333,9 @@ def plot_onsets(runs, out):
                     label=f"kernel: distance to init first above {s.get('rules', {}).get('ntk_absolute', 0.1):g}")
         if ntk.get("t_half_max") is not None:
             ax.plot([ntk["t_half_max"]], [y], "D", ms=7, color="tab:purple", label="kernel: 50% of its maximum distance to init")
+        if ntk.get("t_half_of_distance_at_test_t50") is not None:
+            ax.plot([ntk["t_half_of_distance_at_test_t50"]], [y], "^", ms=7, color="tab:purple",
+                    label="kernel: 50% of its distance at the test rise")
         out_layer = output_layer(r)
         capacity = out_layer["capacity"] if out_layer else None
         if capacity and capacity.get("direction") == "up":
