@@ -184,7 +184,7 @@ std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
 
 std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
   if (groups.empty()) return {};
-  std::string out;
+  std::string out = "condition,";
   for (const auto& [key, value] : groups.front().condition.keys) out.append(csv_field(key)).append(",");
   out += "runs,seeds,unfinished,fit,rose,delayed,ntk_before,ntk_with,ntk_after,capacity_before,capacity_with,capacity_after";
   for (const auto& q : quantities())
@@ -194,7 +194,7 @@ std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
       out.append(",").append(csv_field(fmt::format("{}:capacity_lag_decades_{}", layer, part)));
   out += "\n";
   for (const auto& g : groups) {
-    std::string row;
+    std::string row = csv_field(g.condition.label()).append(",");
     for (const auto& [key, value] : g.condition.keys) row.append(csv_field(value)).append(",");
     std::string seeds;
     for (const auto& s : g.condition.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);

@@ -43,7 +43,7 @@ std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs,
 // where the NTK and the capacity moved relative to the test rise.
 std::string replicates_table(const std::vector<ReplicateGroup>& groups);
 
-// The same as data, a row per group: the condition's keys, the counts, and for every quantity
+// The same as data, a row per group: the condition's label and keys, the counts, and for every quantity
 // its n, median, min and max (`<quantity>_median`, ...), then every other layer's capacity lag
 // (`layers.2:capacity_lag_decades_median`, ...), empty where no run has it.
 std::string replicates_csv(const std::vector<ReplicateGroup>& groups);

@@ -110,8 +110,16 @@ std::vector<Condition> conditions_of(const std::vector<RunReport>& runs, const R
     const auto seed = values.find(seed_key);
     c.seeds.push_back(seed == values.end() ? std::string("?") : seed->second);
   }
-  std::vector<std::string> keys = recipes.differing();
-  keys.erase(std::remove(keys.begin(), keys.end(), std::string(seed_key)), keys.end());
+  // The settings that differ name the conditions; a recipe's name and description, which differ
+  // whenever the recipe files do, only where no setting does.
+  const std::vector<std::string> differing = recipes.differing();
+  std::vector<std::string> keys, names;
+  for (const auto& key : differing) {
+    if (key == seed_key) continue;
+    (key == "name" || key == "description" ? names : keys).push_back(key);
+  }
+  if (keys.empty() && !names.empty())
+    keys.push_back(std::find(names.begin(), names.end(), "name") != names.end() ? "name" : names.front());
   for (std::size_t k = 0; k < out.size(); ++k)
     for (const auto& key : keys) {
       const auto it = without_seed[k].find(key);

@@ -33,8 +33,9 @@ RunRecipes read_run_recipes(const std::vector<RunReport>& runs);
 std::vector<std::string> differing_recipe_keys(const std::vector<RunReport>& runs);
 
 struct Condition {
-  // The recipe keys that tell the conditions apart (the seed aside), with this one's values;
-  // empty when every run is of one condition.
+  // The recipe keys that tell the conditions apart (the seed aside; the recipe's name and
+  // description only where no setting does), with this one's values; empty when every run is of
+  // one condition.
   std::vector<std::pair<std::string, std::string>> keys;
   std::string recipe;             // the recipe's name, for a label when `keys` is empty
   std::vector<std::size_t> runs;  // indices into the runs, in their order

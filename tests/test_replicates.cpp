@@ -209,7 +209,32 @@ TEST_SUITE("report") {
     REQUIRE(groups.size() == 1);
     CHECK(groups[0].condition.keys.empty());
     CHECK(groups[0].condition.label() == "synthetic");
-    CHECK(replicates_csv(groups).rfind("runs,seeds,", 0) == 0);
+    CHECK(replicates_csv(groups).rfind("condition,runs,seeds,", 0) == 0);
+  }
+
+  // Recipe files differ in their name and description as well as in their settings: the settings
+  // name the conditions, and the name only where no setting differs.
+  TEST_CASE("conditions are named by the settings that differ, not by the recipes' names") {
+    test::TempDir tmp;
+    const auto write = [&](const char* dir, const char* name, double init_scale, int seed) {
+      seeded_run(init_scale, seed, 4.0).write(tmp / dir);
+      std::ofstream(tmp / dir / "recipe.toml")
+          << fmt::format("name = '{0}'\ndescription = 'the {0} condition'\n[data]\ndataset = 'mnist'\n"
+                         "[model]\ninit_scale = {1:.1f}\n[train]\nseed = {2}\n",
+                         name, init_scale, seed);
+      return analyze_run(tmp / dir);
+    };
+    const std::vector<RunReport> studies = {write("g1", "grok", 8, 1), write("g2", "grok", 8, 2), write("c1", "control", 2, 1)};
+    const auto by_setting = replicate_groups(studies);
+    REQUIRE(by_setting.size() == 2);
+    CHECK(by_setting[0].condition.label() == "init_scale=8");
+    CHECK(by_setting[1].condition.label() == "init_scale=2");
+    const std::vector<RunReport> renamed = {write("x1", "x", 8, 1), write("x2", "x", 8, 2), write("y1", "y", 8, 1)};
+    const auto by_name = replicate_groups(renamed);
+    REQUIRE(by_name.size() == 2);
+    CHECK(by_name[0].condition.label() == "name=x");
+    CHECK(by_name[1].condition.label() == "name=y");
+    CHECK(replicates_csv(by_name).rfind("condition,name,runs,", 0) == 0);
   }
 
   TEST_CASE("grokscope report prints and writes the replicates only when there are some") {
@@ -226,7 +251,7 @@ TEST_SUITE("report") {
     REQUIRE(fs::exists(tmp / "out" / "replicates.csv"));
     std::ifstream f(tmp / "out" / "replicates.csv");
     const std::string csv((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    CHECK(csv.rfind("model.init_scale,runs,seeds,", 0) == 0);
+    CHECK(csv.rfind("condition,model.init_scale,runs,seeds,", 0) == 0);
 
     const std::string without = report_output(fmt::format("{} report {} {} --no-figures --out {}", bin, (tmp / "s1").string(),
                                                           (tmp / "other").string(), (tmp / "out2").string()));
