@@ -199,17 +199,20 @@ std::string verdict_of(const RunReport& r, const ReportRules& rules) {
                      decades_between(*r.t_fit, t50), steps_text(*r.t_fit), steps_text(t50));
   if (r.ntk && r.ntk->lead_decades) {
     const double lead = *r.ntk->lead_decades;
-    v += "; NTK moved " +
-         relation(lead, rules, fmt::format("with the test rise (lead {:.1f} decades)", without_negative_zero(lead, 1)),
-                  "the test rise");
     // Half of the largest distance can come late (a second movement after the rise, as weight
-    // decay shrinks the weights) when the kernel had already left its initial state early on.
-    if (lead <= -rules.same_time_decades && r.ntk->t_absolute) {
-      const double early = decades_between(*r.ntk->t_absolute, t50);
-      if (early >= rules.same_time_decades)
-        v += fmt::format(" (half of its largest distance; it passed {} at step {}, {:.1f} decades before)", rules.ntk_absolute,
-                         steps_text(*r.ntk->t_absolute), early);
-    }
+    // decay shrinks the weights, or a kernel that keeps moving after it) when the kernel had made
+    // the movement it shows at the rise long before: in a delayed run, say that too.
+    std::string early;
+    if (timing_of(lead, rules) != Timing::before && delayed_rise(r, rules) && r.ntk->lead_at_rise_decades &&
+        timing_of(*r.ntk->lead_at_rise_decades, rules) == Timing::before)
+      early = fmt::format("half of its largest distance; it had covered half of its distance at the rise by step {}, "
+                          "{:.1f} decades before",
+                          steps_text(*r.ntk->t_half_at_rise), *r.ntk->lead_at_rise_decades);
+    if (timing_of(lead, rules) == Timing::with)
+      v += fmt::format("; NTK moved with the test rise (lead {:.1f} decades{})", without_negative_zero(lead, 1),
+                       early.empty() ? "" : ", by " + early);
+    else
+      v += "; NTK moved " + relation(lead, rules, "", "the test rise") + (early.empty() ? "" : " (" + early + ")");
   }
   const LayerOnsets* output = output_layer(r);
   if (output) {

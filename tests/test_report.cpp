@@ -250,7 +250,7 @@ TEST_SUITE("report") {
 
   // A kernel that leaves its initial state early, holds, and moves further after the rise: its
   // half-of-maximum step follows the rise, and the verdict adds when it first passed 0.1.
-  TEST_CASE("an NTK whose largest move comes late: the verdict names its early departure too") {
+  TEST_CASE("an NTK whose largest move comes late: the verdict names its early movement too") {
     test::TempDir tmp;
     SyntheticRun run;  // test rise at 10^4
     const Curve early = log_sigmoid(0, 0.13, 1.2, 0.1), late = log_sigmoid(0, 0.3, 4.6, 0.1);
@@ -262,11 +262,8 @@ TEST_SUITE("report") {
     CHECK(*r.ntk->lead_decades < -0.25);
     REQUIRE(r.ntk->t_absolute);
     CHECK(decades_off(*r.ntk->t_absolute, std::pow(10.0, 1.2 + 0.1 * logit(0.1 / 0.13))) < 0.05);
-    CHECK_MESSAGE(r.verdict.find("decades after the test rise (half of its largest distance; it passed 0.1 at step ") !=
-                      std::string::npos,
-                  r.verdict);
-    CHECK_MESSAGE(r.verdict.find(fmt::format(", {:.1f} decades before)", decades_between(*r.ntk->t_absolute, *r.test.t50))) !=
-                      std::string::npos,
+    CHECK_MESSAGE(r.verdict.find("decades after the test rise (half of its largest distance; it had covered half of its "
+                                 "distance at the rise by step ") != std::string::npos,
                   r.verdict);
     // Half of the distance it has at the rise (0.13 of the early move, nearly all of it) comes
     // with the early move, at 10^(1.2 + 0.1·logit(0.5)) = 10^1.2: 2.8 decades before the rise.
@@ -276,6 +273,9 @@ TEST_SUITE("report") {
     REQUIRE(r.ntk->lead_at_rise_decades);
     CHECK(*r.ntk->lead_at_rise_decades == doctest::Approx(decades_between(*r.ntk->t_half_at_rise, *r.test.t50)));
     CHECK(*r.ntk->lead_at_rise_decades > 2.5);
+    CHECK_MESSAGE(r.verdict.find(fmt::format(" by step {:.0f}, {:.1f} decades before)", *r.ntk->t_half_at_rise,
+                                             *r.ntk->lead_at_rise_decades)) != std::string::npos,
+                  r.verdict);
     // A kernel that moves once, after the rise, gets no such note.
     SyntheticRun once;
     once.ntk = late;
@@ -286,6 +286,26 @@ TEST_SUITE("report") {
     // Moving only after the rise, it has covered half of its distance at the rise close to the rise.
     REQUIRE(o.ntk->lead_at_rise_decades);
     CHECK(std::abs(*o.ntk->lead_at_rise_decades) < 0.25);  // "with" it
+
+    // Early to 0.05, then moving on through the rise to 0.15: half of its largest distance comes
+    // with the rise, half of its distance at the rise 2.7 decades before. Both are named.
+    SyntheticRun through;
+    const Curve start = log_sigmoid(0, 0.05, 1.2, 0.1), on = log_sigmoid(0, 0.1, 4.2, 0.2);
+    through.ntk = [=](double t) { return start(t) + on(t); };
+    through.probe_steps = log_steps(40);
+    test::TempDir tmp3;
+    const RunReport w = write_and_analyze(through, tmp3);
+    REQUIRE(w.ntk->lead_decades);
+    CHECK(std::abs(*w.ntk->lead_decades) < 0.25);
+    CHECK_MESSAGE(w.verdict.find("NTK moved with the test rise (lead ") != std::string::npos, w.verdict);
+    CHECK_MESSAGE(w.verdict.find("it had covered half of its distance at the rise by step ") != std::string::npos, w.verdict);
+    // Without a delay, a lead says nothing: no such note.
+    SyntheticRun prompt = through;
+    prompt.test = log_sigmoid(0.2, 0.9, 2.05, 0.1);
+    test::TempDir tmp4;
+    const RunReport p = write_and_analyze(prompt, tmp4);
+    CHECK_MESSAGE(p.verdict.rfind("no delay", 0) == 0, p.verdict);
+    CHECK_MESSAGE(p.verdict.find("half of its distance at the rise") == std::string::npos, p.verdict);
   }
 
   TEST_CASE("capacity that rises after the test rise, and NTK that moves with it") {
