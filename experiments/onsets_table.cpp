@@ -27,10 +27,7 @@ std::string onsets_csv(const std::vector<RunReport>& runs) {
   for (const auto& c : conditions_of(runs, recipes))
     for (const std::size_t i : c.runs) condition[i] = c.label();
   // Every other layer's capacity midpoint and lag too, for the layers of any run, in their order.
-  std::vector<std::string> layers;
-  for (const auto& r : runs)
-    for (const auto& l : r.layers)
-      if (l.layer != "output" && std::find(layers.begin(), layers.end(), l.layer) == layers.end()) layers.push_back(l.layer);
+  const std::vector<std::string> layers = layers_besides_output(runs);
   std::string out = "run,condition";
   for (const auto& key : keys) out.append(",").append(csv_field(key));  // (not "," + …: GCC 12's -Wrestrict misfires)
   out +=
@@ -44,11 +41,9 @@ std::string onsets_csv(const std::vector<RunReport>& runs) {
     std::string row = csv_field(r.dir.string()).append(",").append(csv_field(condition[i]));
     for (const auto& key : keys) row.append(",").append(csv_field(maps[i].count(key) ? maps[i].at(key) : ""));
     const bool rose = rise_t50(r).has_value();
-    const std::optional<double> delay =
-        r.t_fit && rose ? std::optional<double>(decades_between(*r.t_fit, *rise_t50(r))) : std::nullopt;
     row += fmt::format(",{},{},{},{},{},{},{}", csv_field(r.status), r.last_step, number_field(r.t_fit),
                        number_field(rose ? r.test.t10 : std::nullopt), number_field(rise_t50(r)),
-                       number_field(rose ? r.test.t90 : std::nullopt), number_field(delay));
+                       number_field(rose ? r.test.t90 : std::nullopt), number_field(delay_decades(r)));
     // The probe set the verdict speaks of: the train set's when it was probed.
     if (r.ntk)
       row += fmt::format(",{},{},{},{},{},{}", csv_field(r.ntk->probe_set), number_field(r.ntk->t_half_max),

@@ -40,11 +40,7 @@ const std::vector<Quantity>& quantities() {
   static const std::vector<Quantity> q = {
       {"t_fit", &ReplicateGroup::t_fit, [](const RunReport& r) { return r.t_fit; }},
       {"test_t50", &ReplicateGroup::test_t50, [](const RunReport& r) { return rise_t50(r); }},
-      {"delay_decades", &ReplicateGroup::delay_decades,
-       [](const RunReport& r) -> std::optional<double> {
-         if (!r.t_fit || !rise_t50(r)) return std::nullopt;
-         return decades_between(*r.t_fit, *rise_t50(r));
-       }},
+      {"delay_decades", &ReplicateGroup::delay_decades, [](const RunReport& r) { return delay_decades(r); }},
       {"ntk_t_half_max", &ReplicateGroup::ntk_t_half_max,
        [](const RunReport& r) { return r.ntk ? r.ntk->t_half_max : std::nullopt; }},
       {"ntk_t_above", &ReplicateGroup::ntk_t_above,
@@ -108,11 +104,16 @@ std::string steps_cell(const Spread& s, std::size_t runs) {
 
 std::string decades_cell(const Spread& s, std::size_t runs) {
   if (s.n == 0) return "-";
-  // A value that rounds to zero prints as +0.00, never -0.00.
-  const auto d = [](double x) { return std::abs(x) < 0.005 ? 0.0 : x; };
+  const auto d = [](double x) { return without_negative_zero(x, 2); };  // +0.00, never -0.00
   if (runs == 1) return fmt::format("{:+.2f}", d(s.median));
   std::string text = fmt::format("{:+.2f} [{:+.2f}, {:+.2f}]", d(s.median), d(s.min), d(s.max));
   return s.n < runs ? text.append(fmt::format(" n={}", s.n)) : text;
+}
+
+std::string seeds_text(const ReplicateGroup& g) {
+  std::string seeds;
+  for (const auto& s : g.condition.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
+  return seeds;
 }
 
 std::string timing_text(std::size_t before, std::size_t with, std::size_t after) {
@@ -125,10 +126,7 @@ std::string timing_text(std::size_t before, std::size_t with, std::size_t after)
 std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs, const ReportRules& rules) {
   std::vector<Condition> conditions = conditions_of(runs, read_run_recipes(runs));
   if (std::none_of(conditions.begin(), conditions.end(), [](const Condition& c) { return c.runs.size() > 1; })) return {};
-  std::vector<std::string> layers;  // every layer but the output, of any run, in the order met
-  for (const auto& r : runs)
-    for (const auto& l : r.layers)
-      if (l.layer != "output" && std::find(layers.begin(), layers.end(), l.layer) == layers.end()) layers.push_back(l.layer);
+  const std::vector<std::string> layers = layers_besides_output(runs);
   std::vector<ReplicateGroup> groups;
   for (auto& c : conditions) {
     ReplicateGroup& g = groups.emplace_back();
@@ -169,11 +167,9 @@ std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
   for (const auto& g : groups) {
     const std::size_t n = g.condition.runs.size();
     if (n == 1) continue;  // its verdict above says it all
-    std::string seeds;
-    for (const auto& s : g.condition.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
     out += fmt::format("{} ({} runs, seeds {}): fit in {} of {}, test accuracy rose after the fit in {} (delayed in {}); "
                        "NTK half-way: {}; output-layer capacity: {}",
-                       g.condition.label(), n, seeds, g.fit, n, g.rose, g.delayed,
+                       g.condition.label(), n, seeds_text(g), g.fit, n, g.rose, g.delayed,
                        timing_text(g.ntk_before, g.ntk_with, g.ntk_after),
                        timing_text(g.capacity_before, g.capacity_with, g.capacity_after));
     if (g.unfinished) out += fmt::format("; {} not finished (onsets on what they logged)", g.unfinished);
@@ -196,9 +192,7 @@ std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
   for (const auto& g : groups) {
     std::string row = csv_field(g.condition.label()).append(",");
     for (const auto& [key, value] : g.condition.keys) row.append(csv_field(value)).append(",");
-    std::string seeds;
-    for (const auto& s : g.condition.seeds) seeds.append(seeds.empty() ? "" : " ").append(s);
-    row += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}", g.condition.runs.size(), csv_field(seeds), g.unfinished, g.fit, g.rose,
+    row += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}", g.condition.runs.size(), csv_field(seeds_text(g)), g.unfinished, g.fit, g.rose,
                        g.delayed, g.ntk_before, g.ntk_with, g.ntk_after, g.capacity_before, g.capacity_with,
                        g.capacity_after);
     const auto fields = [&](const Spread& s) {

@@ -53,6 +53,13 @@ std::optional<double> rise_t50(const RunReport& r) {
   return r.test.moved && r.test.upwards ? r.test.t50 : std::nullopt;
 }
 
+std::optional<double> delay_decades(const RunReport& r) {
+  if (!r.t_fit || !rise_t50(r)) return std::nullopt;
+  return decades_between(*r.t_fit, *rise_t50(r));
+}
+
+double without_negative_zero(double x, int digits) { return std::abs(x) < 0.5 * std::pow(10.0, -digits) ? 0.0 : x; }
+
 bool delayed_rise(const RunReport& r, const ReportRules& rules) {
   return r.t_fit && rise_t50(r) && *rise_t50(r) > rules.no_delay_factor * *r.t_fit;
 }
@@ -94,7 +101,8 @@ void analyze_ntk(RunReport& r, const ReportRules& rules) {
         n.lead_steps = *rise_t50(r) - *n.t_half_max;
       }
       if (const auto t50 = rise_t50(r); t50 && value_at(d, *t50) > 0) {
-        n.t_half_at_rise = first_crossing(d, 0.5 * value_at(d, *t50), true);
+        const double at_rise = value_at(d, *t50);
+        n.t_half_at_rise = first_crossing(d, 0.5 * at_rise, true);
         if (n.t_half_at_rise && *n.t_half_at_rise > 0) n.lead_at_rise_decades = decades_between(*n.t_half_at_rise, *t50);
       }
       r.ntk_sets.push_back(n);
@@ -154,9 +162,6 @@ void analyze_geometry(RunReport& r, const ReportRules& rules, double from) {
 }
 
 std::string steps_text(double t) { return fmt::format("{:.0f}", t); }
-
-// x to be printed with `digits` decimals: one that rounds to zero prints as 0, not -0.
-double without_negative_zero(double x, int digits) { return std::abs(x) < 0.5 * std::pow(10.0, -digits) ? 0.0 : x; }
 
 // Where event A sits relative to event B, given log10(t_B / t_A): `together` when they are close,
 // else "1.1 decades before <noun>" or "0.4 decades after <noun>".
@@ -294,13 +299,8 @@ nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules)
   j["best_train_accuracy"] = r.best_train_accuracy;
   j["test_accuracy"] = rise_json(r.test);
   j["test_accuracy_from_start"] = rise_json(r.test_from_start);
-  if (r.t_fit && rise_t50(r)) {
-    j["delay_steps"] = *rise_t50(r) - *r.t_fit;
-    j["delay_decades"] = decades_between(*r.t_fit, *rise_t50(r));
-  } else {
-    j["delay_steps"] = nullptr;
-    j["delay_decades"] = nullptr;
-  }
+  j["delay_steps"] = delay_decades(r) ? nlohmann::ordered_json(*rise_t50(r) - *r.t_fit) : nlohmann::ordered_json(nullptr);
+  j["delay_decades"] = optional_json(delay_decades(r));
   auto ntk = nlohmann::ordered_json::object();
   for (const auto& n : r.ntk_sets)
     ntk[n.probe_set] = {{"max_distance_to_init", n.max_distance},

@@ -68,6 +68,10 @@ struct RunReport {
 
 // The test rise's midpoint: only a curve that rose after the fit has one (a fall is no rise).
 std::optional<double> rise_t50(const RunReport& r);
+// log10(test t_50 / t_fit): how many decades test accuracy rose after the fit; only where it fit and rose.
+std::optional<double> delay_decades(const RunReport& r);
+// x to be printed with `digits` decimals: one that rounds to zero prints as 0, not -0.
+double without_negative_zero(double x, int digits);
 // Test accuracy rose after the fit, and later than ReportRules::no_delay_factor · t_fit.
 bool delayed_rise(const RunReport& r, const ReportRules& rules = {});
 

@@ -81,6 +81,14 @@ std::vector<std::string> differing_recipe_keys(const std::vector<RunReport>& run
   return read_run_recipes(runs).differing();
 }
 
+std::vector<std::string> layers_besides_output(const std::vector<RunReport>& runs) {
+  std::vector<std::string> layers;
+  for (const auto& r : runs)
+    for (const auto& l : r.layers)
+      if (l.layer != "output" && std::find(layers.begin(), layers.end(), l.layer) == layers.end()) layers.push_back(l.layer);
+  return layers;
+}
+
 std::string Condition::label() const {
   if (keys.empty()) return recipe.empty() ? std::string("runs") : recipe;
   std::string text;

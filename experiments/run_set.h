@@ -32,6 +32,10 @@ RunRecipes read_run_recipes(const std::vector<RunReport>& runs);
 // read_run_recipes(runs).differing()
 std::vector<std::string> differing_recipe_keys(const std::vector<RunReport>& runs);
 
+// Every layer but the output, of any run's geometry.csv, in the order first met: the same
+// per-layer columns for every row of a table of several runs.
+std::vector<std::string> layers_besides_output(const std::vector<RunReport>& runs);
+
 struct Condition {
   // The recipe keys that tell the conditions apart (the seed aside; the recipe's name and
   // description only where no setting does), with this one's values; empty when every run is of

@@ -314,10 +314,17 @@ int Runner::run() {
   if (resuming_ && info.contains("seconds") && info["seconds"].is_object())
     for (const auto& [part, seconds] : info["seconds"].items())
       if (part != "total" && seconds.is_number()) time_split_[part] = seconds.get<double>();
-  auto timed = [&](const std::string& part, auto&& work) {
+  // Every part is named above, so these slots stay where they are: the loop adds to them without
+  // looking a name up (once a step, for the training).
+  double& training_seconds = time_split_["training"];
+  double& evaluation_seconds = time_split_["evaluation"];
+  double& checkpoint_seconds = time_split_["checkpoints"];
+  std::vector<double*> probe_seconds;
+  for (const auto& [name, hook] : probes_) probe_seconds.push_back(&time_split_[name + "_probe"]);
+  auto timed = [](double& seconds, auto&& work) {
     const auto t0 = std::chrono::steady_clock::now();
     work();
-    time_split_[part] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   auto write_info = [&](const std::string& status, std::int64_t step) {
     info["status"] = status;
@@ -472,9 +479,9 @@ int Runner::run() {
     for (;; ++step) {
       const bool resumed_here = step == first_step;
       if (metric_steps.count(step) || probe_steps.count(step) || step == r.train.steps)
-        timed("training", check_queued_losses);  // waits for the queued steps
+        timed(training_seconds, check_queued_losses);  // waits for the queued steps
       if (metric_steps.count(step) && !(resumed_here && metrics_done)) {
-        timed("evaluation", [&] {
+        timed(evaluation_seconds, [&] {
           train_eval = evaluate(*trained, train_set, r.train.loss);
           test_eval = evaluate(*trained, test_set, r.train.loss);
         });
@@ -491,21 +498,21 @@ int Runner::run() {
         progress.report(step, r.train.steps, elapsed(), train_eval, test_eval, step == r.train.steps);
       }
       if (probe_steps.count(step) && !(resumed_here && probes_done)) {
-        timed("checkpoints", [&] {
+        timed(checkpoint_seconds, [&] {
           sync_probe_model();
           checkpoint(step);
         });
-        for (auto& [name, hook] : probes_)
-          timed(name + "_probe", [&] {
-            hook({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, checkpoint_dir, step == r.train.steps,
-                  trained == model ? nullptr : trained.get()});
+        for (std::size_t p = 0; p < probes_.size(); ++p)
+          timed(*probe_seconds[p], [&] {
+            probes_[p].second({step, *model, d.probe_train, d.probe_test, d.probe_geometry, dir, checkpoint_dir,
+                               step == r.train.steps, trained == model ? nullptr : trained.get()});
           });
-        timed("checkpoints", [&] { save_resume_state(step, true, true, step == r.train.steps); });
+        timed(checkpoint_seconds, [&] { save_resume_state(step, true, true, step == r.train.steps); });
         write_info("running", step);  // its time split so far
       }
       if (step == r.train.steps) break;
 
-      timed("training", [&] {
+      timed(training_seconds, [&] {
         const Tensor loss = [&] {  // TF32 for the step only: evaluations and probes multiply in FP32
           kernels::ScopedGemmPrecision precision(options_.tf32 ? kernels::GemmPrecision::tf32 : kernels::GemmPrecision::fp32);
           return train_step();
