@@ -589,7 +589,7 @@ void bench_geometry_layer() {
     std::vector<std::pair<double, probe::LayerGeometry>> runs;
     for (int i = 0; i < 3; ++i) {
       const auto start = std::chrono::steady_clock::now();
-      auto result = probe::analyze_layer(x, features, y, classes, 0.0, 200, 0, true, device);
+      auto result = probe::analyze_layer(x, features, y, classes, 0.0, 200, 0, {}, device);
       runs.emplace_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), std::move(result));
     }
     std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });

@@ -41,7 +41,7 @@ void GeometryProbe::operator()(const ProbeContext& c) {
   last_device_ = device;
   for (const auto& [name, act] : layer_activations(model, device == Device::cpu ? set.images : device_images_)) {
     // Where the model is; only the class centers (for the center structure) and the per-t terms come back.
-    const auto g = probe::analyze_layer(act, labels, classes, kappa_, n_t_, seed_, remove_center_structure_);
+    const auto g = probe::analyze_layer(act, labels, classes, kappa_, n_t_, seed_, removal_);
     for (const auto& w : g.warnings)  // once a run: a dead layer stays dead at every later step
       if (said_.insert(name + ": " + w).second)
         fmt::print(stderr, "grokscope: geometry at step {}, {}: {} (said once; later steps log the same)\n", c.step, name, w);

@@ -11,16 +11,17 @@
 #include <set>
 #include <string>
 
+#include "engine/probe/center_structure.h"
 #include "experiments/runner.h"
 
 namespace gs::experiments {
 
 class GeometryProbe {
  public:
-  // remove_center_structure: the analysis's step 2 (engine/probe/geometry.h), on unless a caller
-  // needs the manifolds as they are.
-  GeometryProbe(double kappa, std::int64_t n_t, std::uint64_t seed, bool remove_center_structure = true)
-      : kappa_(kappa), n_t_(n_t), seed_(seed), remove_center_structure_(remove_center_structure) {}
+  // removal: the analysis's step 2 (engine/probe/geometry.h), the reference's rule unless a
+  // caller fixes K or needs the manifolds as they are.
+  GeometryProbe(double kappa, std::int64_t n_t, std::uint64_t seed, probe::CenterRemoval removal = {})
+      : kappa_(kappa), n_t_(n_t), seed_(seed), removal_(removal) {}
   void operator()(const ProbeContext& context);
   Device last_device() const { return last_device_; }  // where the last probe step's analysis ran
 
@@ -28,7 +29,7 @@ class GeometryProbe {
   double kappa_;
   std::int64_t n_t_;
   std::uint64_t seed_;
-  bool remove_center_structure_;
+  probe::CenterRemoval removal_;
   std::ofstream csv_;
   Tensor device_images_;  // the probe set's images on the training device, uploaded once
   Device last_device_ = Device::cpu;

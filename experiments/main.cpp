@@ -2,7 +2,8 @@
 //   grokscope train [RECIPE] [--out DIR] [--set section.key=value ...] [--device cpu|cuda] [--no-graph] [--tf32]
 //   grokscope train --resume DIR [--device cpu|cuda] [--no-graph] [--tf32]
 //   grokscope ntk --checkpoint A.safetensors [--against B.safetensors] [--recipe R] [--probe train|test] [--n N] [--inputs X.npy] [--json]
-//   grokscope geometry --activations X.npy --labels Y.npy [--kappa K] [--n-t N] [--seed S] [--no-center-structure] [--device cpu|cuda] [--json]
+//   grokscope geometry --activations X.npy --labels Y.npy [--kappa K] [--n-t N] [--seed S]
+//                      [--no-center-structure | --center-k K] [--device cpu|cuda] [--json]
 //   grokscope probe RUN_DIR --out DIR [--set probe.KEY=VALUE ...] [--device cpu|cuda]
 //   grokscope report RUN_DIR [RUN_DIR ...] [--out DIR] [--no-figures] [--json]
 //   grokscope info
@@ -38,7 +39,7 @@ void add_probes(gs::experiments::Runner& runner) {
 }
 
 int run_geometry(const std::string& x_path, const std::string& y_path, double kappa, std::int64_t n_t, std::uint64_t seed,
-                 bool json, bool remove_center_structure, gs::Device device) {
+                 bool json, gs::probe::CenterRemoval removal, gs::Device device) {
   using gs::Error;
   if (device == gs::Device::cuda && !gs::kernels::cuda_available())
     throw Error(std::string("--device cuda: ") + gs::kernels::cuda_unavailable_reason() +
@@ -56,8 +57,7 @@ int run_geometry(const std::string& x_path, const std::string& y_path, double ka
     if (v < 0) throw Error(y_path + ": labels must be non-negative class indices, got " + std::to_string(v));
     classes = std::max(classes, v + 1);
   }
-  auto g = gs::probe::analyze_layer(x.to_vector(), x.size(1), labels, classes, kappa, n_t, seed, remove_center_structure,
-                                    device);
+  auto g = gs::probe::analyze_layer(x.to_vector(), x.size(1), labels, classes, kappa, n_t, seed, removal, device);
   for (const auto& w : g.warnings) fmt::print(stderr, "grokscope: {}\n", w);
   nlohmann::ordered_json out{{"capacity", g.capacity},   {"capacity_se", g.capacity_se},
                              {"radius", g.radius},       {"dimension", g.dimension},
@@ -164,7 +164,13 @@ int main(int argc, char** argv) {
   geometry->add_option("--n-t", geo_nt, "Gaussian vectors per manifold (default 200)")->check(CLI::Range(2, 1000000));
   geometry->add_option("--seed", geo_seed, "seed of the Gaussian vectors and the center-structure restarts");
   geometry->add_flag("--json", geo_json, "print one JSON object");
-  geometry->add_flag("--no-center-structure", geo_keep_centers, "skip step 2 (removing the centers' common structure; K = 0)");
+  auto* no_centers =
+      geometry->add_flag("--no-center-structure", geo_keep_centers, "skip step 2 (removing the centers' common structure; K = 0)");
+  std::int64_t geo_center_k = 0;
+  geometry->add_option("--center-k", geo_center_k,
+                       "remove exactly this many directions of the centers' common structure (default: the K of least residual correlation)")
+      ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()))
+      ->excludes(no_centers);
   std::string geo_device = "cpu";
   geometry->add_option("--device", geo_device, "solve the manifolds' anchor problems on cpu or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}));
@@ -210,8 +216,13 @@ int main(int argc, char** argv) {
       probe_cmd.command_line.assign(argv, argv + argc);
       return gs::experiments::run_probe_command(probe_cmd);
     }
-    if (geometry->parsed()) return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json, !geo_keep_centers,
-                                                  geo_device == "cuda" ? gs::Device::cuda : gs::Device::cpu);
+    if (geometry->parsed()) {
+      const auto removal = geo_keep_centers   ? gs::probe::CenterRemoval::none()
+                           : geo_center_k > 0 ? gs::probe::CenterRemoval::fixed(geo_center_k)
+                                              : gs::probe::CenterRemoval::least_correlation();
+      return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json, removal,
+                          geo_device == "cuda" ? gs::Device::cuda : gs::Device::cpu);
+    }
     if (ntk->parsed()) {
       ntk_cmd.recipe = ntk_recipe.empty()
                            ? gs::experiments::parse_recipe(default_recipe, "experiments/default.toml (compiled in)")

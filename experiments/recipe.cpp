@@ -199,6 +199,12 @@ void validate(const Recipe& r, const toml::table& root, const std::string& origi
   if (r.probe.train_size < 1 || r.probe.test_size < 1) bad("probe.train_size and probe.test_size must be at least 1");
   if (r.probe.geometry_per_class < 2) bad("probe.geometry_per_class must be at least 2 (a manifold needs 2 points)");
   if (r.probe.geometry_n_t < 2) bad("probe.geometry_n_t must be at least 2");
+  if (r.probe.geometry_center_k < 0)
+    bad(fmt::format("probe.geometry_center_k must be 0 (the K of least residual correlation, chosen at every step) or "
+                    "the number of directions to remove at every step, got {}", r.probe.geometry_center_k));
+  if (r.probe.geometry_center_k > 0 && !r.probe.geometry_center_structure)
+    bad(fmt::format("probe.geometry_center_k = {} asks for a center structure that probe.geometry_center_structure = false "
+                    "turns off; set one of them", r.probe.geometry_center_k));
   if (!(r.probe.kappa >= 0 && r.probe.kappa <= probe::max_kappa))
     bad(fmt::format("probe.kappa must be in [0, {}], got {}", probe::max_kappa, r.probe.kappa));
   if (r.probe.train_size > r.data.train_size)
@@ -299,6 +305,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin, const st
   probe.read("geometry_per_class", r.probe.geometry_per_class);
   probe.read("geometry_n_t", r.probe.geometry_n_t);
   probe.read("geometry_center_structure", r.probe.geometry_center_structure);
+  probe.read("geometry_center_k", r.probe.geometry_center_k);
   probe.read("kappa", r.probe.kappa);
   probe.finish();
 
@@ -383,7 +390,8 @@ std::string Recipe::to_toml() const {
       {"probe", toml::table{{"train_size", probe.train_size}, {"test_size", probe.test_size}, {"ntk", probe.ntk},
                             {"save_kernels", probe.save_kernels}, {"geometry", probe.geometry},
                             {"geometry_per_class", probe.geometry_per_class}, {"geometry_n_t", probe.geometry_n_t},
-                            {"geometry_center_structure", probe.geometry_center_structure}, {"kappa", probe.kappa}}},
+                            {"geometry_center_structure", probe.geometry_center_structure},
+                            {"geometry_center_k", probe.geometry_center_k}, {"kappa", probe.kappa}}},
   };
   std::ostringstream out;
   out << t << "\n";

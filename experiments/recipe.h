@@ -64,6 +64,7 @@ struct Recipe {
     std::int64_t geometry_per_class = 200;  // test points per class for it, as the study
     std::int64_t geometry_n_t = 200;        // Gaussian vectors per manifold
     bool geometry_center_structure = true;  // remove the class centers' shared structure first (step 2)
+    std::int64_t geometry_center_k = 0;     // its K: 0, the K of least residual correlation at each step; N, N at every step
     double kappa = 0;                       // the margin, in [0, probe::max_kappa] (engine/probe/geometry.h)
   } probe;
 

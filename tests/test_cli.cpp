@@ -171,6 +171,15 @@ TEST_SUITE("cli") {
     CHECK(plain_k.size() == removed_k.size());
     CHECK(std::all_of(plain_k.begin(), plain_k.end(), [](const std::string& k) { return k == "0"; }));
     CHECK(std::any_of(removed_k.begin(), removed_k.end(), [](const std::string& k) { return k != "0"; }));
+    // probe.geometry_center_k = 1 removes one direction from every layer at every step.
+    Result fixed = run("train " + (dir / "tiny.toml").string() + " --out " + (dir / "fixed").string() + " --quiet" + sets +
+                       " --set probe.ntk=false --set probe.geometry_center_k=1");
+    REQUIRE_MESSAGE(fixed.status == 0, fixed.out);
+    const auto fixed_k = k_column(dir / "fixed" / "geometry.csv");
+    CHECK(fixed_k.size() == removed_k.size());
+    CHECK(std::all_of(fixed_k.begin(), fixed_k.end(), [](const std::string& k) { return k == "1"; }));
+    std::ifstream fixed_recipe(dir / "fixed" / "recipe.toml");
+    CHECK(std::string(std::istreambuf_iterator<char>(fixed_recipe), {}).find("geometry_center_k = 1\n") != std::string::npos);
   }
 
   TEST_CASE("SIGINT stops a run after its step with a checkpoint and status 130, and --resume finishes it") {
@@ -251,9 +260,27 @@ TEST_SUITE("cli") {
                       " --n-t 100 --seed 3 --json --no-center-structure");
     REQUIRE_MESSAGE(kept.status == 0, kept.out);
     auto jk = nlohmann::json::parse(kept.out);
-    auto want_kept = probe::analyze_layer(x.to(DType::f32).to_vector(), 9, y, 3, 0.0, 100, 3, false);
+    auto want_kept = probe::analyze_layer(x.to(DType::f32).to_vector(), 9, y, 3, 0.0, 100, 3, probe::CenterRemoval::none());
     CHECK(jk["K"] == 0);
     CHECK(jk["capacity"].get<double>() == doctest::Approx(want_kept.capacity).epsilon(1e-12));
+    // 3 centers have one direction to remove: --center-k 1 removes it, --center-k 2 removes it too and says so.
+    for (int k : {1, 2}) {
+      CAPTURE(k);
+      Result one = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "y.npy").string() +
+                       " --n-t 100 --seed 3 --json --center-k " + std::to_string(k));
+      REQUIRE_MESSAGE(one.status == 0, one.out);
+      auto want_one = probe::analyze_layer(x.to(DType::f32).to_vector(), 9, y, 3, 0.0, 100, 3, probe::CenterRemoval::fixed(k));
+      CHECK(want_one.k == 1);
+      const bool warned = one.out.find("K is 1, not the 2 asked") != std::string::npos;
+      CHECK(warned == (k == 2));
+      auto jo = nlohmann::json::parse(one.out.substr(one.out.find('{')));
+      CHECK(jo["K"] == 1);
+      CHECK(jo["capacity"].get<double>() == doctest::Approx(want_one.capacity).epsilon(1e-12));
+    }
+    Result both = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "y.npy").string() +
+                      " --center-k 1 --no-center-structure");
+    CHECK(both.status != 0);
+    CHECK(both.out.find("excludes") != std::string::npos);
     Result bad = run("geometry --activations " + (dir / "x.npy").string() + " --labels " + (dir / "x.npy").string());
     CHECK(bad.status == 1);
     CHECK(bad.out.find("labels must be a 1-D int32 array") != std::string::npos);

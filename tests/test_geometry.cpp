@@ -138,31 +138,31 @@ TEST_SUITE("geometry") {
   }
 }
 
-TEST_SUITE("geometry") {
-  namespace {
-  struct Clouds {
-    std::vector<double> x;
-    std::vector<std::int32_t> y;
-  };
-  // `classes` Gaussian clouds of `per_class` points in `features` dimensions, spread `spread`
-  // around random centers.
-  Clouds clouds(std::int64_t classes, std::int64_t per_class, std::int64_t features, double spread, std::uint64_t seed) {
-    Generator g(seed, Stream::test);
-    Tensor centers = Tensor::empty(Shape{classes * features}, DType::f64), noise = Tensor::empty(Shape{classes * per_class * features}, DType::f64);
-    g.normal(centers, 0, 1);
-    g.normal(noise, 0, spread);
-    auto c = centers.to_vector(), e = noise.to_vector();
-    Clouds out;
-    for (std::int64_t k = 0; k < classes; ++k)
-      for (std::int64_t p = 0; p < per_class; ++p) {
-        for (std::int64_t f = 0; f < features; ++f)
-          out.x.push_back(c[k * features + f] + e[(k * per_class + p) * features + f]);
-        out.y.push_back(static_cast<std::int32_t>(k));
-      }
-    return out;
-  }
-  }  // namespace
+namespace {
+struct Clouds {
+  std::vector<double> x;
+  std::vector<std::int32_t> y;
+};
+// `classes` Gaussian clouds of `per_class` points in `features` dimensions, spread `spread`
+// around random centers.
+Clouds clouds(std::int64_t classes, std::int64_t per_class, std::int64_t features, double spread, std::uint64_t seed) {
+  Generator g(seed, Stream::test);
+  Tensor centers = Tensor::empty(Shape{classes * features}, DType::f64), noise = Tensor::empty(Shape{classes * per_class * features}, DType::f64);
+  g.normal(centers, 0, 1);
+  g.normal(noise, 0, spread);
+  auto c = centers.to_vector(), e = noise.to_vector();
+  Clouds out;
+  for (std::int64_t k = 0; k < classes; ++k)
+    for (std::int64_t p = 0; p < per_class; ++p) {
+      for (std::int64_t f = 0; f < features; ++f)
+        out.x.push_back(c[k * features + f] + e[(k * per_class + p) * features + f]);
+      out.y.push_back(static_cast<std::int32_t>(k));
+    }
+  return out;
+}
+}  // namespace
 
+TEST_SUITE("geometry") {
   TEST_CASE("a layer: invariant to a global scale and a rotation; tighter clouds have more capacity") {
     // 8 points in 12 dimensions: each manifold is reduced to its span (QR), which makes the
     // analysis exactly invariant to rotations of the space (with more points than dimensions it
@@ -214,8 +214,9 @@ TEST_SUITE("geometry") {
     }
     for (bool remove : {false, true}) {
       CAPTURE(remove);
-      auto base = analyze_layer(c.x, 30, c.y, 5, 0.0, 2000, 11, remove);
-      auto perm = analyze_layer(px, 30, py, 5, 0.0, 2000, 11, remove);
+      const auto removal = remove ? CenterRemoval::least_correlation() : CenterRemoval::none();
+      auto base = analyze_layer(c.x, 30, c.y, 5, 0.0, 2000, 11, removal);
+      auto perm = analyze_layer(px, 30, py, 5, 0.0, 2000, 11, removal);
       CHECK(perm.center_correlation == doctest::Approx(base.center_correlation).epsilon(1e-12));
       if (!remove) {
         for (std::size_t k = 0; k < 5; ++k) {
@@ -330,7 +331,7 @@ TEST_SUITE("geometry") {
     // cosine) must not depend on their scale. A fixed ε under the cosine's root once pulled it
     // from 39.0 to 38.0 at κ = 1e6 on this layer.
     auto c = clouds(3, 40, 50, 0.7, 4);
-    const auto at = [&](double kappa) { return analyze_layer(c.x, 50, c.y, 3, kappa, 100, 9, false); };
+    const auto at = [&](double kappa) { return analyze_layer(c.x, 50, c.y, 3, kappa, 100, 9, CenterRemoval::none()); };
     const auto mid = at(1e4), high = at(1e6);
     CHECK(high.dimension == doctest::Approx(mid.dimension).epsilon(1e-9));
     CHECK(1e6 * high.radius == doctest::Approx(1e4 * mid.radius).epsilon(1e-4));  // the next order is 1/κ
@@ -415,6 +416,99 @@ TEST_SUITE("geometry") {
         CHECK(std::isfinite(s.correlation_before));
         for (double r : s.residual) CHECK(std::isfinite(r));
       }
+  }
+
+  // A fixed K runs the search's own chain of warm-started minimizations up to K, so it finds the
+  // search's K-th solution; its residual is checked here from the basis it returns.
+  TEST_CASE("center structure: a fixed K removes that many directions, as the search's K-th solution") {
+    const std::int64_t p = 10, n = 30;
+    Matrix centers{p, n, test::random_values(static_cast<std::size_t>(p * n), 36)};
+    const auto u = test::random_values(static_cast<std::size_t>(n), 37), w = test::random_values(static_cast<std::size_t>(n), 38);
+    const auto a = test::random_values(static_cast<std::size_t>(p), 39, 2, 4), b = test::random_values(static_cast<std::size_t>(p), 40, -3, 3);
+    for (std::int64_t i = 0; i < p; ++i)  // two planted shared directions
+      for (std::int64_t j = 0; j < n; ++j) centers(i, j) = 0.3 * centers(i, j) + a[i] * u[j] + b[i] * w[j];
+    for (std::int64_t j = 0; j < n; ++j) {
+      double mean = 0;
+      for (std::int64_t i = 0; i < p; ++i) mean += centers(i, j) / static_cast<double>(p);
+      for (std::int64_t i = 0; i < p; ++i) centers(i, j) -= mean;
+    }
+    const auto searched = find_center_structure(centers, 1);
+    REQUIRE(searched.residual.size() >= 4);
+    for (std::int64_t k : {1, 2, 3, 4}) {
+      CAPTURE(k);
+      const auto fixed = find_center_structure(centers, 1, k);
+      CHECK(fixed.k == k);
+      CHECK(fixed.near_ties.empty());
+      CHECK(fixed.correlation_before == searched.correlation_before);
+      REQUIRE(fixed.residual.size() == static_cast<std::size_t>(k));
+      for (std::int64_t i = 0; i < k; ++i) CHECK(fixed.residual[i] == searched.residual[i]);
+      if (k == searched.k) CHECK(fixed.basis.v == searched.basis.v);
+      // The centers minus their mean, with span(basis) projected out: their mean |cosine| is the residual.
+      REQUIRE(fixed.basis.rows == n);
+      REQUIRE(fixed.basis.cols == k);
+      std::vector<std::vector<double>> left(static_cast<std::size_t>(p), std::vector<double>(static_cast<std::size_t>(n)));
+      for (std::int64_t i = 0; i < p; ++i) {
+        for (std::int64_t j = 0; j < n; ++j) left[i][j] = centers(i, j);
+        for (std::int64_t c = 0; c < k; ++c) {
+          double d = 0;
+          for (std::int64_t j = 0; j < n; ++j) d += centers(i, j) * fixed.basis(j, c);
+          for (std::int64_t j = 0; j < n; ++j) left[i][j] -= d * fixed.basis(j, c);
+        }
+      }
+      double cosines = 0;
+      for (std::int64_t i = 0; i < p; ++i)
+        for (std::int64_t m = 0; m < p; ++m) {
+          if (i == m) continue;
+          double d = 0, ni = 0, nm = 0;
+          for (std::int64_t j = 0; j < n; ++j) {
+            d += left[i][j] * left[m][j];
+            ni += left[i][j] * left[i][j];
+            nm += left[m][j] * left[m][j];
+          }
+          cosines += std::abs(d) / std::sqrt(ni * nm);
+        }
+      CHECK(fixed.residual.back() == doctest::Approx(cosines / static_cast<double>(p * (p - 1))).epsilon(1e-9));
+    }
+    // Two planted directions: removing them leaves less correlation than removing one.
+    CHECK(find_center_structure(centers, 1, 2).residual.back() < find_center_structure(centers, 1, 1).residual.back());
+    CHECK_THROWS_WITH_AS(find_center_structure(centers, 1, -1), doctest::Contains("K must be 0"), Error);
+  }
+
+  TEST_CASE("center structure: a fixed K larger than the centers allow removes as many as they do") {
+    const std::int64_t p = 5, n = 30;
+    Matrix centers{p, n, test::random_values(static_cast<std::size_t>(p * n), 41)};
+    CHECK(find_center_structure(centers, 1, 100).k == p - 2);
+    // In a layer: the K removed, and a warning that says why it is fewer.
+    auto c = clouds(4, 20, 12, 0.4, 5);
+    const auto g = analyze_layer(c.x, 12, c.y, 4, 0.0, 100, 3, CenterRemoval::fixed(5));
+    CHECK(g.k == 2);
+    REQUIRE(g.warnings.size() == 1);
+    CHECK(g.warnings[0].find("K is 2, not the 5 asked: 4 class centers allow at most 2 directions") != std::string::npos);
+    // Two classes have no structure to remove, whatever K is asked.
+    auto two = clouds(2, 20, 12, 0.4, 5);
+    const auto g2 = analyze_layer(two.x, 12, two.y, 2, 0.0, 100, 3, CenterRemoval::fixed(1));
+    CHECK(g2.k == 0);
+    REQUIRE(g2.warnings.size() == 1);
+    CHECK(g2.warnings[0].find("K is 0, not the 1 asked: 2 classes") != std::string::npos);
+  }
+
+  TEST_CASE("a layer: a fixed K equal to the searched one gives the same geometry to the bit") {
+    auto c = clouds(6, 30, 20, 0.5, 8);
+    const auto searched = analyze_layer(c.x, 20, c.y, 6, 0.0, 200, 2);
+    REQUIRE(searched.k >= 1);
+    const auto fixed = analyze_layer(c.x, 20, c.y, 6, 0.0, 200, 2, CenterRemoval::fixed(searched.k));
+    CHECK(fixed.k == searched.k);
+    CHECK(fixed.capacity == searched.capacity);
+    CHECK(fixed.radius == searched.radius);
+    CHECK(fixed.dimension == searched.dimension);
+    CHECK(fixed.center_correlation == searched.center_correlation);
+    const std::int64_t other = searched.k == 1 ? 2 : 1;
+    const auto moved = analyze_layer(c.x, 20, c.y, 6, 0.0, 200, 2, CenterRemoval::fixed(other));
+    CHECK(moved.k == other);
+    CHECK(moved.capacity != searched.capacity);
+    CHECK(moved.center_correlation == searched.center_correlation);  // measured before the removal
+    CHECK_THROWS_WITH_AS(analyze_layer(c.x, 20, c.y, 6, 0.0, 200, 2, CenterRemoval::fixed(-2)), doctest::Contains("K must be 0"),
+                         Error);
   }
 
   TEST_CASE("center structure: centers that all coincide have none, and no correlation") {

@@ -493,8 +493,8 @@ TEST_SUITE("gpu") {
     }
     for (double kappa : {0.0, 0.2}) {
       CAPTURE(kappa);
-      const auto cpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, true, Device::cpu);
-      const auto gpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, true, Device::cuda);
+      const auto cpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, {}, Device::cpu);
+      const auto gpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, {}, Device::cuda);
       REQUIRE(gpu.per_class.size() == cpu.per_class.size());
       std::int64_t interior = 0;
       for (std::size_t c = 0; c < cpu.per_class.size(); ++c) {

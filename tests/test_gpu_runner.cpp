@@ -49,7 +49,8 @@ bool train_tiny(const Recipe& recipe, const std::filesystem::path& out, Device d
                       ? Runner::resume(out, options)
                       : Runner(recipe, options);
   auto ntk = std::make_shared<NtkProbe>(how.save_kernels, how.streamed_ntk);
-  auto geometry = std::make_shared<GeometryProbe>(0.0, 50, recipe.train.seed, how.center_structure);
+  auto geometry = std::make_shared<GeometryProbe>(0.0, 50, recipe.train.seed,
+                                                  how.center_structure ? probe::CenterRemoval{} : probe::CenterRemoval::none());
   if (how.probes) {
     runner.add_probe("ntk", [ntk](const ProbeContext& c) { (*ntk)(c); });
     runner.add_probe("geometry", [geometry](const ProbeContext& c) { (*geometry)(c); });

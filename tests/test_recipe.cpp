@@ -88,6 +88,14 @@ TEST_SUITE("recipe") {
     CHECK_THROWS_WITH_AS(parse_recipe("[train\n", "r.toml"), doctest::Contains("r.toml:1:"), Error);
     CHECK_THROWS_WITH_AS(parse_recipe("[schedule]\nprobe_steps = [0, 500]\n[train]\nsteps = 100\n", "r.toml"),
                          doctest::Contains("outside 0..100"), Error);
+    CHECK_THROWS_WITH_AS(parse_recipe("[probe]\ngeometry_center_k = -1\n", "r.toml"),
+                         doctest::Contains("r.toml:2:21: probe.geometry_center_k must be 0 (the K of least residual correlation"),
+                         Error);
+    CHECK_THROWS_WITH_AS(parse_recipe("[probe]\ngeometry_center_k = 2\ngeometry_center_structure = false\n", "r.toml"),
+                         doctest::Contains("probe.geometry_center_k = 2 asks for a center structure that "
+                                           "probe.geometry_center_structure = false turns off"),
+                         Error);
+    CHECK(parse_recipe("[probe]\ngeometry_center_k = 2\n", "r.toml").probe.geometry_center_k == 2);
   }
 
   TEST_CASE("--set overrides take TOML values or bare words, and are validated like the file") {

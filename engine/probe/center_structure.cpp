@@ -232,9 +232,15 @@ double center_cost_given_gram(const Matrix& x, const Matrix& cc, const Matrix& v
   return t.f;
 }
 
-CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed, int restarts) {
+// At most rank − 1 directions, so that the residuals keep two dimensions for their cosines to mean
+// anything: P − 2 for centers in general position, fewer for centers in a smaller span (a layer
+// with few live units). With rank 1 or less there is no structure to remove.
+std::int64_t max_center_k(std::int64_t centers, std::int64_t rank) { return std::min(centers - 2, rank - 1); }
+
+CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed, std::int64_t fixed_k, int restarts) {
   const std::int64_t p = centers.rows, n = centers.cols;
   GS_CHECK(p >= 3, "center structure: needs at least 3 centers, got {}", p);
+  GS_CHECK(fixed_k >= 0, "center structure: K must be 0 (the K of least residual correlation) or at least 1, got {}", fixed_k);
   // Centers minus their mean, in the (P − 1)-dimensional basis q of their span.
   Matrix xb = centers;
   for (std::int64_t j = 0; j < n; ++j) {
@@ -283,12 +289,10 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
     run += sv[i] * sv[i];
     if (run / total < 0.95) below = static_cast<std::int64_t>(i);
   }
-  // At most rank − 1 directions, so that the residuals keep two dimensions for their cosines to
-  // mean anything: P − 2 for centers in general position, fewer for centers in a smaller span (a
-  // layer with few live units). With rank 1 or less there is no structure to remove.
   std::int64_t rank = 0;
   for (double v : sv) rank += v > 1e-10 * sv[0] ? 1 : 0;
-  const std::int64_t max_k = std::min({below + 11, p - 2, rank - 1});
+  // The reference searches up to its bound; a fixed K goes as far as the centers allow.
+  const std::int64_t max_k = std::min(fixed_k > 0 ? fixed_k : below + 11, max_center_k(p, rank));
   if (max_k < 1) return out;  // K = 0
 
   Generator gen(seed, static_cast<std::uint64_t>(77));
@@ -344,7 +348,13 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
     solutions.push_back(v1);
     const auto& res = out.residual;
     const std::size_t i = res.size();
-    if (i > 4 && res[i - 1] > res[i - 2] && res[i - 2] > res[i - 3] && res[i - 3] > res[i - 4]) break;  // three rises
+    if (fixed_k == 0 && i > 4 && res[i - 1] > res[i - 2] && res[i - 2] > res[i - 3] && res[i - 3] > res[i - 4])
+      break;  // three rises
+  }
+  if (fixed_k > 0) {
+    out.k = max_k;
+    out.basis = matmul(q1, solutions.back());
+    return out;
   }
   const auto best = std::min_element(out.residual.begin(), out.residual.end());
   out.k = static_cast<std::int64_t>(best - out.residual.begin()) + 1;

@@ -32,7 +32,25 @@ struct CenterStructure {
   Matrix basis;                             // N × k orthonormal directions in the original space
 };
 
-// centers: P × N (each row a class center, global mean already subtracted).
-CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed, int restarts = 10);
+// How many of the centers' shared directions step 2 removes. The reference takes, at every call,
+// the K of least residual correlation; a study following one layer through training may want the
+// same K at every step instead, since the capacity, radius and dimension jump whenever K does.
+struct CenterRemoval {
+  bool remove = true;  // false: nothing is removed (K = 0)
+  std::int64_t k = 0;  // 0: the K of least residual correlation; N >= 1: N (or as many as the centers allow)
+  static CenterRemoval least_correlation() { return {}; }
+  static CenterRemoval none() { return {false, 0}; }
+  static CenterRemoval fixed(std::int64_t k) { return {true, k}; }
+};
+
+// The most directions find_center_structure can remove from P centers spanning `rank`
+// dimensions: P − 2 and rank − 1, so that the residuals keep two dimensions for their cosines.
+std::int64_t max_center_k(std::int64_t centers, std::int64_t rank);
+
+// centers: P × N (each row a class center, global mean already subtracted). fixed_k = 0: K is the
+// argmin of the residual correlation; fixed_k >= 1: K = min(fixed_k, max_center_k), found by the
+// same chain of warm-started minimizations (k = 1, 2, ..., K), and near_ties stays empty.
+CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed, std::int64_t fixed_k = 0,
+                                      int restarts = 10);
 
 }  // namespace gs::probe

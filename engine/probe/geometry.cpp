@@ -166,17 +166,17 @@ double mean_abs_cosine_of_centers(const Matrix& c) {
 
 LayerGeometry analyze_layer(const std::vector<double>& x, std::int64_t features, const std::vector<std::int32_t>& labels,
                             std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed,
-                            bool remove_center_structure, Device device) {
+                            CenterRemoval removal, Device device) {
   const std::int64_t n = static_cast<std::int64_t>(labels.size());
   GS_CHECK(features >= 1 && static_cast<std::int64_t>(x.size()) == n * features,
            "geometry: {} activation values for {} labels of {} features; X and y must have the same number of rows", x.size(),
            n, features);
   return analyze_layer(Tensor::from(x, Shape{n, features}, DType::f64, device), labels, classes, kappa, n_t, seed,
-                       remove_center_structure);
+                       removal);
 }
 
 LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::int32_t>& labels, std::int64_t classes,
-                            double kappa, std::int64_t n_t, std::uint64_t seed, bool remove_center_structure) {
+                            double kappa, std::int64_t n_t, std::uint64_t seed, CenterRemoval removal) {
   const std::int64_t n = static_cast<std::int64_t>(labels.size());
   GS_CHECK(activations.rank() == 2 && activations.size(0) == n && activations.size(1) >= 1,
            "geometry: the activations are {} for {} labels; they must be [rows, features] with one row per label",
@@ -243,16 +243,26 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
   // projected out of every point (needs 3 centers in at least P − 1 dimensions; otherwise
   // nothing is removed and K = 0).
   Matrix basis;  // N × K
-  if (remove_center_structure && classes >= 3 && features >= classes - 1) {
+  GS_CHECK(removal.k >= 0, "geometry: the center structure's K must be 0 (the K of least residual correlation) or at "
+                           "least 1, got {}", removal.k);
+  if (removal.remove && classes >= 3 && features >= classes - 1) {
     Matrix c{classes, features, centers};
-    auto structure = find_center_structure(c, seed);
+    auto structure = find_center_structure(c, seed, removal.k);
     out.center_correlation = structure.correlation_before;
     out.k = structure.k;
     out.k_near_ties = structure.near_ties;
     basis = structure.basis;
+    if (removal.k > 0 && structure.k < removal.k)
+      out.warnings.push_back(fmt::format("the center structure's K is {}, not the {} asked: {} class centers{} allow "
+                                         "at most {} directions", structure.k, removal.k, classes,
+                                         structure.k < classes - 2 ? " in this few dimensions" : "", structure.k));
   } else {
     Matrix c{classes, features, centers};
     out.center_correlation = mean_abs_cosine_of_centers(c);
+    if (removal.remove && removal.k > 0)
+      out.warnings.push_back(fmt::format("the center structure's K is 0, not the {} asked: {} classes in {} features have "
+                                         "none to remove (it needs 3 classes or more, in at least classes − 1 features)",
+                                         removal.k, classes, features));
   }
 
   out.seconds.structure = lap();

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/dtype.h"
+#include "engine/probe/center_structure.h"
 #include "engine/tensor.h"
 
 namespace gs::probe {
@@ -74,11 +75,12 @@ namespace gs::probe {
 //      QR, with the center coordinate 1 appended;
 //   4. per manifold, analyze_manifold with n_t seeded Gaussian vectors.
 // Between 2 and 3 the centers' common low-rank structure (K dimensions, engine/probe/
-// center_structure.h) is projected out of every point, as the reference does.
+// center_structure.h) is projected out of every point, as the reference does; `removal` says
+// how K is chosen (the reference's rule by default), or that nothing is removed.
 struct LayerGeometry {
   double capacity = 0, capacity_se = 0, radius = 0, dimension = 0;
   double center_correlation = 0;  // before the removal
-  std::int64_t k = 0;             // dimensions of the removed center structure
+  std::int64_t k = 0;             // dimensions of the removed center structure (fewer than a fixed K asked where the centers allow fewer)
   std::vector<std::int64_t> k_near_ties;  // other K within 1e-3 of the best residual (the capacity moves with K)
   std::vector<ManifoldGeometry> per_class;
   std::vector<std::string> warnings;  // degenerate manifolds, said once each
@@ -96,10 +98,10 @@ struct LayerGeometry {
 // structure, found on the host) and per-t terms come back from the device. A layer whose class
 // centers all lie on the global mean (every row alike) gets NaN geometry and a warning.
 LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::int32_t>& labels, std::int64_t classes,
-                            double kappa, std::int64_t n_t, std::uint64_t seed, bool remove_center_structure = true);
+                            double kappa, std::int64_t n_t, std::uint64_t seed, CenterRemoval removal = {});
 // The same from row-major host values, analysed on `device`.
 LayerGeometry analyze_layer(const std::vector<double>& activations, std::int64_t features, const std::vector<std::int32_t>& labels,
                             std::int64_t classes, double kappa, std::int64_t n_t, std::uint64_t seed,
-                            bool remove_center_structure = true, Device device = Device::cpu);
+                            CenterRemoval removal = {}, Device device = Device::cpu);
 
 }  // namespace gs::probe
