@@ -32,7 +32,9 @@ std::string onsets_csv(const std::vector<RunReport>& runs) {
   for (const auto& key : keys) out.append(",").append(csv_field(key));  // (not "," + …: GCC 12's -Wrestrict misfires)
   out +=
       ",status,last_step,t_fit,test_t10,test_t50,test_t90,delay_decades,ntk_probe_set,ntk_t_half_max,ntk_t_above,"
-      "ntk_lead_decades,ntk_t_half_at_rise,ntk_lead_at_rise_decades,capacity_t10,capacity_t50,capacity_t90,capacity_lag_decades";
+      "ntk_lead_decades,ntk_t_half_at_rise,ntk_lead_at_rise_decades,capacity_t10,capacity_t50,capacity_t90,capacity_lag_decades,"
+      "radius_t50,radius_lag_decades,dimension_t50,dimension_lag_decades,center_correlation_t50,center_correlation_lag_decades,"
+      "k_min,k_max";
   for (const auto& layer : layers)
     out.append(",").append(csv_field(layer + ":capacity_t50")).append(",").append(csv_field(layer + ":capacity_lag_decades"));
   out += "\n";
@@ -58,6 +60,13 @@ std::string onsets_csv(const std::vector<RunReport>& runs) {
                          number_field(output->lag_decades));
     } else {
       row += ",,,,";
+    }
+    if (const LayerOnsets* output = output_layer(r)) {
+      for (const MeasureOnsets* m : {&output->radius, &output->dimension, &output->center_correlation})
+        row += fmt::format(",{},{}", number_field(m->rise.t50), number_field(m->lag_decades));
+      row += fmt::format(",{},{}", output->k_min, output->k_max);
+    } else {
+      row += ",,,,,,,,";
     }
     for (const auto& layer : layers) {
       const LayerOnsets* l = find_layer(r, layer);

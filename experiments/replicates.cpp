@@ -55,17 +55,14 @@ const std::vector<Quantity>& quantities() {
        [](const RunReport& r) { return moved_output(r) ? moved_output(r)->capacity.t50 : std::nullopt; }},
       {"capacity_lag_decades", &ReplicateGroup::capacity_lag_decades,
        [](const RunReport& r) { return moved_output(r) ? moved_output(r)->lag_decades : std::nullopt; }},
+      {"radius_lag_decades", &ReplicateGroup::radius_lag_decades,
+       [](const RunReport& r) { return output_layer(r) ? output_layer(r)->radius.lag_decades : std::nullopt; }},
+      {"dimension_lag_decades", &ReplicateGroup::dimension_lag_decades,
+       [](const RunReport& r) { return output_layer(r) ? output_layer(r)->dimension.lag_decades : std::nullopt; }},
+      {"center_correlation_lag_decades", &ReplicateGroup::center_correlation_lag_decades,
+       [](const RunReport& r) { return output_layer(r) ? output_layer(r)->center_correlation.lag_decades : std::nullopt; }},
   };
   return q;
-}
-
-void count_timing(double lead_decades, const ReportRules& rules, std::size_t& before, std::size_t& with,
-                  std::size_t& after) {
-  switch (timing_of(lead_decades, rules)) {
-    case Timing::before: ++before; break;
-    case Timing::with: ++with; break;
-    case Timing::after: ++after; break;
-  }
 }
 
 void summarize(ReplicateGroup& g, const std::vector<RunReport>& runs, const std::vector<std::string>& layers,
@@ -76,9 +73,13 @@ void summarize(ReplicateGroup& g, const std::vector<RunReport>& runs, const std:
     if (r.t_fit) ++g.fit;
     if (rise_t50(r)) ++g.rose;
     if (delayed_rise(r, rules)) ++g.delayed;
-    if (r.ntk && r.ntk->lead_decades) count_timing(*r.ntk->lead_decades, rules, g.ntk_before, g.ntk_with, g.ntk_after);
-    if (const LayerOnsets* l = moved_output(r); l && l->lag_decades)
-      count_timing(-*l->lag_decades, rules, g.capacity_before, g.capacity_with, g.capacity_after);
+    if (r.ntk && r.ntk->lead_decades) g.ntk.add(*r.ntk->lead_decades, rules);
+    if (const LayerOnsets* l = moved_output(r); l && l->lag_decades) g.capacity.add(-*l->lag_decades, rules);
+    if (const LayerOnsets* l = output_layer(r)) {
+      if (l->radius.lag_decades) g.radius.add(-*l->radius.lag_decades, rules);
+      if (l->dimension.lag_decades) g.dimension.add(-*l->dimension.lag_decades, rules);
+      if (l->center_correlation.lag_decades) g.center_correlation.add(-*l->center_correlation.lag_decades, rules);
+    }
   }
   for (const auto& q : quantities()) {
     std::vector<double> values;
@@ -116,12 +117,31 @@ std::string seeds_text(const ReplicateGroup& g) {
   return seeds;
 }
 
-std::string timing_text(std::size_t before, std::size_t with, std::size_t after) {
-  if (before + with + after == 0) return "not measured";
-  return fmt::format("before the rise in {}, with it in {}, after it in {}", before, with, after);
+std::string timing_text(const TimingCounts& c) {
+  if (c.before + c.with + c.after == 0) return "not measured";
+  return fmt::format("before the rise in {}, with it in {}, after it in {}", c.before, c.with, c.after);
+}
+
+// The same for the output layer's other measures, shorter, and only those some run measured.
+std::string measures_text(const ReplicateGroup& g) {
+  std::string out;
+  for (const auto& [name, c] : {std::pair<const char*, const TimingCounts&>{"radius", g.radius}, {"dimension", g.dimension},
+                                {"center correlation", g.center_correlation}}) {
+    if (c.before + c.with + c.after == 0) continue;
+    out.append(out.empty() ? "; its " : ", ").append(fmt::format("{} {}/{}/{}", name, c.before, c.with, c.after));
+  }
+  return out.empty() ? out : out.append(" (before/with/after)");
 }
 
 }  // namespace
+
+void TimingCounts::add(double lead_decades, const ReportRules& rules) {
+  switch (timing_of(lead_decades, rules)) {
+    case Timing::before: ++before; break;
+    case Timing::with: ++with; break;
+    case Timing::after: ++after; break;
+  }
+}
 
 std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs, const ReportRules& rules) {
   std::vector<Condition> conditions = conditions_of(runs, read_run_recipes(runs));
@@ -168,10 +188,9 @@ std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
     const std::size_t n = g.condition.runs.size();
     if (n == 1) continue;  // its verdict above says it all
     out += fmt::format("{} ({} runs, seeds {}): fit in {} of {}, test accuracy rose after the fit in {} (delayed in {}); "
-                       "NTK half-way: {}; output-layer capacity: {}",
-                       g.condition.label(), n, seeds_text(g), g.fit, n, g.rose, g.delayed,
-                       timing_text(g.ntk_before, g.ntk_with, g.ntk_after),
-                       timing_text(g.capacity_before, g.capacity_with, g.capacity_after));
+                       "NTK half-way: {}; output-layer capacity: {}{}",
+                       g.condition.label(), n, seeds_text(g), g.fit, n, g.rose, g.delayed, timing_text(g.ntk),
+                       timing_text(g.capacity), measures_text(g));
     if (g.unfinished) out += fmt::format("; {} not finished (onsets on what they logged)", g.unfinished);
     out += "\n";
   }
@@ -182,7 +201,9 @@ std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
   if (groups.empty()) return {};
   std::string out = "condition,";
   for (const auto& [key, value] : groups.front().condition.keys) out.append(csv_field(key)).append(",");
-  out += "runs,seeds,unfinished,fit,rose,delayed,ntk_before,ntk_with,ntk_after,capacity_before,capacity_with,capacity_after";
+  out += "runs,seeds,unfinished,fit,rose,delayed";
+  for (const char* event : {"ntk", "capacity", "radius", "dimension", "center_correlation"})
+    for (const char* timing : {"before", "with", "after"}) out.append(fmt::format(",{}_{}", event, timing));
   for (const auto& q : quantities())
     for (const char* part : {"n", "median", "min", "max"}) out.append(fmt::format(",{}_{}", q.name, part));
   for (const auto& [layer, spread] : groups.front().layer_lag_decades)
@@ -192,9 +213,10 @@ std::string replicates_csv(const std::vector<ReplicateGroup>& groups) {
   for (const auto& g : groups) {
     std::string row = csv_field(g.condition.label()).append(",");
     for (const auto& [key, value] : g.condition.keys) row.append(csv_field(value)).append(",");
-    row += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}", g.condition.runs.size(), csv_field(seeds_text(g)), g.unfinished, g.fit, g.rose,
-                       g.delayed, g.ntk_before, g.ntk_with, g.ntk_after, g.capacity_before, g.capacity_with,
-                       g.capacity_after);
+    row += fmt::format("{},{},{},{},{},{}", g.condition.runs.size(), csv_field(seeds_text(g)), g.unfinished, g.fit, g.rose,
+                       g.delayed);
+    for (const TimingCounts& c : {g.ntk, g.capacity, g.radius, g.dimension, g.center_correlation})
+      row += fmt::format(",{},{},{}", c.before, c.with, c.after);
     const auto fields = [&](const Spread& s) {
       const auto field = [&](double x) { return s.n ? number_field(x) : std::string(); };
       row += fmt::format(",{},{},{},{}", s.n, field(s.median), field(s.min), field(s.max));

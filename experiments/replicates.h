@@ -20,15 +20,22 @@ struct Spread {
 };
 Spread spread_of(std::vector<double> values);
 
+// How many runs had an event before, with or after their own test rise (timing_of).
+struct TimingCounts {
+  std::size_t before = 0, with = 0, after = 0;
+  void add(double lead_decades, const ReportRules& rules);
+};
+
 struct ReplicateGroup {
   Condition condition;              // its runs, their seeds, and what tells it from the others
   std::size_t unfinished = 0;       // runs whose status is not `finished` (onsets on what they logged)
   std::size_t fit = 0, rose = 0, delayed = 0;  // fit their training set; test accuracy rose after; delayed_rise
-  // Relative to the test rise (timing_of), over the runs that have the lead or the lag.
-  std::size_t ntk_before = 0, ntk_with = 0, ntk_after = 0;
-  std::size_t capacity_before = 0, capacity_with = 0, capacity_after = 0;
+  // Relative to the test rise, over the runs that have the lead or the lag: the NTK's half-way
+  // point and the output layer's capacity, radius, dimension and center correlation midpoints.
+  TimingCounts ntk, capacity, radius, dimension, center_correlation;
   Spread t_fit, test_t50, delay_decades, ntk_t_half_max, ntk_t_above, ntk_lead_decades, ntk_t_half_at_rise,
-      ntk_lead_at_rise_decades, capacity_t50, capacity_lag_decades;
+      ntk_lead_at_rise_decades, capacity_t50, capacity_lag_decades, radius_lag_decades, dimension_lag_decades,
+      center_correlation_lag_decades;
   // Every other layer's capacity lag (its t_50 after the test rise's, in decades), by layer name,
   // for the layers of any run given: the same columns for every group.
   std::vector<std::pair<std::string, Spread>> layer_lag_decades;
@@ -40,7 +47,7 @@ std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs,
 
 // Printed after the report's table: a row per group (runs, delayed, and median [min, max] of
 // t_fit, t_50, the NTK's lead and the output capacity's lag), then one line per group counting
-// where the NTK and the capacity moved relative to the test rise.
+// where the NTK and the output layer's measures moved relative to the test rise.
 std::string replicates_table(const std::vector<ReplicateGroup>& groups);
 
 // The same as data, a row per group: the condition's label and keys, the counts, and for every quantity

@@ -143,18 +143,61 @@ void analyze_geometry(RunReport& r, const ReportRules& rules, double from) {
         l.lag_decades = decades_between(*rise_t50(r), *l.capacity.t50);
         l.lag_steps = *l.capacity.t50 - *rise_t50(r);
       }
-      const auto ends = [&](const char* col, double& start, double& final_value) {
+      if (t.has("k")) {
+        // K at the steps the rises are read from: from the last logged step at or before t_fit on.
+        const Series k = series_of(t, "k", "layer", layer);
+        std::map<std::int64_t, int> counts;
+        std::size_t first = 0;
+        for (std::size_t i = 0; i < k.size(); ++i) {
+          ++counts[static_cast<std::int64_t>(k.value[i])];
+          if (k.step[i] <= from) first = i;
+        }
+        if (!k.empty()) {
+          const auto after = std::minmax_element(k.value.begin() + static_cast<std::ptrdiff_t>(first), k.value.end());
+          l.k_min = static_cast<std::int64_t>(*after.first);
+          l.k_max = static_cast<std::int64_t>(*after.second);
+          l.k_most_common = std::max_element(counts.begin(), counts.end(), [](const auto& a, const auto& b) {
+                              return a.second < b.second;
+                            })->first;
+        }
+      }
+      const auto measure = [&](const char* col, bool depends_on_k) {
+        MeasureOnsets m;
         const Series s = series_of(t, col, "layer", layer);
-        if (s.empty()) return;
-        start = value_at(s, from);
-        final_value = s.value.back();
+        if (s.empty()) return m;
+        m.rise = rise_after(s, from, rules.geometry_min_change * std::abs(value_at(s, from)));
+        if (depends_on_k && l.k_varies()) {
+          m.left_out_for_k = true;
+          m.rise.t10 = m.rise.t50 = m.rise.t90 = std::nullopt;
+        }
+        if (m.rise.t50 && rise_t50(r)) m.lag_decades = decades_between(*rise_t50(r), *m.rise.t50);
+        return m;
       };
-      ends("radius", l.radius_start, l.radius_final);
-      ends("dimension", l.dimension_start, l.dimension_final);
-      ends("center_correlation", l.center_correlation_start, l.center_correlation_final);
+      l.radius = measure("radius", true);
+      l.dimension = measure("dimension", true);
+      l.center_correlation = measure("center_correlation", false);
       r.layers.push_back(l);
     }
     if (r.layers.empty()) r.notes.push_back("geometry.csv has no rows yet: no capacity onsets");
+    std::vector<std::string> varying;
+    std::map<std::int64_t, int> suggested;
+    for (const auto& l : r.layers)
+      if (l.k_varies()) {
+        varying.push_back(fmt::format("{} ({}-{})", l.layer, l.k_min, l.k_max));
+        ++suggested[l.k_most_common];
+      }
+    if (!varying.empty()) {
+      const auto k = std::max_element(suggested.begin(), suggested.end(), [](const auto& a, const auto& b) {
+                       return a.second < b.second;
+                     })->first;
+      std::string layers;
+      for (const auto& v : varying) layers.append(layers.empty() ? "" : ", ").append(v);
+      r.notes.push_back(fmt::format(
+          "the removed center structure's K changes after the fit in {}: radius and dimension jump with it, so their "
+          "onsets there are left out (the capacity's are kept, but jump too); to fix K at every step: grokscope probe {} "
+          "--out DIR --set probe.geometry_center_k={}",
+          layers, r.dir.string(), std::max<std::int64_t>(k, 1)));
+    }
   } catch (const Error& e) {
     r.layers.clear();
     r.notes.push_back(fmt::format("capacity onsets left out: {}", e.what()));
@@ -243,6 +286,15 @@ nlohmann::ordered_json rise_json(const Rise& rise) {
           {"t50", optional_json(rise.t50)}, {"t90", optional_json(rise.t90)}};
 }
 
+// A measure as summary.json has it: its start and final values first (as before onsets were
+// added), then its rise and lag.
+nlohmann::ordered_json measure_json(const MeasureOnsets& m) {
+  nlohmann::ordered_json j = rise_json(m.rise);
+  j["lag_decades_after_test_t50"] = optional_json(m.lag_decades);
+  if (m.left_out_for_k) j["onsets_left_out"] = "the removed center structure's K varies after the fit (k_after_fit)";
+  return j;
+}
+
 std::string cell(const std::optional<double>& x) { return x ? steps_text(*x) : "-"; }
 std::string cell_decades(const std::optional<double>& x) {
   return x ? fmt::format("{:+.2f}", without_negative_zero(*x, 2)) : "-";
@@ -317,10 +369,10 @@ nlohmann::ordered_json report_json(const RunReport& r, const ReportRules& rules)
                       {"capacity", rise_json(l.capacity)},
                       {"lag_decades_after_test_t50", optional_json(l.lag_decades)},
                       {"lag_steps_after_test_t50", optional_json(l.lag_steps)},
-                      {"radius", {{"start", l.radius_start}, {"final", l.radius_final}}},
-                      {"dimension", {{"start", l.dimension_start}, {"final", l.dimension_final}}},
-                      {"center_correlation",
-                       {{"start", l.center_correlation_start}, {"final", l.center_correlation_final}}}});
+                      {"radius", measure_json(l.radius)},
+                      {"dimension", measure_json(l.dimension)},
+                      {"center_correlation", measure_json(l.center_correlation)},
+                      {"k_after_fit", {{"min", l.k_min}, {"max", l.k_max}}}});
   j["layers"] = layers;
   j["notes"] = r.notes;
   j["verdict"] = r.verdict;
@@ -353,6 +405,39 @@ std::vector<std::string> run_labels(const std::vector<RunReport>& runs) {
   return labels;
 }
 
+namespace {
+
+// How one measure of the output layer moved: its lag after the test rise and its direction.
+std::string measure_cell(const MeasureOnsets& m) {
+  if (m.left_out_for_k) return "K varies";
+  if (!m.rise.moved) return "held";
+  if (!m.lag_decades) return m.rise.upwards ? "up" : "down";
+  return fmt::format("{:+.2f} {}", without_negative_zero(*m.lag_decades, 2), m.rise.upwards ? "up" : "down");
+}
+
+// The output layer's geometry, a row per run: where each measure's midpoint sits relative to the
+// test rise's, and the K it was measured with. Empty when no run has an output layer.
+std::string output_geometry_table(const std::vector<RunReport>& runs, const std::vector<std::string>& labels) {
+  std::string out;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const LayerOnsets* o = output_layer(runs[i]);
+    if (!o) continue;
+    if (out.empty())
+      out = fmt::format("output layer after the fit: each measure's t_50 in decades after test t_50, and its direction\n"
+                        "{:<28} {:>11} {:>11} {:>11} {:>11} {:>5}\n",
+                        "run", "capacity", "radius", "dimension", "center_corr", "K");
+    const MeasureOnsets capacity{o->capacity, o->lag_decades};
+    std::string name = labels[i];
+    if (name.size() > 28) name = name.substr(0, 27) + "~";
+    out += fmt::format("{:<28} {:>11} {:>11} {:>11} {:>11} {:>5}\n", name, measure_cell(capacity),
+                       measure_cell(o->radius), measure_cell(o->dimension), measure_cell(o->center_correlation),
+                       o->k_varies() ? fmt::format("{}-{}", o->k_min, o->k_max) : std::to_string(o->k_min));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string report_table(const std::vector<RunReport>& runs) {
   std::string out = fmt::format("{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", "run", "t_fit",
                                 "t_10", "t_50", "t_90", "ntk_50%", "ntk>0.1", "cap_50%", "ntk_lead", "cap_lag");
@@ -370,6 +455,7 @@ std::string report_table(const std::vector<RunReport>& runs) {
                        output ? cell_decades(output->lag_decades) : "-");
   }
   out += "(steps interpolated in log-step between logged steps; ntk_lead and cap_lag in decades relative to t_50)\n";
+  out += output_geometry_table(runs, labels);
   for (const auto& r : runs) out += fmt::format("{}: {}\n", r.dir.string(), r.verdict);
   return out;
 }

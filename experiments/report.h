@@ -22,6 +22,15 @@ struct ReportRules {
   double same_time_decades = 0.25;   // two events closer than this happened "together"
   double no_delay_factor = 2;        // "no delay" when t_50 <= factor * t_fit
   double capacity_se_multiple = 3;   // capacity changes smaller than this many s.e. are noise
+  double geometry_min_change = 0.05; // radius, dimension, center correlation: changes below this fraction of the value at t_fit are noise
+};
+
+// How one of a layer's geometry measures changed after the fit, and where its midpoint sits
+// relative to the test rise's.
+struct MeasureOnsets {
+  Rise rise;
+  std::optional<double> lag_decades;  // log10(t_50 / test t_50); negative: earlier
+  bool left_out_for_k = false;        // t10, t50, t90 left empty: K varied after the fit (LayerOnsets)
 };
 
 struct LayerOnsets {
@@ -29,9 +38,14 @@ struct LayerOnsets {
   Rise capacity;
   std::optional<double> lag_decades;  // log10(capacity t_50 / test t_50); negative: earlier
   std::optional<double> lag_steps;
-  double radius_start = 0, radius_final = 0;
-  double dimension_start = 0, dimension_final = 0;
-  double center_correlation_start = 0, center_correlation_final = 0;
+  // Radius and dimension are measured once the centers' common structure is removed, and jump
+  // whenever its K does: where K is not the same at every step from t_fit on, their onsets are
+  // left out (left_out_for_k; their start and final values stay). The center correlation is
+  // measured before the removal, and the capacity's larger change is reported whatever K does.
+  MeasureOnsets radius, dimension, center_correlation;
+  std::int64_t k_min = 0, k_max = 0;  // the removed structure's K from t_fit on (0 and 0 without a k column)
+  bool k_varies() const { return k_min != k_max; }
+  std::int64_t k_most_common = 0;      // over the whole run: the K to suggest for probe.geometry_center_k
 };
 
 struct NtkOnsets {

@@ -57,6 +57,9 @@ struct SyntheticRun {
   std::optional<Curve> capacity;     // the output layer's
   std::optional<Curve> hidden_capacity;  // layers.1's; without one it stays flat
   double capacity_se = 0.001;
+  // The output layer's other measures (flat without them) and its removed structure's K.
+  Curve radius = constant(1), dimension = constant(10), center_correlation = constant(0.2);
+  std::function<int(double)> output_k = [](double) { return 1; };
   std::string status = "finished";
   std::string dataset = "mnist";
   std::string recipe_tables;  // more of recipe.toml, after [data]
@@ -87,7 +90,8 @@ struct SyntheticRun {
       g << "step,layer,capacity,capacity_se,radius,dimension,center_correlation,k\n";
       for (double t : probe_steps) {
         g << fmt::format("{},layers.1,{},{},1,30,0.25,1\n", t, hidden_capacity ? (*hidden_capacity)(t) : 0.07, capacity_se);
-        g << fmt::format("{},output,{},{},1,10,0.2,1\n", t, (*capacity)(t), capacity_se);
+        g << fmt::format("{},output,{},{},{},{},{},{}\n", t, (*capacity)(t), capacity_se, radius(t), dimension(t),
+                         center_correlation(t), output_k(t));
       }
     }
     std::ofstream(dir / "run.json") << fmt::format(R"({{"recipe": "synthetic", "status": "{}", "last_step": {}}})",

@@ -81,6 +81,14 @@ TEST_SUITE("report") {
     // The hidden layer's capacity half a decade after the test rise in two of them.
     a1.hidden_capacity = log_sigmoid(0.05, 0.3, 4.5, 0.1);
     a2.hidden_capacity = log_sigmoid(0.05, 0.3, 4.7, 0.1);
+    // The output layer's radius falls with each run's test rise (centred where its test curve is),
+    // its center correlation a decade before it; its dimension holds.
+    a1.radius = log_sigmoid(5, 1, 4.0, 0.1);
+    a2.radius = log_sigmoid(5, 1, 4.2, 0.1);
+    a3.radius = log_sigmoid(5, 1, 4.4, 0.1);
+    a1.center_correlation = log_sigmoid(0.3, 0.1, 3.0, 0.1);
+    a2.center_correlation = log_sigmoid(0.3, 0.1, 3.2, 0.1);
+    a3.center_correlation = log_sigmoid(0.3, 0.1, 3.4, 0.1);
     SyntheticRun b1 = seeded_run(2, 1, 2.05), b2 = seeded_run(2, 2, 2.1);
     b2.status = "running";
     SyntheticRun c1 = seeded_run(1, 1, 4.0);
@@ -130,20 +138,29 @@ TEST_SUITE("report") {
     CHECK(std::abs(std::log10(a.test_t50.median) - 4.2) < 0.05);
     CHECK(a.t_fit.median == doctest::Approx(*reports[0].t_fit));
     CHECK(a.ntk_lead_decades.median == doctest::Approx(*reports[2].ntk->lead_decades));
-    CHECK(a.ntk_before == 3);
-    CHECK(a.ntk_with + a.ntk_after == 0);
-    CHECK(a.capacity_with == 2);  // 0.1 decades after the rise
-    CHECK(a.capacity_after == 1);  // 0.5 decades after it
-    CHECK(a.capacity_before == 0);
+    CHECK(a.ntk.before == 3);
+    CHECK(a.ntk.with + a.ntk.after == 0);
+    CHECK(a.capacity.with == 2);  // 0.1 decades after the rise
+    CHECK(a.capacity.after == 1);  // 0.5 decades after it
+    CHECK(a.capacity.before == 0);
     CHECK(a.capacity_lag_decades.max == doctest::Approx(*output_layer(reports[4])->lag_decades));
     CHECK(std::abs(a.capacity_lag_decades.max - 0.5) < 0.1);  // probed at 8 steps a decade
+    CHECK(a.radius.with == 3);
+    CHECK(a.radius.before + a.radius.after == 0);
+    REQUIRE(a.radius_lag_decades.n == 3);
+    CHECK(std::abs(a.radius_lag_decades.median) < 0.1);
+    CHECK(a.center_correlation.before == 3);
+    CHECK(a.center_correlation_lag_decades.median == doctest::Approx(*output_layer(reports[2])->center_correlation.lag_decades));
+    CHECK(std::abs(a.center_correlation_lag_decades.median + 1) < 0.1);
+    CHECK(a.dimension_lag_decades.n == 0);  // held
+    CHECK(a.dimension.before + a.dimension.with + a.dimension.after == 0);
 
     // Two runs: the median is their mean. Not delayed, the kernel after the rise.
     REQUIRE(b.test_t50.n == 2);
     CHECK(b.test_t50.median == doctest::Approx(0.5 * (*rise_t50(reports[1]) + *rise_t50(reports[5]))));
     CHECK(b.rose == 2);
     CHECK(b.delayed == 0);
-    CHECK(b.ntk_after == 2);
+    CHECK(b.ntk.after == 2);
     CHECK(b.unfinished == 1);
 
     // Never generalized: no rise, no lead, no lag; the capacity's own midpoint is still there.
@@ -158,7 +175,8 @@ TEST_SUITE("report") {
     INFO(table);
     CHECK(table.find("init_scale=8 (3 runs, seeds 1 2 3): fit in 3 of 3, test accuracy rose after the fit in 3 "
                      "(delayed in 3); NTK half-way: before the rise in 3, with it in 0, after it in 0; output-layer "
-                     "capacity: before the rise in 0, with it in 2, after it in 1\n") != std::string::npos);
+                     "capacity: before the rise in 0, with it in 2, after it in 1; its radius 0/3/0, center "
+                     "correlation 3/0/0 (before/with/after)\n") != std::string::npos);
     CHECK(table.find("init_scale=2 (2 runs, seeds 1 2): fit in 2 of 2, test accuracy rose after the fit in 2 (delayed "
                      "in 0); NTK half-way: before the rise in 0, with it in 0, after it in 2") != std::string::npos);
     CHECK(table.find("; 1 not finished (onsets on what they logged)") != std::string::npos);
@@ -175,6 +193,10 @@ TEST_SUITE("report") {
     CHECK(rows[0].at("seeds") == "1 2 3");
     CHECK(rows[0].at("delayed") == "3");
     CHECK(rows[0].at("capacity_after") == "1");
+    CHECK(rows[0].at("radius_with") == "3");
+    CHECK(rows[0].at("center_correlation_before") == "3");
+    CHECK(rows[0].at("dimension_lag_decades_n") == "0");
+    CHECK(std::stod(rows[0].at("radius_lag_decades_median")) == doctest::Approx(a.radius_lag_decades.median));
     CHECK(std::stod(rows[0].at("test_t50_median")) == doctest::Approx(a.test_t50.median));
     CHECK(std::stod(rows[0].at("test_t50_min")) == doctest::Approx(a.test_t50.min));
     CHECK(std::stod(rows[0].at("ntk_lead_decades_max")) == doctest::Approx(a.ntk_lead_decades.max));

@@ -227,6 +227,96 @@ TEST_SUITE("report") {
     CHECK(j["layers"][1]["capacity"]["t50"].get<double>() == doctest::Approx(*out.capacity.t50));
   }
 
+  TEST_CASE("radius, dimension and center correlation: onsets, lags, and the output layer's table") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.capacity = log_sigmoid(0.1, 0.5, 4.3, 0.1);
+    run.radius = log_sigmoid(5, 1, 4.2, 0.1);
+    run.dimension = log_sigmoid(9, 3, 4.5, 0.1);
+    run.center_correlation = log_sigmoid(0.25, 0.12, 3.8, 0.1);
+    run.probe_steps = log_steps(40);
+    run.write(tmp.path() / "run");
+    const RunReport r = analyze_run(tmp.path() / "run");
+    const LayerOnsets* out = output_layer(r);
+    REQUIRE(out);
+    CHECK(out->k_min == 1);
+    CHECK(out->k_max == 1);
+    const auto check = [&](const MeasureOnsets& m, double centre, bool upwards) {
+      CHECK(m.rise.moved);
+      CHECK(m.rise.upwards == upwards);
+      CHECK_FALSE(m.left_out_for_k);
+      REQUIRE(m.rise.t50);
+      CHECK(decades_off(*m.rise.t50, std::pow(10.0, centre)) < 0.01);
+      REQUIRE(m.lag_decades);
+      CHECK(*m.lag_decades == doctest::Approx(centre - 4).epsilon(0.05));
+    };
+    check(out->radius, 4.2, false);
+    check(out->dimension, 4.5, false);
+    check(out->center_correlation, 3.8, false);
+    // layers.1's measures are flat: no change, no onset.
+    CHECK_FALSE(r.layers[0].radius.rise.moved);
+    CHECK_FALSE(r.layers[0].center_correlation.rise.t50);
+    const auto j = report_json(r);
+    CHECK(j["layers"][1]["radius"]["start"].get<double>() == doctest::Approx(5).epsilon(1e-3));
+    CHECK(j["layers"][1]["radius"]["final"].get<double>() == doctest::Approx(1).epsilon(1e-3));
+    CHECK(j["layers"][1]["dimension"]["t50"].get<double>() == doctest::Approx(*out->dimension.rise.t50));
+    CHECK(j["layers"][1]["center_correlation"]["lag_decades_after_test_t50"].get<double>() ==
+          doctest::Approx(*out->center_correlation.lag_decades));
+    CHECK(j["layers"][1]["k_after_fit"]["max"] == 1);
+    CHECK_FALSE(j["layers"][1]["radius"].contains("onsets_left_out"));
+    const std::string table = report_table({r});
+    CHECK_MESSAGE(table.find("output layer after the fit") != std::string::npos, table);
+    CHECK_MESSAGE(table.find("+0.30 up  +0.20 down  +0.50 down  -0.20 down     1") != std::string::npos, table);
+  }
+
+  TEST_CASE("a K that changes after the fit leaves out radius and dimension onsets, and says how to fix K") {
+    test::TempDir tmp;
+    SyntheticRun run;
+    run.capacity = log_sigmoid(0.1, 0.5, 4.3, 0.1);
+    run.radius = log_sigmoid(5, 1, 4.2, 0.1);
+    run.center_correlation = log_sigmoid(0.25, 0.12, 3.8, 0.1);
+    run.probe_steps = log_steps(40);
+    run.output_k = [](double t) { return t > 1000 && t < 3000 ? 3 : 2; };
+    run.write(tmp.path() / "run");
+    RunReport r = analyze_run(tmp.path() / "run");
+    const LayerOnsets* out = output_layer(r);
+    REQUIRE(out);
+    CHECK(out->k_min == 2);
+    CHECK(out->k_max == 3);
+    CHECK(out->k_most_common == 2);
+    CHECK(out->radius.left_out_for_k);
+    CHECK_FALSE(out->radius.rise.t50);
+    CHECK_FALSE(out->radius.lag_decades);
+    CHECK(out->radius.rise.start_value == doctest::Approx(5).epsilon(1e-3));  // the ends stay
+    CHECK(out->dimension.left_out_for_k);
+    REQUIRE(out->center_correlation.rise.t50);  // measured before the removal: kept
+    REQUIRE(out->capacity.t50);
+    CHECK_FALSE(r.layers[0].radius.left_out_for_k);  // layers.1's K is 1 throughout
+    bool noted = false;
+    for (const auto& n : r.notes)
+      noted = noted || (n.find("K changes after the fit in output (2-3)") != std::string::npos &&
+                        n.find("grokscope probe " + (tmp.path() / "run").string() + " --out DIR --set probe.geometry_center_k=2") !=
+                            std::string::npos);
+    CHECK(noted);
+    const auto j = report_json(r);
+    CHECK(j["layers"][1]["radius"]["t50"].is_null());
+    CHECK(j["layers"][1]["radius"].contains("onsets_left_out"));
+    CHECK(j["layers"][1]["k_after_fit"]["min"] == 2);
+    const std::string table = report_table({r});
+    CHECK_MESSAGE(table.find("K varies    K varies") != std::string::npos, table);
+    CHECK_MESSAGE(table.find("  2-3\n") != std::string::npos, table);
+
+    // A K that changes only before the fit leaves every onset in.
+    run.output_k = [](double t) { return t < 50 ? 3 : 2; };
+    run.write(tmp.path() / "early");
+    r = analyze_run(tmp.path() / "early");
+    REQUIRE(output_layer(r));
+    CHECK(output_layer(r)->k_min == 2);
+    CHECK_FALSE(output_layer(r)->k_varies());
+    CHECK(output_layer(r)->radius.rise.t50);
+    for (const auto& n : r.notes) CHECK(n.find("K changes") == std::string::npos);
+  }
+
   // Events a hundredth of a decade apart are "with" each other; their lead or lag rounds to 0.0,
   // which is printed as such, not as "-0.0".
   TEST_CASE("a lead or lag that rounds to zero reads 0.0, whatever its sign") {
@@ -428,6 +518,10 @@ TEST_SUITE("report") {
     SyntheticRun delayed, early, flat;
     delayed.ntk = early.ntk = flat.ntk = log_sigmoid(0, 0.4, 3, 0.1);
     delayed.capacity = early.capacity = flat.capacity = log_sigmoid(0.1, 0.5, 4.1, 0.1);
+    delayed.radius = log_sigmoid(5, 1, 4.2, 0.1);
+    delayed.output_k = [](double t) { return t < 50 ? 2 : 1; };  // K changes before the fit only
+    flat.radius = log_sigmoid(5, 1, 4.2, 0.1);
+    flat.output_k = [](double t) { return t > 1000 && t < 3000 ? 2 : 1; };
     early.test = log_sigmoid(0.2, 0.9, 2.05, 0.1);
     flat.test = constant(0.2);
     delayed.recipe_tables = "[model]\ninit_scale = 8.0\nwidths = [16, 12]\n[train]\nseed = 1\n";
@@ -458,11 +552,13 @@ TEST_SUITE("report") {
     };
     // Its condition: the keys the runs differ in, short, as one quoted field.
     CHECK(rows[0].rfind((tmp / "delayed").string() + ",\"init_scale=8 widths=[16, 12]\",8,\"[16, 12]\",", 0) == 0);
-    CHECK(header.find(",capacity_lag_decades,layers.1:capacity_t50,layers.1:capacity_lag_decades") != std::string::npos);
+    CHECK(header.find(",capacity_lag_decades,radius_t50,radius_lag_decades,dimension_t50,dimension_lag_decades,"
+                      "center_correlation_t50,center_correlation_lag_decades,k_min,k_max,layers.1:capacity_t50,"
+                      "layers.1:capacity_lag_decades") != std::string::npos);
     const auto d = fields_after_widths(rows[0]);
-    REQUIRE(d.size() == 19);
-    CHECK(d[17].empty());  // layers.1's capacity stays flat
-    CHECK(d[18].empty());
+    REQUIRE(d.size() == 27);
+    CHECK(d[25].empty());  // layers.1's capacity stays flat
+    CHECK(d[26].empty());
     const auto j = report_json(reports[0]);
     CHECK(d[0] == "finished");
     CHECK(std::stod(d[2]) == doctest::Approx(j["t_fit"].get<double>()));
@@ -472,9 +568,18 @@ TEST_SUITE("report") {
     CHECK(std::stod(d[10]) == doctest::Approx(j["ntk"]["train"]["lead_decades_over_test_t50"].get<double>()));
     CHECK(std::stod(d[12]) == doctest::Approx(j["ntk"]["train"]["lead_decades_at_test_t50"].get<double>()));
     CHECK(std::stod(d[16]) == doctest::Approx(j["layers"][1]["lag_decades_after_test_t50"].get<double>()));
+    CHECK(std::stod(d[17]) == doctest::Approx(j["layers"][1]["radius"]["t50"].get<double>()));
+    CHECK(std::stod(d[18]) == doctest::Approx(j["layers"][1]["radius"]["lag_decades_after_test_t50"].get<double>()));
+    CHECK(d[19].empty());  // the dimension holds
+    CHECK(d[21].empty());  // so does the center correlation
+    CHECK(d[23] == "1");   // K after the fit
+    CHECK(d[24] == "1");
     CHECK(rows[1].rfind((tmp / "early").string() + ",\"init_scale=2 widths=[16, 12]\",2,", 0) == 0);
     const auto f = fields_after_widths(rows[2]);
-    REQUIRE(f.size() == 19);
+    REQUIRE(f.size() == 27);
+    CHECK(f[17].empty());  // K varies after the fit: no radius onset
+    CHECK(f[23] == "1");
+    CHECK(f[24] == "2");
     CHECK(f[3].empty());   // test_t10: no rise
     CHECK(f[4].empty());   // test_t50
     CHECK(f[6].empty());   // no delay to measure
