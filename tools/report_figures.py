@@ -402,13 +402,18 @@ REPLICATE_MARKS = [  # (label, marker, colour, hollow)
     ("kernel: 50% of its maximum distance to init", "D", "tab:purple", False),
     ("kernel: 50% of its distance at the test rise", "^", "tab:purple", False),
     ("output-layer capacity: t_50", "s", "tab:green", False),
+    ("output-layer radius: t_50", "v", "tab:red", False),
+    ("output-layer dimension: t_50", "<", "tab:brown", False),
+    ("output-layer center correlation: t_50", "o", "tab:gray", True),
 ]
 
 
 def plot_replicates(runs, conditions, out):
     """Runs of one condition with different seeds, a row per condition: each run's t_fit, kernel
-    onsets and output-layer capacity midpoint in decades from its own test rise (t_50 at 0), so
-    that the spread over seeds shows at a glance. False (nothing drawn) without replicates."""
+    onsets and output-layer capacity midpoint (and radius, dimension and center correlation
+    midpoints where the report has them: not where K varied) in decades from its own test rise
+    (t_50 at 0), so that the spread over seeds shows at a glance. False (nothing drawn) without
+    replicates."""
     groups = {}  # condition -> its runs, conditions in the order of their first runs
     for r in runs:
         condition = conditions.get(run_key(r["dir"]))
@@ -439,8 +444,9 @@ def plot_replicates(runs, conditions, out):
             ntk = s.get("ntk", {}).get(probe_set, {}) if probe_set else {}
             layer = output_layer(r)
             capacity = layer["capacity"] if layer and layer["capacity"].get("moved") else {}
+            measures = [(layer or {}).get(m) or {} for m in ("radius", "dimension", "center_correlation")]
             steps = [s.get("t_fit"), ntk.get("t_above_absolute"), ntk.get("t_half_max"),
-                     ntk.get("t_half_of_distance_at_test_t50"), capacity.get("t50")]
+                     ntk.get("t_half_of_distance_at_test_t50"), capacity.get("t50")] + [m.get("t50") for m in measures]
             for (label, marker, colour, hollow), t in zip(REPLICATE_MARKS, steps):
                 if t is not None and t > 0:
                     ax.plot([math.log10(t / t50)], [y + dy], marker, ms=7 if marker != "|" else 11, mew=2 if marker == "|" else 1,
