@@ -156,7 +156,7 @@ std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs,
   return groups;
 }
 
-std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
+std::string replicates_table(const std::vector<ReplicateGroup>& groups, const ReportRules& rules) {
   if (groups.empty()) return {};
   std::vector<std::vector<std::string>> rows = {
       {"condition", "runs", "delayed", "t_fit", "t_50", "ntk_lead", "ntk_lead@rise", "cap_lag"}};
@@ -182,8 +182,9 @@ std::string replicates_table(const std::vector<ReplicateGroup>& groups) {
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out.append(line).append("\n");
   }
-  out += "(median [min, max] over the runs that have the onset, n= where fewer than all; delayed: t_50 after 2·t_fit; "
-         "ntk_lead@rise: from the step at half of the kernel's distance at t_50)\n";
+  out += fmt::format("(median [min, max] over the runs that have the onset, n= where fewer than all; delayed: t_50 after "
+                     "{}·t_fit; ntk_lead@rise: from the step at half of the kernel's distance at t_50)\n",
+                     rules.no_delay_factor);
   for (const auto& g : groups) {
     const std::size_t n = g.condition.runs.size();
     if (n == 1) continue;  // its verdict above says it all

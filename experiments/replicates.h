@@ -48,7 +48,8 @@ std::vector<ReplicateGroup> replicate_groups(const std::vector<RunReport>& runs,
 // Printed after the report's table: a row per group (runs, delayed, and median [min, max] of
 // t_fit, t_50, the NTK's lead and the output capacity's lag), then one line per group counting
 // where the NTK and the output layer's measures moved relative to the test rise.
-std::string replicates_table(const std::vector<ReplicateGroup>& groups);
+// `rules`: those the groups were made with, for the footnote's definition of "delayed".
+std::string replicates_table(const std::vector<ReplicateGroup>& groups, const ReportRules& rules = {});
 
 // The same as data, a row per group: the condition's label and keys, the counts, and for every quantity
 // its n, median, min and max (`<quantity>_median`, ...), then every other layer's capacity lag

@@ -491,10 +491,14 @@ TEST_SUITE("gpu") {
       labels.push_back(static_cast<std::int32_t>(i / per_class));
       for (std::int64_t f = 0; f < features; ++f) x[static_cast<std::size_t>(i * features + f)] += centers[static_cast<std::size_t>(i / per_class * features + f)];
     }
-    for (double kappa : {0.0, 0.2}) {
+    // The center structure's K as the search picks it, and fixed at the most 4 centers allow.
+    for (const auto& [kappa, removal] : {std::pair{0.0, probe::CenterRemoval{}}, std::pair{0.2, probe::CenterRemoval{}},
+                                         std::pair{0.0, probe::CenterRemoval::fixed(2)}}) {
       CAPTURE(kappa);
-      const auto cpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, {}, Device::cpu);
-      const auto gpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, {}, Device::cuda);
+      CAPTURE(removal.k);
+      const auto cpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, removal, Device::cpu);
+      const auto gpu = probe::analyze_layer(x, features, labels, classes, kappa, n_t, 5, removal, Device::cuda);
+      if (removal.k > 0) CHECK(cpu.k == removal.k);
       REQUIRE(gpu.per_class.size() == cpu.per_class.size());
       std::int64_t interior = 0;
       for (std::size_t c = 0; c < cpu.per_class.size(); ++c) {

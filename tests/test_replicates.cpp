@@ -232,6 +232,15 @@ TEST_SUITE("report") {
     CHECK(groups[0].condition.keys.empty());
     CHECK(groups[0].condition.label() == "synthetic");
     CHECK(replicates_csv(groups).rfind("condition,runs,seeds,", 0) == 0);
+    // The rules the groups were made with define "delayed", in the counts and in the footnote.
+    CHECK(groups[0].delayed == 2);
+    CHECK(replicates_table(groups).find("delayed: t_50 after 2·t_fit") != std::string::npos);
+    ReportRules strict;
+    strict.no_delay_factor = 1000;
+    const auto strict_groups = replicate_groups({x8, y8}, strict);
+    REQUIRE(strict_groups.size() == 1);
+    CHECK(strict_groups[0].delayed == 0);
+    CHECK(replicates_table(strict_groups, strict).find("delayed: t_50 after 1000·t_fit") != std::string::npos);
   }
 
   // Recipe files differ in their name and description as well as in their settings: the settings
