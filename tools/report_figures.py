@@ -292,7 +292,12 @@ def plot_comparison(runs, out):
 # Side by side, a column per run, is readable up to about this many runs; a sweep gets onsets only.
 MAX_COLUMNS = 8
 # The onsets figure's legend, by the first words of each label.
-LEGEND_ORDER = ["t_fit", "kernel", "test accuracy", "test accuracy rising from step 0", "output-layer capacity"]
+LEGEND_ORDER = ["t_fit", "kernel", "test accuracy", "test accuracy rising from step 0", "output-layer capacity",
+                "output-layer radius", "output-layer dimension", "output-layer center correlation"]
+# The output layer's other measures: their t_50 marks (the report leaves radius and dimension out
+# where the center structure's K changed after the fit), as in replicates.png.
+MEASURE_MARKS = [("radius", "v", "tab:red", False), ("dimension", "<", "tab:brown", False),
+                 ("center_correlation", "o", "tab:gray", True)]
 
 
 def span(ax, y, rise, color, marker, label, hollow=False):
@@ -308,9 +313,9 @@ def span(ax, y, rise, color, marker, label, hollow=False):
 def plot_onsets(runs, out):
     """Every run's onsets on one log-step axis, a row per run: when it fit, when the kernel's
     distance to init first passed the report's threshold, half its maximum and half of its value
-    at the test rise, when test accuracy
-    and output-layer capacity rose (t_10 to t_90 as a bar, t_50 marked), and the delay, lead and
-    lag in decades at the right."""
+    at the test rise, when test accuracy and output-layer capacity rose (t_10 to t_90 as a bar,
+    t_50 marked), the output layer's radius, dimension and center correlation midpoints where the
+    report has them, and the delay, lead and lag in decades at the right."""
     fig, ax = plt.subplots(figsize=(9.5, 1.6 + 0.5 * len(runs)))
     labels = {}
     for row, r in enumerate(runs):
@@ -340,6 +345,11 @@ def plot_onsets(runs, out):
         capacity = out_layer["capacity"] if out_layer else None
         if capacity and capacity.get("direction") == "up":
             span(ax, y + 0.22, capacity, "tab:green", "s", "output-layer capacity: t_10 to t_90, t_50")
+        for name, marker, colour, hollow in MEASURE_MARKS:
+            t50 = ((out_layer or {}).get(name) or {}).get("t50")
+            if t50 is not None and t50 > 0:
+                ax.plot([t50], [y - 0.22], marker, ms=6, color=colour, markerfacecolor="white" if hollow else colour,
+                        label=f"output-layer {name.replace('_', ' ')}: t_50")
         lead = ntk.get("lead_decades_over_test_t50")
         lag = out_layer.get("lag_decades_after_test_t50") if out_layer else None
         delay = s.get("delay_decades")
@@ -402,10 +412,7 @@ REPLICATE_MARKS = [  # (label, marker, colour, hollow)
     ("kernel: 50% of its maximum distance to init", "D", "tab:purple", False),
     ("kernel: 50% of its distance at the test rise", "^", "tab:purple", False),
     ("output-layer capacity: t_50", "s", "tab:green", False),
-    ("output-layer radius: t_50", "v", "tab:red", False),
-    ("output-layer dimension: t_50", "<", "tab:brown", False),
-    ("output-layer center correlation: t_50", "o", "tab:gray", True),
-]
+] + [(f"output-layer {name.replace('_', ' ')}: t_50", marker, colour, hollow) for name, marker, colour, hollow in MEASURE_MARKS]
 
 
 def plot_replicates(runs, conditions, out):
@@ -444,7 +451,7 @@ def plot_replicates(runs, conditions, out):
             ntk = s.get("ntk", {}).get(probe_set, {}) if probe_set else {}
             layer = output_layer(r)
             capacity = layer["capacity"] if layer and layer["capacity"].get("moved") else {}
-            measures = [(layer or {}).get(m) or {} for m in ("radius", "dimension", "center_correlation")]
+            measures = [(layer or {}).get(name) or {} for name, *_ in MEASURE_MARKS]
             steps = [s.get("t_fit"), ntk.get("t_above_absolute"), ntk.get("t_half_max"),
                      ntk.get("t_half_of_distance_at_test_t50"), capacity.get("t50")] + [m.get("t50") for m in measures]
             for (label, marker, colour, hollow), t in zip(REPLICATE_MARKS, steps):
