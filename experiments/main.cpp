@@ -5,6 +5,7 @@
 //   grokscope geometry --activations X.npy --labels Y.npy [--kappa K] [--n-t N] [--seed S]
 //                      [--no-center-structure | --center-k K] [--device cpu|cuda] [--json]
 //   grokscope probe RUN_DIR --out DIR [--set probe.KEY=VALUE ...] [--device cpu|cuda]
+//   grokscope probe --resume DIR [--device cpu|cuda]
 //   grokscope report RUN_DIR [RUN_DIR ...] [--out DIR] [--no-figures] [--json]
 //   grokscope info
 #include <CLI/CLI.hpp>
@@ -187,10 +188,13 @@ int main(int argc, char** argv) {
 
   auto* probe = app.add_subcommand("probe", "the probes again on a run's checkpoints, with other probe settings, into a directory of their own");
   gs::experiments::ProbeCommand probe_cmd;
-  std::string probe_run, probe_out, probe_device = "cpu";
-  probe->add_option("run", probe_run, "a run directory written by grokscope train")->required();
-  probe->add_option("--out", probe_out, "where the probes' CSVs go, with the recipe as probed and the run's metrics (not the run directory)")
-      ->required();
+  std::string probe_run, probe_out, probe_resume, probe_device = "cpu";
+  auto* probe_run_option = probe->add_option("run", probe_run, "a run directory written by grokscope train");
+  auto* probe_out_option =
+      probe->add_option("--out", probe_out, "where the probes' CSVs go, with the recipe as probed and the run's metrics (not the run directory)");
+  probe->add_option("--resume", probe_resume, "continue the stopped probe in this directory, with its settings")
+      ->excludes(probe_run_option)
+      ->excludes(probe_out_option);
   probe->add_option("--set", probe_cmd.overrides,
                     "change a probe setting, e.g. --set probe.kappa=0.5 or --set probe.geometry_n_t=1000 (repeatable; probe.* keys only)");
   probe->add_option("--device", probe_device, "run the probes on cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
@@ -210,8 +214,12 @@ int main(int argc, char** argv) {
       return gs::experiments::run_report_command(report_cmd);
     }
     if (probe->parsed()) {
+      if (probe_resume.empty() && (probe_run.empty() || probe_out.empty()))
+        throw gs::Error("probe: give a run directory and --out DIR (grokscope probe RUN_DIR --out DIR), or --resume DIR "
+                        "to continue a stopped probe");
       probe_cmd.run = probe_run;
-      probe_cmd.out = probe_out;
+      probe_cmd.out = probe_resume.empty() ? probe_out : probe_resume;
+      probe_cmd.resume = !probe_resume.empty();
       probe_cmd.device = probe_device == "cuda" ? gs::Device::cuda : gs::Device::cpu;
       probe_cmd.command_line.assign(argv, argv + argc);
       return gs::experiments::run_probe_command(probe_cmd);

@@ -119,6 +119,16 @@ TEST_SUITE("cli") {
     std::ifstream probed_recipe(dir / "kappa" / "recipe.toml");
     CHECK(std::string(std::istreambuf_iterator<char>(probed_recipe), {}).find("kappa = 0.5\n") != std::string::npos);
     CHECK(std::filesystem::exists(dir / "kappa" / "geometry.csv"));
+    // --resume on a finished probe has nothing to do; it takes no run and no --out beside it.
+    Result again = run("probe --resume " + (dir / "kappa").string());
+    REQUIRE_MESSAGE(again.status == 0, again.out);
+    CHECK(again.out.find("nothing to resume") != std::string::npos);
+    Result both = run("probe " + (dir / "run").string() + " --resume " + (dir / "kappa").string());
+    CHECK(both.status != 0);
+    CHECK(both.out.find("excludes") != std::string::npos);
+    Result no_out = run("probe " + (dir / "run").string());
+    CHECK(no_out.status != 0);
+    CHECK(no_out.out.find("give a run directory and --out DIR") != std::string::npos);
 
     // The geometry probe: one row per probe step and layer, named as the model names them.
     std::ifstream geo(dir / "run" / "geometry.csv");

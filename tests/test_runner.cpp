@@ -15,6 +15,7 @@
 #include "experiments/geometry_probe.h"
 #include "experiments/ntk_probe.h"
 #include "experiments/probe_command.h"
+#include "experiments/probe_csv.h"
 #include "experiments/probes.h"
 #include "experiments/report.h"
 #include "experiments/runner.h"
@@ -550,6 +551,81 @@ TEST_SUITE("runner") {
     CHECK_FALSE(std::filesystem::exists(dir / "geometry" / "ntk.csv"));
     const auto rows = read_csv(dir / "geometry" / "geometry.csv");
     CHECK(rows.size() == 1 + (before.size() - 1) / steps.size() * (steps.size() - 1));  // every layer at every other step
+  }
+
+  // grokscope probe --resume: a probe stopped between two steps, or killed within one, goes on
+  // from the last step every CSV logged and ends with what a probe never stopped writes.
+  TEST_CASE("a stopped probe resumed writes what an unstopped one writes") {
+    test::TempDir dir;
+    write_tiny_mnist(dir.path(), 64, 40);
+    const Recipe recipe = tiny_recipe(dir.path(), 40);
+    Runner runner(recipe, {dir / "run", {}, true});
+    for (auto& [name, hook] : recipe_probes(recipe)) runner.add_probe(name, hook);
+    REQUIRE(runner.run() == 0);
+    const auto steps = checkpoint_steps(dir / "run" / "ckpt");
+    REQUIRE(steps.size() >= 5);
+    const std::vector<std::string> sets = {"probe.kappa=0.5"};
+    REQUIRE(run_probe_command({dir / "run", dir / "full", sets, Device::cpu, true, {}}) == 0);
+    const auto same_as_full = [&](const std::filesystem::path& out) {
+      for (const char* file : {"ntk.csv", "geometry.csv", "metrics.csv", "recipe.toml", "ntk_pairwise_train.npy",
+                               "ntk_pairwise_steps.npy"}) {
+        CAPTURE(file);
+        CHECK(file_text(out / file) == file_text(dir / "full" / file));
+      }
+    };
+
+    ProbeCommand stopped{dir / "run", dir / "part", sets, Device::cpu, true, {}};
+    stopped.stop_after_steps = 2;
+    REQUIRE(run_probe_command(stopped) == 130);
+    auto info = nlohmann::json::parse(std::ifstream(dir / "part" / "run.json"));
+    CHECK(info["probe_status"] == "stopped");
+    CHECK(logged_steps(dir / "part" / "geometry.csv") == std::vector<std::int64_t>{steps[0], steps[1]});
+    ProbeCommand resume{{}, dir / "part", {}, Device::cpu, true, {"grokscope", "probe", "--resume"}, true};
+    REQUIRE(run_probe_command(resume) == 0);
+    same_as_full(dir / "part");
+    info = nlohmann::json::parse(std::ifstream(dir / "part" / "run.json"));
+    CHECK(info["probe_status"] == "finished");
+    CHECK(info["probe_resumed_at_step"] == steps[1]);  // the last step both CSVs logged, probed again
+    CHECK(info["probe_command_lines_resumed"].size() == 1);
+    CHECK(info["probed_from"].get<std::string>() == std::filesystem::absolute(dir / "run").lexically_normal().string());
+    // Finished: nothing left to do, and nothing rewritten.
+    REQUIRE(run_probe_command(resume) == 0);
+    same_as_full(dir / "part");
+
+    // Killed within step 3: the kernel's rows of step 3 written, the geometry's in part, and no
+    // probe_status at all (the process never got to write one).
+    std::filesystem::create_directories(dir / "killed");
+    for (const char* file : {"metrics.csv", "recipe.toml"}) std::filesystem::copy_file(dir / "full" / file, dir / "killed" / file);
+    auto killed_info = nlohmann::json::parse(std::ifstream(dir / "full" / "run.json"));
+    killed_info.erase("probe_status");
+    killed_info.erase("probe_seconds");
+    std::ofstream(dir / "killed" / "run.json") << killed_info.dump(2);
+    const auto rows_until = [&](const char* file, std::int64_t last_step, std::size_t extra_rows) {
+      std::ifstream in(dir / "full" / file);
+      std::ofstream out(dir / "killed" / file);
+      std::string line;
+      std::getline(in, line);
+      out << line << "\n";
+      while (std::getline(in, line)) {
+        const std::int64_t step = std::stoll(line.substr(0, line.find(',')));
+        if (step <= last_step || (step == steps[3] && extra_rows > 0 && extra_rows--)) out << line << "\n";
+      }
+    };
+    rows_until("ntk.csv", steps[3], 0);
+    rows_until("geometry.csv", steps[2], 2);  // two of step 3's layers
+    resume.out = dir / "killed";
+    REQUIRE(run_probe_command(resume) == 0);
+    same_as_full(dir / "killed");
+    CHECK(nlohmann::json::parse(std::ifstream(dir / "killed" / "run.json"))["probe_resumed_at_step"] == steps[3]);
+
+    ProbeCommand bad = resume;
+    bad.overrides = {"probe.kappa=1"};
+    CHECK_THROWS_WITH_AS(run_probe_command(bad), doctest::Contains("drop --set"), Error);
+    bad.overrides = {};
+    bad.out = dir / "run";
+    CHECK_THROWS_WITH_AS(run_probe_command(bad), doctest::Contains("was not written by grokscope probe"), Error);
+    bad.out = dir / "nowhere";
+    CHECK_THROWS_WITH_AS(run_probe_command(bad), doctest::Contains("no such directory"), Error);
   }
 }
 
