@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
   std::int64_t geo_center_k = 0;
   geometry->add_option("--center-k", geo_center_k,
                        "remove exactly this many directions of the centers' common structure (default: the K of least residual correlation)")
-      ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()))
+      ->check(number_in<std::int64_t>(1, std::numeric_limits<std::int64_t>::max()))
       ->excludes(no_centers);
   std::string geo_device = "cpu";
   geometry->add_option("--device", geo_device, "solve the manifolds' anchor problems on cpu or cuda")
