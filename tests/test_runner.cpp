@@ -492,6 +492,17 @@ std::string file_text(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), {}};
 }
+
+// A tiny run trained into dir/run with its recipe's probes, for grokscope probe to read; returns
+// its checkpoint steps.
+std::vector<std::int64_t> train_probed_tiny_run(const test::TempDir& dir) {
+  write_tiny_mnist(dir.path(), 64, 40);
+  const Recipe recipe = tiny_recipe(dir.path(), 40);
+  Runner runner(recipe, {dir / "run", {}, true});
+  for (auto& [name, hook] : recipe_probes(recipe)) runner.add_probe(name, hook);
+  REQUIRE(runner.run() == 0);
+  return checkpoint_steps(dir / "run" / "ckpt");
+}
 }  // namespace
 
 TEST_SUITE("runner") {
@@ -499,12 +510,7 @@ TEST_SUITE("runner") {
   // probe settings change only what they should; and what cannot be probed is refused, saying why.
   TEST_CASE("probing a run's checkpoints again reproduces its probes, and other settings write their own") {
     test::TempDir dir;
-    write_tiny_mnist(dir.path(), 64, 40);
-    const Recipe recipe = tiny_recipe(dir.path(), 40);
-    Runner runner(recipe, {dir / "run", {}, true});
-    for (auto& [name, hook] : recipe_probes(recipe)) runner.add_probe(name, hook);
-    REQUIRE(runner.run() == 0);
-    const auto steps = checkpoint_steps(dir / "run" / "ckpt");
+    const auto steps = train_probed_tiny_run(dir);
     CHECK(steps == log_spaced_steps(40, 5));
 
     ProbeCommand same{dir / "run", dir / "same", {}, Device::cpu, true, {"grokscope", "probe"}};
@@ -557,12 +563,7 @@ TEST_SUITE("runner") {
   // from the last step every CSV logged and ends with what a probe never stopped writes.
   TEST_CASE("a stopped probe resumed writes what an unstopped one writes") {
     test::TempDir dir;
-    write_tiny_mnist(dir.path(), 64, 40);
-    const Recipe recipe = tiny_recipe(dir.path(), 40);
-    Runner runner(recipe, {dir / "run", {}, true});
-    for (auto& [name, hook] : recipe_probes(recipe)) runner.add_probe(name, hook);
-    REQUIRE(runner.run() == 0);
-    const auto steps = checkpoint_steps(dir / "run" / "ckpt");
+    const auto steps = train_probed_tiny_run(dir);
     REQUIRE(steps.size() >= 5);
     const std::vector<std::string> sets = {"probe.kappa=0.5"};
     REQUIRE(run_probe_command({dir / "run", dir / "full", sets, Device::cpu, true, {}}) == 0);
