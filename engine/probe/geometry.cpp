@@ -254,8 +254,9 @@ LayerGeometry analyze_layer(const Tensor& activations, const std::vector<std::in
     basis = structure.basis;
     if (removal.k > 0 && structure.k < removal.k)
       out.warnings.push_back(fmt::format("the center structure's K is {}, not the {} asked: {} class centers{} allow "
-                                         "at most {} directions", structure.k, removal.k, classes,
-                                         structure.k < classes - 2 ? " in this few dimensions" : "", structure.k));
+                                         "at most {} direction{}", structure.k, removal.k, classes,
+                                         structure.k < classes - 2 ? " in this few dimensions" : "", structure.k,
+                                         structure.k == 1 ? "" : "s"));
   } else {
     Matrix c{classes, features, centers};
     out.center_correlation = mean_abs_cosine_of_centers(c);

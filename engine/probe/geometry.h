@@ -80,7 +80,7 @@ namespace gs::probe {
 struct LayerGeometry {
   double capacity = 0, capacity_se = 0, radius = 0, dimension = 0;
   double center_correlation = 0;  // before the removal
-  std::int64_t k = 0;             // dimensions of the removed center structure (fewer than a fixed K asked where the centers allow fewer)
+  std::int64_t k = 0;             // dimensions of the removed center structure (fewer than a fixed K where the centers allow fewer)
   std::vector<std::int64_t> k_near_ties;  // other K within 1e-3 of the best residual (the capacity moves with K)
   std::vector<ManifoldGeometry> per_class;
   std::vector<std::string> warnings;  // degenerate manifolds, said once each
