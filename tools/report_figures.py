@@ -204,7 +204,16 @@ def plot_geometry(r, out):
         ax.set_ylabel(label)
         log_axis(ax)
     legend(axes[0, 0], fontsize=7)
-    fig.suptitle(f"{r['name']}: representational geometry per layer (MFTMA)")
+    title = f"{r['name']}: representational geometry per layer (MFTMA)"
+    # The K of the center structure removed first: where it changes between steps, radius and
+    # dimension jump with it (docs/geometry.md), which a reader of the curves should know.
+    ks = sorted({int(float(k)) for k in g.get("k", []) if k.strip().lstrip("-").isdigit()})
+    if len(ks) > 1:
+        title += (f"\n(the removed center structure's K varies between steps, {ks[0]} to {ks[-1]}: radius and "
+                  f"dimension jump with it; probe.geometry_center_k fixes K)")
+    elif ks:
+        title += f", center-structure K = {ks[0]}"
+    fig.suptitle(title, fontsize=10)
     save(fig, out, "geometry")
 
 
