@@ -2,11 +2,20 @@
 # One dataset's four conditions of the study, one after another, then one report with the runs
 # side by side: the grokking recipe (init ×8, wd 0.01), its control (init ×2), and the
 # output-scale pair (α = 0.5 and 0.001, wd 0).
-#   tools/run_study.sh [mnist|fashion] [OUT]     (default: mnist into runs/study-<dataset>)
-# A run that already finished is kept; one that was stopped is resumed; so the script can be
-# rerun after an interruption. Each run takes about 3 minutes on 2 cores.
+#   tools/run_study.sh [--set KEY=VALUE ...] [mnist|fashion] [OUT]
+#                                                (default: mnist into runs/study-<dataset>)
+# --set applies to every condition's recipe (e.g. --set probe.geometry_center_k=1, one
+# center-structure K at every probe step). A run that already finished is kept; one that was
+# stopped is resumed (with the settings it started with); so the script can be rerun after an
+# interruption. Each run takes about 3 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sets=()
+while [[ "${1:-}" == --set ]]; do
+  [[ -n "${2:-}" ]] || { echo "run_study: --set needs KEY=VALUE" >&2; exit 2; }
+  sets+=(--set "$2")
+  shift 2
+done
 dataset="${1:-mnist}"
 out="${2:-runs/study-$dataset}"
 case "$dataset" in
@@ -31,7 +40,7 @@ for condition in init8-wd0.01 init2-wd0.01 init8-out0.5-wd0 init8-out0.001-wd0; 
       exit 1
     fi
     rm -rf "$dir"
-    "$bin" train "$recipe" --out "$dir" --quiet
+    "$bin" train "$recipe" --out "$dir" --quiet "${sets[@]}"
   fi
 done
 "$bin" report "${runs[@]}" --out "$out"
