@@ -35,8 +35,11 @@ std::string onsets_csv(const std::vector<RunReport>& runs) {
       "ntk_lead_decades,ntk_t_half_at_rise,ntk_lead_at_rise_decades,capacity_t10,capacity_t50,capacity_t90,capacity_lag_decades,"
       "radius_t50,radius_lag_decades,dimension_t50,dimension_lag_decades,center_correlation_t50,center_correlation_lag_decades,"
       "k_min,k_max";
-  for (const auto& layer : layers)
+  for (const auto& layer : layers) {
     out.append(",").append(csv_field(layer + ":capacity_t50")).append(",").append(csv_field(layer + ":capacity_lag_decades"));
+    for (const char* measure : {"radius", "dimension", "center_correlation"})
+      out.append(",").append(csv_field(fmt::format("{}:{}_lag_decades", layer, measure)));
+  }
   out += "\n";
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const RunReport& r = runs[i];
@@ -71,6 +74,8 @@ std::string onsets_csv(const std::vector<RunReport>& runs) {
     for (const auto& layer : layers) {
       const LayerOnsets* l = find_layer(r, layer);
       row += moved(l) ? fmt::format(",{},{}", number_field(l->capacity.t50), number_field(l->lag_decades)) : std::string(",,");
+      for (const MeasureOnsets* m : {l ? &l->radius : nullptr, l ? &l->dimension : nullptr, l ? &l->center_correlation : nullptr})
+        row.append(",").append(m ? number_field(m->lag_decades) : std::string());
     }
     out += row + "\n";
   }

@@ -20,8 +20,9 @@ std::string number_field(const std::optional<double>& x);
 // t_90, delay in decades), the NTK's onsets on its probe set and its leads, the output layer's
 // capacity rise and its lag, its radius, dimension and center correlation t_50 and lags (empty
 // where K varied after the fit, for radius and dimension) and its K's range after the fit, and
-// every other layer's capacity t_50 and lag ("layers.2:capacity_t50"); an onset that did not
-// happen is an empty field.
+// every other layer's capacity t_50 and lag ("layers.2:capacity_t50") and its radius, dimension
+// and center correlation lags ("layers.2:radius_lag_decades"); an onset that did not happen is
+// an empty field.
 std::string onsets_csv(const std::vector<RunReport>& runs);
 
 }  // namespace gs::experiments

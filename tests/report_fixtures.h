@@ -60,6 +60,7 @@ struct SyntheticRun {
   // The output layer's other measures (flat without them) and its removed structure's K.
   Curve radius = constant(1), dimension = constant(10), center_correlation = constant(0.2);
   std::function<int(double)> output_k = [](double) { return 1; };
+  Curve hidden_radius = constant(1);  // layers.1's
   std::string status = "finished";
   std::string dataset = "mnist";
   std::string recipe_tables;  // more of recipe.toml, after [data]
@@ -89,7 +90,8 @@ struct SyntheticRun {
       std::ofstream g(dir / "geometry.csv");
       g << "step,layer,capacity,capacity_se,radius,dimension,center_correlation,k\n";
       for (double t : probe_steps) {
-        g << fmt::format("{},layers.1,{},{},1,30,0.25,1\n", t, hidden_capacity ? (*hidden_capacity)(t) : 0.07, capacity_se);
+        g << fmt::format("{},layers.1,{},{},{},30,0.25,1\n", t, hidden_capacity ? (*hidden_capacity)(t) : 0.07, capacity_se,
+                         hidden_radius(t));
         g << fmt::format("{},output,{},{},{},{},{},{}\n", t, (*capacity)(t), capacity_se, radius(t), dimension(t),
                          center_correlation(t), output_k(t));
       }

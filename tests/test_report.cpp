@@ -520,6 +520,7 @@ TEST_SUITE("report") {
     delayed.capacity = early.capacity = flat.capacity = log_sigmoid(0.1, 0.5, 4.1, 0.1);
     delayed.radius = log_sigmoid(5, 1, 4.2, 0.1);
     delayed.output_k = [](double t) { return t < 50 ? 2 : 1; };  // K changes before the fit only
+    delayed.hidden_radius = log_sigmoid(1, 0.8, 4.4, 0.1);
     flat.radius = log_sigmoid(5, 1, 4.2, 0.1);
     flat.output_k = [](double t) { return t > 1000 && t < 3000 ? 2 : 1; };
     early.test = log_sigmoid(0.2, 0.9, 2.05, 0.1);
@@ -554,11 +555,16 @@ TEST_SUITE("report") {
     CHECK(rows[0].rfind((tmp / "delayed").string() + ",\"init_scale=8 widths=[16, 12]\",8,\"[16, 12]\",", 0) == 0);
     CHECK(header.find(",capacity_lag_decades,radius_t50,radius_lag_decades,dimension_t50,dimension_lag_decades,"
                       "center_correlation_t50,center_correlation_lag_decades,k_min,k_max,layers.1:capacity_t50,"
-                      "layers.1:capacity_lag_decades") != std::string::npos);
+                      "layers.1:capacity_lag_decades,layers.1:radius_lag_decades,layers.1:dimension_lag_decades,"
+                      "layers.1:center_correlation_lag_decades") != std::string::npos);
     const auto d = fields_after_widths(rows[0]);
-    REQUIRE(d.size() == 27);
+    REQUIRE(d.size() == 30);
     CHECK(d[25].empty());  // layers.1's capacity stays flat
     CHECK(d[26].empty());
+    CHECK(std::stod(d[27]) == doctest::Approx(report_json(reports[0])["layers"][0]["radius"]["lag_decades_after_test_t50"].get<double>()));
+    CHECK(std::abs(std::stod(d[27]) - 0.4) < 0.05);
+    CHECK(d[28].empty());  // its dimension and center correlation hold
+    CHECK(d[29].empty());
     const auto j = report_json(reports[0]);
     CHECK(d[0] == "finished");
     CHECK(std::stod(d[2]) == doctest::Approx(j["t_fit"].get<double>()));
@@ -576,7 +582,7 @@ TEST_SUITE("report") {
     CHECK(d[24] == "1");
     CHECK(rows[1].rfind((tmp / "early").string() + ",\"init_scale=2 widths=[16, 12]\",2,", 0) == 0);
     const auto f = fields_after_widths(rows[2]);
-    REQUIRE(f.size() == 27);
+    REQUIRE(f.size() == 30);
     CHECK(f[17].empty());  // K varies after the fit: no radius onset
     CHECK(f[23] == "1");
     CHECK(f[24] == "2");
