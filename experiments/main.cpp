@@ -225,10 +225,7 @@ int main(int argc, char** argv) {
       return gs::experiments::run_probe_command(probe_cmd);
     }
     if (geometry->parsed()) {
-      const auto removal = geo_keep_centers   ? gs::probe::CenterRemoval::none()
-                           : geo_center_k > 0 ? gs::probe::CenterRemoval::fixed(geo_center_k)
-                                              : gs::probe::CenterRemoval::least_correlation();
-      return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json, removal,
+      return run_geometry(geo_x, geo_y, geo_kappa, geo_nt, geo_seed, geo_json, {!geo_keep_centers, geo_center_k},
                           geo_device == "cuda" ? gs::Device::cuda : gs::Device::cpu);
     }
     if (ntk->parsed()) {

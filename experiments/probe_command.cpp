@@ -56,10 +56,6 @@ nlohmann::ordered_json probed_run_info(const ProbeCommand& cmd, const std::vecto
   return info;
 }
 
-}  // namespace
-
-namespace {
-
 // What a probe needs to begin, or to go on: the run, the recipe as probed, DIR/run.json as it
 // will be written, the run's checkpoint steps and the index of the first one to probe.
 struct ProbeJob {
@@ -161,9 +157,10 @@ ProbeJob resumed_job(const ProbeCommand& cmd) {
     job.first = at == job.steps.end() ? 0 : static_cast<std::size_t>(at - job.steps.begin());
   }
   job.seconds_before = job.info.value("probe_seconds", 0.0);
-  if (job.info.value("probe_status", std::string(job.info.contains("probe_seconds") ? "finished" : "")) == "finished" &&
-      !common.empty() && common.back() == job.steps.back())
-    job.first = job.steps.size();  // nothing left
+  // A probe written before probe_status existed has probe_seconds only once it finished.
+  const bool finished = job.info.contains("probe_status") ? job.info["probe_status"] == "finished"
+                                                          : job.info.contains("probe_seconds");
+  if (finished && !common.empty() && common.back() == job.steps.back()) job.first = job.steps.size();  // nothing left
   job.info["probed_steps"] = job.steps;
   job.info["probe_resumed_at_step"] = job.first < job.steps.size() ? nlohmann::ordered_json(job.steps[job.first]) : nullptr;
   auto& lines = job.info["probe_command_lines_resumed"];

@@ -15,9 +15,7 @@ std::vector<std::pair<std::string, ProbeHook>> recipe_probes(const Recipe& recip
     hooks.emplace_back("ntk", [probe](const ProbeContext& c) { (*probe)(c); });
   }
   if (p.geometry) {
-    const auto removal = !p.geometry_center_structure  ? probe::CenterRemoval::none()
-                         : p.geometry_center_k > 0      ? probe::CenterRemoval::fixed(p.geometry_center_k)
-                                                        : probe::CenterRemoval::least_correlation();
+    const probe::CenterRemoval removal{p.geometry_center_structure, p.geometry_center_k};
     auto probe = std::make_shared<GeometryProbe>(p.kappa, p.geometry_n_t, recipe.train.seed, removal);
     hooks.emplace_back("geometry", [probe](const ProbeContext& c) { (*probe)(c); });
   }
