@@ -356,6 +356,76 @@ TEST_SUITE("geometry") {
     }
   }
 
+  // pymanopt's stopping tests, as the reference's minimization runs them: whatever test stopped a
+  // minimization holds where it stopped, and the frame it returns is orthonormal, no worse than
+  // where it started, and has the cost and gradient norm it reports.
+  TEST_CASE("center structure: a minimization stops where one of pymanopt's tests holds") {
+    const std::int64_t p = 10;
+    int by_gradient = 0, by_step = 0;
+    for (std::uint64_t seed = 1; seed <= 12; ++seed)
+      for (std::int64_t k : {1, 2, 4}) {
+        CAPTURE(seed);
+        CAPTURE(k);
+        Matrix x{p, p - 1, test::random_values(static_cast<std::size_t>(p * (p - 1)), 200 + seed)};
+        for (std::int64_t i = 0; i < p; ++i) x(i, 0) += 3 * static_cast<double>(i % 3);  // some shared structure
+        // An orthonormal start by Gram–Schmidt.
+        Matrix v0{p - 1, k, test::random_values(static_cast<std::size_t>((p - 1) * k), 300 + seed)};
+        for (std::int64_t j = 0; j < k; ++j) {
+          for (std::int64_t i = 0; i < j; ++i) {
+            double d = 0;
+            for (std::int64_t r = 0; r < p - 1; ++r) d += v0(r, i) * v0(r, j);
+            for (std::int64_t r = 0; r < p - 1; ++r) v0(r, j) -= d * v0(r, i);
+          }
+          double norm = 0;
+          for (std::int64_t r = 0; r < p - 1; ++r) norm += v0(r, j) * v0(r, j);
+          for (std::int64_t r = 0; r < p - 1; ++r) v0(r, j) /= std::sqrt(norm);
+        }
+        const CenterFit fit = minimize_center_cost(x, v0);
+        const Matrix& v = fit.v;
+        for (std::int64_t i = 0; i < k; ++i)
+          for (std::int64_t j = 0; j < k; ++j) {
+            double d = 0;
+            for (std::int64_t r = 0; r < p - 1; ++r) d += v(r, i) * v(r, j);
+            CHECK(d == doctest::Approx(i == j ? 1.0 : 0.0).scale(1.0).epsilon(1e-12));
+          }
+        Matrix g;
+        CHECK(fit.cost == doctest::Approx(center_cost(x, v, &g)).epsilon(1e-12));
+        CHECK(fit.cost <= center_cost(x, v0));
+        // The Riemannian gradient: the Euclidean one minus V sym(Vᵀ G).
+        std::vector<double> vg(static_cast<std::size_t>(k * k), 0.0);
+        for (std::int64_t a = 0; a < k; ++a)
+          for (std::int64_t b = 0; b < k; ++b)
+            for (std::int64_t r = 0; r < p - 1; ++r) vg[a * k + b] += v(r, a) * g(r, b);
+        double norm = 0;
+        for (std::int64_t r = 0; r < p - 1; ++r)
+          for (std::int64_t b = 0; b < k; ++b) {
+            double t = g(r, b);
+            for (std::int64_t a = 0; a < k; ++a) t -= v(r, a) * 0.5 * (vg[a * k + b] + vg[b * k + a]);
+            norm += t * t;
+          }
+        CHECK(fit.gradient_norm == doctest::Approx(std::sqrt(norm)).epsilon(1e-6).scale(1e-12));
+        CHECK(fit.iterations <= 999);
+        switch (fit.stop) {
+          case CgStop::gradient_norm:
+            CHECK(fit.gradient_norm < 1e-6);
+            ++by_gradient;
+            break;
+          case CgStop::step_size:
+            CHECK(fit.last_step < 1e-10);
+            CHECK(fit.gradient_norm >= 1e-6);
+            ++by_step;
+            break;
+          case CgStop::iterations:
+            CHECK(fit.iterations == 999);
+            break;
+          case CgStop::non_finite:
+            FAIL("a gradient stopped being finite on centers in general position");
+        }
+      }
+    CHECK(by_gradient > 0);  // both tests are reached on these centers (20 and 13 of the 36)
+    CHECK(by_step > 0);
+  }
+
   TEST_CASE("center structure: a planted shared direction is found and removed") {
     // 10 centers in 30 dimensions: a strong common component along u plus small independent parts.
     const std::int64_t p = 10, n = 30;

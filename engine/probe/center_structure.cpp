@@ -153,55 +153,6 @@ Matrix cost_gradient(const Matrix& x, const CostTerms& t) {
   return matmul(x, dc, true, false);
 }
 
-// Riemannian CG from v0.
-Matrix minimize(const Matrix& x, Matrix v) {
-  const Matrix cc = matmul(x, x, false, true);  // X Xᵀ: the same at every evaluation
-  CostTerms terms = cost_terms(x, cc, v);
-  double f = terms.f, f_previous = INFINITY;
-  Matrix grad = tangent(v, cost_gradient(x, terms)), dir = grad;
-  for (double& d : dir.v) d = -d;
-  // Where a center lies (almost) inside span(V), its residual vanishes and the gradient of its
-  // cosines is not finite: the search stops at the last point whose gradient was.
-  if (!std::isfinite(dot(grad, grad))) return v;
-  // pymanopt's defaults, which the reference runs with (its own tolerances never reach the solver):
-  // stop below a gradient norm of 1e-6 or after 1000 iterations.
-  for (int it = 0; it < 1000; ++it) {
-    const double gnorm = std::sqrt(dot(grad, grad));
-    if (gnorm < 1e-6) break;
-    double slope = dot(grad, dir);
-    if (slope >= 0) {  // not a descent direction: restart along the negative gradient
-      dir = grad;
-      for (double& d : dir.v) d = -d;
-      slope = -gnorm * gnorm;
-    }
-    // pymanopt's backtracking: first try twice the step that would repeat the last decrease.
-    double step = f_previous > f ? 4 * (f - f_previous) / slope : 0;
-    if (!(step > 0 && std::isfinite(step))) step = 1.0 / std::sqrt(dot(dir, dir));
-    double f_new = f;
-    Matrix v_new;
-    for (int back = 0; back < 60; ++back, step *= 0.5) {  // Armijo backtracking
-      v_new = retract(axpy(v, step, dir));
-      terms = cost_terms(x, cc, v_new);
-      f_new = terms.f;
-      if (f_new <= f + 1e-4 * step * slope) break;
-    }
-    if (!(f_new < f)) break;  // no progress left at machine precision
-    const bool converged = f - f_new <= 1e-14 * std::max(1.0, std::abs(f));
-    Matrix grad_new = tangent(v_new, cost_gradient(x, terms));  // the gradient where the search stopped
-    if (!std::isfinite(dot(grad_new, grad_new))) return v;
-    // Vector transport by projection onto the new tangent space.
-    Matrix old_transported = tangent(v_new, grad), dir_transported = tangent(v_new, dir);
-    const double beta = std::max(0.0, dot(grad_new, axpy(grad_new, -1.0, old_transported)) / std::max(dot(grad, grad), 1e-300));
-    for (std::size_t i = 0; i < dir.v.size(); ++i) dir.v[i] = -grad_new.v[i] + beta * dir_transported.v[i];
-    v = v_new;
-    f_previous = f;
-    f = f_new;
-    grad = grad_new;
-    if (converged) break;
-  }
-  return v;
-}
-
 // Mean |cosine| between distinct rows of y (the reference's (Σ|C0| − P) / (P(P−1))).
 double mean_abs_cosine(const Matrix& y) {
   const std::int64_t p = y.rows;
@@ -221,6 +172,86 @@ double mean_abs_cosine(const Matrix& y) {
 }
 
 }  // namespace
+
+// pymanopt's ConjugateGradient as the reference runs it (every setting its default): the
+// Hestenes–Stiefel β clipped at 0, vector transport by projection, and pymanopt's backtracking
+// line search: the first trial twice the step that would repeat the last decrease (the first
+// search: a step of length 1), halved up to 25 times until Armijo's condition (1e-4) holds, and a
+// trial worse than the start refused (no step). The stopping tests are pymanopt's, in its order,
+// at the top of each iteration: 1000 iterations (counted as it counts them: at most 999 line
+// searches), a gradient norm below 1e-6, a last step shorter than 1e-10.
+CenterFit minimize_center_cost(const Matrix& x, const Matrix& v0) {
+  const Matrix cc = matmul(x, x, false, true);  // X Xᵀ: the same at every evaluation
+  CenterFit fit;
+  fit.v = v0;
+  CostTerms terms = cost_terms(x, cc, fit.v);
+  fit.cost = terms.f;
+  Matrix grad = tangent(fit.v, cost_gradient(x, terms)), dir = grad;
+  for (double& d : dir.v) d = -d;
+  fit.gradient_norm = std::sqrt(dot(grad, grad));
+  // Where a center lies (almost) inside span(V), its residual vanishes and the gradient of its
+  // cosines is not finite: the search stops at the last point whose gradient was.
+  if (!std::isfinite(fit.gradient_norm)) {
+    fit.stop = CgStop::non_finite;
+    return fit;
+  }
+  double f_before_last_search = NAN;
+  for (;; ++fit.iterations) {
+    if (fit.iterations + 1 >= 1000) {
+      fit.stop = CgStop::iterations;
+      break;
+    }
+    if (fit.gradient_norm < 1e-6) {
+      fit.stop = CgStop::gradient_norm;
+      break;
+    }
+    if (fit.last_step < 1e-10) {  // false while no search has run (NaN)
+      fit.stop = CgStop::step_size;
+      break;
+    }
+    double slope = dot(grad, dir);
+    if (slope >= 0) {  // not a descent direction: restart along the negative gradient
+      dir = grad;
+      for (double& d : dir.v) d = -d;
+      slope = -fit.gradient_norm * fit.gradient_norm;
+    }
+    const double dir_norm = std::sqrt(dot(dir, dir));
+    double step = 4 * (fit.cost - f_before_last_search) / slope;
+    if (!(step > 0 && std::isfinite(step))) step = 1 / dir_norm;  // the first search
+    Matrix trial = retract(axpy(fit.v, step, dir));
+    terms = cost_terms(x, cc, trial);
+    for (int halvings = 0; terms.f > fit.cost + 1e-4 * step * slope && halvings < 25; ++halvings) {
+      step *= 0.5;
+      trial = retract(axpy(fit.v, step, dir));
+      terms = cost_terms(x, cc, trial);
+    }
+    f_before_last_search = fit.cost;
+    if (terms.f > fit.cost) {  // refused: no step, and the next test stops the search
+      fit.last_step = 0;
+      dir = grad;
+      for (double& d : dir.v) d = -d;
+      continue;
+    }
+    Matrix grad_new = tangent(trial, cost_gradient(x, terms));
+    const double gradient_norm = std::sqrt(dot(grad_new, grad_new));
+    if (!std::isfinite(terms.f) || !std::isfinite(gradient_norm)) {
+      fit.stop = CgStop::non_finite;
+      break;
+    }
+    // Hestenes–Stiefel, with both the old gradient and the direction transported to the new point.
+    // Where its denominator vanishes (pymanopt would divide by zero), the direction restarts.
+    const Matrix dir_transported = tangent(trial, dir), change = axpy(grad_new, -1.0, tangent(trial, grad));
+    const double denominator = dot(change, dir_transported);
+    const double beta = denominator != 0 ? std::max(0.0, dot(grad_new, change) / denominator) : 0.0;
+    for (std::size_t i = 0; i < dir.v.size(); ++i) dir.v[i] = -grad_new.v[i] + beta * dir_transported.v[i];
+    fit.v = std::move(trial);
+    fit.cost = terms.f;
+    fit.last_step = step * dir_norm;
+    fit.gradient_norm = gradient_norm;
+    grad = std::move(grad_new);
+  }
+  return fit;
+}
 
 double center_cost(const Matrix& x, const Matrix& v, Matrix* grad) {
   return center_cost_given_gram(x, matmul(x, x, false, true), v, grad);
@@ -319,7 +350,7 @@ CenterStructure find_center_structure(const Matrix& centers, std::uint64_t seed,
         v0(j, 0) = acc;
         for (std::int64_t c = 1; c < k; ++c) v0(j, c) = v1(j, c - 1);
       }
-      Matrix v = minimize(x, retract(v0));
+      Matrix v = minimize_center_cost(x, retract(v0)).v;
       // Stability: the smallest fraction of a center's norm left after removing span(V).
       Matrix xv = matmul(x, v), left = axpy(x, -1.0, matmul(xv, v, false, true));
       double stability = INFINITY;

@@ -4,9 +4,11 @@
 // V (the Stiefel manifold of (P−1) × k frames in the centers' own basis) minimizing
 //   F(V) = ½ Σ_mn (C_mn − c_m·c_n)² / (c0_m c0_n),   C = X Xᵀ, c = X V, c0_m = C_mm − ‖c_m‖²,
 // the correlations left between the centers X (P × (P−1)) once the span of V is taken out.
-// Minimized by Riemannian conjugate gradients (Polak–Ribière+, Armijo backtracking, QR
-// retraction), from the reference's warm start [sᵀX; previous V] — which the reference itself
-// computes and then drops (its pymanopt call is not given the start point).
+// Minimized by pymanopt's Riemannian conjugate gradients with its default settings, as the
+// reference runs them (minimize_center_cost), from the reference's warm start [sᵀX; previous V]
+// — which the reference itself computes and then drops (its pymanopt call is not given the start
+// point).
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -23,6 +25,20 @@ struct Matrix {
 double center_cost(const Matrix& x, const Matrix& v, Matrix* euclidean_gradient = nullptr);
 // The same with C = X Xᵀ given, as the minimizer evaluates it many times for one X.
 double center_cost_given_gram(const Matrix& x, const Matrix& gram, const Matrix& v, Matrix* euclidean_gradient = nullptr);
+
+// How a minimization of F ended: pymanopt's three tests, or a gradient that stopped being finite.
+enum class CgStop { iterations, gradient_norm, step_size, non_finite };
+struct CenterFit {
+  Matrix v;                   // the frame where it stopped
+  double cost = 0;            // F there
+  double gradient_norm = 0;   // of the Riemannian gradient there
+  double last_step = NAN;     // the length of the last line search's step; 0 where it found no decrease
+  int iterations = 0;         // line searches run
+  CgStop stop = CgStop::iterations;
+};
+// F minimized from v0 (a (P−1) × k frame with orthonormal columns) over such frames, x the
+// centers in their span's basis (P × (P−1)).
+CenterFit minimize_center_cost(const Matrix& x, const Matrix& v0);
 
 struct CenterStructure {
   std::int64_t k = 0;                       // the argmin over k of the residual correlation
