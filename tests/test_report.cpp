@@ -6,6 +6,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -651,6 +652,44 @@ TEST_SUITE("report_figures") {
         "print('\\n'.join(f.run_labels([{}])))\"",
         GROKSCOPE_SOURCE_DIR, list));
     CHECK(out == expected);
+  }
+
+  // tools/compare_geometry.py: two probes of the same runs, row by row and onset by onset.
+  TEST_CASE("compare_geometry counts where two probes of the same runs differ") {
+    test::TempDir tmp;
+    const std::string header = "step,layer,capacity,capacity_se,radius,dimension,center_correlation,k\n";
+    const auto write = [&](const fs::path& dir, const std::string& rows) {
+      fs::create_directories(dir);
+      std::ofstream(dir / "geometry.csv") << header << rows;
+    };
+    // Run a: K differs at step 10; the output capacity moves by 2% at step 10 and by 0.5% at step 0.
+    write(tmp / "old" / "cond" / "a", "0,input,0.1,0,1,1,0.2,1\n0,output,0.2,0,1,1,0.2,1\n10,input,0.1,0,1,1,0.2,1\n10,output,0.3,0,1,1,0.2,2\n");
+    write(tmp / "new" / "cond" / "a", "0,input,0.1,0,1,1,0.2,1\n0,output,0.201,0,1,1,0.2,1\n10,input,0.1,0,1,1,0.2,1\n10,output,0.306,0,1,1,0.2,1\n");
+    std::ofstream(tmp / "old" / "onsets.csv") << "run,capacity_lag_decades,layers.2:capacity_lag_decades\n"
+                                              << (tmp / "old" / "cond" / "a").string() << ",0.30,\n";
+    std::ofstream(tmp / "new" / "onsets.csv") << "run,capacity_lag_decades,layers.2:capacity_lag_decades\n"
+                                              << (tmp / "new" / "cond" / "a").string() << ",0.25,0.5\n";
+    const std::string script = fmt::format("/usr/bin/python3 {}/tools/compare_geometry.py", GROKSCOPE_SOURCE_DIR);
+    std::string out = report_output(fmt::format("{} {} {}", script, (tmp / "old").string(), (tmp / "new").string()));
+    INFO(out);
+    // Columns aligned by spaces: compared with each run of spaces as one.
+    out.erase(std::unique(out.begin(), out.end(), [](char a, char b) { return a == ' ' && b == ' '; }), out.end());
+    CHECK(out.find("1 runs, 4 layer-steps; K differs at 1 (25.0%); the capacity moved by more than 1% at 1") != std::string::npos);
+    CHECK(out.find("\ncond input 2 0 0 none\n") != std::string::npos);
+    CHECK(out.find("\ncond output 2 1 1 2% (a, step 10)\n") != std::string::npos);
+    CHECK(out.find("\ncapacity_lag_decades cond 0.050 a\n") != std::string::npos);
+    CHECK(out.find("\nlayers.2:capacity_lag_decades cond - changed in 1\n") != std::string::npos);
+
+    // A run of OLD that NEW lacks is named, with what to do.
+    write(tmp / "old" / "cond" / "b", "0,input,0.1,0,1,1,0.2,1\n");
+    std::FILE* p = popen(fmt::format("{} {} {} 2>&1", script, (tmp / "old").string(), (tmp / "new").string()).c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string refused;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) refused += buf;
+    const int status = pclose(p);
+    CHECK(WEXITSTATUS(status) != 0);
+    CHECK(refused.find((tmp / "new" / "cond" / "b" / "geometry.csv").string() + " is missing (1 of 2 runs") != std::string::npos);
   }
 
   // Nine columns would not fit a page: a sweep gets the onsets figure, a row per run, and is told so.
