@@ -195,7 +195,8 @@ void analyze_geometry(RunReport& r, const ReportRules& rules, double from) {
       r.notes.push_back(fmt::format(
           "the removed center structure's K changes after the fit in {}: radius and dimension jump with it, so their "
           "onsets there are left out (the capacity's are kept, but jump too); to fix K at every step: grokscope probe {} "
-          "--out DIR --set probe.geometry_center_k={}",
+          "--out DIR --set probe.geometry_center_k={} (or, with no center structure and none of its search's local "
+          "minima: --set probe.geometry_center_structure=false)",
           layers, r.dir.string(), std::max<std::int64_t>(k, 1)));
     }
   } catch (const Error& e) {

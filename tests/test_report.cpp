@@ -297,7 +297,8 @@ TEST_SUITE("report") {
     for (const auto& n : r.notes)
       noted = noted || (n.find("K changes after the fit in output (2-3)") != std::string::npos &&
                         n.find("grokscope probe " + (tmp.path() / "run").string() + " --out DIR --set probe.geometry_center_k=2") !=
-                            std::string::npos);
+                            std::string::npos &&
+                        n.find("--set probe.geometry_center_structure=false") != std::string::npos);
     CHECK(noted);
     const auto j = report_json(r);
     CHECK(j["layers"][1]["radius"]["t50"].is_null());
