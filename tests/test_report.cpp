@@ -681,16 +681,24 @@ TEST_SUITE("report_figures") {
     CHECK(out.find("\ncapacity_lag_decades cond 0.050 a\n") != std::string::npos);
     CHECK(out.find("\nlayers.2:capacity_lag_decades cond - changed in 1\n") != std::string::npos);
 
-    // A run of OLD that NEW lacks is named, with what to do.
+    // What it cannot compare is named, and it exits non-zero.
+    const auto refusal = [&](const std::string& args) {
+      std::FILE* p = popen(fmt::format("{} {} 2>&1", script, args).c_str(), "r");
+      REQUIRE(p != nullptr);
+      std::string text;
+      char buf[4096];
+      while (std::fgets(buf, sizeof buf, p)) text += buf;
+      const int status = pclose(p);
+      CHECK(WEXITSTATUS(status) != 0);
+      return text;
+    };
     write(tmp / "old" / "cond" / "b", "0,input,0.1,0,1,1,0.2,1\n");
-    std::FILE* p = popen(fmt::format("{} {} {} 2>&1", script, (tmp / "old").string(), (tmp / "new").string()).c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string refused;
-    char buf[4096];
-    while (std::fgets(buf, sizeof buf, p)) refused += buf;
-    const int status = pclose(p);
-    CHECK(WEXITSTATUS(status) != 0);
-    CHECK(refused.find((tmp / "new" / "cond" / "b" / "geometry.csv").string() + " is missing (1 of 2 runs") != std::string::npos);
+    CHECK(refusal((tmp / "old").string() + " " + (tmp / "new").string())
+              .find((tmp / "new" / "cond" / "b" / "geometry.csv").string() + " is missing (1 of 2 runs") != std::string::npos);
+    fs::create_directories(tmp / "bare" / "b");
+    std::ofstream(tmp / "bare" / "b" / "geometry.csv") << "step,layer,capacity\n0,input,0.1\n";
+    CHECK(refusal((tmp / "old" / "cond" / "b").string() + " " + (tmp / "bare" / "b").string())
+              .find((tmp / "bare" / "b" / "geometry.csv").string() + " has no column k") != std::string::npos);
   }
 
   // Nine columns would not fit a page: a sweep gets the onsets figure, a row per run, and is told so.

@@ -14,10 +14,12 @@ column's largest difference over each group's runs, in decades.
 import csv
 import math
 import os
+import signal
 import sys
 from collections import defaultdict
 
 MOVE = 0.01  # a capacity that moved by more than this fraction counts as moved
+GEOMETRY_COLUMNS = ["step", "layer", "capacity", "k"]
 
 
 def runs_under(root):
@@ -30,9 +32,14 @@ def runs_under(root):
     return found
 
 
-def read_rows(path):
+def read_rows(path, needed):
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        missing = [c for c in needed if c not in (reader.fieldnames or [])]
+        if missing:
+            sys.exit(f"compare_geometry: {path} has no column {', '.join(missing)}: is it a grokscope "
+                     f"{os.path.basename(path)}?")
+        return list(reader)
 
 
 def relative_move(old, new):
@@ -49,17 +56,18 @@ def compare_geometry(old_root, new_root):
     runs = runs_under(old_root)
     if not runs:
         sys.exit(f"compare_geometry: no geometry.csv under {old_root}: give a run directory or a folder of them")
-    missing = [r for r in runs if not os.path.exists(os.path.join(new_root, r, "geometry.csv"))]
+    missing = [os.path.normpath(os.path.join(new_root, r, "geometry.csv")) for r in runs]
+    missing = [path for path in missing if not os.path.exists(path)]
     if missing:
-        sys.exit(f"compare_geometry: {os.path.join(new_root, missing[0], 'geometry.csv')} is missing "
+        sys.exit(f"compare_geometry: {missing[0]} is missing "
                  f"({len(missing)} of {len(runs)} runs of {old_root} have no counterpart under {new_root})")
     per_layer = defaultdict(lambda: {"steps": 0, "k": 0, "moved": 0, "largest": (0.0, "")})
     total = {"steps": 0, "k": 0, "moved": 0}
     for run in runs:
-        old_path, new_path = (os.path.join(root, run, "geometry.csv") for root in (old_root, new_root))
-        new_rows = {(r["step"], r["layer"]): r for r in read_rows(new_path)}
+        old_path, new_path = (os.path.normpath(os.path.join(root, run, "geometry.csv")) for root in (old_root, new_root))
+        new_rows = {(r["step"], r["layer"]): r for r in read_rows(new_path, GEOMETRY_COLUMNS)}
         group = os.path.dirname(run) or "."
-        for row in read_rows(old_path):
+        for row in read_rows(old_path, GEOMETRY_COLUMNS):
             other = new_rows.get((row["step"], row["layer"]))
             if other is None:
                 sys.exit(f"compare_geometry: {new_path} has no row for step {row['step']}, layer {row['layer']}, "
@@ -89,7 +97,7 @@ def compare_onsets(old_root, new_root):
     # Runs are named by their path; the two reports name the same run under different roots.
     def by_run(path, root):
         rows = {}
-        for r in read_rows(path):
+        for r in read_rows(path, ["run"]):
             rows[os.path.relpath(os.path.normpath(r["run"]), os.path.normpath(root))] = r
         return rows
     old, new = by_run(paths[0], old_root), by_run(paths[1], new_root)
@@ -115,6 +123,7 @@ def compare_onsets(old_root, new_root):
                 print(f"{column:<48}{group:<16}{value}{f'  changed in {changed}' if changed else ''}")
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # piped into head: stop quietly
     if len(sys.argv) != 3 or sys.argv[1] in ("-h", "--help"):
         print(__doc__.strip())
         sys.exit(0 if len(sys.argv) == 2 else 2)
