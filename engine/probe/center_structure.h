@@ -32,7 +32,7 @@ struct CenterFit {
   Matrix v;                   // the frame where it stopped
   double cost = 0;            // F there
   double gradient_norm = 0;   // of the Riemannian gradient there
-  double last_step = NAN;     // the length of the last line search's step; 0 where it found no decrease
+  double last_step = NAN;     // the last line search's step length; 0 where it refused a trial worse than the start
   int iterations = 0;         // line searches run
   CgStop stop = CgStop::iterations;
 };
