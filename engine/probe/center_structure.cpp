@@ -218,12 +218,11 @@ CenterFit minimize_center_cost(const Matrix& x, const Matrix& v0) {
     const double dir_norm = std::sqrt(dot(dir, dir));
     double step = 4 * (fit.cost - f_before_last_search) / slope;
     if (!(step > 0 && std::isfinite(step))) step = 1 / dir_norm;  // the first search
-    Matrix trial = retract(axpy(fit.v, step, dir));
-    terms = cost_terms(x, cc, trial);
-    for (int halvings = 0; terms.f > fit.cost + 1e-4 * step * slope && halvings < 25; ++halvings) {
-      step *= 0.5;
+    Matrix trial;
+    for (int halvings = 0;; ++halvings, step *= 0.5) {
       trial = retract(axpy(fit.v, step, dir));
       terms = cost_terms(x, cc, trial);
+      if (!(terms.f > fit.cost + 1e-4 * step * slope) || halvings == 25) break;
     }
     f_before_last_search = fit.cost;
     if (terms.f > fit.cost) {  // refused: no step, and the next test stops the search
