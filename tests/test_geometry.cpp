@@ -29,6 +29,23 @@ Manifold from_points(std::int64_t d, const std::vector<std::vector<double>>& pts
   return m;
 }
 
+// G = AᵀA and Aᵀy for a random A (rows × m) and y.
+struct NnlsProblem {
+  std::vector<double> g, aty;
+};
+
+NnlsProblem random_nnls(std::int64_t rows, std::int64_t m, std::uint64_t seed) {
+  auto a = test::random_values(static_cast<std::size_t>(rows * m), seed);  // column-major A
+  auto y = test::random_values(static_cast<std::size_t>(rows), seed + 100);
+  NnlsProblem p{std::vector<double>(static_cast<std::size_t>(m * m)), std::vector<double>(static_cast<std::size_t>(m))};
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < m; ++j)
+      for (std::int64_t k = 0; k < rows; ++k) p.g[i * m + j] += a[i * rows + k] * a[j * rows + k];
+    for (std::int64_t k = 0; k < rows; ++k) p.aty[i] += a[i * rows + k] * y[k];
+  }
+  return p;
+}
+
 void check_kkt(const ManifoldGeometry& g) {
   CHECK(g.worst.max_violation <= 1e-9);
   CHECK(g.worst.min_multiplier >= 0.0);
@@ -93,21 +110,61 @@ TEST_SUITE("geometry") {
     int nonzero_optima = 0;
     for (std::uint64_t seed = 10; seed < 40; ++seed) {
       const std::int64_t rows = 3, m = 5;  // more columns than rows: a singular Gram, dependent supports
-      auto a = test::random_values(static_cast<std::size_t>(rows * m), seed);  // column-major A
-      auto y = test::random_values(static_cast<std::size_t>(rows), seed + 100);
-      std::vector<double> g(static_cast<std::size_t>(m * m)), aty(static_cast<std::size_t>(m));
-      for (std::int64_t i = 0; i < m; ++i) {
-        for (std::int64_t j = 0; j < m; ++j)
-          for (std::int64_t k = 0; k < rows; ++k) g[i * m + j] += a[i * rows + k] * a[j * rows + k];
-        for (std::int64_t k = 0; k < rows; ++k) aty[i] += a[i * rows + k] * y[k];
-      }
-      auto z = nnls_gram(g, aty, m);
+      const NnlsProblem p = random_nnls(rows, m, seed);
+      auto z = nnls_gram(p.g, p.aty, m);
       for (double v : z) CHECK(v >= 0);
-      const double best = reference::nnls_objective(g, aty, reference::nnls_by_supports(g, aty, m));
+      const double best = reference::nnls_objective(p.g, p.aty, reference::nnls_by_supports(p.g, p.aty, m));
       nonzero_optima += best < 0;
-      CHECK(reference::nnls_objective(g, aty, z) == doctest::Approx(best).epsilon(1e-10).scale(1e-12));
+      CHECK(reference::nnls_objective(p.g, p.aty, z) == doctest::Approx(best).epsilon(1e-10).scale(1e-12));
     }
     CHECK(nonzero_optima >= 20);  // mostly real solutions, not z = 0
+  }
+
+  // Supports of five points and more take the solver's paths for larger passive sets (w updated
+  // four rows at a time); the smallest case above never reaches them. More rows than points: a
+  // positive definite Gram, so that the optimal z is unique and can be compared entry by entry.
+  TEST_CASE("NNLS matches the brute-force solution where it has many points") {
+    int large_supports = 0;
+    for (std::uint64_t seed = 50; seed < 62; ++seed) {
+      const std::int64_t rows = 16, m = 14;
+      const NnlsProblem p = random_nnls(rows, m, seed);
+      auto z = nnls_gram(p.g, p.aty, m);
+      for (double v : z) CHECK(v >= 0);
+      const auto exact = reference::nnls_by_supports(p.g, p.aty, m);
+      large_supports += std::count_if(exact.begin(), exact.end(), [](double v) { return v > 0; }) >= 5;
+      const double best = reference::nnls_objective(p.g, p.aty, exact);
+      CHECK(reference::nnls_objective(p.g, p.aty, z) == doctest::Approx(best).epsilon(1e-10).scale(1e-12));
+      for (std::int64_t i = 0; i < m; ++i) CHECK(z[i] == doctest::Approx(exact[i]).epsilon(1e-8).scale(1e-10));
+    }
+    CHECK(large_supports >= 8);
+  }
+
+  // Too many points for brute force, as many as a probe's manifolds have: the solution is the
+  // optimum where it meets the KKT conditions of min ‖A z − y‖², z ≥ 0, with w = Aᵀ(y − A z):
+  // w = 0 where z > 0 and w ≤ 0 where z = 0 (w from the float64 reference product).
+  TEST_CASE("NNLS meets the KKT conditions on probe-sized problems") {
+    for (std::uint64_t seed = 70; seed < 76; ++seed) {
+      const std::int64_t rows = 60, m = 150;
+      const NnlsProblem p = random_nnls(rows, m, seed);
+      auto z = nnls_gram(p.g, p.aty, m);
+      double scale = 0;
+      for (double v : p.aty) scale = std::max(scale, std::abs(v));
+      int support = 0;
+      for (std::int64_t j = 0; j < m; ++j) {
+        double w = p.aty[j];
+        for (std::int64_t i = 0; i < m; ++i) w -= p.g[j * m + i] * z[i];
+        CAPTURE(seed);
+        CAPTURE(j);
+        CHECK(z[j] >= 0);
+        if (z[j] > 0) {
+          ++support;
+          CHECK(std::abs(w) <= 1e-9 * scale);
+        } else {
+          CHECK(w <= 1e-9 * scale);
+        }
+      }
+      CHECK(support >= 20);
+    }
   }
 
   TEST_CASE("invariant to permuting points and rotating the space; identical for the same t") {

@@ -18,10 +18,16 @@ namespace {
 // The Cholesky factor G_PP = L Lᵀ for Lawson–Hanson's passive set P, kept as P grows: adding a
 // column appends one row to L (O(k²)) instead of refactoring (O(k³)), which is what the outer
 // loop does one column at a time. A column leaving P (rare) refactors the rest in their order.
-// L is stored transposed (R = Lᵀ, row-major), so that the forward substitutions, of a new row
-// and of a solve, run column by column as contiguous axpys (vectorized, no chain of dependent
-// subtractions), and the backward one reads rows of R. Each sum still subtracts its terms in
-// increasing order, as the row-by-row forms do, so the results do not depend on the layout.
+// L is stored transposed (R = Lᵀ, row-major), so that the forward substitution of a new row runs
+// column by column as contiguous axpys (vectorized, no chain of dependent subtractions), and the
+// backward one reads rows of R. Each sum still subtracts its terms in increasing order, as the
+// row-by-row forms do, so the results do not depend on the layout.
+//
+// The rows of L, and the entries of the forward solution y = L⁻¹ b_P, depend only on the columns
+// before them: appending a column leaves them as they are, and so does dropping a column for
+// every column ahead of it. Both are kept, so a solve computes y's new entries only, and a
+// refactoring re-adds only the columns after the first one dropped (bit for bit what a full
+// refactoring gives).
 class PassiveCholesky {
  public:
   PassiveCholesky(const double* g, i64 m) : g_(g), m_(m) {}
@@ -50,27 +56,29 @@ class PassiveCholesky {
 
   // Keeps the columns `keep` says to, in their order; false if the rest stopped being independent.
   bool keep_only(const std::vector<char>& keep) {
-    std::vector<i64> kept;
-    for (auto q : columns_)
-      if (keep[static_cast<std::size_t>(q)]) kept.push_back(q);
-    columns_.clear();
-    for (auto q : kept)
+    std::size_t first_dropped = 0;
+    while (first_dropped < columns_.size() && keep[static_cast<std::size_t>(columns_[first_dropped])]) ++first_dropped;
+    std::vector<i64> readd;
+    for (std::size_t i = first_dropped; i < columns_.size(); ++i)
+      if (keep[static_cast<std::size_t>(columns_[i])]) readd.push_back(columns_[i]);
+    columns_.resize(first_dropped);
+    solved_ = std::min(solved_, first_dropped);
+    for (auto q : readd)
       if (!add(q)) return false;
     return true;
   }
 
-  // x = G_PP⁻¹ b_P, in the order of columns().
+  // x = G_PP⁻¹ b_P, in the order of columns(); b must be the same at every call.
   void solve(const double* b, std::vector<double>& x) {
     const std::size_t k = columns_.size(), ld = static_cast<std::size_t>(m_);
-    x.resize(k);
-    sums_.resize(k);
-    for (std::size_t i = 0; i < k; ++i) sums_[i] = b[columns_[i]];
-    for (std::size_t t = 0; t < k; ++t) {  // L y = b, column by column
-      const double* rt = r_.data() + t * ld;
-      const double yt = sums_[t] / rt[t];
-      x[t] = yt;
-      for (std::size_t i = t + 1; i < k; ++i) sums_[i] -= rt[i] * yt;
+    y_.resize(k);
+    for (std::size_t i = solved_; i < k; ++i) {  // L y = b, the rows not solved before
+      double s = b[columns_[i]];
+      for (std::size_t t = 0; t < i; ++t) s -= r_[t * ld + i] * y_[t];
+      y_[i] = s / r_[i * ld + i];
     }
+    solved_ = k;
+    x.assign(y_.begin(), y_.end());
     for (std::size_t i = k; i-- > 0;) {  // Lᵀ x = y, row by row of R
       const double* ri = r_.data() + i * ld;
       double s = x[i];
@@ -85,7 +93,9 @@ class PassiveCholesky {
   i64 m_;
   std::vector<i64> columns_;
   std::vector<double> r_;     // R = Lᵀ: row t at t·m, its entries t..k−1 used
-  std::vector<double> sums_;  // the running sums of the forward substitutions
+  std::vector<double> sums_;  // the running sums of a new row's forward substitution
+  std::vector<double> y_;     // L y = b_P, solved for its first solved_ entries
+  std::size_t solved_ = 0;
 };
 
 }  // namespace
@@ -95,15 +105,31 @@ void nnls_gram(const double* g, const double* aty, i64 m, double tol, double* z)
   std::vector<double> x, w(static_cast<std::size_t>(m));
   std::vector<char> passive(static_cast<std::size_t>(m), 0);
   PassiveCholesky chol(g, m);
+  const std::vector<i64>& p = chol.columns();  // P, in the order its columns joined
   const i64 max_outer = 3 * m + 10;
   for (i64 outer = 0; outer < max_outer; ++outer) {
     // w = Aᵀ(y − A z) = Aᵀy − G z, the negative gradient; z is nonzero on P only, and G is
-    // symmetric, so G z is a sum of G's (contiguous) rows.
-    std::copy(aty, aty + m, w.begin());
-    for (auto q : chol.columns()) {
-      const double zq = z[q];
-      const double* row = g + q * m;
-      for (i64 j = 0; j < m; ++j) w[static_cast<std::size_t>(j)] -= zq * row[j];
+    // symmetric, so G z is a sum of G's (contiguous) rows. Four rows per pass over w, each
+    // entry still subtracting them in the order of P: a quarter of the loads and stores of w.
+    double* wp = w.data();
+    std::copy(aty, aty + m, wp);
+    std::size_t c = 0;
+    for (; c + 4 <= p.size(); c += 4) {
+      const double z0 = z[p[c]], z1 = z[p[c + 1]], z2 = z[p[c + 2]], z3 = z[p[c + 3]];
+      const double *g0 = g + p[c] * m, *g1 = g + p[c + 1] * m, *g2 = g + p[c + 2] * m, *g3 = g + p[c + 3] * m;
+      for (i64 j = 0; j < m; ++j) {
+        double v = wp[j];
+        v -= z0 * g0[j];
+        v -= z1 * g1[j];
+        v -= z2 * g2[j];
+        v -= z3 * g3[j];
+        wp[j] = v;
+      }
+    }
+    for (; c < p.size(); ++c) {
+      const double zq = z[p[c]];
+      const double* row = g + p[c] * m;
+      for (i64 j = 0; j < m; ++j) wp[j] -= zq * row[j];
     }
     i64 best = -1;
     double best_w = tol;
@@ -117,7 +143,6 @@ void nnls_gram(const double* g, const double* aty, i64 m, double tol, double* z)
     passive[static_cast<std::size_t>(best)] = 1;
     for (i64 inner = 0; inner < 3 * m + 10; ++inner) {
       chol.solve(aty, x);
-      const auto& p = chol.columns();
       bool feasible = true;
       for (double v : x) feasible = feasible && v > 0;
       if (feasible) {
