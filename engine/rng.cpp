@@ -41,13 +41,19 @@ void fill_host(Tensor& t, const std::vector<double>& values) {
 }
 }  // namespace
 
+// Value i of a fill depends on its counter alone, so a large fill is split between threads with
+// the same bits as a serial one. (The geometry probe draws ~10⁸ Gaussians for its t vectors.)
+constexpr std::int64_t parallel_fill_from = 1 << 14;
+
 void Generator::uniform(Tensor& t, double low, double high) {
   GS_CHECK(t.dtype() != DType::i32, "uniform: cannot fill {} with real numbers", t.describe());
   GS_CHECK(low <= high, "uniform: low ({}) must not exceed high ({})", low, high);
-  std::vector<double> values(static_cast<std::size_t>(t.numel()));
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    auto b = block(offset_ + i);
-    values[i] = low + (high - low) * unit(b[0], b[1]);
+  const std::int64_t n = t.numel();
+  std::vector<double> values(static_cast<std::size_t>(n));
+#pragma omp parallel for schedule(static) if (n >= parallel_fill_from)
+  for (std::int64_t i = 0; i < n; ++i) {
+    auto b = block(offset_ + static_cast<std::uint64_t>(i));
+    values[static_cast<std::size_t>(i)] = low + (high - low) * unit(b[0], b[1]);
   }
   offset_ += values.size();
   fill_host(t, values);
@@ -56,12 +62,14 @@ void Generator::uniform(Tensor& t, double low, double high) {
 void Generator::normal(Tensor& t, double mean, double std) {
   GS_CHECK(t.dtype() != DType::i32, "normal: cannot fill {} with real numbers", t.describe());
   GS_CHECK(std >= 0, "normal: the standard deviation must be non-negative, got {}", std);
-  std::vector<double> values(static_cast<std::size_t>(t.numel()));
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    auto b = block(offset_ + i);
+  const std::int64_t n = t.numel();
+  std::vector<double> values(static_cast<std::size_t>(n));
+#pragma omp parallel for schedule(static) if (n >= parallel_fill_from)
+  for (std::int64_t i = 0; i < n; ++i) {
+    auto b = block(offset_ + static_cast<std::uint64_t>(i));
     const double u1 = 1.0 - unit(b[0], b[1]);  // (0, 1]: the log stays finite
     const double u2 = unit(b[2], b[3]);
-    values[i] = mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);  // Box–Muller
+    values[static_cast<std::size_t>(i)] = mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);  // Box–Muller
   }
   offset_ += values.size();
   fill_host(t, values);

@@ -36,6 +36,29 @@ TEST_SUITE("rng") {
     CHECK(b.permutation(50) == next);
   }
 
+  // A large fill is shared between threads; each value still comes from its own counter, so it
+  // equals the same draws made one value at a time (fills of one value never run in parallel).
+  TEST_CASE("a large fill equals its values drawn one at a time") {
+    const std::int64_t n = 40000;  // above the size from which a fill is split between threads
+    Generator whole(5, Stream::test), single(5, Stream::test);
+    Tensor u = Tensor::empty(Shape{n}, DType::f64), z = Tensor::empty(Shape{n}, DType::f64);
+    Tensor one = Tensor::empty(Shape{1}, DType::f64);
+    whole.uniform(u, -2, 3);
+    whole.normal(z, 0.5, 2);
+    const auto u_values = u.to_vector(), z_values = z.to_vector();
+    int differing = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      single.uniform(one, -2, 3);
+      differing += one.to_vector()[0] != u_values[static_cast<std::size_t>(i)];
+    }
+    for (std::int64_t i = 0; i < n; ++i) {
+      single.normal(one, 0.5, 2);
+      differing += one.to_vector()[0] != z_values[static_cast<std::size_t>(i)];
+    }
+    CHECK(differing == 0);
+    CHECK(whole.offset() == single.offset());
+  }
+
   TEST_CASE("f32 and f64 draws are the same numbers up to rounding") {
     Generator a(11), b(11);
     Tensor x = Tensor::empty(Shape{100}, DType::f32), y = Tensor::empty(Shape{100}, DType::f64);
