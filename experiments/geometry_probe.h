@@ -4,14 +4,19 @@
 // geometry probe set, grouped by class, analysed by MFTMA (engine/probe/geometry.h); one row per
 // layer in geometry.csv:
 //   step, layer, capacity, capacity_se, radius, dimension, center_correlation, k
-// The same seeded Gaussian vectors serve every step, so steps differ by the network alone. In a
+// The same seeded Gaussian vectors serve every step, so steps differ by the network alone (and
+// the input layer not at all: its row is computed once and repeated while the probe set is the
+// same). In a
 // run trained on a GPU the network there computes the activations and the analysis runs there
 // (only the class centers, the global mean and the per-t terms come back).
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "engine/probe/center_structure.h"
+#include "engine/probe/geometry.h"
 #include "experiments/runner.h"
 
 namespace gs::experiments {
@@ -26,6 +31,8 @@ class GeometryProbe {
   Device last_device() const { return last_device_; }  // where the last probe step's analysis ran
 
  private:
+  void write_row(std::int64_t step, const std::string& layer, const probe::LayerGeometry& g);
+
   double kappa_;
   std::int64_t n_t_;
   std::uint64_t seed_;
@@ -34,6 +41,12 @@ class GeometryProbe {
   Tensor device_images_;  // the probe set's images on the training device, uploaded once
   Device last_device_ = Device::cpu;
   std::set<std::string> said_;  // warnings already printed ("layer: text"), each said once a run
+  struct InputLayer {  // the input layer's geometry and what it was computed from
+    std::vector<double> values;
+    std::vector<std::int32_t> labels;
+    probe::LayerGeometry geometry;
+  };
+  std::optional<InputLayer> input_;
 };
 
 // The activations of every layer on x: ("input", x flattened), then each layer's output named

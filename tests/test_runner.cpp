@@ -68,6 +68,41 @@ TEST_SUITE("runner") {
     CHECK(std::filesystem::exists(dir / "run" / "ntk_pairwise_train.npy"));
   }
 
+  // The geometry probe computes the input layer once and repeats its row; the repeat must equal
+  // a fresh analysis, and a probe set with other images or labels must be analysed anew.
+  TEST_CASE("the geometry probe's input-layer row equals a fresh analysis, for every probe set it is given") {
+    test::TempDir dir;
+    Generator gen(3);
+    auto model = models::make_mlp({{12, 6, 3}, nn::Activation::relu, 1.0, 1.0, DType::f32}, gen);
+    auto dataset = [](std::uint64_t seed, std::vector<std::int32_t> labels) {
+      const auto n = static_cast<std::int64_t>(labels.size());
+      return data::Dataset{"probe", test::random_tensor(Shape{n, 1, 3, 4}, seed, DType::f32), Tensor::from(labels, Shape{n}), 3};
+    };
+    const std::vector<std::int32_t> labels{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2};
+    std::vector<std::int32_t> relabelled = labels;
+    std::swap(relabelled[0], relabelled[1]);
+    const data::Dataset first = dataset(1, labels), other_images = dataset(2, labels), other_labels = dataset(1, relabelled);
+    GeometryProbe probe(0.0, 30, 7);
+    const std::vector<const data::Dataset*> sets{&first, &first, &other_images, &other_images, &other_labels, &first};
+    for (std::size_t i = 0; i < sets.size(); ++i)
+      probe(ProbeContext{static_cast<std::int64_t>(i), *model, first, first, *sets[i], dir.path(), dir.path()});
+    const auto rows = read_csv(dir / "geometry.csv");
+    std::vector<std::vector<std::string>> input_rows;
+    for (const auto& r : rows)
+      if (r[1] == "input") input_rows.push_back(r);
+    REQUIRE(input_rows.size() == sets.size());
+    for (std::size_t i = 0; i < sets.size(); ++i) {
+      CAPTURE(i);
+      const data::Dataset& set = *sets[i];
+      const auto want = probe::analyze_layer(set.images.view(Shape{set.size(), 12}), set.labels.to_int_vector(), 3, 0.0, 30, 7);
+      CHECK(input_rows[i][2] == fmt::format("{:.9g}", want.capacity));
+      CHECK(input_rows[i][4] == fmt::format("{:.9g}", want.radius));
+      CHECK(input_rows[i][5] == fmt::format("{:.9g}", want.dimension));
+    }
+    CHECK(input_rows[2][2] != input_rows[0][2]);  // the sets do differ in what they give
+    CHECK(input_rows[4][2] != input_rows[0][2]);
+  }
+
   TEST_CASE("a run writes recipe, run.json, metrics on schedule and checkpoints at the probe steps") {
     test::TempDir dir;
     write_tiny_mnist(dir.path(), 64, 40);
