@@ -6,9 +6,8 @@
 //   step, layer, capacity, capacity_se, radius, dimension, center_correlation, k
 // The same seeded Gaussian vectors serve every step, so steps differ by the network alone (and
 // the input layer not at all: its row is computed once and repeated while the probe set is the
-// same). In a
-// run trained on a GPU the network there computes the activations and the analysis runs there
-// (only the class centers, the global mean and the per-t terms come back).
+// same). In a run trained on a GPU the network there computes the activations and the analysis
+// runs there (only the class centers, the global mean and the per-t terms come back).
 #include <fstream>
 #include <optional>
 #include <set>
