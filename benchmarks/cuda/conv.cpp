@@ -79,8 +79,13 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh, bool tf32) {
     // FP32 arithmetic, as ours: cuDNN's default math lets FP32 convolutions run in TF32 on tensor cores.
     cudnn->set_math(cdesc, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH);
     const float one = 1, zero = 0;
-    auto workspace_of = [](std::size_t bytes) {
-      return Tensor::empty(Shape{std::max<std::int64_t>(1, std::int64_t(bytes / 4 + 1))}, DType::f32, Device::cuda);
+    // Times one cuDNN pass (run(workspace, out)) into `pass`, and its error against ours.
+    auto time_cudnn = [](Pass& pass, std::size_t workspace_bytes, const Tensor& ours, auto&& run) {
+      Tensor workspace = Tensor::empty(Shape{std::max<std::int64_t>(1, std::int64_t(workspace_bytes / 4 + 1))}, DType::f32,
+                                       Device::cuda);
+      Tensor ref = Tensor::zeros(ours.shape(), DType::f32, Device::cuda);
+      pass.theirs = median_seconds([&] { run(workspace.raw(), ref.raw()); }, 20);
+      pass.err = relative_error(ours, ref);
     };
     int found = 0;
     {
@@ -89,12 +94,9 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh, bool tf32) {
       const auto algo = found > 0 ? perf[0].algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
       std::size_t bytes = 0;
       cudnn->workspace_size(cudnn->handle, xdesc, fdesc, cdesc, ydesc, algo, &bytes);
-      Tensor workspace = workspace_of(bytes), ref = Tensor::zeros(y.shape(), DType::f32, Device::cuda);
-      passes[0].theirs = median_seconds([&] {
-        cudnn->forward(cudnn->handle, &one, xdesc, xd.raw(), fdesc, wd.raw(), cdesc, algo, workspace.raw(), bytes, &zero,
-                       ydesc, ref.raw());
-      }, 20);
-      passes[0].err = relative_error(y, ref);
+      time_cudnn(passes[0], bytes, y, [&](void* workspace, void* out) {
+        cudnn->forward(cudnn->handle, &one, xdesc, xd.raw(), fdesc, wd.raw(), cdesc, algo, workspace, bytes, &zero, ydesc, out);
+      });
     }
     {
       cudnnConvolutionBwdDataAlgoPerf_t perf[8];
@@ -102,12 +104,10 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh, bool tf32) {
       const auto algo = found > 0 ? perf[0].algo : CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
       std::size_t bytes = 0;
       cudnn->data_workspace_size(cudnn->handle, fdesc, ydesc, cdesc, xdesc, algo, &bytes);
-      Tensor workspace = workspace_of(bytes), ref = Tensor::zeros(x.shape(), DType::f32, Device::cuda);
-      passes[1].theirs = median_seconds([&] {
-        cudnn->backward_data(cudnn->handle, &one, fdesc, wd.raw(), ydesc, gyd.raw(), cdesc, algo, workspace.raw(), bytes,
-                             &zero, xdesc, ref.raw());
-      }, 20);
-      passes[1].err = relative_error(gx, ref);
+      time_cudnn(passes[1], bytes, gx, [&](void* workspace, void* out) {
+        cudnn->backward_data(cudnn->handle, &one, fdesc, wd.raw(), ydesc, gyd.raw(), cdesc, algo, workspace, bytes, &zero,
+                             xdesc, out);
+      });
     }
     {
       cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
@@ -115,12 +115,10 @@ void bench_conv(const Cudnn* cudnn, const ConvShape& sh, bool tf32) {
       const auto algo = found > 0 ? perf[0].algo : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
       std::size_t bytes = 0;
       cudnn->filter_workspace_size(cudnn->handle, xdesc, ydesc, cdesc, fdesc, algo, &bytes);
-      Tensor workspace = workspace_of(bytes), ref = Tensor::zeros(w.shape(), DType::f32, Device::cuda);
-      passes[2].theirs = median_seconds([&] {
-        cudnn->backward_filter(cudnn->handle, &one, xdesc, xd.raw(), ydesc, gyd.raw(), cdesc, algo, workspace.raw(), bytes,
-                               &zero, fdesc, ref.raw());
-      }, 20);
-      passes[2].err = relative_error(gw, ref);
+      time_cudnn(passes[2], bytes, gw, [&](void* workspace, void* out) {
+        cudnn->backward_filter(cudnn->handle, &one, xdesc, xd.raw(), ydesc, gyd.raw(), cdesc, algo, workspace, bytes, &zero,
+                               fdesc, out);
+      });
     }
   }
   for (const Pass& p : passes)
